@@ -1,0 +1,20 @@
+/* quantgolf info: version, build options and GPU availability. */
+#include <stdio.h>
+
+#include "cli/commands.h"
+#include "kernels/cuda_device.h"
+
+void qg_cmd_info_help(void) {
+  printf("usage: quantgolf info\n\nPrints the version, whether the CUDA backend was compiled "
+         "in, and the GPU found (if any).\n");
+}
+
+int qg_cmd_info(int argc, char **argv) {
+  (void)argv;
+  if (argc > 1) return qg_cli_usage_error("info", "takes no arguments");
+  char desc[512];
+  qg_cuda_describe(desc, sizeof desc);
+  printf("quantgolf %s\ncuda backend: %s\n%s\n", QG_VERSION, qg_cuda_compiled() ? "compiled" : "not compiled",
+         desc);
+  return 0;
+}

@@ -1,0 +1,31 @@
+/* The subcommands of the quantgolf CLI: one file each (cli/cmd_*.c). Each returns the
+ * process exit code: 0 success, 1 runtime failure, 2 bad usage or bad input. */
+#ifndef QG_CLI_COMMANDS_H
+#define QG_CLI_COMMANDS_H
+
+#include "core/status.h"
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+  void (*help)(void);
+} qg_command;
+
+int qg_cmd_inspect(int argc, char **argv);
+void qg_cmd_inspect_help(void);
+int qg_cmd_convert(int argc, char **argv);
+void qg_cmd_convert_help(void);
+int qg_cmd_export_int8(int argc, char **argv);
+void qg_cmd_export_int8_help(void);
+int qg_cmd_info(int argc, char **argv);
+void qg_cmd_info_help(void);
+
+/* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
+int qg_cli_report(const char *cmd, qg_status st);
+/* Prints a usage error on stderr and returns 2. */
+int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
+/* True when argv holds -h or --help. */
+int qg_cli_wants_help(int argc, char **argv);
+
+#endif

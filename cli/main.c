@@ -1,0 +1,73 @@
+/* quantgolf: the command-line entry point. Parses the subcommand and hands over. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const qg_command commands[] = {
+    {"inspect", "list the tensors of a checkpoint, tokenizer or shard file", qg_cmd_inspect,
+     qg_cmd_inspect_help},
+    {"convert", "convert any readable checkpoint to safetensors", qg_cmd_convert,
+     qg_cmd_convert_help},
+    {"export-int8", "quantize a float checkpoint to the contest's .int8.ptz artifact",
+     qg_cmd_export_int8, qg_cmd_export_int8_help},
+    {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "quantgolf %s: a post-training quantization workbench for the Parameter Golf model\n\n"
+          "usage: quantgolf COMMAND [ARGS...]\n       quantgolf COMMAND --help\n\ncommands:\n",
+          QG_VERSION);
+  for (int i = 0; i < n_commands; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nexit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
+}
+
+int qg_cli_report(const char *cmd, qg_status st) {
+  const char *msg = qg_last_error();
+  fprintf(stderr, "quantgolf %s: %s\n", cmd, *msg ? msg : qg_status_name(st));
+  return qg_status_exit_code(st);
+}
+
+int qg_cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "quantgolf %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, " (see quantgolf %s --help)\n", cmd);
+  va_end(ap);
+  return 2;
+}
+
+int qg_cli_wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("quantgolf %s\n", QG_VERSION);
+    return 0;
+  }
+  for (int i = 0; i < n_commands; i++) {
+    if (strcmp(argv[1], commands[i].name) != 0) continue;
+    if (qg_cli_wants_help(argc - 1, argv + 1)) {
+      commands[i].help();
+      return 0;
+    }
+    return commands[i].run(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages quantgolf needs, only those missing. Idempotent; run as root.
+# Prints what it installed, or that nothing was needed.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libopenblas-dev liblapacke-dev
+  libzstd-dev zlib1g-dev liblzma-dev libbrotli-dev
+  libyaml-dev libcmocka-dev
+  clang libclang-rt-dev   # libFuzzer and sanitizer runtimes for `make fuzz`
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present, nothing to do"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run this script as root to install them" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: installed ${missing[*]}"

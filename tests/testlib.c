@@ -1,0 +1,108 @@
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/testlib.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *qg_test_contest_file(const char *name) {
+  static char path[4096];
+  const char *dir = getenv("QG_CONTEST_DIR");
+  if (dir && *dir)
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+  else
+    snprintf(path, sizeof path, "%s/../shared/contest/%s", QG_SOURCE_DIR, name);
+  return access(path, R_OK) == 0 ? path : NULL;
+}
+
+char *qg_test_tmpdir(void) {
+  char tmpl[] = "/tmp/qgtest.XXXXXX";
+  char *d = mkdtemp(tmpl);
+  assert_non_null(d);
+  return strdup(d);
+}
+
+void qg_test_rmdir(char *dir) {
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      char p[4096];
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+  free(dir);
+}
+
+const char *qg_test_path(const char *dir, const char *name) {
+  static char p[4096];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return p;
+}
+
+static void slurp(const char *path, char *buf, size_t cap) {
+  if (!buf || !cap) return;
+  buf[0] = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = 0;
+  fclose(f);
+}
+
+int qg_test_run_cli(const char *args, char *out, size_t out_cap, char *err, size_t err_cap) {
+  char *dir = qg_test_tmpdir();
+  char o[4200], e[4200], cmd[16384];
+  snprintf(o, sizeof o, "%s/stdout", dir);
+  snprintf(e, sizeof e, "%s/stderr", dir);
+  snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", QG_CLI_PATH, args, o, e);
+  int r = system(cmd);
+  slurp(o, out, out_cap);
+  slurp(e, err, err_cap);
+  qg_test_rmdir(dir);
+  if (r == -1 || !WIFEXITED(r)) return -1;
+  return WEXITSTATUS(r);
+}
+
+void qg_test_write(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  assert_int_equal(fclose(f), 0);
+}
+
+int qg_test_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int qg_test_count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+  closedir(d);
+  return n;
+}
+
+uint64_t qg_test_rand(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+float qg_test_randf(uint64_t *s) { return (float)((qg_test_rand(s) >> 40) * (1.0 / 8388608.0)) - 1.0f; }

@@ -1,0 +1,44 @@
+/* Helpers shared by the cmocka tests: locating ../shared/contest, temp dirs, running the
+ * CLI. Include after <cmocka.h>'s prerequisites (stdarg, stddef, setjmp, stdint). */
+#ifndef QG_TESTS_TESTLIB_H
+#define QG_TESTS_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Path of a file in the contest folder (QG_CONTEST_DIR or <source>/../shared/contest), or
+ * NULL when absent. The returned string is static storage, overwritten by the next call. */
+const char *qg_test_contest_file(const char *name);
+
+/* Skips the current cmocka test with a visible message unless the contest file exists;
+ * otherwise sets `var` to its path. */
+#define QG_REQUIRE_CONTEST_FILE(var, name)                                           \
+  do {                                                                               \
+    var = qg_test_contest_file(name);                                                \
+    if (!var) {                                                                      \
+      print_message("SKIP: %s not found (needs ../shared/contest beside the "       \
+                    "checkout, or QG_CONTEST_DIR)\n", name);                         \
+      skip();                                                                        \
+    }                                                                                \
+  } while (0)
+
+/* A fresh temporary directory (malloc'd path), removed with qg_test_rmdir. */
+char *qg_test_tmpdir(void);
+void qg_test_rmdir(char *dir);
+/* "<dir>/<name>" in static storage (overwritten by the next call). */
+const char *qg_test_path(const char *dir, const char *name);
+
+/* Runs the quantgolf CLI with a shell-quoted argument string; captures stderr and stdout
+ * (each truncated to cap-1 bytes) and returns the exit code (-1 if it died by signal). */
+int qg_test_run_cli(const char *args, char *out, size_t out_cap, char *err, size_t err_cap);
+
+/* Writes bytes to a file (test helper; aborts the test on failure). */
+void qg_test_write(const char *path, const void *data, size_t n);
+int qg_test_exists(const char *path);
+/* Number of directory entries (excluding . and ..), to check no temp files are left. */
+int qg_test_count_entries(const char *dir);
+/* Deterministic pseudo-random generator for tests (splitmix64). */
+uint64_t qg_test_rand(uint64_t *state);
+float qg_test_randf(uint64_t *state); /* uniform in [-1, 1) */
+
+#endif
