@@ -1,4 +1,318 @@
+/* quantgolf inspect FILE [--json]: what a file holds, for every format quantgolf reads. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli/commands.h"
-void qg_cmd_inspect_help(void) { printf("not yet\n"); }
-int qg_cmd_inspect(int argc, char **argv) { (void)argc; (void)argv; return 1; }
+#include "core/json.h"
+#include "io/checkpoint.h"
+#include "io/ptz.h"
+#include "io/shards.h"
+#include "io/spm.h"
+
+void qg_cmd_inspect_help(void) {
+  printf(
+      "usage: quantgolf inspect FILE [--json]\n\n"
+      "Lists what FILE holds. The format is recognised from the content:\n"
+      "  safetensors, torch .pt state dicts, contest .int8.ptz artifacts: per tensor its name,\n"
+      "    dtype, shape and bytes (and for .ptz the quantization scheme); totals.\n"
+      "  contest token shards (a path or a quoted glob, concatenated in sorted order):\n"
+      "    files, token counts, smallest and largest token id.\n"
+      "  SentencePiece .model / .vocab: pieces by type, trainer and normalizer settings, and\n"
+      "    the contest's BPB lookup tables in summary.\n\n"
+      "  --json   write the same as one JSON object on stdout\n");
+}
+
+/* One row of the tensor table, in text or JSON. */
+static void tensor_row(qg_json *j, const char *name, qg_dtype dt, int ndim, const int64_t *shape, int64_t bytes,
+                       const char *scheme) {
+  char sh[128];
+  qg_shape_str(ndim, shape, sh, sizeof sh);
+  if (!j) {
+    printf("%-40s %-9s %-14s %10lld  %s\n", name, qg_dtype_name(dt), sh, (long long)bytes, scheme ? scheme : "");
+    return;
+  }
+  qg_json_obj_begin(j);
+  qg_json_key(j, "name");
+  qg_json_str(j, name);
+  qg_json_key(j, "dtype");
+  qg_json_str(j, qg_dtype_name(dt));
+  qg_json_key(j, "shape");
+  qg_json_arr_begin(j);
+  for (int i = 0; i < ndim; i++) qg_json_int(j, shape[i]);
+  qg_json_arr_end(j);
+  qg_json_key(j, "bytes");
+  qg_json_int(j, bytes);
+  if (scheme) {
+    qg_json_key(j, "scheme");
+    qg_json_str(j, scheme);
+  }
+  qg_json_obj_end(j);
+}
+
+static void totals(qg_json *j, int n, int64_t params, int64_t bytes, long long file_bytes) {
+  if (!j) {
+    printf("tensors: %d  parameters: %lld  tensor bytes: %lld  file bytes: %lld\n", n, (long long)params,
+           (long long)bytes, file_bytes);
+    return;
+  }
+  qg_json_key(j, "tensor_count");
+  qg_json_int(j, n);
+  qg_json_key(j, "parameters");
+  qg_json_int(j, params);
+  qg_json_key(j, "tensor_bytes");
+  qg_json_int(j, bytes);
+  qg_json_key(j, "file_bytes");
+  qg_json_int(j, file_bytes);
+}
+
+static qg_status inspect_state(const char *path, qg_json *j, long long fbytes) {
+  qg_state s;
+  qg_format f;
+  QG_TRY(qg_checkpoint_load(path, &s, &f));
+  if (j) {
+    qg_json_key(j, "tensors");
+    qg_json_arr_begin(j);
+  } else {
+    printf("%-40s %-9s %-14s %10s\n", "name", "dtype", "shape", "bytes");
+  }
+  for (int i = 0; i < s.n; i++) tensor_row(j, s.t[i].name, s.t[i].dtype, s.t[i].ndim, s.t[i].shape, (int64_t)s.t[i].nbytes, NULL);
+  if (j) qg_json_arr_end(j);
+  totals(j, s.n, qg_state_numel(&s), qg_state_nbytes(&s), fbytes);
+  qg_state_free(&s);
+  return QG_OK;
+}
+
+/* The .ptz as stored: codes and scales per quantized tensor, passthrough as kept. */
+static qg_status inspect_ptz(const char *path, qg_json *j, long long fbytes) {
+  qg_int8_artifact a;
+  QG_TRY(qg_ptz_read(path, &a));
+  if (j) {
+    qg_json_key(j, "quant_format");
+    qg_json_str(j, a.format);
+    qg_json_key(j, "tensors");
+    qg_json_arr_begin(j);
+  } else {
+    printf("quant format: %s\n%-40s %-9s %-14s %10s  %s\n", a.format, "name", "dtype", "shape", "bytes", "scheme");
+  }
+  int64_t params = 0, bytes = 0;
+  for (int i = 0; i < a.quantized.n; i++) {
+    const qg_tensor *q = &a.quantized.t[i], *sc = &a.scales.t[i];
+    char scheme[128];
+    snprintf(scheme, sizeof scheme, "int8 %s, %s scale%s (orig %s)", a.per_row[i] ? "per-row" : "per-tensor",
+             qg_dtype_name(sc->dtype), a.per_row[i] ? "s" : "", a.orig_dtype[i]);
+    int64_t b = (int64_t)(q->nbytes + sc->nbytes);
+    tensor_row(j, q->name, q->dtype, q->ndim, q->shape, b, scheme);
+    params += qg_tensor_numel(q);
+    bytes += b;
+  }
+  for (int i = 0; i < a.passthrough.n; i++) {
+    const qg_tensor *p = &a.passthrough.t[i];
+    char scheme[128];
+    if (a.pass_orig[i])
+      snprintf(scheme, sizeof scheme, "passthrough (orig %s)", a.pass_orig[i]);
+    else
+      snprintf(scheme, sizeof scheme, "passthrough");
+    tensor_row(j, p->name, p->dtype, p->ndim, p->shape, (int64_t)p->nbytes, scheme);
+    params += qg_tensor_numel(p);
+    bytes += (int64_t)p->nbytes;
+  }
+  if (j) qg_json_arr_end(j);
+  totals(j, a.quantized.n + a.passthrough.n, params, bytes, fbytes);
+  qg_int8_artifact_free(&a);
+  return QG_OK;
+}
+
+static qg_status inspect_shards(const char *path, qg_json *j) {
+  qg_shards s;
+  QG_TRY(qg_shards_open(path, &s));
+  int lo = 65535, hi = 0;
+  if (j) {
+    qg_json_key(j, "files");
+    qg_json_arr_begin(j);
+  }
+  for (int i = 0; i < s.n_files; i++) {
+    const qg_shard_file *f = &s.files[i];
+    int flo = 65535, fhi = 0;
+    for (int64_t k = 0; k < f->count; k++) {
+      int v = f->tokens[2 * k] | (f->tokens[2 * k + 1] << 8);
+      if (v < flo) flo = v;
+      if (v > fhi) fhi = v;
+    }
+    if (flo < lo) lo = flo;
+    if (fhi > hi) hi = fhi;
+    if (j) {
+      qg_json_obj_begin(j);
+      qg_json_key(j, "path");
+      qg_json_str(j, f->name);
+      qg_json_key(j, "tokens");
+      qg_json_int(j, f->count);
+      qg_json_obj_end(j);
+    } else {
+      printf("%-60s %12lld tokens\n", f->name, (long long)f->count);
+    }
+  }
+  if (j) {
+    qg_json_arr_end(j);
+    qg_json_key(j, "total_tokens");
+    qg_json_int(j, s.total);
+    qg_json_key(j, "min_token");
+    if (s.total) qg_json_int(j, lo); else qg_json_null(j);
+    qg_json_key(j, "max_token");
+    if (s.total) qg_json_int(j, hi); else qg_json_null(j);
+  } else {
+    printf("files: %d  tokens: %lld", s.n_files, (long long)s.total);
+    if (s.total) printf("  token ids: %d..%d", lo, hi);
+    printf("\n");
+  }
+  qg_shards_close(&s);
+  return QG_OK;
+}
+
+static qg_status inspect_spm(const char *path, qg_json *j) {
+  qg_spm m;
+  QG_TRY(qg_spm_load(path, &m));
+  int counts[7] = {0};
+  for (int i = 0; i < m.n_pieces; i++)
+    if (m.pieces[i].type >= 1 && m.pieces[i].type <= 6) counts[m.pieces[i].type]++;
+  qg_spm_luts l;
+  qg_status s = qg_spm_luts_init(&l, &m, m.n_pieces);
+  if (s) {
+    qg_spm_free(&m);
+    return s;
+  }
+  int boundary = 0, lead = 0;
+  long long base = 0;
+  for (int i = 0; i < l.size; i++) {
+    boundary += l.is_boundary[i];
+    lead += l.has_leading_space[i];
+    base += l.base_bytes[i];
+  }
+  static const char *tn[7] = {"", "normal", "unknown", "control", "user_defined", "unused", "byte"};
+  const qg_spm_trainer *t = &m.trainer;
+  const qg_spm_normalizer *nz = &m.normalizer;
+  if (!j) {
+    printf("pieces: %d (", m.n_pieces);
+    for (int k = 1, first = 1; k <= 6; k++)
+      if (counts[k]) {
+        printf("%s%d %s", first ? "" : ", ", counts[k], tn[k]);
+        first = 0;
+      }
+    printf(")\n");
+    printf("trainer: model_type %d, vocab_size %d, byte_fallback %d, split_digits %d, character_coverage %g\n",
+           t->model_type, t->vocab_size, t->byte_fallback, t->split_digits, t->character_coverage);
+    printf("ids: unk %d, bos %d, eos %d, pad %d\n", t->unk_id, t->bos_id, t->eos_id, t->pad_id);
+    printf("normalizer: %s, add_dummy_prefix %d, remove_extra_whitespaces %d, charsmap %zu bytes\n",
+           nz->name, nz->add_dummy_prefix, nz->remove_extra_whitespaces, nz->charsmap_len);
+    if (m.specs_assumed) printf("note: read from a .vocab; trainer and normalizer settings are the contest's, assumed\n");
+    printf("bpb luts: %d boundary ids, %d with a leading space, %lld base bytes in all\n", boundary, lead, base);
+  } else {
+    qg_json_key(j, "pieces");
+    qg_json_int(j, m.n_pieces);
+    qg_json_key(j, "piece_types");
+    qg_json_obj_begin(j);
+    for (int k = 1; k <= 6; k++) {
+      qg_json_key(j, tn[k]);
+      qg_json_int(j, counts[k]);
+    }
+    qg_json_obj_end(j);
+    qg_json_key(j, "model_type");
+    qg_json_int(j, t->model_type);
+    qg_json_key(j, "vocab_size");
+    qg_json_int(j, t->vocab_size);
+    qg_json_key(j, "byte_fallback");
+    qg_json_bool(j, t->byte_fallback);
+    qg_json_key(j, "split_digits");
+    qg_json_bool(j, t->split_digits);
+    qg_json_key(j, "normalizer");
+    qg_json_str(j, nz->name);
+    qg_json_key(j, "add_dummy_prefix");
+    qg_json_bool(j, nz->add_dummy_prefix);
+    qg_json_key(j, "remove_extra_whitespaces");
+    qg_json_bool(j, nz->remove_extra_whitespaces);
+    qg_json_key(j, "charsmap_bytes");
+    qg_json_int(j, (int64_t)nz->charsmap_len);
+    qg_json_key(j, "specs_assumed");
+    qg_json_bool(j, m.specs_assumed);
+    qg_json_key(j, "lut_boundary_ids");
+    qg_json_int(j, boundary);
+    qg_json_key(j, "lut_leading_space_ids");
+    qg_json_int(j, lead);
+    qg_json_key(j, "lut_base_bytes_total");
+    qg_json_int(j, base);
+  }
+  qg_spm_luts_free(&l);
+  qg_spm_free(&m);
+  return QG_OK;
+}
+
+int qg_cmd_inspect(int argc, char **argv) {
+  const char *path = NULL;
+  int json = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (argv[i][0] == '-' && argv[i][1])
+      return qg_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
+    else if (path)
+      return qg_cli_usage_error("inspect", "one FILE only");
+    else
+      path = argv[i];
+  }
+  if (!path) return qg_cli_usage_error("inspect", "missing FILE");
+  /* A shard glob has no single file to sniff. */
+  qg_format f;
+  qg_status s;
+  struct stat st;
+  int is_glob = strpbrk(path, "*?[") != NULL && stat(path, &st) != 0;
+  if (is_glob) {
+    f = QG_FMT_SHARD;
+  } else if ((s = qg_detect_file_format(path, &f))) {
+    return qg_cli_report("inspect", s);
+  }
+  long long fbytes = is_glob ? 0 : (stat(path, &st) == 0 ? (long long)st.st_size : 0);
+  qg_buf b;
+  qg_buf_init(&b);
+  qg_json j;
+  qg_json_init(&j, &b, 1);
+  qg_json *jp = json ? &j : NULL;
+  if (jp) {
+    qg_json_obj_begin(jp);
+    qg_json_key(jp, "file");
+    qg_json_str(jp, path);
+    qg_json_key(jp, "format");
+    qg_json_str(jp, qg_format_name(f));
+  } else {
+    printf("file: %s\nformat: %s\n", path, qg_format_name(f));
+  }
+  switch (f) {
+    case QG_FMT_PTZ: s = inspect_ptz(path, jp, fbytes); break;
+    case QG_FMT_PT: {
+      /* a bare int8 artifact inside a torch zip is shown as the artifact */
+      qg_int8_artifact a;
+      if (qg_ptz_read(path, &a) == QG_OK) {
+        qg_int8_artifact_free(&a);
+        s = inspect_ptz(path, jp, fbytes);
+      } else {
+        s = inspect_state(path, jp, fbytes);
+      }
+      break;
+    }
+    case QG_FMT_SAFETENSORS: s = inspect_state(path, jp, fbytes); break;
+    case QG_FMT_SHARD: s = inspect_shards(path, jp); break;
+    default: s = inspect_spm(path, jp); break;
+  }
+  if (s) {
+    fflush(stdout);
+    qg_buf_free(&b);
+    return qg_cli_report("inspect", s);
+  }
+  if (jp) {
+    qg_json_obj_end(jp);
+    qg_buf_byte(&b, '\n');
+    fwrite(b.p, 1, b.n, stdout);
+  }
+  qg_buf_free(&b);
+  return 0;
+}
