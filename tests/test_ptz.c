@@ -262,6 +262,21 @@ static void test_export_rejects_nan(void **st) {
   qg_state_free(&sd);
 }
 
+/* A small artifact saved by real torch.save + zlib; its dequantization must equal the
+ * contest's own dequantize_state_dict_int8 run by torch (the manifest), byte for byte. */
+static void test_torch_written_artifact(void **st) {
+  (void)st;
+  qg_int8_artifact a;
+  assert_int_equal(qg_ptz_read(qg_test_data_file("small_artifact.int8.ptz"), &a), QG_OK);
+  assert_int_equal(a.quantized.n, 3);
+  assert_false(a.per_row[2]);
+  qg_state d;
+  assert_int_equal(qg_int8_dequantize(&a, &d), QG_OK);
+  qg_test_check_manifest(&d, qg_test_data_file("small_artifact_expected.bin"), 6);
+  qg_state_free(&d);
+  qg_int8_artifact_free(&a);
+}
+
 /* Truncations, flipped bytes and a zlib bomb: every one an error that names the file. */
 static void test_malformed(void **st) {
   (void)st;
@@ -305,6 +320,7 @@ int main(void) {
       cmocka_unit_test(test_read_samtruss),      cmocka_unit_test(test_read_montysteele),
       cmocka_unit_test(test_export_reproduces_tiny), cmocka_unit_test(test_write_roundtrip),
       cmocka_unit_test(test_export_rejects_nan), cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_torch_written_artifact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

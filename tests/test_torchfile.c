@@ -17,47 +17,9 @@
 #include "io/zip.h"
 #include "tests/testlib.h"
 
-static const char *data_file(const char *name) {
-  static char p[4096];
-  snprintf(p, sizeof p, "%s/tests/data/%s", QG_SOURCE_DIR, name);
-  return p;
-}
 
-/* Compares a loaded state with the contiguous manifest written by make_torch_refs.py. */
 static void check_against_expected(const qg_state *s) {
-  uint8_t *m;
-  size_t len;
-  assert_int_equal(qg_read_file(data_file("torch_views_expected.bin"), &m, &len, 0), QG_OK);
-  size_t pos = 0;
-  int count = 0;
-  while (pos < len) {
-    char line[512];
-    const uint8_t *nl = memchr(m + pos, '\n', len - pos);
-    assert_non_null(nl);
-    size_t ll = (size_t)(nl - (m + pos));
-    memcpy(line, m + pos, ll);
-    line[ll] = 0;
-    pos += ll + 1;
-    char name[128], dtype[32];
-    int ndim, off;
-    assert_int_equal(sscanf(line, "%127s %31s %d%n", name, dtype, &ndim, &off), 3);
-    long long dims[8], nbytes;
-    char *p = line + off;
-    for (int i = 0; i < ndim; i++) dims[i] = strtoll(p, &p, 10);
-    nbytes = strtoll(p, &p, 10);
-    const qg_tensor *t = qg_state_find_c(s, name);
-    assert_non_null(t);
-    assert_string_equal(qg_dtype_name(t->dtype), dtype);
-    assert_int_equal(t->ndim, ndim);
-    for (int i = 0; i < ndim; i++) assert_int_equal(t->shape[i], dims[i]);
-    assert_int_equal(t->nbytes, (size_t)nbytes);
-    assert_memory_equal(t->data, m + pos, (size_t)nbytes);
-    pos += (size_t)nbytes;
-    count++;
-  }
-  assert_int_equal(count, s->n);
-  assert_int_equal(count, 18);
-  free(m);
+  qg_test_check_manifest(s, qg_test_data_file("torch_views_expected.bin"), 18);
 }
 
 static void test_torch_written_views(void **st) {
@@ -65,7 +27,7 @@ static void test_torch_written_views(void **st) {
   const char *files[] = {"torch_views_p2.pt", "torch_views_p4.pt"};
   for (int i = 0; i < 2; i++) {
     qg_state s;
-    assert_int_equal(qg_pt_load(data_file(files[i]), &s), QG_OK);
+    assert_int_equal(qg_pt_load(qg_test_data_file(files[i]), &s), QG_OK);
     check_against_expected(&s);
     qg_state_free(&s);
   }
@@ -76,7 +38,7 @@ static void test_torch_written_views(void **st) {
 static void test_save_roundtrip(void **st) {
   (void)st;
   qg_state s;
-  assert_int_equal(qg_pt_load(data_file("torch_views_p2.pt"), &s), QG_OK);
+  assert_int_equal(qg_pt_load(qg_test_data_file("torch_views_p2.pt"), &s), QG_OK);
   qg_buf img;
   qg_buf_init(&img);
   assert_int_equal(qg_pt_save_mem(&s, &img), QG_OK);
@@ -193,7 +155,7 @@ static void test_zip_malformed(void **st) {
   (void)st;
   uint8_t *d;
   size_t n;
-  assert_int_equal(qg_read_file(data_file("torch_views_p2.pt"), &d, &n, 0), QG_OK);
+  assert_int_equal(qg_read_file(qg_test_data_file("torch_views_p2.pt"), &d, &n, 0), QG_OK);
   /* every truncation fails cleanly */
   for (size_t cut = 0; cut < n; cut += 97) {
     qg_state s;

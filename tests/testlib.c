@@ -7,6 +7,9 @@
 
 #include "tests/testlib.h"
 
+#include "core/file.h"
+#include "core/tensor.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,3 +109,47 @@ uint64_t qg_test_rand(uint64_t *s) {
 }
 
 float qg_test_randf(uint64_t *s) { return (float)((qg_test_rand(s) >> 40) * (1.0 / 8388608.0)) - 1.0f; }
+
+const char *qg_test_data_file(const char *name) {
+  static char p[4096];
+  snprintf(p, sizeof p, "%s/tests/data/%s", QG_SOURCE_DIR, name);
+  return p;
+}
+
+void qg_test_check_manifest(const void *state, const char *manifest_path, int expected_count) {
+  const qg_state *s = state;
+  uint8_t *m;
+  size_t len;
+  assert_int_equal(qg_read_file(manifest_path, &m, &len, 0), QG_OK);
+  size_t pos = 0;
+  int count = 0;
+  while (pos < len) {
+    char line[512];
+    const uint8_t *nl = memchr(m + pos, '\n', len - pos);
+    assert_non_null(nl);
+    size_t ll = (size_t)(nl - (m + pos));
+    assert_true(ll < sizeof line);
+    memcpy(line, m + pos, ll);
+    line[ll] = 0;
+    pos += ll + 1;
+    char name[128], dtype[32];
+    int ndim, off;
+    assert_int_equal(sscanf(line, "%127s %31s %d%n", name, dtype, &ndim, &off), 3);
+    long long dims[8], nbytes;
+    char *p = line + off;
+    for (int i = 0; i < ndim; i++) dims[i] = strtoll(p, &p, 10);
+    nbytes = strtoll(p, &p, 10);
+    const qg_tensor *t = qg_state_find_c(s, name);
+    if (!t) fail_msg("tensor '%s' missing", name);
+    assert_string_equal(qg_dtype_name(t->dtype), dtype);
+    assert_int_equal(t->ndim, ndim);
+    for (int i = 0; i < ndim; i++) assert_int_equal(t->shape[i], dims[i]);
+    assert_int_equal(t->nbytes, (size_t)nbytes);
+    assert_memory_equal(t->data, m + pos, (size_t)nbytes);
+    pos += (size_t)nbytes;
+    count++;
+  }
+  assert_int_equal(count, s->n);
+  assert_int_equal(count, expected_count);
+  free(m);
+}

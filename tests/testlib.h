@@ -32,6 +32,13 @@ const char *qg_test_path(const char *dir, const char *name);
  * (each truncated to cap-1 bytes) and returns the exit code (-1 if it died by signal). */
 int qg_test_run_cli(const char *args, char *out, size_t out_cap, char *err, size_t err_cap);
 
+/* Path of a file in tests/data (static storage, overwritten by the next call). */
+const char *qg_test_data_file(const char *name);
+/* Asserts that a state equals a manifest written by the tests/reference scripts (per
+ * tensor a line "name dtype ndim dims... nbytes" then the raw bytes), tensor for tensor
+ * and byte for byte, and that both hold `expected_count` tensors. */
+void qg_test_check_manifest(const void *state, const char *manifest_path, int expected_count);
+
 /* Writes bytes to a file (test helper; aborts the test on failure). */
 void qg_test_write(const char *path, const void *data, size_t n);
 int qg_test_exists(const char *path);
