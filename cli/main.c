@@ -49,7 +49,7 @@ int qg_cli_wants_help(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    usage(stderr);
+    fprintf(stderr, "quantgolf: missing COMMAND (see quantgolf --help)\n");
     return 2;
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
