@@ -26,20 +26,50 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Order statistics sorted[below] and sorted[above] of v (n values). The contest's level
+ * sits within the top few elements of any row, so the top k = n - below values are kept
+ * by insertion in O(n k); a full sort serves when k is large. */
+static void order_stats(float *v, int64_t n, int64_t below, int64_t above, float *lo, float *hi) {
+  int64_t k = n - below;
+  if (k > 64) {
+    qsort(v, (size_t)n, sizeof *v, cmp_float);
+    *lo = v[below];
+    *hi = v[above];
+    return;
+  }
+  float top[64]; /* ascending: top[0] is the k-th largest seen so far */
+  int64_t m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float x = v[i];
+    if (m < k) {
+      int64_t j = m++;
+      while (j > 0 && top[j - 1] > x) top[j] = top[j - 1], j--;
+      top[j] = x;
+    } else if (x > top[0]) {
+      int64_t j = 0;
+      while (j + 1 < k && top[j + 1] < x) top[j] = top[j + 1], j++;
+      top[j] = x;
+    }
+  }
+  *lo = top[0];                  /* sorted[n - k] = sorted[below] */
+  *hi = top[above - below];      /* sorted[above] */
+}
+
 /* torch.quantile(v, q) with linear interpolation, as ATen computes it: q is a float32
  * tensor, rank = q * (n - 1) in float32, below = floor, above = ceil, weight = rank - below,
  * then lerp(lo, hi, weight). ATen's vectorised CPU lerp evaluates base + coeff*(hi-lo) as
  * one fused multiply-add with (coeff, base) = (w, lo) for w < 0.5 and (w - 1, hi) otherwise.
- * `scratch` (n floats) is sorted in place. */
-static float torch_quantile_sorted(float *scratch, int64_t n) {
-  qsort(scratch, (size_t)n, sizeof *scratch, cmp_float);
+ * `scratch` (n values) may be reordered. */
+static float torch_quantile(float *scratch, int64_t n) {
   float qf = (float)INT8_CLIP_Q;
   float rank = qf * (float)(n - 1);
   int64_t below = (int64_t)rank;
   int64_t above = (int64_t)ceilf(rank);
   if (above > n - 1) above = n - 1;
+  if (below > n - 1) below = n - 1;
   float w = rank - (float)below;
-  float lo = scratch[below], hi = scratch[above];
+  float lo, hi;
+  order_stats(scratch, n, below, above, &lo, &hi);
   if (fabsf(w) < 0.5f) return fmaf(w, hi - lo, lo);
   return fmaf(w - 1.0f, hi - lo, hi);
 }
@@ -87,7 +117,7 @@ static qg_status quantize_rows(const qg_tensor *t, const float *w, qg_int8_artif
     float clip = 0.0f;
     if (cols > 0) {
       for (int64_t j = 0; j < cols; j++) scratch[j] = fabsf(row[j]);
-      clip = torch_quantile_sorted(scratch, cols);
+      clip = torch_quantile(scratch, cols);
     }
     float scale = clip / 127.0f;
     if (scale < floor_scale) scale = floor_scale;
@@ -114,7 +144,7 @@ static qg_status quantize_tensor(const qg_tensor *t, const float *w, int64_t n, 
     float *scratch = malloc((size_t)n * sizeof *scratch);
     if (!scratch) return qg_fail(QG_ERR_NOMEM, "out of memory");
     for (int64_t j = 0; j < n; j++) scratch[j] = fabsf(w[j]);
-    clip = torch_quantile_sorted(scratch, n);
+    clip = torch_quantile(scratch, n);
     free(scratch);
   }
   /* scale = torch.tensor(clip/127.0 if clip > 0 else 1.0): the division is in Python

@@ -151,6 +151,11 @@ static void test_export_reproduces_tiny(void **st) {
   qg_state_free(&sd);
 }
 
+static int cmp_float_asc(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
 /* Writing an artifact and reading it back gives the same contents; the zip inside has the
  * torch layout (archive/ prefix, 64-byte aligned records, version "3\n"). */
 static void test_write_roundtrip(void **st) {
@@ -185,6 +190,18 @@ static void test_write_roundtrip(void **st) {
   assert_string_equal(a.pass_orig[1], "bfloat16"); /* small bf16 stored as fp16 */
   assert_int_equal(a.passthrough.t[2].dtype, QG_I64);
 
+  /* Each row scale is max(q99.99984(|row|)/127, 1/127): check against a full sort with
+   * the interpolation done in double (agrees to fp16 rounding). */
+  for (int64_t r = 0; r < 300; r++) {
+    float row[257];
+    for (int j = 0; j < 257; j++) row[j] = fabsf(((float *)sd.t[0].data)[r * 257 + j]);
+    qsort(row, 257, sizeof *row, cmp_float_asc);
+    double rank = 0.9999984 * 256, w = rank - floor(rank);
+    double q = row[(int)floor(rank)] + w * (row[(int)ceil(rank)] - row[(int)floor(rank)]);
+    double want = q / 127 > 1.0 / 127 ? q / 127 : 1.0 / 127;
+    float got = qg_f16_to_f32(((uint16_t *)a.scales.t[0].data)[r]);
+    assert_true(fabs(got - want) <= want * 1e-3);
+  }
   /* Dequantization error is bounded by half a step for unclipped values. */
   qg_state d;
   assert_int_equal(qg_int8_dequantize(&a, &d), QG_OK);
