@@ -90,7 +90,7 @@ qg_status qg_atomic_open(qg_atomic_file *a, const char *path) {
   snprintf(a->tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&qg_tmp_counter, 1));
   a->f = fopen(a->tmp, "wb");
   if (!a->f) {
-    qg_status s = qg_fail(QG_ERR_IO, "%s: cannot create: %s", a->tmp, strerror(errno));
+    qg_status s = qg_fail(QG_ERR_IO, "%s: cannot create (temporary %s): %s", path, a->tmp, strerror(errno));
     free(a->tmp);
     free(a->path);
     a->tmp = a->path = NULL;
