@@ -20,18 +20,25 @@ build:
 
 # The whole suite, then once more under ASan + UBSan (CPU only: sanitizers and nvcc
 # objects do not mix, and the CUDA code is already compiled by the first build).
+# ctest hides the output of passing tests; the SKIP lines (tests that need files absent
+# here, such as ../shared/contest) are repeated after the run so they stay visible.
+SHOW_SKIPS = grep -h '^SKIP' $(1)/Testing/Temporary/LastTest.log | sort | uniq -c | sed 's/^ */skipped x/' || true
+
 test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(call SHOW_SKIPS,$(BUILD))
 	$(MAKE) test-asan
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(call SHOW_SKIPS,$(BUILD))
 
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DQG_SANITIZE=ON -DQG_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	@$(call SHOW_SKIPS,$(ASAN_BUILD))
 
 quickstart: deps build
 	bash scripts/quickstart.sh $(BUILD)/quantgolf
