@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
   QG_F32 = 0,
   QG_F16,
@@ -35,5 +39,9 @@ uint16_t qg_f32_to_bf16(float f);
 
 /* Reads element i of a buffer of type t as double (for inspection and conversion). */
 double qg_read_elem(const void *data, qg_dtype t, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

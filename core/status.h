@@ -8,6 +8,10 @@
 #ifndef QG_CORE_STATUS_H
 #define QG_CORE_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
   QG_OK = 0,
   QG_ERR_INPUT,       /* malformed or inconsistent input data, bad options */
@@ -41,5 +45,9 @@ int qg_status_exit_code(qg_status s);
     qg_status qg_try_s_ = (expr);        \
     if (qg_try_s_ != QG_OK) return qg_try_s_; \
   } while (0)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

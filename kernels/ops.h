@@ -1,0 +1,85 @@
+/* The op interface: every numerical operation the model, the evaluator, the quantizers'
+ * calibration and (later) the trainer need, as one table of function pointers per
+ * backend, chosen once at start. Pointers passed to ops are backend memory (host memory
+ * for the CPU backend, device memory for CUDA); activations are row-major [rows, dim].
+ *
+ * Every op returns a qg_status (a CUDA launch or allocation can fail). Backward ops will
+ * sit beside their forward twins in this table (the trainer issue), so model code never
+ * needs to know which backend runs it. */
+#ifndef QG_KERNELS_OPS_H
+#define QG_KERNELS_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Per-token statistics of one row of logits (and optionally a second model's), the
+ * evaluator's raw material. fp64 where sums are involved. */
+typedef struct {
+  double nll_a;   /* -log p_a(target) */
+  double nll_b;   /* -log p_b(target) (0 when there is no second model) */
+  double kld;     /* KL(p_a || p_b) = sum_i p_a,i (log p_a,i - log p_b,i), fp64, full vocab */
+  double p_a;     /* p_a(target) */
+  double p_b;     /* p_b(target) */
+  int32_t top_a;  /* argmax of a's logits */
+  int32_t top_b;  /* argmax of b's logits (-1 without b) */
+} qg_token_stat;
+
+typedef struct qg_ops qg_ops;
+struct qg_ops {
+  const char *name; /* "cpu", "cuda" */
+
+  /* memory */
+  qg_status (*alloc)(const qg_ops *o, void **p, size_t bytes);
+  void (*free)(const qg_ops *o, void *p);
+  qg_status (*upload)(const qg_ops *o, void *dst, const void *src, size_t bytes);   /* host -> backend */
+  qg_status (*download)(const qg_ops *o, void *dst, const void *src, size_t bytes); /* backend -> host */
+  qg_status (*copy)(const qg_ops *o, void *dst, const void *src, size_t bytes);     /* backend -> backend */
+
+  /* x[i, :] = emb[tok[i], :] for i < n; tok holds int32 ids already checked < vocab. */
+  qg_status (*embed)(const qg_ops *o, float *x, const float *emb, const int32_t *tok, int64_t n, int d);
+  /* y = x / sqrt(mean(x^2) + eps) per row of `dim` (F.rms_norm without weight); y may be x. */
+  qg_status (*rmsnorm)(const qg_ops *o, float *y, const float *x, int64_t rows, int dim, float eps);
+  /* y[M, N] = x[M, K] . w[N, K]^T  (torch's F.linear), fp32. */
+  qg_status (*matmul)(const qg_ops *o, float *y, const float *x, const float *w, int64_t M, int K, int N);
+  /* Rotary embedding in place on x [B*T, H*hd]: row r has position r % T; rotate-half over
+   * the full head dim with inv_freq = base^(-2i/hd), angles in float32 as torch computes. */
+  qg_status (*rope)(const qg_ops *o, float *x, int64_t B, int T, int H, int hd, float base);
+  /* x[r, h*hd + j] *= gain[h]. */
+  qg_status (*head_scale)(const qg_ops *o, float *x, int64_t rows, int H, int hd, const float *gain);
+  /* Causal scaled-dot-product attention with GQA: q [B*T, H*hd], k and v [B*T, KVH*hd],
+   * y [B*T, H*hd]; query head h reads kv head h / (H / KVH); scale 1/sqrt(hd). */
+  qg_status (*attention)(const qg_ops *o, float *y, const float *q, const float *k, const float *v, int64_t B,
+                         int T, int H, int KVH, int hd);
+  /* x = relu(x)^p elementwise (p = 2 is the contest's relu^2). */
+  qg_status (*relu_pow)(const qg_ops *o, float *x, int64_t n, float p);
+  /* x = mix[0, c] * x + mix[1, c] * x0 (resid_mix, mix is [2, d]). */
+  qg_status (*resid_mix)(const qg_ops *o, float *x, const float *x0, const float *mix, int64_t rows, int d);
+  /* x += s[c] * y (attn_scale, mlp_scale, skip weights). */
+  qg_status (*add_scaled)(const qg_ops *o, float *x, const float *y, const float *s, int64_t rows, int d);
+  /* x = x * scale[c] + shift[c] (the recurrent model's per-layer adapters). */
+  qg_status (*affine)(const qg_ops *o, float *x, const float *scale, const float *shift, int64_t rows, int d);
+  /* For each row: z = softcap * tanh(logits / softcap), log-softmax in fp64, and the
+   * statistics of qg_token_stat against a second model's logits b (NULL for none).
+   * targets are int32 backend memory; out is HOST memory (rows entries). */
+  qg_status (*token_stats)(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
+                           int V, float softcap, qg_token_stat *out);
+};
+
+/* The CPU reference backend (OpenBLAS sgemm, the core thread pool). */
+const qg_ops *qg_ops_cpu(void);
+/* The CUDA backend, or NULL (with a message) where not compiled in or no GPU. */
+qg_status qg_ops_cuda(const qg_ops **out);
+/* By name: "cpu", "cuda", or "auto" (cuda where a GPU is present, else cpu). */
+qg_status qg_ops_by_name(const char *name, const qg_ops **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

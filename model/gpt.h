@@ -1,0 +1,66 @@
+/* The contest GPT (train_gpt.py), and its depth-recurrent variant, written once against
+ * kernels/ops.h. The shape is read from the checkpoint's tensors; weights are converted to
+ * fp32 in backend memory; activations live in one arena sized up front for a maximum
+ * batch of rows. */
+#ifndef QG_MODEL_GPT_H
+#define QG_MODEL_GPT_H
+
+#include "core/tensor.h"
+#include "kernels/ops.h"
+
+typedef struct {
+  int vocab, d;
+  int n_blocks;    /* unique blocks stored in the checkpoint */
+  int n_layers;    /* effective depth (= n_blocks unless recurrent) */
+  int n_enc, n_dec, n_skip;
+  int n_head, n_kv_head, head_dim, mlp_hidden;
+  int tied;        /* output head is tok_emb (no lm_head.weight) */
+  int recurrent;   /* repeat_scales / repeat_shifts present */
+  float mlp_power; /* relu(x)^p; not recoverable from weights (default 2) */
+  float softcap;   /* 30 */
+  float rope_base; /* 10000 */
+  float eps;       /* F.rms_norm's default: float32 machine epsilon */
+} qg_gpt_config;
+
+typedef struct {
+  float mlp_power; /* 0 = default 2 */
+} qg_gpt_options;
+
+typedef struct {
+  float *c_q, *c_k, *c_v, *proj, *fc, *mlp_proj;
+  float *attn_scale, *mlp_scale, *resid_mix, *q_gain;
+} qg_gpt_block;
+
+typedef struct {
+  qg_gpt_config cfg;
+  const qg_ops *ops;
+  float *tok_emb, *lm_head, *skip_weights, *repeat_scales, *repeat_shifts;
+  qg_gpt_block *blocks;
+  /* activation arena, sized for max_rows = batch * seq */
+  int64_t max_rows;
+  float *x, *x0, *h, *q, *k, *v, *att, *u, *skips, *logits;
+  int32_t *tok, *targets;
+} qg_gpt;
+
+/* Infers the configuration from tensor names and shapes, checking every tensor: unknown
+ * names are an error listing them, missing ones an error naming them, shapes must agree. */
+qg_status qg_gpt_config_from_state(const qg_state *s, const qg_gpt_options *opt, qg_gpt_config *cfg);
+/* Builds the model on a backend (weights converted to fp32 and uploaded). */
+qg_status qg_gpt_init(qg_gpt *m, const qg_state *s, const qg_gpt_options *opt, const qg_ops *ops);
+/* Sizes the activation arena for up to max_rows = batch * seq rows. */
+qg_status qg_gpt_reserve(qg_gpt *m, int64_t max_rows);
+void qg_gpt_free(qg_gpt *m);
+
+/* Forward pass over B sequences of T tokens (host memory, ids < vocab): leaves the logits
+ * [B*T, vocab] in m->logits (backend memory). */
+qg_status qg_gpt_forward(qg_gpt *m, const int32_t *tokens, int64_t B, int T);
+/* Forward + per-token statistics: the target of position t is tokens[t + 1] within each
+ * sequence of T + 1 tokens (B sequences laid out back to back, B*(T+1) ids). out gets
+ * B*T entries (host memory). */
+qg_status qg_gpt_score(qg_gpt *m, const int32_t *seqs, int64_t B, int T, qg_token_stat *out);
+/* Parameter count of the model as stored. */
+int64_t qg_gpt_param_count(const qg_gpt_config *c);
+/* One line such as "7L (3 enc + 4 dec) d=384 H=8 KVH=4 hd=48 mlp=768 V=1024 tied". */
+void qg_gpt_describe(const qg_gpt_config *c, char *buf, size_t cap);
+
+#endif
