@@ -21,6 +21,24 @@ void qg_cmd_export_int8_help(void);
 int qg_cmd_info(int argc, char **argv);
 void qg_cmd_info_help(void);
 
+int qg_cmd_eval(int argc, char **argv);
+void qg_cmd_eval_help(void);
+int qg_cmd_kld(int argc, char **argv);
+void qg_cmd_kld_help(void);
+
+/* Options shared by eval and kld (cli/cmd_eval.c). */
+#include "eval/eval.h"
+typedef struct {
+  const char *val, *tokenizer, *device;
+  qg_eval_opts opts;
+  qg_gpt_options gopt;
+  int json;
+} qg_eval_cli;
+/* Consumes argv[*i] (and its value) if it is a shared option: 1 taken, 0 not ours, -1
+ * usage error (already printed). */
+int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c);
+qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts);
+
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);
 /* Prints a usage error on stderr and returns 2. */

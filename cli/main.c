@@ -12,6 +12,8 @@ static const qg_command commands[] = {
      qg_cmd_convert_help},
     {"export-int8", "quantize a float checkpoint to the contest's .int8.ptz artifact",
      qg_cmd_export_int8, qg_cmd_export_int8_help},
+    {"eval", "val_loss, val_bpb and perplexity of a model on token shards", qg_cmd_eval, qg_cmd_eval_help},
+    {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
     {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

@@ -1,5 +1,7 @@
 #include "model/gpt.h"
 
+#include "io/checkpoint.h"
+
 #include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -366,4 +368,13 @@ qg_status qg_gpt_score(qg_gpt *m, const int32_t *seqs, int64_t B, int T, qg_toke
   if (!st) st = m->ops->token_stats(m->ops, m->logits, NULL, m->targets, R, m->cfg.vocab, m->cfg.softcap, out);
   free(in);
   return st;
+}
+
+qg_status qg_gpt_load(qg_gpt *m, const char *path, const qg_gpt_options *opt, const qg_ops *ops) {
+  qg_state s;
+  memset(m, 0, sizeof *m);
+  QG_TRY(qg_checkpoint_load(path, &s, NULL));
+  qg_status st = qg_gpt_init(m, &s, opt, ops);
+  qg_state_free(&s);
+  return st ? qg_fail_prefix(st, "%s", path) : QG_OK;
 }
