@@ -1,0 +1,198 @@
+/* eval/: window plans (the contest's eval_val and sliding windows: every target scored
+ * exactly once), and the streaming evaluator against the fp64 reference: a shard holding a
+ * reference sequence must give the reference's mean NLL, and BPB from the vocabulary's
+ * byte counts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "eval/eval.h"
+#include "tests/testlib.h"
+
+static void test_plan_contest(void **st) {
+  (void)st;
+  qg_eval_plan p;
+  qg_eval_opts o = {.seq_len = 100};
+  assert_int_equal(qg_eval_plan_make(1001, &o, &p), QG_OK); /* 1000 targets: 10 windows */
+  assert_int_equal(p.n, 10);
+  assert_int_equal(p.n_scored, 1000);
+  assert_int_equal(p.w[9].start, 900);
+  qg_eval_plan_free(&p);
+  assert_int_equal(qg_eval_plan_make(1050, &o, &p), QG_OK); /* truncated to 10*100+1 */
+  assert_int_equal(p.n, 10);
+  assert_int_equal(p.n_stream, 1001);
+  qg_eval_plan_free(&p);
+  o.max_tokens = 350;
+  assert_int_equal(qg_eval_plan_make(100000, &o, &p), QG_OK);
+  assert_int_equal(p.n, 3);
+  qg_eval_plan_free(&p);
+  o.max_tokens = 0;
+  assert_int_equal(qg_eval_plan_make(100, &o, &p), QG_ERR_INPUT); /* too few for a window */
+  assert_non_null(strstr(qg_last_error(), "too few tokens"));
+}
+
+/* Sliding windows: coverage is exactly once, context >= seq - stride after the first
+ * window, for many stream lengths and strides. */
+static void test_plan_sliding(void **st) {
+  (void)st;
+  int seqs[] = {16, 64, 100};
+  for (int si = 0; si < 3; si++)
+    for (int stride = 1; stride <= seqs[si]; stride += (stride < 8 ? 1 : 13))
+      for (int64_t n = 2; n < 400; n += 37) {
+        qg_eval_opts o = {.seq_len = seqs[si], .stride = stride};
+        qg_eval_plan p;
+        assert_int_equal(qg_eval_plan_make(n, &o, &p), QG_OK);
+        int64_t targets = n - 1;
+        unsigned char *seen = calloc((size_t)targets, 1);
+        for (int64_t w = 0; w < p.n; w++) {
+          assert_true(p.w[w].start >= 0 && p.w[w].start + p.seq <= targets);
+          for (int t = p.w[w].score_from; t < p.seq; t++) {
+            int64_t j = p.w[w].start + t;
+            assert_int_equal(seen[j], 0);
+            seen[j] = 1;
+            if (w > 0) assert_true(t >= p.seq - stride); /* at least seq - stride of context */
+          }
+        }
+        for (int64_t j = 0; j < targets; j++) assert_int_equal(seen[j], 1);
+        assert_int_equal(p.n_scored, targets);
+        free(seen);
+        qg_eval_plan_free(&p);
+      }
+}
+
+/* Reads the "seq 1024" case of a reference file: tokens and nll. */
+static void read_ref_1024(const char *name, int32_t *tok, double *nll) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/data/model_ref/%s", QG_SOURCE_DIR, name);
+  uint8_t *d;
+  size_t n;
+  assert_int_equal(qg_read_file(path, &d, &n, 0), QG_OK);
+  char *s = strstr((char *)d, "\nseq 1024\n");
+  assert_non_null(s);
+  s = strstr(s, "tokens ") + 7;
+  for (int i = 0; i <= 1024; i++) tok[i] = (int32_t)strtol(s, &s, 10);
+  s = strstr(s, "nll ") + 4;
+  for (int i = 0; i < 1024; i++) nll[i] = strtod(s, &s);
+  free(d);
+}
+
+typedef struct {
+  int64_t count;
+  double nll;
+} sink_ctx;
+
+static void sink(void *c, const qg_token_stat *st, int32_t prev, int32_t tgt, int bytes) {
+  (void)prev;
+  (void)tgt;
+  (void)bytes;
+  sink_ctx *s = c;
+  s->count++;
+  s->nll += st->nll_a;
+}
+
+static void test_eval_against_reference(void **st) {
+  (void)st;
+  const char *mp, *vp;
+  QG_REQUIRE_CONTEST_FILE(mp, "tiny3L128d_nolanvild_3c063e5.pt");
+  char model[4096];
+  snprintf(model, sizeof model, "%s", mp);
+  QG_REQUIRE_CONTEST_FILE(vp, "fineweb_1024_bpe.vocab");
+  int32_t tok[1025];
+  double ref[1024];
+  read_ref_1024("nolanvild_pt_p3.txt", tok, ref);
+  uint16_t t16[1025];
+  for (int i = 0; i <= 1024; i++) t16[i] = (uint16_t)tok[i];
+  char *dir = qg_test_tmpdir();
+  const char *shard = qg_test_path(dir, "val_000000.bin");
+  char shard_path[4200];
+  snprintf(shard_path, sizeof shard_path, "%s", shard);
+  assert_int_equal(qg_shard_write(shard_path, t16, 1025), QG_OK);
+
+  qg_gpt m;
+  qg_gpt_options opt = {3};
+  assert_int_equal(qg_gpt_load(&m, model, &opt, qg_ops_cpu()), QG_OK);
+  qg_shards val;
+  assert_int_equal(qg_shards_open(shard_path, &val), QG_OK);
+  qg_spm tok_model;
+  assert_int_equal(qg_spm_load(vp, &tok_model), QG_OK);
+  qg_spm_luts luts;
+  assert_int_equal(qg_spm_luts_init(&luts, &tok_model, 1024), QG_OK);
+
+  /* one 1024-token window: the reference sequence exactly */
+  qg_eval_opts o = {.seq_len = 1024};
+  qg_eval_totals t;
+  sink_ctx sc = {0};
+  assert_int_equal(qg_eval_run(&m, NULL, &val, &luts, &o, sink, &sc, &t), QG_OK);
+  double ref_sum = 0;
+  for (int i = 0; i < 1024; i++) ref_sum += ref[i];
+  assert_int_equal(t.tokens, 1024);
+  assert_int_equal(sc.count, 1024);
+  assert_true(fabs(t.nll_a - ref_sum) <= 1e-5 * ref_sum);
+  int64_t bytes = 0;
+  assert_int_equal(qg_spm_count_bytes(&luts, t16, 1025, &bytes), QG_OK);
+  assert_int_equal(t.bytes, bytes);
+  double bpb = ref_sum / log(2.0) / (double)bytes;
+  assert_true(fabs(qg_bpb(t.nll_a, t.bytes) - bpb) <= 1e-5 * bpb);
+
+  /* contest windows of 256: 4 windows, less context, so a higher loss than one window */
+  o.seq_len = 256;
+  qg_eval_totals t4;
+  assert_int_equal(qg_eval_run(&m, NULL, &val, &luts, &o, NULL, NULL, &t4), QG_OK);
+  assert_int_equal(t4.tokens, 1024);
+  assert_true(t4.nll_a > t.nll_a);
+  /* sliding with stride 64 recovers most of the context: between the two */
+  o.stride = 64;
+  qg_eval_totals ts;
+  assert_int_equal(qg_eval_run(&m, NULL, &val, &luts, &o, NULL, NULL, &ts), QG_OK);
+  assert_int_equal(ts.tokens, 1024);
+  assert_int_equal(ts.bytes, bytes);
+  assert_true(ts.nll_a < t4.nll_a && ts.nll_a > t.nll_a);
+  /* the first window of a sliding run is the contest's first window: same per-token values */
+
+  /* the CLI: same numbers, JSON keys, and the vocabulary checks */
+  char args[9000], out[8192], err[4096];
+  snprintf(args, sizeof args, "eval --model '%s' --mlp-power 3 --val '%s' --tokenizer '%s' --seq-len 1024 --json --device cpu",
+           model, shard_path, vp);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 0);
+  char *vl = strstr(out, "\"val_loss\": ");
+  assert_non_null(vl);
+  assert_true(fabs(strtod(vl + 12, NULL) - ref_sum / 1024) <= 1e-5 * ref_sum / 1024);
+  assert_non_null(strstr(out, "\"tokens\": 1024"));
+  assert_non_null(strstr(out, "\"val_bpb\""));
+  assert_non_null(strstr(out, "\"ppl\""));
+  snprintf(args, sizeof args, "eval --model '%s' --val '%s' --tokenizer '%s' --seq-len 2000", model, shard_path, vp);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
+  assert_non_null(strstr(err, "too few tokens"));
+  /* a shard with an out-of-vocabulary token */
+  t16[500] = 1500;
+  const char *badp = qg_test_path(dir, "bad.bin");
+  char bad[4200];
+  snprintf(bad, sizeof bad, "%s", badp);
+  assert_int_equal(qg_shard_write(bad, t16, 1025), QG_OK);
+  snprintf(args, sizeof args, "eval --model '%s' --val '%s' --tokenizer '%s'", model, bad, vp);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
+  assert_non_null(strstr(err, "1500"));
+
+  qg_spm_luts_free(&luts);
+  qg_spm_free(&tok_model);
+  qg_shards_close(&val);
+  qg_gpt_free(&m);
+  qg_test_rmdir(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_plan_contest),
+      cmocka_unit_test(test_plan_sliding),
+      cmocka_unit_test(test_eval_against_reference),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
