@@ -124,15 +124,6 @@ static qg_status cpu_rope(const qg_ops *o, float *x, int64_t B, int T, int H, in
   return QG_OK;
 }
 
-static qg_status cpu_head_scale(const qg_ops *o, float *x, int64_t rows, int H, int hd, const float *gain) {
-  (void)o;
-  for (int64_t i = 0; i < rows; i++)
-    for (int h = 0; h < H; h++) {
-      float g = gain[h], *v = x + (i * H + h) * hd;
-      for (int j = 0; j < hd; j++) v[j] *= g;
-    }
-  return QG_OK;
-}
 
 /* ---- attention: one task per (sequence, head, block of queries) ---------------------- */
 
@@ -198,39 +189,97 @@ static qg_status cpu_attention(const qg_ops *o, float *y, const float *q, const 
   return QG_OK;
 }
 
-/* ---- elementwise --------------------------------------------------------------------- */
+/* ---- elementwise, split into row chunks over the pool -------------------------------- */
+
+typedef struct {
+  int kind;
+  float *x;
+  const float *y, *a, *b;
+  int d;
+  float p;
+  int64_t rows, chunk;
+} ew_ctx;
+
+enum { EW_RELU_POW, EW_RESID_MIX, EW_ADD_SCALED, EW_AFFINE, EW_HEAD_SCALE };
+
+static void ew_task(void *c, int64_t task, int thread) {
+  (void)thread;
+  ew_ctx *e = c;
+  int64_t lo = task * e->chunk, hi = lo + e->chunk < e->rows ? lo + e->chunk : e->rows;
+  int d = e->d;
+  for (int64_t i = lo; i < hi; i++) {
+    float *x = e->x + i * d;
+    switch (e->kind) {
+      case EW_RELU_POW:
+        if (e->p == 2.0f) {
+          for (int c2 = 0; c2 < d; c2++) {
+            float r = x[c2] > 0.0f ? x[c2] : 0.0f;
+            x[c2] = r * r;
+          }
+        } else {
+          for (int c2 = 0; c2 < d; c2++) x[c2] = x[c2] > 0.0f ? powf(x[c2], e->p) : 0.0f;
+        }
+        break;
+      case EW_RESID_MIX: {
+        const float *x0 = e->y + i * d;
+        for (int c2 = 0; c2 < d; c2++) x[c2] = e->a[c2] * x[c2] + e->a[d + c2] * x0[c2];
+        break;
+      }
+      case EW_ADD_SCALED: {
+        const float *y = e->y + i * d;
+        for (int c2 = 0; c2 < d; c2++) x[c2] += e->a[c2] * y[c2];
+        break;
+      }
+      case EW_AFFINE:
+        for (int c2 = 0; c2 < d; c2++) x[c2] = x[c2] * e->a[c2] + e->b[c2];
+        break;
+      case EW_HEAD_SCALE: /* d = H * hd here; a = gain per head; p = hd */
+        for (int c2 = 0; c2 < d; c2++) x[c2] *= e->a[c2 / (int)e->p];
+        break;
+    }
+  }
+}
+
+static void ew_run(ew_ctx *e) { qg_parallel_for(n_chunks(e->rows, &e->chunk), ew_task, e); }
+
+static qg_status cpu_head_scale(const qg_ops *o, float *x, int64_t rows, int H, int hd, const float *gain) {
+  (void)o;
+  ew_ctx e = {EW_HEAD_SCALE, x, NULL, gain, NULL, H * hd, (float)hd, rows, 0};
+  ew_run(&e);
+  return QG_OK;
+}
 
 static qg_status cpu_relu_pow(const qg_ops *o, float *x, int64_t n, float p) {
   (void)o;
-  if (p == 2.0f) {
-    for (int64_t i = 0; i < n; i++) {
-      float r = x[i] > 0.0f ? x[i] : 0.0f;
-      x[i] = r * r;
-    }
-  } else {
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? powf(x[i], p) : 0.0f;
+  /* viewed as rows of 1024 (and a tail row) so the pool can split it */
+  int64_t d = 1024, rows = n / d;
+  ew_ctx e = {EW_RELU_POW, x, NULL, NULL, NULL, (int)d, p, rows, 0};
+  ew_run(&e);
+  if (n % d) {
+    ew_ctx t = {EW_RELU_POW, x + rows * d, NULL, NULL, NULL, (int)(n % d), p, 1, 1};
+    ew_task(&t, 0, 0);
   }
   return QG_OK;
 }
 
 static qg_status cpu_resid_mix(const qg_ops *o, float *x, const float *x0, const float *mix, int64_t rows, int d) {
   (void)o;
-  for (int64_t i = 0; i < rows; i++)
-    for (int c = 0; c < d; c++) x[i * d + c] = mix[c] * x[i * d + c] + mix[d + c] * x0[i * d + c];
+  ew_ctx e = {EW_RESID_MIX, x, x0, mix, NULL, d, 0, rows, 0};
+  ew_run(&e);
   return QG_OK;
 }
 
 static qg_status cpu_add_scaled(const qg_ops *o, float *x, const float *y, const float *s, int64_t rows, int d) {
   (void)o;
-  for (int64_t i = 0; i < rows; i++)
-    for (int c = 0; c < d; c++) x[i * d + c] += s[c] * y[i * d + c];
+  ew_ctx e = {EW_ADD_SCALED, x, y, s, NULL, d, 0, rows, 0};
+  ew_run(&e);
   return QG_OK;
 }
 
 static qg_status cpu_affine(const qg_ops *o, float *x, const float *scale, const float *shift, int64_t rows, int d) {
   (void)o;
-  for (int64_t i = 0; i < rows; i++)
-    for (int c = 0; c < d; c++) x[i * d + c] = x[i * d + c] * scale[c] + shift[c];
+  ew_ctx e = {EW_AFFINE, x, NULL, scale, shift, d, 0, rows, 0};
+  ew_run(&e);
   return QG_OK;
 }
 
