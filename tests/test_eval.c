@@ -15,6 +15,7 @@
 
 #include "core/file.h"
 #include "eval/eval.h"
+#include "eval/kldstats.h"
 #include "tests/testlib.h"
 
 static void test_plan_contest(void **st) {
@@ -188,11 +189,108 @@ static void test_eval_against_reference(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* kld: the fused token-statistics op against an independent per-position computation
+ * from the raw logits (qg_kld_token_from_logits), self-vs-self is exactly zero, and the
+ * CLI's JSON and per-token dump agree with each other. */
+static void test_kld(void **st) {
+  (void)st;
+  const char *p1, *p2, *vp;
+  QG_REQUIRE_CONTEST_FILE(p1, "tiny3L128d_nolanvild_3c063e5.pt");
+  char pt[4096], ptz[4096];
+  snprintf(pt, sizeof pt, "%s", p1);
+  QG_REQUIRE_CONTEST_FILE(p2, "tiny3L128d_nolanvild_3c063e5.int8.ptz");
+  snprintf(ptz, sizeof ptz, "%s", p2);
+  QG_REQUIRE_CONTEST_FILE(vp, "fineweb_1024_bpe.vocab");
+  qg_gpt a, b;
+  qg_gpt_options opt = {3};
+  assert_int_equal(qg_gpt_load(&a, pt, &opt, qg_ops_cpu()), QG_OK);
+  assert_int_equal(qg_gpt_load(&b, ptz, &opt, qg_ops_cpu()), QG_OK);
+  enum { T = 64 };
+  int32_t tok[T + 1];
+  double ref[1024];
+  int32_t seq[1025];
+  read_ref_1024("nolanvild_pt_p3.txt", seq, ref);
+  memcpy(tok, seq + 300, sizeof tok);
+  assert_int_equal(qg_gpt_forward(&a, tok, 1, T), QG_OK);
+  assert_int_equal(qg_gpt_forward(&b, tok, 1, T), QG_OK);
+  int32_t tg[T];
+  for (int t = 0; t < T; t++) tg[t] = tok[t + 1];
+  assert_int_equal(a.ops->upload(a.ops, a.targets, tg, sizeof tg), QG_OK);
+  qg_token_stat fused[T];
+  assert_int_equal(a.ops->token_stats(a.ops, a.logits, b.logits, a.targets, T, 1024, 30.0f, fused), QG_OK);
+  float za[1024], zb[1024];
+  double max_rel = 0;
+  for (int t = 0; t < T; t++) {
+    for (int v = 0; v < 1024; v++) {
+      za[v] = 30.0f * tanhf(a.logits[t * 1024 + v] / 30.0f);
+      zb[v] = 30.0f * tanhf(b.logits[t * 1024 + v] / 30.0f);
+    }
+    qg_kld_token r;
+    assert_int_equal(qg_kld_token_from_logits(za, zb, 1024, tg[t], &r), QG_OK);
+    assert_true(fabs(r.nll_base - fused[t].nll_a) <= 1e-9 * r.nll_base);
+    assert_true(fabs(r.nll_model - fused[t].nll_b) <= 1e-9 * r.nll_model);
+    double rel = fabs(r.kld - fused[t].kld) / r.kld;
+    if (rel > max_rel) max_rel = rel;
+    assert_int_equal(r.same_top, fused[t].top_a == fused[t].top_b);
+  }
+  assert_true(max_rel < 1e-6);
+  qg_gpt_free(&a);
+  qg_gpt_free(&b);
+
+  char *dir = qg_test_tmpdir();
+  char shard[4200], dump[4200], args[32768], out[16384], err[4096];
+  snprintf(shard, sizeof shard, "%s/val.bin", dir);
+  snprintf(dump, sizeof dump, "%s/tok.kld", dir);
+  uint16_t t16[1025];
+  for (int i = 0; i <= 1024; i++) t16[i] = (uint16_t)seq[i];
+  assert_int_equal(qg_shard_write(shard, t16, 1025), QG_OK);
+  snprintf(args, sizeof args, "kld --base '%s' --model '%s' --val '%s' --tokenizer '%s' --mlp-power 3 --seq-len 256 --json", pt, pt, shard, vp);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 0);
+  char *k = strstr(out, "\"kld\": {");
+  assert_non_null(k);
+  assert_true(fabs(strtod(strstr(k, "\"mean\": ") + 8, NULL)) < 1e-12); /* a model against itself */
+  assert_non_null(strstr(out, "\"rate\": 1"));
+  snprintf(args, sizeof args,
+           "kld --base '%s' --model '%s' --val '%s' --tokenizer '%s' --mlp-power 3 --seq-len 256 --json --dump-token-kld '%s'",
+           pt, ptz, shard, vp, dump);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 0);
+  k = strstr(out, "\"kld\": {");
+  double mean = strtod(strstr(k, "\"mean\": ") + 8, NULL);
+  assert_true(mean > 1e-5 && mean < 0.1); /* int8 of a tiny model: small but not zero */
+  uint8_t *d;
+  size_t n;
+  assert_int_equal(qg_read_file(dump, &d, &n, 0), QG_OK);
+  assert_int_equal(n, 16 + 1024 * 12);
+  assert_memory_equal(d, "QGKLD001", 8);
+  uint64_t cnt;
+  memcpy(&cnt, d + 8, 8);
+  assert_int_equal(cnt, 1024);
+  double sum = 0;
+  for (int i = 0; i < 1024; i++) {
+    float r[3];
+    memcpy(r, d + 16 + 12 * i, 12);
+    sum += r[0];
+  }
+  assert_true(fabs(sum / 1024 - mean) <= 1e-5 * mean);
+  free(d);
+  /* a tokenizer of another size is refused, and no dump is left behind */
+  char vocab[4200];
+  snprintf(vocab, sizeof vocab, "%s/small.vocab", dir);
+  qg_test_write(vocab, "<unk>\t0\na\t-1\n", 13);
+  snprintf(args, sizeof args, "kld --base '%s' --model '%s' --val '%s' --tokenizer '%s' --dump-token-kld '%s/x.kld'", pt, ptz,
+           shard, vocab, dir);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
+  assert_non_null(strstr(err, "2 pieces"));
+  assert_int_equal(qg_test_count_entries(dir), 3); /* val.bin, tok.kld, small.vocab */
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plan_contest),
       cmocka_unit_test(test_plan_sliding),
       cmocka_unit_test(test_eval_against_reference),
+      cmocka_unit_test(test_kld),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -382,13 +382,13 @@ def write_file(path, name, ckpt_file, sha, model, sampled_from, seqs, batch):
     lines = list(hdr)
     for L in LENGTHS:
         nl = model.nll(seqs[L][None])
-        lines.append(f"# mean nll {nl.mean():.6f}")
         lines.append(f"seq {L}")
         lines += fmt_case_lines(seqs[L][None], nl)
+        lines.append(f"# mean nll of the case above: {nl.mean():.6f}")
     nl = model.nll(batch)
-    lines.append(f"# mean nll {nl.mean():.6f}")
     lines.append(f"batch {BATCH_ROWS} {BATCH_LEN}")
     lines += fmt_case_lines(batch, nl)
+    lines.append(f"# mean nll of the case above: {nl.mean():.6f}")
     tmp = path + ".tmp.w"
     with open(tmp, "w", encoding="ascii") as f:
         f.write("\n".join(lines) + "\n")
