@@ -300,6 +300,7 @@ int qg_cmd_inspect(int argc, char **argv) {
       break;
     }
     case QG_FMT_SAFETENSORS: s = inspect_state(path, jp, fbytes); break;
+    case QG_FMT_QGZ: s = inspect_state(path, jp, fbytes); break; /* dequantized weights */
     case QG_FMT_SHARD: s = inspect_shards(path, jp); break;
     default: s = inspect_spm(path, jp); break;
   }

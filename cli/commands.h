@@ -20,6 +20,16 @@ int qg_cmd_export_int8(int argc, char **argv);
 void qg_cmd_export_int8_help(void);
 int qg_cmd_info(int argc, char **argv);
 void qg_cmd_info_help(void);
+int qg_cmd_quantize(int argc, char **argv);
+void qg_cmd_quantize_help(void);
+int qg_cmd_tokenizer(int argc, char **argv);
+void qg_cmd_tokenizer_help(void);
+int qg_cmd_encode(int argc, char **argv);
+void qg_cmd_encode_help(void);
+int qg_cmd_decode(int argc, char **argv);
+void qg_cmd_decode_help(void);
+int qg_cmd_prepare(int argc, char **argv);
+void qg_cmd_prepare_help(void);
 
 int qg_cmd_eval(int argc, char **argv);
 void qg_cmd_eval_help(void);

@@ -7,6 +7,7 @@
 #include "core/file.h"
 #include "core/util.h"
 #include "io/ptz.h"
+#include "io/qgz.h"
 #include "io/safetensors.h"
 #include "io/torchfile.h"
 
@@ -18,12 +19,14 @@ const char *qg_format_name(qg_format f) {
     case QG_FMT_SHARD: return "contest token shard";
     case QG_FMT_SPM_MODEL: return "SentencePiece .model";
     case QG_FMT_SPM_VOCAB: return "SentencePiece .vocab";
+    case QG_FMT_QGZ: return "quantgolf artifact (.qgz)";
     default: return "unknown";
   }
 }
 
 qg_format qg_detect_format(const uint8_t *head, size_t n, const char *path) {
   if (n >= 4 && qg_rd_u32le(head) == 20240520u) return QG_FMT_SHARD;
+  if (qg_qgz_sniff(head, n)) return QG_FMT_QGZ;
   if (n >= 4 && !memcmp(head, "PK\3\4", 4)) return QG_FMT_PT;
   if (n >= 2 && head[0] == 0x78 && ((head[0] << 8) | head[1]) % 31 == 0) return QG_FMT_PTZ;
   if (n >= 9 && head[8] == '{' && qg_rd_u64le(head) >= 2) return QG_FMT_SAFETENSORS;
@@ -67,6 +70,7 @@ qg_status qg_checkpoint_load(const char *path, qg_state *out, qg_format *fmt) {
   QG_TRY(qg_detect_file_format(path, &f));
   if (fmt) *fmt = f;
   if (f == QG_FMT_SAFETENSORS) return qg_safetensors_read(path, out);
+  if (f == QG_FMT_QGZ) return qg_qgz_load_state(path, out);
   if (f != QG_FMT_PT && f != QG_FMT_PTZ)
     return qg_fail(QG_ERR_INPUT, "%s: a %s, not a checkpoint", path, qg_format_name(f));
   uint8_t *d;

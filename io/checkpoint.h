@@ -16,7 +16,8 @@ typedef enum {
   QG_FMT_PTZ,       /* contest int8 artifact: zlib stream (or its bare torch zip) */
   QG_FMT_SHARD,     /* contest token shard */
   QG_FMT_SPM_MODEL, /* SentencePiece ModelProto */
-  QG_FMT_SPM_VOCAB  /* SentencePiece .vocab text */
+  QG_FMT_SPM_VOCAB, /* SentencePiece .vocab text */
+  QG_FMT_QGZ        /* quantgolf artifact (io/qgz.h), loaded as its dequantized weights */
 } qg_format;
 
 const char *qg_format_name(qg_format f);

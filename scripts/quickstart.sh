@@ -31,4 +31,33 @@ if [ -f "$contest/tiny3L128d_nolanvild_3c063e5.pt" ]; then
 else
   step "../shared/contest not found: skipping the real contest files"
 fi
+# ---- tokenizer (tok/): the embedded corpus, a trained tokenizer, shards -----------------
+# The corpus is the King James Bible from Debian's bible-kjv-text (scripts/fetch-corpus.sh,
+# into the git-ignored data/). It is NOT FineWeb: BPB on it is not comparable with contest
+# numbers.
+step "tokenizer: the embedded corpus (King James Bible; not FineWeb)"
+if bash "$root/scripts/fetch-corpus.sh"; then
+  step "tokenizer: train a 1024-piece BPE tokenizer with the contest's settings (as spm_train)"
+  "$qg" tokenizer train --input "$root/data/corpus/kjv_train.txt" --vocab-size 1024 \
+    --out "$out/kjv1024.model"
+  step "tokenizer: documents to contest shards (BOS + tokens; 100 validation chapters)"
+  "$qg" prepare --tokenizer "$out/kjv1024.model" --input "$root/data/corpus/kjv.txt" \
+    --out "$out/kjv_shards" --name kjv --val-docs 100 --shard-tokens 1000000
+  "$qg" inspect "$out/kjv_shards/kjv_val_000000.bin" | head -n 4
+  step "tokenizer: encode and decode a line"
+  echo "In the beginning God created the heaven and the earth." |
+    "$qg" encode --tokenizer "$out/kjv1024.model" | tee "$out/kjv_ids.txt"
+  "$qg" decode --tokenizer "$out/kjv1024.model" "$out/kjv_ids.txt"
+else
+  step "tokenizer: could not fetch the corpus (no package archive?): skipped"
+fi
+if [ -f "$contest/fineweb_1024_bpe.vocab" ] && \
+   [ -f "$contest/noncontest_sp1024_nobytefallback_CiprianFlorin-Ifrim.model" ]; then
+  step "tokenizer: the contest vocabulary as a real .model (nmt_nfkc charsmap of another model)"
+  "$qg" tokenizer assemble --vocab "$contest/fineweb_1024_bpe.vocab" \
+    --normalizer-from "$contest/noncontest_sp1024_nobytefallback_CiprianFlorin-Ifrim.model" \
+    --out "$out/fineweb_1024_bpe.model"
+  echo "Parameter Golf: the best model under 16,000,000 bytes." |
+    "$qg" encode --tokenizer "$out/fineweb_1024_bpe.model"
+fi
 printf '\nquickstart: done; outputs in %s\n' "$out"

@@ -1,0 +1,128 @@
+/* quantgolf prepare: documents to contest token shards. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "tok/prepare.h"
+
+int qg_cli_load_tokenizer(const char *cmd, const char *path, const char *normalizer_from,
+                          qg_tok *t); /* cli/cmd_encode.c */
+
+void qg_cmd_prepare_help(void) {
+  printf("usage: quantgolf prepare --tokenizer T.model|T.vocab --input FILE [--input FILE ...] --out DIR\n"
+         "                         [--name fineweb] [--val-docs N] [--shard-tokens N] [--threads N]\n"
+         "                         [--normalizer-from M.model]\n\n"
+         "Tokenizes documents into contest token shards, laid out as the contest's\n"
+         "download_hf_docs_and_tokenize.py does: each document is BOS + its tokens; the first\n"
+         "N documents (--val-docs, default 50000) go to DIR/{name}_val_000000.bin, ..., the rest\n"
+         "to DIR/{name}_train_000000.bin, ...; every shard but the last of its split holds\n"
+         "--shard-tokens tokens (default 100000000).\n\n"
+         "Inputs: plain text, documents separated by blank lines; or JSONL (.jsonl/.json), one\n"
+         "object per line with a \"text\" string. Encodes with --threads threads (default 2);\n"
+         "progress on stderr; shards appear only when everything succeeded.\n");
+}
+
+typedef struct {
+  struct timespec t0;
+  time_t last;
+  int shown;
+} prog;
+
+static double now_s(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+static void progress(void *user, int64_t docs, int64_t done, int64_t total) {
+  prog *p = user;
+  time_t now = time(NULL);
+  if (now == p->last && done < total) return;
+  p->last = now;
+  p->shown = 1;
+  double el = now_s(&p->t0), mbs = el > 0 ? (double)done / 1e6 / el : 0;
+  double eta = mbs > 0 ? (double)(total - done) / 1e6 / mbs : 0;
+  fprintf(stderr, "\rquantgolf prepare: %lld documents, %.1f / %.1f MB, %.2f MB/s, ETA %.0f s   ",
+          (long long)docs, (double)done / 1e6, (double)total / 1e6, mbs, eta);
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+  char *end;
+  long long x = strtoll(s, &end, 10);
+  if (!*s || *end || x < 0) return 0;
+  *v = x;
+  return 1;
+}
+
+static void summary(const char *split, const qg_tok_split_stats *s) {
+  fprintf(stderr, "quantgolf prepare: %-5s %lld documents, %lld tokens (BOS included), %lld text "
+          "bytes (%.3f bytes/token), %d shard%s\n", split, (long long)s->docs,
+          (long long)s->tokens, (long long)s->text_bytes,
+          s->tokens ? (double)s->text_bytes / (double)s->tokens : 0.0, s->shards,
+          s->shards == 1 ? "" : "s");
+}
+
+int qg_cmd_prepare(int argc, char **argv) {
+  qg_tok_prepare_opts o;
+  qg_tok_prepare_defaults(&o);
+  const char *tokp = NULL, *nfrom = NULL;
+  const char **inputs = calloc((size_t)argc, sizeof *inputs);
+  int n_in = 0;
+  if (!inputs) return qg_cli_report("prepare", qg_fail(QG_ERR_NOMEM, "out of memory"));
+  int rc = 0;
+  for (int i = 1; i < argc && !rc; i++) {
+    const char *a = argv[i];
+    int64_t v;
+    if (!strcmp(a, "--tokenizer") && i + 1 < argc) tokp = argv[++i];
+    else if (!strcmp(a, "--normalizer-from") && i + 1 < argc) nfrom = argv[++i];
+    else if (!strcmp(a, "--input") && i + 1 < argc) inputs[n_in++] = argv[++i];
+    else if (!strcmp(a, "--out") && i + 1 < argc) o.out_dir = argv[++i];
+    else if (!strcmp(a, "--name") && i + 1 < argc) o.name = argv[++i];
+    else if (!strcmp(a, "--val-docs") && i + 1 < argc && parse_i64(argv[i + 1], &v)) o.val_docs = v, i++;
+    else if (!strcmp(a, "--shard-tokens") && i + 1 < argc && parse_i64(argv[i + 1], &v) && v > 0 &&
+             v <= INT32_MAX)
+      o.shard_tokens = v, i++;
+    else if (!strcmp(a, "--threads") && i + 1 < argc && parse_i64(argv[i + 1], &v) && v >= 1 && v <= 64)
+      o.threads = (int)v, i++;
+    else rc = qg_cli_usage_error("prepare", "unexpected or invalid argument '%s'", a);
+  }
+  if (!rc && (!tokp || !n_in || !o.out_dir))
+    rc = qg_cli_usage_error("prepare", "--tokenizer, --input and --out are required");
+  if (!rc && (!*o.name || strchr(o.name, '/')))
+    rc = qg_cli_usage_error("prepare", "--name must be a plain file-name prefix");
+  if (rc) {
+    free(inputs);
+    return rc;
+  }
+  struct stat sb;
+  if (stat(o.out_dir, &sb) != 0) mkdir(o.out_dir, 0777);
+  if (stat(o.out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    free(inputs);
+    return qg_cli_report("prepare", qg_fail(QG_ERR_INPUT, "%s: not a directory and cannot be "
+                                            "created", o.out_dir));
+  }
+  qg_tok t;
+  if ((rc = qg_cli_load_tokenizer("prepare", tokp, nfrom, &t))) {
+    free(inputs);
+    return rc;
+  }
+  prog p = {{0, 0}, 0, 0};
+  clock_gettime(CLOCK_MONOTONIC, &p.t0);
+  o.progress = progress;
+  o.progress_user = &p;
+  qg_tok_prepare_stats s;
+  qg_status st = qg_tok_prepare(&t, inputs, n_in, &o, &s);
+  if (p.shown) fputc('\n', stderr);
+  if (!st) {
+    summary("val", &s.val);
+    summary("train", &s.train);
+    fprintf(stderr, "quantgolf prepare: %.1f s; shards in %s as %s_{val,train}_NNNNNN.bin\n",
+            now_s(&p.t0), o.out_dir, o.name);
+  }
+  qg_tok_free(&t);
+  free(inputs);
+  return st ? qg_cli_report("prepare", st) : 0;
+}

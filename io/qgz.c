@@ -1,0 +1,571 @@
+/* The .qgz artifact (see io/qgz.h): encode, compress, read with every length checked. */
+#include "io/qgz.h"
+
+#include <brotli/decode.h>
+#include <brotli/encode.h>
+#include <lzma.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "core/file.h"
+#include "quant/pipeline.h"
+
+/* ---- compressors -------------------------------------------------------------------- */
+
+const char *qg_compressor_name(qg_compressor c) {
+  static const char *n[] = {"none", "zstd-22", "brotli-11", "xz-9e", "zlib-9"};
+  return (unsigned)c < QG_COMP_COUNT ? n[c] : "?";
+}
+
+qg_status qg_compressor_from_name(const char *name, qg_compressor *out) {
+  static const char *n[] = {"none", "zstd", "brotli", "xz", "zlib"};
+  for (int i = 0; i < QG_COMP_COUNT; i++)
+    if (!strcmp(name, n[i]) || !strcmp(name, qg_compressor_name((qg_compressor)i))) {
+      *out = (qg_compressor)i;
+      return QG_OK;
+    }
+  return qg_fail(QG_ERR_INPUT, "unknown compressor '%s' (valid: zstd, brotli, xz, zlib, none)", name);
+}
+
+qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len) {
+  size_t cap = n + n / 2 + 4096;
+  if (c == QG_COMP_ZSTD) cap = ZSTD_compressBound(n);
+  if (c == QG_COMP_XZ) cap = lzma_stream_buffer_bound(n);
+  if (c == QG_COMP_ZLIB) cap = compressBound((uLong)n);
+  uint8_t *o = malloc(cap ? cap : 1);
+  if (!o) return qg_fail(QG_ERR_NOMEM, "out of memory (compression buffer)");
+  size_t len = cap;
+  int ok = 1;
+  switch (c) {
+    case QG_COMP_NONE: memcpy(o, in, n), len = n; break;
+    case QG_COMP_ZSTD: len = ZSTD_compress(o, cap, in, n, 22), ok = !ZSTD_isError(len); break;
+    case QG_COMP_BROTLI:
+      ok = BrotliEncoderCompress(11, BROTLI_MAX_WINDOW_BITS, BROTLI_MODE_GENERIC, n, in, &len, o) == BROTLI_TRUE;
+      break;
+    case QG_COMP_XZ: {
+      size_t pos = 0;
+      ok = lzma_easy_buffer_encode(9 | LZMA_PRESET_EXTREME, LZMA_CHECK_CRC64, NULL, in, n, o, &pos, cap) == LZMA_OK;
+      len = pos;
+      break;
+    }
+    case QG_COMP_ZLIB: {
+      uLongf dl = (uLongf)cap;
+      ok = compress2(o, &dl, in, (uLong)n, 9) == Z_OK;
+      len = dl;
+      break;
+    }
+    default: ok = 0;
+  }
+  if (!ok) {
+    free(o);
+    return qg_fail(QG_ERR_INTERNAL, "%s compression of %zu bytes failed", qg_compressor_name(c), n);
+  }
+  *out = o, *out_len = len;
+  return QG_OK;
+}
+
+qg_status qg_decompress(qg_compressor c, const uint8_t *in, size_t n, uint8_t *out, size_t expect, const char *fname) {
+  int ok = 0;
+  switch (c) {
+    case QG_COMP_NONE: ok = n == expect; if (ok) memcpy(out, in, n); break;
+    case QG_COMP_ZSTD: {
+      size_t r = ZSTD_decompress(out, expect, in, n);
+      ok = !ZSTD_isError(r) && r == expect;
+      break;
+    }
+    case QG_COMP_BROTLI: {
+      size_t dl = expect;
+      ok = BrotliDecoderDecompress(n, in, &dl, out) == BROTLI_DECODER_RESULT_SUCCESS && dl == expect;
+      break;
+    }
+    case QG_COMP_XZ: {
+      uint64_t memlimit = (uint64_t)256 << 20; /* xz -9e needs ~65 MiB */
+      size_t ip = 0, op = 0;
+      ok = lzma_stream_buffer_decode(&memlimit, 0, NULL, in, &ip, n, out, &op, expect) == LZMA_OK && ip == n &&
+           op == expect;
+      break;
+    }
+    case QG_COMP_ZLIB: {
+      uLongf dl = (uLongf)expect;
+      ok = uncompress(out, &dl, in, (uLong)n) == Z_OK && dl == expect;
+      break;
+    }
+    default: break;
+  }
+  if (!ok)
+    return qg_fail(QG_ERR_INPUT, "%s: offset %d: %s payload is corrupt or does not inflate to the %zu bytes the header "
+                   "says", fname, QG_QGZ_HEADER, qg_compressor_name(c), expect);
+  return QG_OK;
+}
+
+/* ---- payload ------------------------------------------------------------------------ */
+
+static void put_varint(qg_buf *b, uint64_t v) {
+  while (v >= 0x80) {
+    qg_buf_byte(b, (uint8_t)(v | 0x80));
+    v >>= 7;
+  }
+  qg_buf_byte(b, (uint8_t)v);
+}
+
+static void put_str(qg_buf *b, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  put_varint(b, n);
+  qg_buf_append(b, s, n);
+}
+
+static int64_t code_bytes(int64_t count, int bits, qg_code_layout layout) {
+  return layout == QG_LAYOUT_PACKED ? (count * bits + 7) / 8 : count * ((bits + 7) / 8);
+}
+
+static void put_codes(qg_buf *b, const qg_qsection *s, qg_code_layout layout) {
+  const uint32_t *c = s->data;
+  if (layout == QG_LAYOUT_BYTES) {
+    int nb = (s->bits + 7) / 8;
+    for (int64_t i = 0; i < s->count; i++)
+      for (int k = 0; k < nb; k++) qg_buf_byte(b, (uint8_t)(c[i] >> (8 * k)));
+    return;
+  }
+  uint64_t acc = 0;
+  int have = 0;
+  uint64_t mask = s->bits == 32 ? 0xffffffffull : (((uint64_t)1 << s->bits) - 1);
+  for (int64_t i = 0; i < s->count; i++) {
+    acc |= ((uint64_t)c[i] & mask) << have;
+    have += s->bits;
+    while (have >= 8) {
+      qg_buf_byte(b, (uint8_t)acc);
+      acc >>= 8, have -= 8;
+    }
+  }
+  if (have) qg_buf_byte(b, (uint8_t)acc);
+}
+
+qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layout, qg_buf *b) {
+  for (int i = 0; i < n; i++) {
+    const qg_qtensor *t = q[i];
+    put_str(b, t->name);
+    put_str(b, t->method);
+    put_str(b, t->options);
+    qg_buf_byte(b, (uint8_t)t->orig_dtype);
+    qg_buf_byte(b, (uint8_t)t->ndim);
+    for (int d = 0; d < t->ndim; d++) put_varint(b, (uint64_t)t->shape[d]);
+    qg_buf_byte(b, (uint8_t)t->nsec);
+    for (int k = 0; k < t->nsec; k++) {
+      const qg_qsection *s = &t->sec[k];
+      size_t nl = strlen(s->name);
+      qg_buf_byte(b, (uint8_t)nl);
+      qg_buf_append(b, s->name, nl);
+      qg_buf_byte(b, (uint8_t)s->kind);
+      qg_buf_byte(b, (uint8_t)s->bits);
+      put_varint(b, (uint64_t)s->count);
+      if (s->kind == QG_SEC_CODES) {
+        put_codes(b, s, layout);
+      } else if (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16) {
+        const uint16_t *h = s->data;
+        for (int64_t j = 0; j < s->count; j++) qg_buf_u16le(b, h[j]);
+      } else if (s->kind == QG_SEC_F32) {
+        const float *f = s->data;
+        for (int64_t j = 0; j < s->count; j++) {
+          uint32_t u;
+          memcpy(&u, &f[j], 4);
+          qg_buf_u32le(b, u);
+        }
+      } else {
+        qg_buf_append(b, s->data, (size_t)s->count);
+      }
+    }
+  }
+  return qg_buf_status(b);
+}
+
+/* ---- encode --------------------------------------------------------------------------- */
+
+static qg_status encode_layout(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout,
+                               uint8_t **file, size_t *len, size_t *raw) {
+  qg_buf p;
+  qg_buf_init(&p);
+  qg_status s = qg_qgz_payload(q, n, layout, &p);
+  if (!s && p.n > QG_QGZ_MAX_PAYLOAD) s = qg_fail(QG_ERR_NOMEM, "artifact payload of %zu bytes is too large", p.n);
+  uint8_t *z = NULL;
+  size_t zn = 0;
+  if (!s) s = qg_compress(comp, p.p ? p.p : (const uint8_t *)"", p.n, &z, &zn);
+  if (!s) {
+    uint8_t *f = malloc(QG_QGZ_HEADER + zn);
+    if (!f) {
+      s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    } else {
+      memcpy(f, QG_QGZ_MAGIC, 4);
+      qg_wr_u16le(f + 4, QG_QGZ_VERSION);
+      f[6] = (uint8_t)comp, f[7] = (uint8_t)layout;
+      qg_wr_u32le(f + 8, (uint32_t)n);
+      qg_wr_u32le(f + 12, (uint32_t)crc32(0L, p.p ? p.p : (const Bytef *)"", (uInt)p.n));
+      qg_wr_u32le(f + 16, (uint32_t)p.n), qg_wr_u32le(f + 20, (uint32_t)((uint64_t)p.n >> 32));
+      qg_wr_u32le(f + 24, (uint32_t)zn), qg_wr_u32le(f + 28, (uint32_t)((uint64_t)zn >> 32));
+      memcpy(f + QG_QGZ_HEADER, z, zn);
+      *file = f, *len = QG_QGZ_HEADER + zn, *raw = p.n;
+    }
+  }
+  free(z);
+  qg_buf_free(&p);
+  return s;
+}
+
+qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout, uint8_t **file,
+                        size_t *len, qg_qgz_info *info) {
+  qg_qgz_info inf = {0};
+  inf.comp = comp;
+  uint8_t *f[2] = {NULL, NULL};
+  size_t fl[2] = {0, 0}, raw[2] = {0, 0};
+  for (int l = 0; l < 2; l++) {
+    if (layout != QG_LAYOUT_AUTO && layout != (qg_code_layout)l) continue;
+    qg_status s = encode_layout(q, n, comp, (qg_code_layout)l, &f[l], &fl[l], &raw[l]);
+    if (s) {
+      free(f[0]);
+      return s;
+    }
+  }
+  int pick = !f[0] ? 1 : !f[1] ? 0 : (fl[1] < fl[0] ? 1 : 0); /* ties keep bit-packed */
+  inf.layout = (qg_code_layout)pick;
+  inf.packed_raw = raw[0], inf.bytes_raw = raw[1];
+  inf.packed_compressed = f[0] ? fl[0] - QG_QGZ_HEADER : 0;
+  inf.bytes_compressed = f[1] ? fl[1] - QG_QGZ_HEADER : 0;
+  inf.raw_bytes = raw[pick];
+  inf.file_bytes = fl[pick];
+  free(f[1 - pick]);
+  *file = f[pick], *len = fl[pick];
+  if (info) *info = inf;
+  return QG_OK;
+}
+
+qg_status qg_qgz_write(const char *path, const qg_qtensor *const *q, int n, qg_compressor comp,
+                       qg_code_layout layout, qg_qgz_info *info) {
+  uint8_t *f;
+  size_t len;
+  QG_TRY(qg_qgz_encode(q, n, comp, layout, &f, &len, info));
+  qg_status s = qg_write_file_atomic(path, f, len);
+  free(f);
+  return s;
+}
+
+/* ---- read ----------------------------------------------------------------------------- */
+
+void qg_qgz_free(qg_qgz *a) {
+  for (int i = 0; i < a->n; i++) qg_qtensor_free(&a->t[i]);
+  free(a->t);
+  memset(a, 0, sizeof *a);
+}
+
+int qg_qgz_sniff(const uint8_t *head, size_t n) { return n >= 4 && !memcmp(head, QG_QGZ_MAGIC, 4); }
+
+typedef struct {
+  const uint8_t *p;
+  size_t n, off;
+  const char *fname, *tensor;
+} rd;
+
+static qg_status bad(rd *r, const char *what) {
+  if (r->tensor)
+    return qg_fail(QG_ERR_INPUT, "%s: payload offset %zu (tensor '%s'): %s", r->fname, r->off, r->tensor, what);
+  return qg_fail(QG_ERR_INPUT, "%s: payload offset %zu: %s", r->fname, r->off, what);
+}
+
+static qg_status get_u8(rd *r, uint8_t *v) {
+  if (r->off >= r->n) return bad(r, "truncated");
+  *v = r->p[r->off++];
+  return QG_OK;
+}
+
+static qg_status get_varint(rd *r, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    uint8_t b = 0;
+    QG_TRY(get_u8(r, &b));
+    x |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = x;
+      return QG_OK;
+    }
+  }
+  return bad(r, "varint too long");
+}
+
+static qg_status get_str(rd *r, char **out, size_t max, int allow_empty) {
+  uint64_t n;
+  QG_TRY(get_varint(r, &n));
+  if (n > max || n > r->n - r->off) return bad(r, "string length beyond the payload or limit");
+  if (!n && !allow_empty) return bad(r, "empty string");
+  if (memchr(r->p + r->off, 0, (size_t)n)) return bad(r, "NUL byte in a string");
+  if (!(*out = qg_strndup((const char *)r->p + r->off, (size_t)n))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  r->off += (size_t)n;
+  return QG_OK;
+}
+
+static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
+  uint8_t nl = 0, kind = 0, bits = 0;
+  QG_TRY(get_u8(r, &nl));
+  if (nl == 0 || nl >= QG_SEC_NAME_MAX || nl > r->n - r->off) return bad(r, "bad section name length");
+  char name[QG_SEC_NAME_MAX];
+  memcpy(name, r->p + r->off, nl);
+  name[nl] = 0;
+  if (strlen(name) != nl) return bad(r, "NUL byte in a section name");
+  r->off += nl;
+  QG_TRY(get_u8(r, &kind));
+  QG_TRY(get_u8(r, &bits));
+  uint64_t count;
+  QG_TRY(get_varint(r, &count));
+  if (kind >= QG_SEC_KIND_COUNT) return bad(r, "unknown section kind");
+  if (kind == QG_SEC_CODES ? (bits < 1 || bits > 32) : bits != 0) return bad(r, "bad code width");
+  if (count > ((uint64_t)1 << 36)) return bad(r, "section too large");
+  uint64_t need = kind == QG_SEC_CODES ? (uint64_t)code_bytes((int64_t)count, bits, layout)
+                  : kind == QG_SEC_F32 ? count * 4
+                  : kind == QG_SEC_RAW ? count
+                                       : count * 2;
+  if (need > r->n - r->off) return bad(r, "section data runs past the payload");
+  if (qg_qtensor_find(t, name)) return bad(r, "duplicate section");
+  if (t->nsec >= QG_QT_MAX_SECTIONS) return bad(r, "too many sections");
+  void *d;
+  QG_TRY(qg_qtensor_add(t, name, (qg_sec_kind)kind, bits, (int64_t)count, &d));
+  const uint8_t *p = r->p + r->off;
+  if (kind == QG_SEC_CODES) {
+    uint32_t *c = d;
+    if (layout == QG_LAYOUT_BYTES) {
+      int nb = (bits + 7) / 8;
+      uint64_t lim = bits == 32 ? 0xffffffffull : ((uint64_t)1 << bits) - 1;
+      for (uint64_t i = 0; i < count; i++) {
+        uint64_t v = 0;
+        for (int k = 0; k < nb; k++) v |= (uint64_t)p[i * nb + k] << (8 * k);
+        if (v > lim) return bad(r, "code wider than its section's bit width");
+        c[i] = (uint32_t)v;
+      }
+    } else {
+      uint64_t acc = 0, mask = bits == 32 ? 0xffffffffull : (((uint64_t)1 << bits) - 1);
+      int have = 0;
+      size_t k = 0;
+      for (uint64_t i = 0; i < count; i++) {
+        while (have < bits) acc |= (uint64_t)p[k++] << have, have += 8;
+        c[i] = (uint32_t)(acc & mask);
+        acc >>= bits, have -= bits;
+      }
+    }
+  } else if (kind == QG_SEC_F16 || kind == QG_SEC_BF16) {
+    uint16_t *h = d;
+    for (uint64_t i = 0; i < count; i++) h[i] = qg_rd_u16le(p + 2 * i);
+  } else if (kind == QG_SEC_F32) {
+    float *f = d;
+    for (uint64_t i = 0; i < count; i++) {
+      uint32_t u = qg_rd_u32le(p + 4 * i);
+      memcpy(&f[i], &u, 4);
+    }
+  } else {
+    memcpy(d, p, (size_t)count);
+  }
+  r->off += (size_t)need;
+  return QG_OK;
+}
+
+static qg_status read_tensor(rd *r, qg_qtensor *t, qg_code_layout layout) {
+  r->tensor = NULL;
+  QG_TRY(get_str(r, &t->name, 4096, 0));
+  r->tensor = t->name;
+  QG_TRY(get_str(r, &t->method, 64, 0));
+  QG_TRY(get_str(r, &t->options, 4096, 1));
+  uint8_t dt = 0, nd = 0, ns = 0;
+  QG_TRY(get_u8(r, &dt));
+  if (dt >= QG_DTYPE_COUNT) return bad(r, "unknown dtype");
+  t->orig_dtype = (qg_dtype)dt;
+  QG_TRY(get_u8(r, &nd));
+  if (nd > QG_MAX_DIMS) return bad(r, "too many dims");
+  t->ndim = nd;
+  for (int d = 0; d < nd; d++) {
+    uint64_t v;
+    QG_TRY(get_varint(r, &v));
+    if (v > ((uint64_t)1 << 40)) return bad(r, "dim too large");
+    t->shape[d] = (int64_t)v;
+  }
+  int64_t numel = qg_shape_numel(nd, t->shape);
+  /* no quantizer stores fewer than 1 bit per 8 weights: a cheap bound on allocations */
+  if (numel < 0 || (uint64_t)numel > 64 * (uint64_t)r->n + 1024) return bad(r, "shape larger than the payload can hold");
+  qg_matrix_view(nd, t->shape, &t->rows, &t->cols);
+  QG_TRY(get_u8(r, &ns));
+  if (ns > QG_QT_MAX_SECTIONS) return bad(r, "too many sections");
+  for (int k = 0; k < ns; k++) QG_TRY(read_section(r, t, layout));
+  return QG_OK;
+}
+
+qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg_qgz *out) {
+  memset(out, 0, sizeof *out);
+  if (len < QG_QGZ_HEADER) return qg_fail(QG_ERR_INPUT, "%s: offset 0: %zu bytes is shorter than the %d-byte .qgz header",
+                                          fname, len, QG_QGZ_HEADER);
+  if (!qg_qgz_sniff(data, len)) return qg_fail(QG_ERR_INPUT, "%s: offset 0: not a .qgz artifact (bad magic)", fname);
+  unsigned ver = qg_rd_u16le(data + 4);
+  if (ver != QG_QGZ_VERSION)
+    return qg_fail(QG_ERR_UNSUPPORTED, "%s: offset 4: format version %u (this build reads %d)", fname, ver,
+                   QG_QGZ_VERSION);
+  if (data[6] >= QG_COMP_COUNT) return qg_fail(QG_ERR_INPUT, "%s: offset 6: unknown compressor %u", fname, data[6]);
+  if (data[7] > 1) return qg_fail(QG_ERR_INPUT, "%s: offset 7: unknown code layout %u", fname, data[7]);
+  uint32_t count = qg_rd_u32le(data + 8), crc = qg_rd_u32le(data + 12);
+  uint64_t raw = qg_rd_u64le(data + 16), zn = qg_rd_u64le(data + 24);
+  if (zn != len - QG_QGZ_HEADER)
+    return qg_fail(QG_ERR_INPUT, "%s: offset 24: header says %llu compressed bytes, the file holds %zu (truncated?)",
+                   fname, (unsigned long long)zn, len - QG_QGZ_HEADER);
+  if (raw > QG_QGZ_MAX_PAYLOAD) return qg_fail(QG_ERR_INPUT, "%s: offset 16: payload of %llu bytes beyond the limit",
+                                               fname, (unsigned long long)raw);
+  out->comp = (qg_compressor)data[6];
+  out->layout = (qg_code_layout)data[7];
+  out->raw_bytes = raw;
+  uint8_t *p = malloc(raw ? (size_t)raw : 1);
+  if (!p) return qg_fail(QG_ERR_NOMEM, "out of memory (%llu-byte payload)", (unsigned long long)raw);
+  qg_status s = qg_decompress(out->comp, data + QG_QGZ_HEADER, (size_t)zn, p, (size_t)raw, fname);
+  if (!s && (uint32_t)crc32(0L, p, (uInt)raw) != crc)
+    s = qg_fail(QG_ERR_INPUT, "%s: offset 12: payload CRC-32 mismatch (corrupt file)", fname);
+  rd r = {p, (size_t)raw, 0, fname, NULL};
+  int cap = 0;
+  for (uint32_t i = 0; !s && i < count; i++) {
+    if ((int)i == cap) { /* grown as tensors are read: the count field is not trusted */
+      cap = cap ? 2 * cap : 64;
+      qg_qtensor *nt = realloc(out->t, sizeof *nt * (size_t)cap);
+      if (!nt) {
+        s = qg_fail(QG_ERR_NOMEM, "out of memory");
+        break;
+      }
+      out->t = nt;
+    }
+    qg_qtensor_init(&out->t[i]);
+    out->n = (int)i + 1;
+    s = read_tensor(&r, &out->t[i], out->layout);
+    for (uint32_t j = 0; !s && j < i; j++)
+      if (!strcmp(out->t[j].name, out->t[i].name)) s = bad(&r, "duplicate tensor name");
+  }
+  r.tensor = NULL;
+  if (!s && r.off != r.n) s = bad(&r, "trailing bytes after the last tensor");
+  free(p);
+  if (s) qg_qgz_free(out);
+  return s;
+}
+
+qg_status qg_qgz_read(const char *path, qg_qgz *out) {
+  uint8_t *d;
+  size_t n;
+  memset(out, 0, sizeof *out);
+  QG_TRY(qg_read_file(path, &d, &n, 0));
+  qg_status s = qg_qgz_read_mem(d, n, path, out);
+  free(d);
+  return s;
+}
+
+qg_status qg_qgz_load_state_mem(const uint8_t *data, size_t len, const char *fname, qg_state *out) {
+  qg_state_init(out);
+  qg_qgz a;
+  QG_TRY(qg_qgz_read_mem(data, len, fname, &a));
+  qg_status s = QG_OK;
+  for (int i = 0; i < a.n && !s; i++)
+    if ((s = qg_qtensor_to_state(&a.t[i], out))) qg_fail_prefix(s, "%s", fname);
+  qg_qgz_free(&a);
+  if (s) qg_state_free(out);
+  return s;
+}
+
+qg_status qg_qgz_load_state(const char *path, qg_state *out) {
+  uint8_t *d;
+  size_t n;
+  qg_state_init(out);
+  QG_TRY(qg_read_file(path, &d, &n, 0));
+  qg_status s = qg_qgz_load_state_mem(d, n, path, out);
+  free(d);
+  return s;
+}
+
+/* ---- the contest's int8 container ----------------------------------------------------- */
+
+static qg_status push_str(char ***arr, int *len, const char *v) {
+  char **a = realloc(*arr, sizeof **arr * (size_t)(*len + 1));
+  if (!a) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  *arr = a;
+  a[*len] = v ? qg_strdup(v) : NULL;
+  if (v && !a[*len]) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  (*len)++;
+  return QG_OK;
+}
+
+static qg_status push_int(int **arr, int *len, int v) {
+  int *a = realloc(*arr, sizeof **arr * (size_t)(*len + 1));
+  if (!a) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  *arr = a;
+  a[(*len)++] = v;
+  return QG_OK;
+}
+
+/* codes + per-row fp16 scales: recover int8 q = w / scale and check it reproduces w. */
+static qg_status to_int8_rows(const qg_qtensor *t, const float *w, qg_int8_artifact *a) {
+  const qg_qsection *ss = qg_qtensor_find(t, "scales"), *one = qg_qtensor_find(t, "scale");
+  int per_row = ss && ss->kind == QG_SEC_F16 && ss->count == t->rows;
+  if (!per_row && !(one && one->kind == QG_SEC_F32 && one->count == 1))
+    return qg_fail(QG_ERR_INPUT, "tensor '%s' (%s %s): the contest .int8.ptz needs one fp16 scale per row", t->name,
+                   t->method, t->options);
+  qg_tensor *q, *sc;
+  int64_t one_dim = 0;
+  QG_TRY(qg_state_add(&a->quantized, t->name, QG_I8, t->ndim, t->shape, &q));
+  QG_TRY(qg_state_add(&a->scales, t->name, per_row ? QG_F16 : QG_F32, per_row ? 1 : 0, per_row ? &t->rows : &one_dim,
+                      &sc));
+  memcpy(sc->data, per_row ? ss->data : one->data, sc->nbytes);
+  int8_t *c = q->data;
+  const qg_qsection *cs = qg_qtensor_find(t, "codes");
+  if (!strcmp(t->method, "contest-int8")) {
+    /* the contest's own codes (offset 127); its dequantized values carry dtype rounding */
+    for (int64_t i = 0; i < t->rows * t->cols; i++) c[i] = (int8_t)((int)((const uint32_t *)cs->data)[i] - 127);
+  } else {
+    for (int64_t r = 0; r < t->rows; r++) {
+      float s = per_row ? qg_f16_to_f32(((const uint16_t *)ss->data)[r]) : *(const float *)one->data;
+      for (int64_t j = 0; j < t->cols; j++) {
+        float v = w[r * t->cols + j];
+        float k = s != 0 ? rintf(v / s) : 0;
+        if (k < -128 || k > 127 || k * s != v)
+          return qg_fail(QG_ERR_INPUT, "tensor '%s' (%s %s): value at [%lld, %lld] is not an int8 multiple of its "
+                         "row scale; the contest .int8.ptz cannot hold it", t->name, t->method, t->options,
+                         (long long)r, (long long)j);
+        c[r * t->cols + j] = (int8_t)k;
+      }
+    }
+  }
+  QG_TRY(push_str(&a->orig_dtype, &a->n_orig_dtype, qg_dtype_name(t->orig_dtype)));
+  return push_int(&a->per_row, &a->n_per_row, per_row);
+}
+
+qg_status qg_qtensors_to_int8(const qg_qtensor *const *q, int n, qg_int8_artifact *a) {
+  qg_int8_artifact_init(a);
+  if (!(a->format = qg_strdup("int8_clean_per_row_v1"))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  qg_status s = QG_OK;
+  for (int i = 0; i < n && !s; i++) {
+    const qg_qtensor *t = q[i];
+    const qg_qsection *cs = qg_qtensor_find(t, "codes"), *ds = qg_qtensor_find(t, "data");
+    qg_state one;
+    qg_state_init(&one);
+    if ((s = qg_qtensor_to_state(t, &one))) break;
+    const qg_tensor *d = &one.t[0];
+    if (cs) {
+      if (cs->kind != QG_SEC_CODES || cs->bits > 8 || t->nsec != 2)
+        s = qg_fail(QG_ERR_INPUT, "tensor '%s' (%s %s): the contest .int8.ptz holds codes of at most 8 bits with "
+                    "per-row scales only", t->name, t->method, t->options);
+      else
+        s = to_int8_rows(t, d->data, a);
+    } else if (ds && t->nsec == 1) { /* passthrough: stored as kept, the source dtype recorded */
+      qg_dtype store = ds->kind == QG_SEC_F16 ? QG_F16 : ds->kind == QG_SEC_BF16 ? QG_BF16
+                       : ds->kind == QG_SEC_F32 ? QG_F32 : t->orig_dtype;
+      qg_tensor *p;
+      if (!(s = qg_state_add(&a->passthrough, t->name, store, t->ndim, t->shape, &p))) {
+        memcpy(p->data, ds->data, p->nbytes); /* the section holds exactly this layout */
+        s = push_str(&a->pass_orig, &a->n_pass_orig,
+                     store != t->orig_dtype && qg_dtype_is_float(t->orig_dtype) ? qg_dtype_name(t->orig_dtype) : NULL);
+      }
+    } else {
+      s = qg_fail(QG_ERR_INPUT, "tensor '%s' (%s): the contest .int8.ptz cannot hold this quantizer's sections",
+                  t->name, t->method);
+    }
+    qg_state_free(&one);
+  }
+  if (s) qg_int8_artifact_free(a);
+  return s;
+}

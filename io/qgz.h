@@ -1,0 +1,83 @@
+/* quantgolf's own artifact (.qgz): self-describing quantized tensors, compressed.
+ *
+ * File = 32-byte header + compressed payload:
+ *   0  magic "QGZA"            4  u16 format version (1)   6  u8 compressor
+ *   7  u8 code layout           8  u32 tensor count         12 u32 CRC-32 of the payload
+ *   16 u64 payload bytes        24 u64 compressed bytes (= file size - 32)
+ * Payload, per tensor (varint = unsigned LEB128):
+ *   varint+bytes name, method, canonical options; u8 source dtype; u8 ndim; varint dims;
+ *   u8 section count; per section: u8 name length + name, u8 kind, u8 bits, varint count,
+ *   then the data: codes bit-packed (LSB first) or ceil(bits/8) bytes each (the header's
+ *   layout), f16/bf16 as u16 LE, f32 LE, raw bytes as they are.
+ * Every length is checked before use; a corrupt or truncated file is QG_ERR_INPUT naming
+ * the file and the header field or payload offset and tensor. Loading gives exactly the
+ * dequantized weights the writer computed (quant/pipeline.h). */
+#ifndef QG_IO_QGZ_H
+#define QG_IO_QGZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "io/ptz.h"
+#include "quant/quantizer.h"
+
+#define QG_QGZ_MAGIC "QGZA"
+#define QG_QGZ_VERSION 1
+#define QG_QGZ_HEADER 32
+#define QG_QGZ_MAX_PAYLOAD ((uint64_t)1 << 31)
+
+typedef enum { QG_COMP_NONE = 0, QG_COMP_ZSTD, QG_COMP_BROTLI, QG_COMP_XZ, QG_COMP_ZLIB, QG_COMP_COUNT } qg_compressor;
+typedef enum { QG_LAYOUT_PACKED = 0, QG_LAYOUT_BYTES = 1, QG_LAYOUT_AUTO = -1 } qg_code_layout;
+
+const char *qg_compressor_name(qg_compressor c); /* "zstd-22", "brotli-11", "xz-9e", "zlib-9", "none" */
+/* "zstd", "brotli", "xz", "zlib", "none" */
+qg_status qg_compressor_from_name(const char *name, qg_compressor *out);
+/* One-shot compression at the artifact's levels (malloc'd output). */
+qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len);
+/* Decompresses into out, which must receive exactly expect bytes; fname for messages. */
+qg_status qg_decompress(qg_compressor c, const uint8_t *in, size_t n, uint8_t *out, size_t expect, const char *fname);
+
+/* The uncompressed payload of tensors q[0..n) in a layout (not AUTO). */
+qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layout, qg_buf *out);
+
+typedef struct {
+  qg_compressor comp;
+  qg_code_layout layout;     /* the one written */
+  size_t raw_bytes;          /* payload bytes of the written layout */
+  size_t packed_raw, bytes_raw;            /* payload bytes of each layout */
+  size_t packed_compressed, bytes_compressed; /* compressed size of each layout (0 = not tried) */
+  size_t file_bytes;         /* header + compressed payload */
+} qg_qgz_info;
+
+/* The whole file image; layout AUTO compresses both layouts and keeps the smaller. */
+qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout, uint8_t **file,
+                        size_t *len, qg_qgz_info *info);
+/* Encodes and writes atomically. */
+qg_status qg_qgz_write(const char *path, const qg_qtensor *const *q, int n, qg_compressor comp,
+                       qg_code_layout layout, qg_qgz_info *info);
+
+typedef struct {
+  qg_qtensor *t;
+  int n;
+  qg_compressor comp;
+  qg_code_layout layout;
+  uint64_t raw_bytes;
+} qg_qgz;
+
+void qg_qgz_free(qg_qgz *a);
+/* True when the first bytes are a .qgz header. */
+int qg_qgz_sniff(const uint8_t *head, size_t n);
+qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg_qgz *out);
+qg_status qg_qgz_read(const char *path, qg_qgz *out);
+/* Read + dequantize every tensor (exactly the writer's dequantized weights). */
+qg_status qg_qgz_load_state_mem(const uint8_t *data, size_t len, const char *fname, qg_state *out);
+qg_status qg_qgz_load_state(const char *path, qg_state *out);
+
+/* The contest's int8 container from quantized tensors: every quantized tensor must be
+ * codes of <= 8 bits with one fp16 scale per row (rowwise or gptq-rowwise per row,
+ * contest-int8) or a passthrough (fp16, bf16, fp32, raw); the container then reproduces
+ * the same weights (checked value for value). Otherwise QG_ERR_INPUT naming the tensor. */
+qg_status qg_qtensors_to_int8(const qg_qtensor *const *q, int n, qg_int8_artifact *out);
+
+#endif

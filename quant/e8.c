@@ -1,0 +1,488 @@
+/* E8 nearest-point decoding and sign-orbit codebooks (see e8.h). */
+#include "quant/e8.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Patterns are searched in chunks of this many (see search()). */
+#define E8_CHUNK 32
+
+/* ---- lattice decoding ---------------------------------------------------------------- */
+
+/* Inputs are clamped to +-2^20 so the integer parity below is exact; codebook users scale
+ * their inputs to a few units, and anything that large is far outside every codebook. */
+static float clampf(float v) {
+  if (!(v == v)) return 0.0f; /* NaN */
+  return v > 1048576.0f ? 1048576.0f : v < -1048576.0f ? -1048576.0f : v;
+}
+
+void qg_d8_nearest(const float x[8], float y[8]) {
+  int64_t sum = 0;
+  int worst = 0;
+  float wd = -1.0f;
+  for (int j = 0; j < 8; j++) {
+    float v = clampf(x[j]);
+    float f = rintf(v);
+    y[j] = f;
+    sum += (int64_t)f;
+    float d = fabsf(v - f);
+    if (d > wd) wd = d, worst = j;
+  }
+  /* Odd sum: re-round the coordinate that was rounded worst, the other way; that costs
+   * the least extra distance of any single change (Conway & Sloane's g(x)). */
+  if (sum & 1) y[worst] += clampf(x[worst]) >= y[worst] ? 1.0f : -1.0f;
+}
+
+/* Nearest point of the coset D8 + ½. */
+static void half_nearest(const float x[8], float y[8]) {
+  float s[8];
+  for (int j = 0; j < 8; j++) s[j] = x[j] - 0.5f;
+  qg_d8_nearest(s, y);
+  for (int j = 0; j < 8; j++) y[j] += 0.5f;
+}
+
+static float dist2(const float *a, const float *b) {
+  float s = 0;
+  for (int j = 0; j < 8; j++) s += (a[j] - b[j]) * (a[j] - b[j]);
+  return s;
+}
+
+void qg_e8_nearest(const float x[8], float y[8]) {
+  float h[8];
+  qg_d8_nearest(x, y);
+  half_nearest(x, h);
+  if (dist2(x, h) < dist2(x, y)) memcpy(y, h, sizeof h);
+}
+
+/* ---- building codebooks -------------------------------------------------------------- */
+
+typedef struct {
+  uint8_t d[8];
+  int n2; /* sum of d^2 = 4 |a|^2 */
+} pattern;
+
+typedef struct {
+  pattern *v;
+  int n, cap;
+  int failed;
+} patlist;
+
+static void patlist_push(patlist *l, const uint8_t d[8], int n2) {
+  if (l->failed) return;
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 256;
+    pattern *v = realloc(l->v, sizeof *v * (size_t)cap);
+    if (!v) { l->failed = 1; return; }
+    l->v = v, l->cap = cap;
+  }
+  memcpy(l->v[l->n].d, d, 8);
+  l->v[l->n++].n2 = n2;
+}
+
+/* All absolute patterns with doubled coordinates of parity `odd` (0: integer, 1: half)
+ * and sum of d^2 <= lim; integer patterns also need an even coordinate sum (D8). */
+static void enum_patterns(patlist *l, uint8_t *d, int j, int n2, int lim, int odd) {
+  if (j == 8) {
+    int s = 0;
+    for (int k = 0; k < 8; k++) s += d[k];
+    if (!odd && (s / 2) % 2) return;
+    patlist_push(l, d, n2);
+    return;
+  }
+  for (int v = odd; n2 + v * v <= lim && v <= 15; v += 2) {
+    d[j] = (uint8_t)v;
+    enum_patterns(l, d, j + 1, n2 + v * v, lim, odd);
+  }
+}
+
+static uint32_t key_of(const uint8_t d[8]) {
+  uint32_t k = 0;
+  for (int j = 0; j < 8; j++) k |= (uint32_t)d[j] << (4 * j);
+  return k;
+}
+
+static int cmp_pattern(const void *a, const void *b) {
+  const pattern *x = a, *y = b;
+  if (x->n2 != y->n2) return x->n2 < y->n2 ? -1 : 1;
+  uint32_t kx = key_of(x->d), ky = key_of(y->d);
+  return (kx > ky) - (kx < ky);
+}
+
+static int cmp_u32pair(const void *a, const void *b) {
+  uint32_t x = ((const uint32_t *)a)[0], y = ((const uint32_t *)b)[0];
+  return (x > y) - (x < y);
+}
+
+void qg_e8_codebook_free(qg_e8_codebook *cb) {
+  free(cb->pat), free(cb->pat_at), free(cb->pat_norm), free(cb->pat_half);
+  free(cb->pat_par), free(cb->pat_nnz), free(cb->pat_off), free(cb->keys);
+  free(cb->key_pat), free(cb->entries);
+  memset(cb, 0, sizeof *cb);
+}
+
+/* Entries one pattern contributes (before the e8p shift doubles them). */
+static uint32_t orbit_size(const pattern *p) {
+  if (p->d[0] & 1) return 128;
+  int nnz = 0;
+  for (int j = 0; j < 8; j++) nnz += p->d[j] != 0;
+  return 1u << nnz;
+}
+
+/* Fills the per-pattern tables, the sorted key index and the entry table. */
+static qg_status finish_codebook(qg_e8_codebook *cb, const pattern *pats, int n) {
+  cb->n_pat = n;
+  cb->pat = malloc(sizeof *cb->pat * (size_t)n);
+  cb->n_pad = (n + E8_CHUNK - 1) / E8_CHUNK * E8_CHUNK;
+  cb->pat_at = calloc(8 * (size_t)cb->n_pad, sizeof(float)); /* padding: zero patterns */
+  cb->pat_norm = malloc(sizeof(float) * (size_t)n);
+  cb->pat_half = malloc((size_t)n);
+  cb->pat_par = malloc((size_t)n);
+  cb->pat_nnz = malloc((size_t)n);
+  cb->pat_off = malloc(sizeof(uint32_t) * (size_t)n);
+  uint32_t *pairs = malloc(sizeof(uint32_t) * 2 * (size_t)n);
+  cb->keys = malloc(sizeof(uint32_t) * (size_t)n);
+  cb->key_pat = malloc(sizeof(int32_t) * (size_t)n);
+  if (!cb->pat || !cb->pat_at || !cb->pat_norm || !cb->pat_half || !cb->pat_par ||
+      !cb->pat_nnz || !cb->pat_off || !pairs || !cb->keys || !cb->key_pat) {
+    free(pairs);
+    qg_e8_codebook_free(cb);
+    return qg_fail(QG_ERR_NOMEM, "e8 codebook: out of memory (%d patterns)", n);
+  }
+  uint64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    const pattern *p = &pats[i];
+    int s = 0, nnz = 0;
+    for (int j = 0; j < 8; j++) {
+      cb->pat[i][j] = p->d[j];
+      cb->pat_at[(size_t)j * (size_t)cb->n_pad + (size_t)i] = 0.5f * (float)p->d[j];
+      s += p->d[j];
+      nnz += p->d[j] != 0;
+    }
+    cb->pat_norm[i] = 0.25f * (float)p->n2;
+    cb->pat_half[i] = p->d[0] & 1;
+    /* Half pattern: the signed sum is sum|a| - 2 sum_{minus}|a|, and each 2|a_j| is odd,
+     * so it is even exactly when (#minus) has the parity of sum|a| = s/2. */
+    cb->pat_par[i] = (uint8_t)((s / 2) & 1);
+    cb->pat_nnz[i] = (uint8_t)nnz;
+    cb->pat_off[i] = (uint32_t)off;
+    off += cb->kind == QG_E8CB_E8P ? 256 : orbit_size(p);
+    pairs[2 * i] = key_of(p->d);
+    pairs[2 * i + 1] = (uint32_t)i;
+  }
+  qsort(pairs, (size_t)n, 2 * sizeof(uint32_t), cmp_u32pair);
+  for (int i = 0; i < n; i++) cb->keys[i] = pairs[2 * i], cb->key_pat[i] = (int32_t)pairs[2 * i + 1];
+  free(pairs);
+  if (off > (1u << QG_E8CB_MAX_INDEX_BITS)) {
+    qg_e8_codebook_free(cb);
+    return qg_fail(QG_ERR_INPUT, "e8 codebook: %llu entries exceed 2^%d",
+                   (unsigned long long)off, QG_E8CB_MAX_INDEX_BITS);
+  }
+  cb->size = (uint32_t)off;
+  int bits = 0;
+  while ((1ull << bits) < off) bits++;
+  cb->index_bits = bits;
+  cb->entries = malloc((size_t)off * 8);
+  if (!cb->entries) {
+    qg_e8_codebook_free(cb);
+    return qg_fail(QG_ERR_NOMEM, "e8 codebook: out of memory (%llu entries)",
+                   (unsigned long long)off);
+  }
+  /* Enumerate every entry through the same index arithmetic the decoder inverts. */
+  for (int i = 0; i < n; i++) {
+    uint32_t m = cb->kind == QG_E8CB_E8P ? 256 : orbit_size(&pats[i]);
+    for (uint32_t c = 0; c < m; c++) {
+      int8_t *e = cb->entries + ((size_t)cb->pat_off[i] + c) * 8;
+      uint32_t signs = cb->kind == QG_E8CB_E8P ? c >> 1 : c;
+      int shift = cb->kind == QG_E8CB_E8P ? (c & 1 ? 1 : -1) : 0;
+      if (cb->pat_half[i]) {
+        int neg0 = (__builtin_popcount(signs) & 1) ^ cb->pat_par[i];
+        for (int j = 0; j < 8; j++) {
+          int neg = j == 0 ? neg0 : (int)(signs >> (j - 1)) & 1;
+          e[j] = (int8_t)((neg ? -2 : 2) * (int)cb->pat[i][j] + shift);
+        }
+      } else {
+        int b = 0;
+        for (int j = 0; j < 8; j++) {
+          int v = 2 * (int)cb->pat[i][j];
+          if (v) v = (signs >> b++) & 1 ? -v : v;
+          e[j] = (int8_t)v;
+        }
+      }
+    }
+  }
+  return QG_OK;
+}
+
+qg_status qg_e8_codebook_ball(double r2, qg_e8_codebook *cb) {
+  memset(cb, 0, sizeof *cb);
+  if (!(r2 >= 2 && r2 <= 30))
+    return qg_fail(QG_ERR_INPUT, "e8 ball codebook: radius^2 %g outside [2, 30]", r2);
+  cb->kind = QG_E8CB_BALL;
+  cb->r2 = r2;
+  patlist l = {0};
+  uint8_t d[8];
+  int lim = (int)floor(4 * r2 + 1e-9);
+  enum_patterns(&l, d, 0, 0, lim, 0);
+  enum_patterns(&l, d, 0, 0, lim, 1);
+  if (l.failed) {
+    free(l.v);
+    return qg_fail(QG_ERR_NOMEM, "e8 ball codebook: out of memory");
+  }
+  /* Ordered by norm, so small indices are the likely ones (helps entropy coders). */
+  qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_pattern);
+  uint64_t total = 0;
+  for (int i = 0; i < l.n; i++) total += orbit_size(&l.v[i]);
+  if (total > (1u << QG_E8CB_MAX_INDEX_BITS)) {
+    free(l.v);
+    return qg_fail(QG_ERR_INPUT, "e8 ball codebook: radius^2 %g gives %llu points (max 2^%d)",
+                   r2, (unsigned long long)total, QG_E8CB_MAX_INDEX_BITS);
+  }
+  qg_status s = finish_codebook(cb, l.v, l.n);
+  free(l.v);
+  return s;
+}
+
+/* Points of E8 with |v|^2 <= r2, counted through the patterns. */
+static uint64_t ball_count(int r2) {
+  patlist l = {0};
+  uint8_t d[8];
+  enum_patterns(&l, d, 0, 0, 4 * r2, 0);
+  enum_patterns(&l, d, 0, 0, 4 * r2, 1);
+  uint64_t t = 0;
+  for (int i = 0; i < l.n; i++) t += orbit_size(&l.v[i]);
+  if (l.failed) t = UINT64_MAX;
+  free(l.v);
+  return t;
+}
+
+qg_status qg_e8_codebook_for_bits(double bits, qg_e8_codebook *cb) {
+  memset(cb, 0, sizeof *cb);
+  if (!(bits >= 1 && bits * 8 <= QG_E8CB_MAX_INDEX_BITS))
+    return qg_fail(QG_ERR_INPUT, "e8 ball codebook: %g bits/weight outside [1, %g]", bits,
+                   QG_E8CB_MAX_INDEX_BITS / 8.0);
+  uint64_t cap = 1ull << (int)floor(8 * bits + 1e-9);
+  int r2 = 2; /* E8 norms are even: grow the ball one shell at a time */
+  while (r2 + 2 <= 30 && ball_count(r2 + 2) <= cap) r2 += 2;
+  return qg_e8_codebook_ball(r2, cb);
+}
+
+qg_status qg_e8_codebook_e8p(qg_e8_codebook *cb) {
+  memset(cb, 0, sizeof *cb);
+  cb->kind = QG_E8CB_E8P;
+  cb->r2 = 12;
+  patlist l = {0};
+  uint8_t d[8];
+  enum_patterns(&l, d, 0, 0, 40, 1); /* |a|^2 <= 10: the 227 patterns of D8 + ½ */
+  /* 29 of the 56 patterns with five 3/2's and three ½'s: the first 29 sets of ½
+   * positions {i < j < k} in lexicographic order. All 56 are permutations of each other,
+   * so which 29 is a convention; QuIP# fixes its own list. */
+  int added = 0;
+  for (int i = 0; i < 8 && added < 29; i++)
+    for (int j = i + 1; j < 8 && added < 29; j++)
+      for (int k = j + 1; k < 8 && added < 29; k++) {
+        for (int m = 0; m < 8; m++) d[m] = (m == i || m == j || m == k) ? 1 : 3;
+        patlist_push(&l, d, 48);
+        added++;
+      }
+  if (l.failed || l.n != 256) {
+    free(l.v);
+    return qg_fail(l.failed ? QG_ERR_NOMEM : QG_ERR_INTERNAL, "e8p codebook: %d patterns", l.n);
+  }
+  qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_pattern);
+  qg_status s = finish_codebook(cb, l.v, l.n);
+  free(l.v);
+  return s;
+}
+
+static qg_e8_codebook g_e8p, g_ball1, g_ball2;
+static int g_ok_e8p, g_ok_ball1, g_ok_ball2;
+static pthread_once_t g_once_e8p = PTHREAD_ONCE_INIT, g_once_b1 = PTHREAD_ONCE_INIT,
+                      g_once_b2 = PTHREAD_ONCE_INIT;
+static void init_e8p(void) { g_ok_e8p = qg_e8_codebook_e8p(&g_e8p) == QG_OK; }
+static void init_b1(void) { g_ok_ball1 = qg_e8_codebook_ball(2, &g_ball1) == QG_OK; }
+static void init_b2(void) { g_ok_ball2 = qg_e8_codebook_ball(10, &g_ball2) == QG_OK; }
+
+const qg_e8_codebook *qg_e8_codebook_get(const char *name) {
+  if (!strcmp(name, "e8p")) {
+    pthread_once(&g_once_e8p, init_e8p);
+    return g_ok_e8p ? &g_e8p : NULL;
+  }
+  if (!strcmp(name, "ball1")) {
+    pthread_once(&g_once_b1, init_b1);
+    return g_ok_ball1 ? &g_ball1 : NULL;
+  }
+  if (!strcmp(name, "ball2")) {
+    pthread_once(&g_once_b2, init_b2);
+    return g_ok_ball2 ? &g_ball2 : NULL;
+  }
+  return NULL;
+}
+
+/* ---- encoding ------------------------------------------------------------------------ */
+
+static int find_pattern(const qg_e8_codebook *cb, uint32_t key) {
+  int lo = 0, hi = cb->n_pat - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) >> 1;
+    if (cb->keys[mid] == key) return cb->key_pat[mid];
+    if (cb->keys[mid] < key) lo = mid + 1; else hi = mid - 1;
+  }
+  return -1;
+}
+
+/* Index of pattern p with minus signs at the coordinates set in neg (bit j = coordinate
+ * j) and, for e8p, shift bit sh. neg must be valid for p (parity, zeros). */
+static uint32_t index_of(const qg_e8_codebook *cb, int p, unsigned neg, int sh) {
+  uint32_t code;
+  if (cb->pat_half[p]) {
+    code = (neg >> 1) & 127;
+  } else {
+    code = 0;
+    int b = 0;
+    for (int j = 0; j < 8; j++)
+      if (cb->pat[p][j]) code |= ((neg >> j) & 1u) << b++;
+  }
+  if (cb->kind == QG_E8CB_E8P) return ((uint32_t)p << 8) | (code << 1) | (uint32_t)sh;
+  return cb->pat_off[p] + code;
+}
+
+/* The lattice point z as (pattern, signs), or -1 when its pattern is not in cb. */
+static int lookup_point(const qg_e8_codebook *cb, const float z[8], unsigned *neg) {
+  uint8_t d[8];
+  *neg = 0;
+  for (int j = 0; j < 8; j++) {
+    float a = fabsf(2.0f * z[j]);
+    if (a > 15.0f) return -1;
+    d[j] = (uint8_t)a;
+    if (z[j] < 0) *neg |= 1u << j;
+  }
+  return find_pattern(cb, key_of(d));
+}
+
+/* One pass over the patterns: the nearest entry to y (without shift), as pattern and
+ * minus signs; returns its squared distance. For pattern a the best signs follow y, and
+ * the distance is |y|^2 - 2 sum a_j|y_j| + |a|^2; a half pattern whose parity disagrees
+ * with y's signs pays 4 min_j a_j|y_j| for flipping its cheapest coordinate. Patterns
+ * go in chunks, coordinate-major, so the inner loops run over patterns and vectorise. */
+static float search(const qg_e8_codebook *cb, const float y[8], int *pbest, unsigned *negbest) {
+  float ay[8], y2 = 0;
+  unsigned neg = 0;
+  for (int j = 0; j < 8; j++) {
+    ay[j] = fabsf(y[j]);
+    y2 += y[j] * y[j];
+    if (y[j] < 0) neg |= 1u << j;
+  }
+  uint8_t negpar = (uint8_t)(__builtin_popcount(neg) & 1);
+  float best = INFINITY;
+  int bp = 0, np = cb->n_pat;
+  for (int base = 0; base < np; base += E8_CHUNK) {
+    int m = np - base < E8_CHUNK ? np - base : E8_CHUNK;
+    float dot[E8_CHUNK], mn[E8_CHUNK];
+    /* A fixed trip count (the tables are padded to whole chunks) lets -O2 vectorise. */
+    for (int p = 0; p < E8_CHUNK; p++) dot[p] = 0.0f, mn[p] = INFINITY;
+    for (int j = 0; j < 8; j++) {
+      const float *aj = cb->pat_at + (size_t)j * (size_t)cb->n_pad + (size_t)base;
+      float yj = ay[j];
+      for (int p = 0; p < E8_CHUNK; p++) {
+        float t = aj[p] * yj;
+        dot[p] += t;
+        mn[p] = t < mn[p] ? t : mn[p];
+      }
+    }
+    const uint8_t *half = cb->pat_half + base, *par = cb->pat_par + base;
+    const float *nrm = cb->pat_norm + base;
+    for (int p = 0; p < m; p++) {
+      float score = nrm[p] - 2.0f * dot[p] + ((half[p] & (par[p] ^ negpar)) ? 4.0f * mn[p] : 0.0f);
+      if (score < best) best = score, bp = base + p;
+    }
+  }
+  unsigned n = neg;
+  if (cb->pat_half[bp] && cb->pat_par[bp] != negpar) { /* flip the cheapest coordinate */
+    int mj = 0;
+    float mv = INFINITY;
+    for (int j = 0; j < 8; j++) {
+      float t = cb->pat_at[(size_t)j * (size_t)cb->n_pad + (size_t)bp] * ay[j];
+      if (t < mv) mv = t, mj = j;
+    }
+    n ^= 1u << mj;
+  }
+  if (!cb->pat_half[bp]) /* zero coordinates of integer patterns carry no sign */
+    for (int j = 0; j < 8; j++)
+      if (!cb->pat[bp][j]) n &= ~(1u << j);
+  *pbest = bp;
+  *negbest = n;
+  float d = y2 + best;
+  return d > 0 ? d : 0;
+}
+
+static void sanitize(const float x[8], float v[8]) {
+  for (int j = 0; j < 8; j++) v[j] = isfinite(x[j]) ? x[j] : 0.0f;
+}
+
+uint32_t qg_e8_encode_search(const qg_e8_codebook *cb, const float x[8], float *d2) {
+  float v[8];
+  sanitize(x, v);
+  int p;
+  unsigned neg;
+  if (cb->kind == QG_E8CB_BALL) {
+    float d = search(cb, v, &p, &neg);
+    if (d2) *d2 = d;
+    return index_of(cb, p, neg, 0);
+  }
+  uint32_t best = 0;
+  float bd = INFINITY;
+  for (int sh = 0; sh < 2; sh++) {
+    float y[8], t = sh ? 0.25f : -0.25f;
+    for (int j = 0; j < 8; j++) y[j] = v[j] - t;
+    float d = search(cb, y, &p, &neg);
+    if (d < bd) bd = d, best = index_of(cb, p, neg, sh);
+  }
+  if (d2) *d2 = bd;
+  return best;
+}
+
+uint32_t qg_e8_encode(const qg_e8_codebook *cb, const float x[8], float *d2) {
+  float v[8], z[8];
+  sanitize(x, v);
+  unsigned neg;
+  int p;
+  if (cb->kind == QG_E8CB_BALL) {
+    /* The nearest lattice point is the nearest entry whenever it is in the ball. */
+    qg_e8_nearest(v, z);
+    if ((p = lookup_point(cb, z, &neg)) >= 0) {
+      if (d2) *d2 = dist2(v, z);
+      return index_of(cb, p, neg, 0);
+    }
+    float d = search(cb, v, &p, &neg);
+    if (d2) *d2 = d;
+    return index_of(cb, p, neg, 0);
+  }
+  /* e8p: each shift's entries are a subset of the coset D8 + ½ (shifted); within a
+   * shift, the coset's nearest point is the answer when the codebook holds it, and a
+   * lower bound on that shift's answer otherwise, so a shift whose bound cannot beat
+   * the best so far is not searched. */
+  float y[2][8], dl[2];
+  int pp[2];
+  unsigned nn[2];
+  for (int sh = 0; sh < 2; sh++) {
+    float t = sh ? 0.25f : -0.25f;
+    for (int j = 0; j < 8; j++) y[sh][j] = v[j] - t;
+    half_nearest(y[sh], z);
+    dl[sh] = dist2(y[sh], z);
+    pp[sh] = lookup_point(cb, z, &nn[sh]);
+  }
+  uint32_t best = 0;
+  float bd = INFINITY;
+  int first = dl[1] < dl[0];
+  for (int k = 0; k < 2; k++) {
+    int sh = k ? !first : first;
+    if (dl[sh] >= bd) continue;
+    float d = dl[sh];
+    if (pp[sh] < 0) d = search(cb, y[sh], &pp[sh], &nn[sh]);
+    if (d < bd) bd = d, best = index_of(cb, pp[sh], nn[sh], sh);
+  }
+  if (d2) *d2 = bd;
+  return best;
+}

@@ -1,0 +1,74 @@
+/* Helpers shared by grids: ATen's quantile and round-to-nearest through a grid. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quant_internal.h"
+
+/* k-th smallest of v[0..n) (v reordered; Hoare quickselect, median-of-three pivot). */
+static float select_kth(float *v, int64_t n, int64_t k) {
+  int64_t lo = 0, hi = n - 1;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    float a = v[lo], b = v[mid], c = v[hi];
+    float p = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+    int64_t i = lo, j = hi;
+    while (i <= j) {
+      while (v[i] < p) i++;
+      while (v[j] > p) j--;
+      if (i <= j) {
+        float t = v[i];
+        v[i] = v[j], v[j] = t;
+        i++, j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return v[k];
+  }
+  return v[k];
+}
+
+float qg_quantile_f32(float *v, int64_t n, double q) {
+  if (n <= 0) return 0.0f;
+  float qf = (float)q;
+  float rank = qf * (float)(n - 1);
+  int64_t below = (int64_t)rank, above = (int64_t)ceilf(rank);
+  if (above > n - 1) above = n - 1;
+  if (below > n - 1) below = n - 1;
+  float w = rank - (float)below;
+  float lo = select_kth(v, n, below);
+  /* after selecting `below`, everything at or above index below is >= lo */
+  float hi = above == below ? lo : select_kth(v + below + 1, n - below - 1, above - below - 1);
+  if (fabsf(w) < 0.5f) return fmaf(w, hi - lo, lo);
+  return fmaf(w - 1.0f, hi - lo, hi);
+}
+
+qg_status qg_grid_rtn(const qg_grid *g, const void *cfg, const qg_qinput *in, qg_qtensor *out) {
+  int64_t rows = in->rows, cols = in->cols;
+  if (cols % g->width) return qg_fail(QG_ERR_INPUT, "%lld columns are not a multiple of the grid width %d",
+                                      (long long)cols, g->width);
+  int64_t gs = g->group(cfg);
+  if (gs == 0) gs = cols;
+  double *x = malloc((size_t)(rows * cols) * sizeof *x);
+  double *imp = NULL;
+  if (!x) return qg_fail(QG_ERR_NOMEM, "out of memory (%lld x %lld)", (long long)rows, (long long)cols);
+  for (int64_t i = 0; i < rows * cols; i++) x[i] = in->w[i];
+  if (in->importance || in->hessian) {
+    if (!(imp = malloc((size_t)cols * sizeof *imp))) {
+      free(x);
+      return qg_fail(QG_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t j = 0; j < cols; j++) imp[j] = in->importance ? in->importance[j] : in->hessian[j * cols + j];
+  }
+  void *st = NULL;
+  qg_status s = g->begin(cfg, in, &st);
+  for (int64_t gi = 0; !s && gi * gs < cols; gi++)
+    s = g->set_scale(st, gi, x + gi * gs, cols, gs, imp ? imp + gi * gs : NULL);
+  for (int64_t c = 0; !s && c < cols; c += g->width) g->round(st, c, x + c, cols, x + c, cols);
+  if (!s) s = g->finish(st, out);
+  if (st) g->free(st);
+  free(x);
+  free(imp);
+  return s;
+}

@@ -1,0 +1,32 @@
+/* Shared internals of quant/: the built-in quantizers' tables and helpers that more than
+ * one quantizer uses. Not part of the plug-in interface (quant/quantizer.h). */
+#ifndef QG_QUANT_INTERNAL_H
+#define QG_QUANT_INTERNAL_H
+
+#include "quant/quantizer.h"
+
+extern const qg_quantizer qg_quantizer_rowwise;
+extern const qg_quantizer qg_quantizer_contest_int8;
+extern const qg_quantizer qg_quantizer_fp16;
+extern const qg_quantizer qg_quantizer_bf16;
+extern const qg_quantizer qg_quantizer_fp32;
+extern const qg_quantizer qg_quantizer_raw;
+extern const qg_quantizer qg_quantizer_gptq;
+extern const qg_quantizer qg_quantizer_lloydmax; /* quant/turbo.c */
+extern const qg_quantizer qg_quantizer_turbo;    /* quant/turbo.c */
+extern const qg_quantizer qg_quantizer_e8;       /* quant/e8_quantizer.c */
+
+/* torch.quantile(v, q) with linear interpolation as ATen computes it (q converted to
+ * float32, rank = q * (n - 1) in float32, fused lerp). v (n values) is reordered. */
+float qg_quantile_f32(float *v, int64_t n, double q);
+
+/* Round-to-nearest through a grid: every scale from W (importance: in->importance, else
+ * diag of in->hessian, else none), every column rounded, sections into out. */
+qg_status qg_grid_rtn(const qg_grid *g, const void *cfg, const qg_qinput *in, qg_qtensor *out);
+
+/* rowwise config accessors (for the contest .int8.ptz export). */
+int qg_rowwise_bits(const void *cfg);
+int64_t qg_rowwise_group(const void *cfg);
+int qg_rowwise_qmin(const void *cfg);
+
+#endif

@@ -1,0 +1,499 @@
+/* turbo (FWHT rotation + Lloyd-Max) and lloydmax (the same levels without the rotation).
+ *
+ * turbo, per row and per group of g = 2^k input columns: x = the group (times the column
+ * equalisation s, when eq > 0), rotated by R = H D (seeded random signs D shared by all
+ * rows, normalised Walsh-Hadamard H), scaled to unit variance y = R x sqrt(g) / |x|,
+ * rounded coordinatewise to the b-bit Lloyd-Max codebook c for N(0,1), inverted, and
+ * given back its norm. After a random rotation every coordinate of a group is close to
+ * N(0, |x|^2 / g) whatever the weights looked like, so the Gaussian codebook is the
+ * right one and outliers are spread over the whole group.
+ *   norm=l2: the fp16 section "norms" stores |x|; the reconstruction is
+ *            |x| R^-1 c / |c| (its norm equals the original's).
+ *   norm=ls: the fp16 section "scales" stores the least-squares gain a = <R x, c> / |c|^2
+ *            and the reconstruction is a R^-1 c: never worse in MSE than l2, since a is
+ *            the best multiplier of R^-1 c (l2 over-scales by about 1/sqrt(1 - D)).
+ *   eq=alpha: columns scaled by s_i = (H_ii / mean H_ii)^alpha (fp16, section "colscale")
+ *            before rotating and divided out after (W x = (W S)(S^-1 x), so the function
+ *            is unchanged). Needs a Hessian or importance. After the rotation a group's
+ *            error is spread evenly over its columns in proportion to the group's norm,
+ *            so column i's error is weighted by H_ii / s_i^2 while the norm grows with
+ *            s_i^2: for columns of like magnitude, sum_i H_ii err_i^2 is smallest at
+ *            alpha = 1/4 (Cauchy-Schwarz); alpha = 1/2 is neutral.
+ * Sections: "codes" (b bits, rows x cols, in rotated order within each group), "norms"
+ * or "scales" (rows x groups fp16), "seed" (8 raw bytes, little-endian), ["colscale"].
+ * The rounding is written as a grid of width g (a whole group at once), used for
+ * round-to-nearest; see the note at qg_quantizer_turbo about GPTQ.
+ *
+ * lloydmax: per row or group, an fp16 scale sigma (the RMS, or searched) and codes into
+ * the b-bit Gaussian Lloyd-Max levels: w = sigma c[code]. A scalar grid (width 1), so
+ * "gptq grid=lloydmax bits=3" is GPTQ with non-uniform levels. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/fwht.h"
+#include "quant/lloydmax.h"
+#include "quant/quant_internal.h"
+
+/* fp16-representable, finite, non-negative: what is stored is what is used. */
+static float f16r(double v) {
+  if (!(v > 0)) return 0.0f;
+  if (v > 65504.0) v = 65504.0;
+  return qg_f16_to_f32(qg_f32_to_f16((float)v));
+}
+
+static const char *const obj_names[] = {"mse", "hessian", NULL};
+
+/* ==== turbo ============================================================================ */
+
+static const char *const norm_names[] = {"ls", "l2", NULL};
+enum { NORM_LS = 0, NORM_L2 = 1 };
+
+typedef struct {
+  int bits, norm;
+  int64_t group;
+  double eq;
+} tb_cfg;
+
+static qg_status tb_parse(qg_opts *o, void **out) {
+  tb_cfg *c = calloc(1, sizeof *c);
+  if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  int64_t bits, group;
+  qg_status s = qg_opt_int(o, "turbo", "bits", 1, QG_LLOYDMAX_MAX_BITS, 4, &bits);
+  if (!s) s = qg_opt_int(o, "turbo", "group", 2, (int64_t)1 << 20, 128, &group);
+  if (!s) s = qg_opt_choice(o, "turbo", "norm", norm_names, NORM_LS, &c->norm);
+  if (!s) s = qg_opt_num(o, "turbo", "eq", 0.0, 1.0, 0.0, &c->eq);
+  if (!s && !qg_is_pow2(group))
+    s = qg_fail(QG_ERR_INPUT, "turbo: option group=%lld: must be a power of two (2, 4, ..., 2^20)",
+                (long long)group);
+  if (s) {
+    free(c);
+    return s;
+  }
+  c->bits = (int)bits, c->group = group;
+  *out = c;
+  return QG_OK;
+}
+
+static void tb_canon(const void *cfg, qg_buf *b) {
+  const tb_cfg *c = cfg;
+  qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%.17g", c->bits, (long long)c->group,
+                norm_names[c->norm], c->eq);
+}
+
+static qg_status tb_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
+  const tb_cfg *c = cfg;
+  if (ndim != 2) return qg_cannot_take("turbo", name, ndim, shape, "needs a 2-D matrix");
+  if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("turbo", name, ndim, shape, "empty matrix");
+  if (shape[1] % c->group)
+    return qg_cannot_take("turbo", name, ndim, shape, "%lld columns are not a multiple of group=%lld",
+                          (long long)shape[1], (long long)c->group);
+  return QG_OK;
+}
+
+/* The reconstruction of one group from its codes (rotated order) and stored gain, in
+ * original column order: a R^-1 c (ls) or n R^-1 c / |c| (l2), divided by the column
+ * scales. Shared by the grid and dequantize so both give the same floats. */
+static void tb_recon(const tb_cfg *c, const qg_lloydmax *lm, const uint32_t *codes, float gain,
+                     const float *signs, const float *colscale, float *out) {
+  int64_t g = c->group;
+  double cc = 0;
+  for (int64_t j = 0; j < g; j++) {
+    out[j] = lm->cf[codes[j]];
+    cc += (double)out[j] * out[j];
+  }
+  float a = c->norm == NORM_LS ? gain : (cc > 0 ? (float)(gain / sqrt(cc)) : 0.0f);
+  for (int64_t j = 0; j < g; j++) out[j] *= a;
+  qg_rotate_inv(out, signs, g);
+  if (colscale)
+    for (int64_t j = 0; j < g; j++) out[j] /= colscale[j];
+}
+
+typedef struct {
+  const tb_cfg *c;
+  const qg_lloydmax *lm;
+  int64_t rows, cols, ngroups;
+  uint64_t seed;
+  float *signs;    /* cols */
+  float *colscale; /* cols, or NULL without equalisation */
+  uint32_t *codes; /* rows x cols */
+  float *gain;     /* rows x ngroups (fp16 values) */
+  float *buf;      /* g */
+} tb_state;
+
+static int64_t tb_group(const void *cfg) { return ((const tb_cfg *)cfg)->group; }
+
+static void tb_free(void *p) {
+  tb_state *st = p;
+  if (!st) return;
+  free(st->signs), free(st->colscale), free(st->codes), free(st->gain), free(st->buf);
+  free(st);
+}
+
+/* s_i = (d_i / mean d)^alpha in fp16; dead columns (d_i = 0) are floored at 1e-6 of the
+ * mean so the division after dequantization stays finite. */
+static qg_status tb_colscale(const tb_cfg *c, const qg_qinput *in, float *s) {
+  int64_t n = in->cols;
+  double mean = 0;
+  for (int64_t j = 0; j < n; j++) {
+    double d = in->importance ? in->importance[j] : in->hessian[j * n + j];
+    if (!(d >= 0) || isinf(d))
+      return qg_fail(QG_ERR_INPUT, "turbo eq: importance of column %lld is %g", (long long)j, d);
+    mean += d;
+  }
+  mean /= (double)n;
+  for (int64_t j = 0; j < n; j++) {
+    double d = in->importance ? in->importance[j] : in->hessian[j * n + j];
+    s[j] = mean > 0 ? f16r(pow(fmax(d, 1e-6 * mean) / mean, c->eq)) : 1.0f;
+    if (s[j] == 0.0f) s[j] = qg_f16_to_f32(1); /* smallest subnormal, never zero */
+  }
+  return QG_OK;
+}
+
+static qg_status tb_begin(const void *cfg, const qg_qinput *in, void **out) {
+  const tb_cfg *c = cfg;
+  if (in->cols % c->group)
+    return qg_fail(QG_ERR_INPUT, "turbo: %lld columns are not a multiple of group=%lld",
+                   (long long)in->cols, (long long)c->group);
+  if (c->eq > 0 && !in->importance && !in->hessian)
+    return qg_fail(QG_ERR_INPUT, "turbo: eq=%g needs a Hessian or per-column importance "
+                   "(calibrate, or use eq=0)", c->eq);
+  tb_state *st = calloc(1, sizeof *st);
+  if (!st) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  st->c = c;
+  st->lm = qg_lloydmax_gaussian_cached(c->bits);
+  st->rows = in->rows, st->cols = in->cols, st->ngroups = in->cols / c->group;
+  st->seed = in->seed;
+  st->signs = malloc((size_t)in->cols * sizeof *st->signs);
+  st->codes = calloc((size_t)(in->rows * in->cols), sizeof *st->codes);
+  st->gain = calloc((size_t)(in->rows * st->ngroups), sizeof *st->gain);
+  st->buf = malloc((size_t)c->group * sizeof *st->buf);
+  if (c->eq > 0) st->colscale = malloc((size_t)in->cols * sizeof *st->colscale);
+  if (!st->lm || !st->signs || !st->codes || !st->gain || !st->buf || (c->eq > 0 && !st->colscale)) {
+    tb_free(st);
+    return qg_fail(QG_ERR_NOMEM, "out of memory (%lld x %lld)", (long long)in->rows, (long long)in->cols);
+  }
+  qg_random_signs(st->seed, st->signs, in->cols);
+  if (st->colscale) {
+    qg_status s = tb_colscale(c, in, st->colscale);
+    if (s) {
+      tb_free(st);
+      return s;
+    }
+  }
+  *out = st;
+  return QG_OK;
+}
+
+/* The gains depend on each group's current values, so they are set in round(). */
+static qg_status tb_set_scale(void *p, int64_t gi, const double *x, int64_t ldx, int64_t n, const double *imp) {
+  tb_state *st = p;
+  (void)x, (void)ldx, (void)imp;
+  if (gi < 0 || gi >= st->ngroups || n != st->c->group)
+    return qg_fail(QG_ERR_INTERNAL, "turbo grid: group %lld of %lld columns", (long long)gi, (long long)n);
+  return QG_OK;
+}
+
+static void tb_round(void *p, int64_t col, const double *x, int64_t ldx, double *q, int64_t ldq) {
+  tb_state *st = p;
+  const tb_cfg *c = st->c;
+  int64_t g = c->group, gi = col / g;
+  const float *sg = st->signs + col, *cs = st->colscale ? st->colscale + col : NULL;
+  for (int64_t r = 0; r < st->rows; r++) {
+    float *b = st->buf;
+    uint32_t *codes = st->codes + r * st->cols + col;
+    for (int64_t j = 0; j < g; j++) b[j] = (float)(x[r * ldx + j] * (cs ? cs[j] : 1.0));
+    qg_rotate_fwd(b, sg, g);
+    double nn = 0;
+    for (int64_t j = 0; j < g; j++) nn += (double)b[j] * b[j];
+    double norm = sqrt(nn), k = norm > 0 ? sqrt((double)g) / norm : 0.0, dot = 0, cc = 0;
+    for (int64_t j = 0; j < g; j++) {
+      int i = qg_lloydmax_index(st->lm, (float)(b[j] * k));
+      codes[j] = (uint32_t)i;
+      dot += (double)b[j] * st->lm->c[i];
+      cc += st->lm->c[i] * st->lm->c[i];
+    }
+    float gain = c->norm == NORM_LS ? f16r(dot / cc) : f16r(norm);
+    st->gain[r * st->ngroups + gi] = gain;
+    tb_recon(c, st->lm, codes, gain, sg, cs, b);
+    for (int64_t j = 0; j < g; j++) q[r * ldq + j] = b[j];
+  }
+}
+
+static qg_status tb_finish(void *p, qg_qtensor *out) {
+  tb_state *st = p;
+  const tb_cfg *c = st->c;
+  uint32_t *codes;
+  uint16_t *h;
+  uint8_t *seed;
+  int64_t n = st->rows * st->cols, ng = st->rows * st->ngroups;
+  QG_TRY(qg_qtensor_add(out, "codes", QG_SEC_CODES, c->bits, n, (void **)&codes));
+  memcpy(codes, st->codes, (size_t)n * sizeof *codes);
+  QG_TRY(qg_qtensor_add(out, c->norm == NORM_LS ? "scales" : "norms", QG_SEC_F16, 0, ng, (void **)&h));
+  for (int64_t i = 0; i < ng; i++) h[i] = qg_f32_to_f16(st->gain[i]);
+  QG_TRY(qg_qtensor_add(out, "seed", QG_SEC_RAW, 0, 8, (void **)&seed));
+  for (int i = 0; i < 8; i++) seed[i] = (uint8_t)(st->seed >> (8 * i));
+  if (st->colscale) {
+    QG_TRY(qg_qtensor_add(out, "colscale", QG_SEC_F16, 0, st->cols, (void **)&h));
+    for (int64_t j = 0; j < st->cols; j++) h[j] = qg_f32_to_f16(st->colscale[j]);
+  }
+  return QG_OK;
+}
+
+static const qg_grid tb_grid = {0 /* the group: set per config */, tb_group, tb_begin, tb_set_scale,
+                                tb_round, tb_finish, tb_free};
+
+static qg_status tb_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
+  qg_grid g = tb_grid;
+  g.width = (int)((const tb_cfg *)cfg)->group;
+  return qg_grid_rtn(&g, cfg, in, out);
+}
+
+static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
+  const tb_cfg *c = cfg;
+  const char *nm = q->name ? q->name : "?";
+  int64_t g = c->group;
+  if (q->cols % g)
+    return qg_fail(QG_ERR_INPUT, "tensor '%s' (turbo): %lld columns are not a multiple of group=%lld", nm,
+                   (long long)q->cols, (long long)g);
+  int64_t ng = q->cols / g;
+  const qg_qsection *cs, *gs, *ss, *es = NULL;
+  QG_TRY(qg_qtensor_need(q, "codes", QG_SEC_CODES, q->rows * q->cols, &cs));
+  QG_TRY(qg_qtensor_need(q, c->norm == NORM_LS ? "scales" : "norms", QG_SEC_F16, q->rows * ng, &gs));
+  QG_TRY(qg_qtensor_need(q, "seed", QG_SEC_RAW, 8, &ss));
+  if (c->eq > 0) QG_TRY(qg_qtensor_need(q, "colscale", QG_SEC_F16, q->cols, &es));
+  if (cs->bits != c->bits)
+    return qg_fail(QG_ERR_INPUT, "tensor '%s' (turbo): codes are %d-bit, options say bits=%d", nm, cs->bits,
+                   c->bits);
+  const qg_lloydmax *lm = qg_lloydmax_gaussian_cached(c->bits);
+  const uint32_t *codes = cs->data;
+  for (int64_t i = 0; i < q->rows * q->cols; i++)
+    if (codes[i] >= (uint32_t)lm->levels)
+      return qg_fail(QG_ERR_INPUT, "tensor '%s' (turbo): code %u at %lld outside 0..%d", nm, codes[i],
+                     (long long)i, lm->levels - 1);
+  uint64_t seed = 0;
+  for (int i = 0; i < 8; i++) seed |= (uint64_t)((const uint8_t *)ss->data)[i] << (8 * i);
+  float *signs = malloc((size_t)q->cols * sizeof *signs), *colscale = NULL;
+  if (es) colscale = malloc((size_t)q->cols * sizeof *colscale);
+  if (!signs || (es && !colscale)) {
+    free(signs), free(colscale);
+    return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  qg_random_signs(seed, signs, q->cols);
+  qg_status s = QG_OK;
+  if (es)
+    for (int64_t j = 0; j < q->cols && !s; j++) {
+      colscale[j] = qg_f16_to_f32(((const uint16_t *)es->data)[j]);
+      if (!(colscale[j] > 0) || isinf(colscale[j]))
+        s = qg_fail(QG_ERR_INPUT, "tensor '%s' (turbo): column scale %lld is %g", nm, (long long)j, colscale[j]);
+    }
+  const uint16_t *gain = gs->data;
+  for (int64_t r = 0; r < q->rows && !s; r++)
+    for (int64_t k = 0; k < ng; k++) {
+      float a = qg_f16_to_f32(gain[r * ng + k]);
+      if (!isfinite(a)) {
+        s = qg_fail(QG_ERR_INPUT, "tensor '%s' (turbo): non-finite gain at row %lld group %lld", nm,
+                    (long long)r, (long long)k);
+        break;
+      }
+      tb_recon(c, lm, codes + r * q->cols + k * g, a, signs + k * g, colscale ? colscale + k * g : NULL,
+               w + r * q->cols + k * g);
+    }
+  free(signs), free(colscale);
+  return s;
+}
+
+static void free_cfg(void *c) { free(c); }
+
+/* Not registered as a GPTQ grid: qg_grid's width is one constant per quantizer, while
+ * turbo's block is its group (a config value). Round-to-nearest goes through the grid
+ * above with the width filled in. */
+const qg_quantizer qg_quantizer_turbo = {
+    "turbo", "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
+    tb_parse, free_cfg, tb_canon, tb_can_take, tb_quantize, tb_dequantize, NULL, NULL};
+
+/* ==== lloydmax ========================================================================= */
+
+enum { SC_RMS = 0, SC_SEARCH = 1 };
+static const char *const scale_names[] = {"rms", "search", NULL};
+
+typedef struct {
+  int bits, scale, steps, objective;
+  int64_t group;
+  double lo, hi; /* search range of sigma / rms */
+} lm_cfg;
+
+static qg_status lm_parse(qg_opts *o, void **out) {
+  lm_cfg *c = calloc(1, sizeof *c);
+  if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  int64_t bits, group, steps;
+  qg_status s = qg_opt_int(o, "lloydmax", "bits", 1, QG_LLOYDMAX_MAX_BITS, 4, &bits);
+  if (!s) s = qg_opt_int(o, "lloydmax", "group", 0, (int64_t)1 << 30, 0, &group);
+  if (!s) s = qg_opt_choice(o, "lloydmax", "scale", scale_names, SC_SEARCH, &c->scale);
+  if (!s) s = qg_opt_num(o, "lloydmax", "lo", 0.1, 10.0, 0.5, &c->lo);
+  if (!s) s = qg_opt_num(o, "lloydmax", "hi", 0.1, 10.0, 2.0, &c->hi);
+  if (!s) s = qg_opt_int(o, "lloydmax", "steps", 1, 1000, 32, &steps);
+  if (!s) s = qg_opt_choice(o, "lloydmax", "objective", obj_names, 0, &c->objective);
+  if (!s && c->lo > c->hi) s = qg_fail(QG_ERR_INPUT, "lloydmax: lo=%g is above hi=%g", c->lo, c->hi);
+  if (s) {
+    free(c);
+    return s;
+  }
+  c->bits = (int)bits, c->group = group, c->steps = (int)steps;
+  *out = c;
+  return QG_OK;
+}
+
+static void lm_canon(const void *cfg, qg_buf *b) {
+  const lm_cfg *c = cfg;
+  qg_buf_printf(b, "bits=%d group=%lld scale=%s", c->bits, (long long)c->group, scale_names[c->scale]);
+  if (c->scale == SC_SEARCH)
+    qg_buf_printf(b, " lo=%.17g hi=%.17g steps=%d objective=%s", c->lo, c->hi, c->steps, obj_names[c->objective]);
+}
+
+static qg_status lm_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
+  const lm_cfg *c = cfg;
+  if (ndim != 2) return qg_cannot_take("lloydmax", name, ndim, shape, "needs a 2-D matrix");
+  if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("lloydmax", name, ndim, shape, "empty matrix");
+  if (c->group && shape[1] % c->group)
+    return qg_cannot_take("lloydmax", name, ndim, shape, "%lld columns are not a multiple of group=%lld",
+                          (long long)shape[1], (long long)c->group);
+  return QG_OK;
+}
+
+typedef struct {
+  const lm_cfg *c;
+  const qg_lloydmax *lm;
+  int64_t rows, cols, group, ngroups;
+  float *scales;   /* rows x ngroups (fp16 values) */
+  uint32_t *codes; /* rows x cols */
+} lm_state;
+
+static int64_t lm_group(const void *cfg) { return ((const lm_cfg *)cfg)->group; }
+
+static void lm_free(void *p) {
+  lm_state *st = p;
+  if (!st) return;
+  free(st->scales), free(st->codes);
+  free(st);
+}
+
+static qg_status lm_begin(const void *cfg, const qg_qinput *in, void **out) {
+  const lm_cfg *c = cfg;
+  lm_state *st = calloc(1, sizeof *st);
+  if (!st) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  st->c = c;
+  st->lm = qg_lloydmax_gaussian_cached(c->bits);
+  st->rows = in->rows, st->cols = in->cols;
+  st->group = c->group ? c->group : in->cols;
+  st->ngroups = in->cols / st->group;
+  st->scales = calloc((size_t)(st->rows * st->ngroups), sizeof *st->scales);
+  st->codes = calloc((size_t)(st->rows * st->cols), sizeof *st->codes);
+  if (!st->lm || !st->scales || !st->codes) {
+    lm_free(st);
+    return qg_fail(QG_ERR_NOMEM, "out of memory (%lld x %lld)", (long long)in->rows, (long long)in->cols);
+  }
+  *out = st;
+  return QG_OK;
+}
+
+static double lm_err(const qg_lloydmax *lm, const double *x, const double *imp, int64_t n, float s) {
+  double e = 0;
+  for (int64_t j = 0; j < n; j++) {
+    double d = x[j] - (double)s * lm->cf[qg_lloydmax_index(lm, (float)(x[j] / s))];
+    e += (imp ? imp[j] : 1.0) * d * d;
+  }
+  return e;
+}
+
+/* sigma = RMS (the Gaussian optimum), or the best of `steps` multipliers of it spaced
+ * geometrically over [lo, hi] (1 always among the candidates). */
+static qg_status lm_set_scale(void *p, int64_t gi, const double *x, int64_t ldx, int64_t n, const double *imp) {
+  lm_state *st = p;
+  const lm_cfg *c = st->c;
+  if (gi < 0 || gi >= st->ngroups || n != st->group)
+    return qg_fail(QG_ERR_INTERNAL, "lloydmax grid: group %lld of %lld columns", (long long)gi, (long long)n);
+  const double *w = c->objective == 1 ? imp : NULL;
+  for (int64_t r = 0; r < st->rows; r++) {
+    const double *xr = x + r * ldx;
+    double ss = 0;
+    for (int64_t j = 0; j < n; j++) ss += xr[j] * xr[j];
+    double rms = sqrt(ss / (double)n);
+    /* An all-zero (or fp16-underflowing) group gets the smallest subnormal scale, so
+     * its innermost levels reconstruct to ~1e-8 rather than +-0.45 */
+    float best = f16r(rms);
+    if (best == 0.0f) best = qg_f16_to_f32(1);
+    if (c->scale == SC_SEARCH && rms > 0) {
+      double be = lm_err(st->lm, xr, w, n, best);
+      for (int i = 0; i < c->steps; i++) {
+        double m = c->steps == 1 ? c->lo : c->lo * pow(c->hi / c->lo, (double)i / (c->steps - 1));
+        float s = f16r(rms * m);
+        if (s == 0.0f) continue;
+        double e = lm_err(st->lm, xr, w, n, s);
+        if (e < be) be = e, best = s;
+      }
+    }
+    st->scales[r * st->ngroups + gi] = best;
+  }
+  return QG_OK;
+}
+
+static void lm_round(void *p, int64_t col, const double *x, int64_t ldx, double *q, int64_t ldq) {
+  lm_state *st = p;
+  int64_t gi = col / st->group;
+  for (int64_t r = 0; r < st->rows; r++) {
+    float s = st->scales[r * st->ngroups + gi];
+    int i = qg_lloydmax_index(st->lm, (float)(x[r * ldx] / s));
+    st->codes[r * st->cols + col] = (uint32_t)i;
+    q[r * ldq] = (double)(s * st->lm->cf[i]); /* the float product dequantize computes */
+  }
+}
+
+static qg_status lm_finish(void *p, qg_qtensor *out) {
+  lm_state *st = p;
+  uint32_t *codes;
+  uint16_t *h;
+  int64_t n = st->rows * st->cols, ng = st->rows * st->ngroups;
+  QG_TRY(qg_qtensor_add(out, "codes", QG_SEC_CODES, st->c->bits, n, (void **)&codes));
+  memcpy(codes, st->codes, (size_t)n * sizeof *codes);
+  QG_TRY(qg_qtensor_add(out, "scales", QG_SEC_F16, 0, ng, (void **)&h));
+  for (int64_t i = 0; i < ng; i++) h[i] = qg_f32_to_f16(st->scales[i]);
+  return QG_OK;
+}
+
+static const qg_grid lm_grid = {1, lm_group, lm_begin, lm_set_scale, lm_round, lm_finish, lm_free};
+
+static qg_status lm_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
+  return qg_grid_rtn(&lm_grid, cfg, in, out);
+}
+
+static qg_status lm_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
+  const lm_cfg *c = cfg;
+  const char *nm = q->name ? q->name : "?";
+  int64_t g = c->group ? c->group : q->cols;
+  if (g <= 0 || q->cols % g)
+    return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): group does not divide %lld columns", nm, (long long)q->cols);
+  int64_t ng = q->cols / g;
+  const qg_qsection *cs, *ss;
+  QG_TRY(qg_qtensor_need(q, "codes", QG_SEC_CODES, q->rows * q->cols, &cs));
+  QG_TRY(qg_qtensor_need(q, "scales", QG_SEC_F16, q->rows * ng, &ss));
+  if (cs->bits != c->bits)
+    return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): codes are %d-bit, options say bits=%d", nm, cs->bits,
+                   c->bits);
+  const qg_lloydmax *lm = qg_lloydmax_gaussian_cached(c->bits);
+  const uint32_t *codes = cs->data;
+  const uint16_t *sc = ss->data;
+  for (int64_t r = 0; r < q->rows; r++)
+    for (int64_t j = 0; j < q->cols; j++) {
+      uint32_t u = codes[r * q->cols + j];
+      if (u >= (uint32_t)lm->levels)
+        return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): code %u at [%lld, %lld] outside 0..%d", nm, u,
+                       (long long)r, (long long)j, lm->levels - 1);
+      w[r * q->cols + j] = qg_f16_to_f32(sc[r * ng + j / g]) * lm->cf[u];
+    }
+  return QG_OK;
+}
+
+const qg_quantizer qg_quantizer_lloydmax = {
+    "lloydmax", "Gaussian Lloyd-Max levels (1..8 bits) times an fp16 scale per row or group (RMS or searched)",
+    lm_parse, free_cfg, lm_canon, lm_can_take, lm_quantize, lm_dequantize, NULL, &lm_grid};
