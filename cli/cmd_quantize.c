@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "core/progress.h"
+#include "model/gpt.h"
+#include "quant/calibrate.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/util.h"
@@ -35,19 +38,30 @@ void qg_cmd_quantize_help(void) {
          "Hessian-weighted error (with calibration), order-0 entropy of the codes; totals:\n"
          "artifact bytes, raw payload, its size under each compressor, the entropy bound, code\n"
          "bytes and the total against the 16,000,000-byte cap. --json prints the same as JSON.\n"
-         "gptq needs calibration Hessians (--calib), which are not available yet in this build.\n");
+         "\nCalibration (GPTQ's Hessians H = 2/n sum x x^T at every linear's input, one forward\n"
+         "pass per batch; the tied embedding gets the output head's):\n"
+         "  --calib GLOB       token shards (training shards, not the evaluation ones): --calib-seqs\n"
+         "                     sequences of --calib-len tokens at seeded random non-overlapping\n"
+         "                     positions after --calib-skip tokens\n"
+         "  --calib self       sequences sampled from the model itself from BOS (the contest's \"AR\n"
+         "                     self-generated\" calibration) at --calib-temp; cost grows as len^2\n"
+         "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
+         "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)  --device cpu|cuda|auto\n");
 }
 
 typedef struct {
-  const char *model, *spec, *spec_file, *out, *compress, *layout, *calib;
+  const char *model, *spec, *spec_file, *out, *compress, *layout, *calib, *device;
   char **code;
   int n_code, json;
   long long code_bytes, seed;
+  long long calib_seqs, calib_len, calib_seed, calib_skip;
+  double calib_temp, mlp_power;
 } qargs;
 
 static int parse_args(int argc, char **argv, qargs *a) {
   memset(a, 0, sizeof *a);
-  a->compress = "zstd", a->layout = "auto", a->code_bytes = -1;
+  a->compress = "zstd", a->layout = "auto", a->code_bytes = -1, a->device = "auto";
+  a->calib_seqs = 128, a->calib_len = 0, a->calib_seed = 1234, a->calib_temp = 1.0;
   for (int i = 1; i < argc; i++) {
     const char *o = argv[i];
     int has = i + 1 < argc;
@@ -63,6 +77,28 @@ static int parse_args(int argc, char **argv, qargs *a) {
     else if (!strcmp(o, "--compress")) VAL(a->compress);
     else if (!strcmp(o, "--layout")) VAL(a->layout);
     else if (!strcmp(o, "--calib")) VAL(a->calib);
+    else if (!strcmp(o, "--device")) VAL(a->device);
+    else if (!strcmp(o, "--calib-temp") || !strcmp(o, "--mlp-power")) {
+      const char *v;
+      VAL(v);
+      char *end;
+      double x = strtod(v, &end);
+      if (!*v || *end || !(x > 0 && x <= 16)) return qg_cli_usage_error("quantize", "%s %s: expected a number in (0, 16]", o, v);
+      if (!strcmp(o, "--calib-temp")) a->calib_temp = x;
+      else a->mlp_power = x;
+    } else if (!strcmp(o, "--calib-seqs") || !strcmp(o, "--calib-len") || !strcmp(o, "--calib-seed") ||
+               !strcmp(o, "--calib-skip")) {
+      const char *v;
+      VAL(v);
+      char *end;
+      long long x = strtoll(v, &end, 10);
+      if (!*v || *end || x < 0 || (strcmp(o, "--calib-seed") && strcmp(o, "--calib-skip") && (x < 1 || x > 1000000)))
+        return qg_cli_usage_error("quantize", "%s %s: expected a positive integer", o, v);
+      if (!strcmp(o, "--calib-seqs")) a->calib_seqs = x;
+      else if (!strcmp(o, "--calib-len")) a->calib_len = x;
+      else if (!strcmp(o, "--calib-seed")) a->calib_seed = x;
+      else a->calib_skip = x;
+    }
     else if (!strcmp(o, "--json")) a->json = 1;
     else if (!strcmp(o, "--code-bytes") || !strcmp(o, "--seed")) {
       const char *v;
@@ -108,13 +144,40 @@ static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
   return b;
 }
 
+/* Builds the model from the float state, picks calibration sequences (shards or sampled
+ * from the model itself) and collects every linear layer's input Hessian. */
+static qg_status calibrate(qargs *a, const qg_state *st, qg_hessian_map *map) {
+  const qg_ops *ops;
+  QG_TRY(qg_ops_by_name(a->device, &ops));
+  int self = !strcmp(a->calib, "self");
+  if (!a->calib_len) a->calib_len = self ? 128 : 1024;
+  qg_gpt m;
+  qg_gpt_options go = {.mlp_power = (float)a->mlp_power};
+  qg_status gs = qg_gpt_init(&m, st, &go, ops);
+  if (gs) return qg_fail_prefix(gs, "--calib needs a contest GPT checkpoint");
+  int n = (int)a->calib_seqs, len = (int)a->calib_len;
+  int32_t *seqs = malloc(sizeof *seqs * (size_t)n * (size_t)len);
+  qg_status s = seqs ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory for calibration tokens");
+  if (!s && self) {
+    s = qg_calib_generate(&m, n, len, (float)a->calib_temp, (uint64_t)a->calib_seed, 1, seqs);
+  } else if (!s) {
+    qg_shards sh;
+    if (!(s = qg_shards_open(a->calib, &sh))) {
+      if (!(s = qg_shards_check_vocab(&sh, m.cfg.vocab)))
+        s = qg_calib_from_shards(&sh, n, len, (uint64_t)a->calib_seed, a->calib_skip, seqs);
+      qg_shards_close(&sh);
+    }
+  }
+  if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  free(seqs);
+  qg_gpt_free(&m);
+  return s;
+}
+
 int qg_cmd_quantize(int argc, char **argv) {
   qargs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
-  if (a.calib)
-    return qg_cli_usage_error("quantize", "--calib: calibration (the model forward that collects Hessians) is not "
-                              "available in this build yet; gptq cannot run without it");
   qg_compressor comp;
   qg_status s = qg_compressor_from_name(a.compress, &comp);
   if (s) return qg_cli_report("quantize", s);
@@ -143,13 +206,30 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_spec_free(&spec);
     return qg_cli_report("quantize", s);
   }
+  qg_hessian_map hmap;
+  qg_hessian_map_init(&hmap);
+  double calib_seconds = 0;
+  if (a.calib) {
+    double t0 = qg_now();
+    s = calibrate(&a, &st, &hmap);
+    calib_seconds = qg_now() - t0;
+    if (s) {
+      qg_hessian_map_free(&hmap);
+      qg_state_free(&st);
+      qg_spec_free(&spec);
+      return qg_cli_report("quantize", s);
+    }
+    fprintf(stderr, "quantize: calibration from %s: %lld sequences x %lld tokens, %d Hessians, %.1f s\n",
+            a.calib, a.calib_seqs, a.calib_len, hmap.n, calib_seconds);
+  }
   qg_progress pr;
   qg_progress_start(&pr, "quantize", "tensors", st.n);
-  qg_quantize_opts qo = {.hessians = NULL, .progress = on_progress, .progress_ctx = &pr};
+  qg_quantize_opts qo = {.hessians = a.calib ? &hmap : NULL, .progress = on_progress, .progress_ctx = &pr};
   qg_qmodel qm;
   s = qg_quantize_model(&st, &spec, &qo, &qm);
   qg_progress_finish(&pr, st.n);
   qg_state_free(&st);
+  qg_hessian_map_free(&hmap);
   if (s) {
     qg_spec_free(&spec);
     return qg_cli_report("quantize", s);
@@ -209,6 +289,20 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_key(&j, "out"), qg_json_str(&j, a.out);
     qg_json_key(&j, "compressor"), qg_json_str(&j, ptz ? "zlib-9" : qg_compressor_name(comp));
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);
+    qg_json_key(&j, "calibration");
+    if (a.calib) {
+      qg_json_obj_begin(&j);
+      qg_json_key(&j, "source"), qg_json_str(&j, a.calib);
+      qg_json_key(&j, "sequences"), qg_json_int(&j, a.calib_seqs);
+      qg_json_key(&j, "length"), qg_json_int(&j, a.calib_len);
+      qg_json_key(&j, "seed"), qg_json_int(&j, a.calib_seed);
+      if (!strcmp(a.calib, "self")) qg_json_key(&j, "temperature"), qg_json_num(&j, a.calib_temp);
+      else qg_json_key(&j, "skip_tokens"), qg_json_int(&j, a.calib_skip);
+      qg_json_key(&j, "seconds"), qg_json_num(&j, calib_seconds);
+      qg_json_obj_end(&j);
+    } else {
+      qg_json_null(&j);
+    }
     qg_json_key(&j, "tensors");
     qg_json_arr_begin(&j);
     for (int i = 0; i < qm.n; i++) {

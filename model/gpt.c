@@ -282,14 +282,36 @@ void qg_gpt_free(qg_gpt *m) {
   memset(m, 0, sizeof *m);
 }
 
+/* Reports a linear layer's input to the calibration tap, if any. */
+static qg_status tap(qg_gpt *m, int block, const char *const *roles, int n, const float *x, int64_t rows, int K) {
+  if (!m->tap) return QG_OK;
+  char buf[4][96];
+  const char *names[4];
+  for (int i = 0; i < n && i < 4; i++) {
+    if (block >= 0)
+      snprintf(buf[i], sizeof buf[i], "blocks.%d.%s", block, roles[i]);
+    else
+      snprintf(buf[i], sizeof buf[i], "%s", roles[i]);
+    names[i] = buf[i];
+  }
+  return m->tap(m->tap_ctx, names, n, x, rows, K);
+}
+
+static const char *const tap_qkv[] = {"attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight"};
+static const char *const tap_proj[] = {"attn.proj.weight"};
+static const char *const tap_fc[] = {"mlp.fc.weight"};
+static const char *const tap_mproj[] = {"mlp.proj.weight"};
+
 /* One transformer block on x (rows = B*T). */
 static qg_status block_forward(qg_gpt *m, const qg_gpt_block *w, int64_t B, int T) {
+  int bi = (int)(w - m->blocks);
   const qg_ops *o = m->ops;
   const qg_gpt_config *c = &m->cfg;
   int64_t R = B * T;
   int d = c->d, kvd = c->n_kv_head * c->head_dim, hd = c->head_dim;
   QG_TRY(o->resid_mix(o, m->x, m->x0, w->resid_mix, R, d));
   QG_TRY(o->rmsnorm(o, m->h, m->x, R, d, c->eps));
+  QG_TRY(tap(m, bi, tap_qkv, 3, m->h, R, d));
   QG_TRY(o->matmul(o, m->q, m->h, w->c_q, R, d, d));
   QG_TRY(o->matmul(o, m->k, m->h, w->c_k, R, d, kvd));
   QG_TRY(o->matmul(o, m->v, m->h, w->c_v, R, d, kvd));
@@ -299,11 +321,14 @@ static qg_status block_forward(qg_gpt *m, const qg_gpt_block *w, int64_t B, int 
   QG_TRY(o->rope(o, m->k, B, T, c->n_kv_head, hd, c->rope_base));
   QG_TRY(o->head_scale(o, m->q, R, c->n_head, hd, w->q_gain));
   QG_TRY(o->attention(o, m->att, m->q, m->k, m->v, B, T, c->n_head, c->n_kv_head, hd));
+  QG_TRY(tap(m, bi, tap_proj, 1, m->att, R, d));
   QG_TRY(o->matmul(o, m->h, m->att, w->proj, R, d, d));
   QG_TRY(o->add_scaled(o, m->x, m->h, w->attn_scale, R, d));
   QG_TRY(o->rmsnorm(o, m->h, m->x, R, d, c->eps));
+  QG_TRY(tap(m, bi, tap_fc, 1, m->h, R, d));
   QG_TRY(o->matmul(o, m->u, m->h, w->fc, R, d, c->mlp_hidden));
   QG_TRY(o->relu_pow(o, m->u, R * c->mlp_hidden, c->mlp_power));
+  QG_TRY(tap(m, bi, tap_mproj, 1, m->u, R, c->mlp_hidden));
   QG_TRY(o->matmul(o, m->h, m->u, w->mlp_proj, R, c->mlp_hidden, d));
   QG_TRY(o->add_scaled(o, m->x, m->h, w->mlp_scale, R, d));
   return QG_OK;
@@ -346,6 +371,8 @@ qg_status qg_gpt_forward(qg_gpt *m, const int32_t *tokens, int64_t B, int T) {
     QG_TRY(layer_forward(m, c->n_enc + i, B, T));
   }
   QG_TRY(o->rmsnorm(o, m->h, m->x, R, c->d, c->eps));
+  static const char *const head_tied[] = {"tok_emb.weight"}, *const head_untied[] = {"lm_head.weight"};
+  QG_TRY(tap(m, -1, c->tied ? head_tied : head_untied, 1, m->h, R, c->d));
   return o->matmul(o, m->logits, m->h, c->tied ? m->tok_emb : m->lm_head, R, c->d, c->vocab);
 }
 

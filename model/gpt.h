@@ -40,6 +40,12 @@ typedef struct {
   int64_t max_rows;
   float *x, *x0, *h, *q, *k, *v, *att, *u, *skips, *logits;
   int32_t *tok, *targets;
+  /* Optional observer of every linear layer's input (calibration): called before each
+   * matrix product with the state-dict names of the weights that read this input (c_q,
+   * c_k and c_v share one), and the input rows x [rows, K] in backend memory. A recurrent
+   * model calls it once per effective layer, so a shared block's inputs accumulate. */
+  qg_status (*tap)(void *ctx, const char *const *names, int n_names, const float *x, int64_t rows, int K);
+  void *tap_ctx;
 } qg_gpt;
 
 /* Infers the configuration from tensor names and shapes, checking every tensor: unknown

@@ -448,6 +448,8 @@ uint32_t qg_e8_encode(const qg_e8_codebook *cb, const float x[8], float *d2) {
   sanitize(x, v);
   unsigned neg;
   int p;
+  if (cb->kind == QG_E8CB_BALL && cb->n_pat <= 64) /* a few patterns: searching is cheaper */
+    return qg_e8_encode_search(cb, x, d2);
   if (cb->kind == QG_E8CB_BALL) {
     /* The nearest lattice point is the nearest entry whenever it is in the ball. */
     qg_e8_nearest(v, z);

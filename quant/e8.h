@@ -59,7 +59,7 @@ typedef struct {
   int8_t *entries;   /* size x 8 coordinates in quarter units (value = q / 4) */
 } qg_e8_codebook;
 
-/* Every E8 point with |v|^2 <= r2 (2 <= r2; at most 2^QG_E8CB_MAX_INDEX_BITS points). */
+/* Every E8 point with |v|^2 <= r2 (2 <= r2 <= 30; at most 2^QG_E8CB_MAX_INDEX_BITS points). */
 qg_status qg_e8_codebook_ball(double r2, qg_e8_codebook *cb);
 /* The largest ball whose index fits 8*bits bits: size <= 2^floor(8*bits) (bits >= 1). */
 qg_status qg_e8_codebook_for_bits(double bits, qg_e8_codebook *cb);

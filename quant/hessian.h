@@ -24,6 +24,11 @@ qg_status qg_hessian_init(qg_hessian *h, int64_t k);
 void qg_hessian_free(qg_hessian *h);
 /* Adds n_rows activation rows (X: n_rows x k floats, row-major) to the sum (fp64 dsyrk). */
 qg_status qg_hessian_accumulate(qg_hessian *h, const float *X, int64_t n_rows, int64_t k);
+/* The same, fast: blocks of up to 1024 rows are summed by fp32 ssyrk and each block's sum
+ * is added to the fp64 total, so the rounding error stays at the fp32 level of one block
+ * (about 1e-6 relative) instead of growing with the number of rows. Calibration uses this;
+ * qg_hessian_accumulate is the exact fp64 reference it is tested against. */
+qg_status qg_hessian_accumulate_fast(qg_hessian *h, const float *X, int64_t n_rows, int64_t k);
 /* The same from fp64 rows. */
 qg_status qg_hessian_accumulate_f64(qg_hessian *h, const double *X, int64_t n_rows, int64_t k);
 /* Scales the sum to (2/n) * sum x x^T and fills both triangles. n = 0 is an error. */

@@ -118,7 +118,7 @@ static void test_eval_against_reference(void **st) {
   assert_int_equal(qg_shard_write(shard_path, t16, 1025), QG_OK);
 
   qg_gpt m;
-  qg_gpt_options opt = {3};
+  qg_gpt_options opt = {.mlp_power = 3};
   assert_int_equal(qg_gpt_load(&m, model, &opt, qg_ops_cpu()), QG_OK);
   qg_shards val;
   assert_int_equal(qg_shards_open(shard_path, &val), QG_OK);
@@ -202,7 +202,7 @@ static void test_kld(void **st) {
   snprintf(ptz, sizeof ptz, "%s", p2);
   QG_REQUIRE_CONTEST_FILE(vp, "fineweb_1024_bpe.vocab");
   qg_gpt a, b;
-  qg_gpt_options opt = {3};
+  qg_gpt_options opt = {.mlp_power = 3};
   assert_int_equal(qg_gpt_load(&a, pt, &opt, qg_ops_cpu()), QG_OK);
   assert_int_equal(qg_gpt_load(&b, ptz, &opt, qg_ops_cpu()), QG_OK);
   enum { T = 64 };

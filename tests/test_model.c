@@ -57,7 +57,7 @@ static void check_reference(const char *ref_name) {
         free(d);
         skip();
       }
-      qg_gpt_options opt = {p};
+      qg_gpt_options opt = {.mlp_power = p};
       assert_int_equal(qg_gpt_load(&m, cp, &opt, qg_ops_cpu()), QG_OK);
       loaded = 1;
     }

@@ -1,0 +1,178 @@
+#include "quant/calibrate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/progress.h"
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+qg_status qg_calib_from_shards(const qg_shards *s, int n, int len, uint64_t seed, int64_t skip, int32_t *out) {
+  int64_t total = qg_shards_count(s) - skip;
+  if (n <= 0 || len <= 0) return qg_fail(QG_ERR_INPUT, "calibration needs at least one sequence of one token");
+  int64_t slots = total / len; /* non-overlapping slots of len tokens */
+  if (skip < 0 || slots < n)
+    return qg_fail(QG_ERR_INPUT, "calibration: %lld tokens hold only %lld sequences of %d, %d asked", (long long)total,
+                   (long long)(slots > 0 ? slots : 0), len, n);
+  /* choose n distinct slots (partial Fisher-Yates over slot indices, seeded) */
+  int64_t *pick = malloc(sizeof *pick * (size_t)n);
+  uint16_t *buf = malloc(sizeof *buf * (size_t)len);
+  if (!pick || !buf) {
+    free(pick);
+    free(buf);
+    return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  uint64_t st = seed;
+  for (int i = 0; i < n; i++) {
+    int64_t r;
+    int dup;
+    do { /* rejection keeps the draw uniform over unused slots without an O(slots) array */
+      r = (int64_t)(splitmix(&st) % (uint64_t)slots);
+      dup = 0;
+      for (int j = 0; j < i; j++) dup |= pick[j] == r;
+    } while (dup);
+    pick[i] = r;
+  }
+  qsort(pick, (size_t)n, sizeof *pick, cmp_i64);
+  qg_status e = QG_OK;
+  for (int i = 0; i < n && !e; i++) {
+    e = qg_shards_read(s, skip + pick[i] * len, len, buf);
+    for (int t = 0; t < len && !e; t++) out[(int64_t)i * len + t] = buf[t];
+  }
+  free(pick);
+  free(buf);
+  return e;
+}
+
+qg_status qg_calib_generate(qg_gpt *m, int n, int len, float temperature, uint64_t seed, int bos, int32_t *out) {
+  if (n <= 0 || len <= 0) return qg_fail(QG_ERR_INPUT, "calibration needs at least one sequence of one token");
+  if (!(temperature > 0)) return qg_fail(QG_ERR_INPUT, "sampling temperature must be positive");
+  int V = m->cfg.vocab;
+  if (bos < 0 || bos >= V) return qg_fail(QG_ERR_INPUT, "start token %d outside the vocabulary", bos);
+  float *row = malloc(sizeof *row * (size_t)V);
+  int32_t *cur = malloc(sizeof *cur * (size_t)n * len);
+  if (!row || !cur) {
+    free(row);
+    free(cur);
+    return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  uint64_t st = seed;
+  for (int i = 0; i < n; i++) cur[(int64_t)i * len] = bos;
+  qg_status e = QG_OK;
+  qg_progress pr;
+  qg_progress_start(&pr, "calibration sampling", "tokens", (int64_t)n * len);
+  /* step t: run the prefixes of length t, sample token t from position t-1 */
+  for (int t = 1; t < len && !e; t++) {
+    int32_t *pre = malloc(sizeof *pre * (size_t)n * t);
+    if (!pre) {
+      e = qg_fail(QG_ERR_NOMEM, "out of memory");
+      break;
+    }
+    for (int i = 0; i < n; i++) memcpy(pre + (int64_t)i * t, cur + (int64_t)i * len, sizeof *pre * (size_t)t);
+    e = qg_gpt_forward(m, pre, n, t);
+    free(pre);
+    for (int i = 0; i < n && !e; i++) {
+      const float *lg = m->logits + ((int64_t)i * t + t - 1) * V;
+      if ((e = m->ops->download(m->ops, row, lg, sizeof *row * (size_t)V))) break;
+      /* softcapped logits / temperature, softmax in double, inverse-CDF sampling */
+      double mx = -INFINITY, sum = 0;
+      for (int v = 0; v < V; v++) {
+        double z = m->cfg.softcap * tanh(row[v] / m->cfg.softcap) / temperature;
+        row[v] = (float)z;
+        mx = z > mx ? z : mx;
+      }
+      for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+      double u = (double)(splitmix(&st) >> 11) * (1.0 / 9007199254740992.0) * sum, acc = 0;
+      int pick = V - 1;
+      for (int v = 0; v < V; v++) {
+        acc += exp(row[v] - mx);
+        if (acc > u) {
+          pick = v;
+          break;
+        }
+      }
+      cur[(int64_t)i * len + t] = pick;
+    }
+    qg_progress_update(&pr, (int64_t)n * (t + 1));
+  }
+  qg_progress_finish(&pr, (int64_t)n * len);
+  if (!e) memcpy(out, cur, sizeof *cur * (size_t)n * len);
+  free(row);
+  free(cur);
+  return e;
+}
+
+typedef struct {
+  qg_hessian_map *map;
+  const qg_ops *ops;
+  float *host; /* staging buffer for backends whose memory is not host memory */
+  size_t host_cap;
+} tap_ctx;
+
+/* Accumulates the input once into the first weight's Hessian; the others that read the
+ * same input (c_k, c_v beside c_q) get a copy at the end. */
+static qg_status hessian_tap(void *c, const char *const *names, int n_names, const float *x, int64_t rows, int K) {
+  tap_ctx *t = c;
+  const float *hx = x;
+  if (t->ops != qg_ops_cpu()) {
+    size_t need = sizeof(float) * (size_t)rows * (size_t)K;
+    if (need > t->host_cap) {
+      float *p = realloc(t->host, need);
+      if (!p) return qg_fail(QG_ERR_NOMEM, "out of memory staging activations");
+      t->host = p;
+      t->host_cap = need;
+    }
+    QG_TRY(t->ops->download(t->ops, t->host, x, need));
+    hx = t->host;
+  }
+  qg_hessian *h;
+  QG_TRY(qg_hessian_map_get(t->map, names[0], K, &h));
+  QG_TRY(qg_hessian_accumulate_fast(h, hx, rows, K));
+  for (int i = 1; i < n_names; i++) QG_TRY(qg_hessian_map_get(t->map, names[i], K, &h)); /* reserve */
+  return QG_OK;
+}
+
+qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map) {
+  if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
+  tap_ctx t = {map, m->ops, NULL, 0};
+  m->tap = hessian_tap;
+  m->tap_ctx = &t;
+  qg_status e = QG_OK;
+  qg_progress pr;
+  qg_progress_start(&pr, "calibration", "tokens", (int64_t)n * len);
+  for (int i = 0; i < n && !e; i += batch) {
+    int nb = n - i < batch ? n - i : batch;
+    e = qg_gpt_forward(m, seqs + (int64_t)i * len, nb, len);
+    qg_progress_update(&pr, (int64_t)(i + nb) * len);
+  }
+  qg_progress_finish(&pr, (int64_t)n * len);
+  m->tap = NULL;
+  m->tap_ctx = NULL;
+  free(t.host);
+  if (e) return e;
+  /* weights sharing an input (c_q, c_k, c_v) were reserved empty: give them the sum */
+  for (int i = 0; i < map->n; i++) {
+    if (map->h[i].n > 0) continue;
+    const char *nm = map->names[i];
+    const char *dot = strstr(nm, ".attn.c_");
+    if (!dot) continue;
+    char src[128];
+    snprintf(src, sizeof src, "%.*s.attn.c_q.weight", (int)(dot - nm), nm);
+    const qg_hessian *q = qg_hessian_map_find(map, src);
+    if (!q || q->n == 0) continue;
+    memcpy(map->h[i].H, q->H, sizeof(double) * (size_t)(q->k * q->k));
+    map->h[i].n = q->n;
+  }
+  return qg_hessian_map_finalize(map);
+}
