@@ -60,4 +60,29 @@ if [ -f "$contest/fineweb_1024_bpe.vocab" ] && \
   echo "Parameter Golf: the best model under 16,000,000 bytes." |
     "$qg" encode --tokenizer "$out/fineweb_1024_bpe.model"
 fi
+# ---- model, quantizers, KLD-first evaluation on a real contest checkpoint ----------------
+sam="$contest/baseline7L384d_SamTruss_c839523.int8.ptz"
+if [ -f "$sam" ] && [ -f "$out/fineweb_1024_bpe.model" ] && [ -f "$root/data/corpus/kjv.txt" ]; then
+  step "eval: the contest's 7L384d model (SamTruss) on KJV text tokenized with the contest vocabulary"
+  "$qg" prepare --tokenizer "$out/fineweb_1024_bpe.model" --input "$root/data/corpus/kjv.txt" \
+    --out "$out/kjv_contest" --val-docs 100 >/dev/null
+  val="$out/kjv_contest/fineweb_val_*.bin"
+  train="$out/kjv_contest/fineweb_train_*.bin"
+  "$qg" eval --model "$sam" --val "$val" --tokenizer "$out/fineweb_1024_bpe.model" --max-tokens 16385 --device cpu
+  step "quantize: rowwise int6 (round to nearest) vs GPTQ int6 (calibrated on training text), same grid"
+  "$qg" quantize --model "$sam" --spec 'blocks.*: rowwise bits=6' --out "$out/sam_rtn6.qgz" --json > "$out/sam_rtn6.json"
+  "$qg" quantize --model "$sam" --spec 'blocks.*: gptq bits=6' --calib "$train" --calib-seqs 16 --calib-len 512 \
+    --out "$out/sam_gptq6.qgz" --json > "$out/sam_gptq6.json"
+  step "kld: each artifact against the float model, same 16k validation tokens"
+  printf '%-12s %14s %12s %12s %10s\n' method artifact_bytes mean_KLD val_bpb same_top
+  for m in rtn6 gptq6; do
+    "$qg" kld --base "$sam" --model "$out/sam_$m.qgz" --val "$val" --tokenizer "$out/fineweb_1024_bpe.model" \
+      --max-tokens 16385 --device cpu --json > "$out/kld_$m.json"
+    bytes=$(grep -o '"artifact_bytes": [0-9]*' "$out/sam_$m.json" | grep -o '[0-9]*$')
+    kld=$(grep -A1 '"kld": {' "$out/kld_$m.json" | grep -o '"mean": [-0-9.e]*' | grep -o '[-0-9.e]*$')
+    bpb=$(grep -A3 '"model": {' "$out/kld_$m.json" | grep -o '"val_bpb": [0-9.e]*' | grep -o '[0-9.e]*$')
+    top=$(grep -A1 '"same_top": {' "$out/kld_$m.json" | grep -o '"rate": [0-9.e]*' | grep -o '[0-9.e]*$')
+    printf '%-12s %14s %12.6f %12.6f %10.4f\n' "$m" "$bytes" "$kld" "$bpb" "$top"
+  done
+fi
 printf '\nquickstart: done; outputs in %s\n' "$out"
