@@ -30,6 +30,8 @@ int qg_cmd_decode(int argc, char **argv);
 void qg_cmd_decode_help(void);
 int qg_cmd_prepare(int argc, char **argv);
 void qg_cmd_prepare_help(void);
+int qg_cmd_train(int argc, char **argv);
+void qg_cmd_train_help(void);
 
 int qg_cmd_eval(int argc, char **argv);
 void qg_cmd_eval_help(void);

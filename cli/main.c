@@ -24,6 +24,8 @@ static const qg_command commands[] = {
     {"decode", "token ids back to text", qg_cmd_decode, qg_cmd_decode_help},
     {"prepare", "documents to contest token shards (BOS + tokens)", qg_cmd_prepare,
      qg_cmd_prepare_help},
+    {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
+     qg_cmd_train_help},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "kernels/cpu_ops_bwd.h"
 #include "kernels/ops.h"
 
 static qg_status cpu_alloc(const qg_ops *o, void **p, size_t bytes) {
@@ -362,6 +363,19 @@ static const qg_ops cpu_ops = {
     .add_scaled = cpu_add_scaled,
     .affine = cpu_affine,
     .token_stats = cpu_token_stats,
+    /* backward twins: kernels/cpu_ops_bwd.c */
+    .embed_bwd = qg_cpu_embed_bwd,
+    .rmsnorm_bwd = qg_cpu_rmsnorm_bwd,
+    .matmul_bwd_x = qg_cpu_matmul_bwd_x,
+    .matmul_bwd_w = qg_cpu_matmul_bwd_w,
+    .rope_bwd = qg_cpu_rope_bwd,
+    .head_scale_bwd = qg_cpu_head_scale_bwd,
+    .attention_bwd = qg_cpu_attention_bwd,
+    .relu_pow_bwd = qg_cpu_relu_pow_bwd,
+    .resid_mix_bwd = qg_cpu_resid_mix_bwd,
+    .add_scaled_bwd = qg_cpu_add_scaled_bwd,
+    .affine_bwd = qg_cpu_affine_bwd,
+    .xent_fwd_bwd = qg_cpu_xent_fwd_bwd,
 };
 
 const qg_ops *qg_ops_cpu(void) { return &cpu_ops; }

@@ -3,9 +3,9 @@
  * backend, chosen once at start. Pointers passed to ops are backend memory (host memory
  * for the CPU backend, device memory for CUDA); activations are row-major [rows, dim].
  *
- * Every op returns a qg_status (a CUDA launch or allocation can fail). Backward ops will
- * sit beside their forward twins in this table (the trainer issue), so model code never
- * needs to know which backend runs it. */
+ * Every op returns a qg_status (a CUDA launch or allocation can fail). Backward ops sit
+ * at the end of the table (the trainer), so model code never needs to know which backend
+ * runs it. */
 #ifndef QG_KERNELS_OPS_H
 #define QG_KERNELS_OPS_H
 
@@ -69,6 +69,55 @@ struct qg_ops {
    * targets are int32 backend memory; out is HOST memory (rows entries). */
   qg_status (*token_stats)(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
                            int V, float softcap, qg_token_stat *out);
+
+  /* ---- backward twins (the trainer; kernels/cpu_ops_bwd.c). NULL where a backend has
+   * none yet. Naming: dX is the gradient of the loss w.r.t. X. Parameter gradients (dw,
+   * dgain, dmix, ds, dscale, dshift, demb) are always ACCUMULATED (+=), so shared blocks
+   * and gradient accumulation need no extra pass; activation gradients are overwritten
+   * unless the op takes an `accumulate` flag and it is non-zero. Reductions run in a
+   * fixed order that does not depend on the thread count (bitwise reproducible). */
+
+  /* demb[tok[i], :] += dx[i, :]. */
+  qg_status (*embed_bwd)(const qg_ops *o, float *demb, const float *dx, const int32_t *tok, int64_t n, int d);
+  /* Backward of rmsnorm from its INPUT x (the 1/rms is recomputed): dx (=|+=) r * (dy -
+   * y * mean(dy * y)) with y = r x. dx may equal dy when not accumulating. */
+  qg_status (*rmsnorm_bwd)(const qg_ops *o, float *dx, const float *dy, const float *x, int64_t rows, int dim, float eps,
+                           int accumulate);
+  /* y = x w^T: dx[M, K] (=|+=) dy[M, N] . w[N, K]. */
+  qg_status (*matmul_bwd_x)(const qg_ops *o, float *dx, const float *dy, const float *w, int64_t M, int K, int N,
+                            int accumulate);
+  /* y = x w^T: dw[N, K] += dy[M, N]^T . x[M, K]. */
+  qg_status (*matmul_bwd_w)(const qg_ops *o, float *dw, const float *dy, const float *x, int64_t M, int K, int N);
+  /* Inverse rotation in place (the transpose of rope): turns d(rope(x)) into dx. */
+  qg_status (*rope_bwd)(const qg_ops *o, float *dx, int64_t B, int T, int H, int hd, float base);
+  /* y = x * gain[h]: dx = dy * gain[h] (dx may equal dy), dgain[h] += sum(dy * x). */
+  qg_status (*head_scale_bwd)(const qg_ops *o, float *dx, float *dgain, const float *dy, const float *x, int64_t rows,
+                              int H, int hd, const float *gain);
+  /* Backward of `attention` (same layout): dq, dk, dv (overwritten) from dy, the inputs
+   * and the forward output y. Scores and probabilities are recomputed a block of queries
+   * at a time (at most QBLOCK x T of them per thread); one task per (sequence, kv head)
+   * owns its slice of dk and dv, so there are no races and no atomics. */
+  qg_status (*attention_bwd)(const qg_ops *o, float *dq, float *dk, float *dv, const float *dy, const float *q,
+                             const float *k, const float *v, const float *y, int64_t B, int T, int H, int KVH, int hd);
+  /* y = relu(u)^p: dx = dy * p * relu(u)^(p-1) (dx may equal dy). */
+  qg_status (*relu_pow_bwd)(const qg_ops *o, float *dx, const float *dy, const float *u, int64_t n, float p);
+  /* y = mix0 * x + mix1 * x0: dx = mix0 * dy (dx may equal dy), dx0 += mix1 * dy,
+   * dmix[0, c] += sum(dy * x), dmix[1, c] += sum(dy * x0). */
+  qg_status (*resid_mix_bwd)(const qg_ops *o, float *dx, float *dx0, float *dmix, const float *dy, const float *x,
+                             const float *x0, const float *mix, int64_t rows, int d);
+  /* x += s * y: dy (=|+=) s * dx, ds += sum(dx * y) (dx itself passes through unchanged). */
+  qg_status (*add_scaled_bwd)(const qg_ops *o, float *dy, float *ds, const float *dx, const float *y, const float *s,
+                              int64_t rows, int d, int accumulate);
+  /* y = x * scale + shift: dx = dy * scale (dx may equal dy), dscale += sum(dy * x),
+   * dshift += sum(dy). */
+  qg_status (*affine_bwd)(const qg_ops *o, float *dx, float *dscale, float *dshift, const float *dy, const float *x,
+                          const float *scale, int64_t rows, int d);
+  /* The training loss and its gradient in one pass: per row z = softcap * tanh(l / softcap),
+   * nll = logsumexp(z) - z[target]; dlogits = grad_scale * (softmax(z) - onehot(target))
+   * * (1 - (z / softcap)^2). dlogits may equal logits (in place). *loss_sum (HOST memory)
+   * gets the sum of nll over rows, in fp64, summed in row order. */
+  qg_status (*xent_fwd_bwd)(const qg_ops *o, float *dlogits, double *loss_sum, const float *logits,
+                            const int32_t *targets, int64_t rows, int V, float softcap, float grad_scale);
 };
 
 /* The CPU reference backend (OpenBLAS sgemm, the core thread pool). */

@@ -71,4 +71,74 @@ int64_t qg_gpt_param_count(const qg_gpt_config *c);
 /* One line such as "7L (3 enc + 4 dec) d=384 H=8 KVH=4 hd=48 mlp=768 V=1024 tied". */
 void qg_gpt_describe(const qg_gpt_config *c, char *buf, size_t cap);
 
+/* ---- training (model/gpt_backward.c) ---------------------------------------------------
+ * The trainer keeps every parameter in one flat fp32 buffer (so optimizers, checkpoints
+ * and gradient buffers are plain arrays) and *binds* qg_gpt structs to it: one for the
+ * weights the forward reads, one for the gradients the backward accumulates into (same
+ * field names, same layout). The inference forward above is untouched; training uses its
+ * own forward that keeps per-layer activations in a qg_gpt_train_store. */
+
+/* Where a parameter belongs in the contest's optimizer split. */
+typedef enum {
+  QG_PARAM_EMBED = 0, /* tok_emb.weight (Adam, tied/embed lr) */
+  QG_PARAM_HEAD,      /* lm_head.weight when untied (Adam, head lr) */
+  QG_PARAM_MATRIX,    /* 2-D block matrices (Muon) */
+  QG_PARAM_CONTROL    /* vectors and control tensors (Adam, scalar lr) */
+} qg_param_role;
+
+typedef struct {
+  char name[64]; /* contest state-dict name */
+  int ndim;
+  int64_t shape[2];
+  int64_t offset, numel; /* in floats, within the flat buffer */
+  qg_param_role role;
+} qg_gpt_param;
+
+typedef struct {
+  qg_gpt_param *p; /* in the contest's state_dict order */
+  int n;
+  int64_t total; /* floats */
+} qg_gpt_layout;
+
+/* A configuration from hyperparameters (the trainer's --layers/--dim/...): checks that
+ * heads divide d into even head dims, KV heads divide heads; QG_ERR_INPUT otherwise.
+ * n_blocks = layers (not recurrent); mlp_power 0 means 2. */
+qg_status qg_gpt_config_make(int vocab, int layers, int d, int heads, int kv_heads, int mlp_hidden, int tied,
+                             float mlp_power, qg_gpt_config *out);
+qg_status qg_gpt_layout_make(const qg_gpt_config *c, qg_gpt_layout *out);
+void qg_gpt_layout_free(qg_gpt_layout *l);
+/* Points m's weight fields into flat (backend memory laid out as the layout says).
+ * m->ops is set, no activations; release with qg_gpt_unbind, never qg_gpt_free. */
+qg_status qg_gpt_bind(qg_gpt *m, const qg_gpt_config *c, const qg_gpt_layout *l, float *flat, const qg_ops *ops);
+void qg_gpt_unbind(qg_gpt *m);
+
+/* Activations kept by the training forward for the backward, per effective layer: the
+ * layer input, the mixed residual, raw q/k (before their RMSNorm), v, the attention
+ * output, its projection, the mid residual, the MLP pre-activation and its projection;
+ * plus the U-Net skips and the logits (turned into d logits in place). Everything else
+ * (norm outputs, rotated q/k, relu^p) is recomputed in the backward. */
+typedef struct {
+  const qg_ops *ops;
+  int64_t rows; /* capacity: B * T */
+  int n_layers, d, kvd, hid, vocab, n_skip;
+  float *xin;                                     /* (n_layers + 1) x rows x d */
+  float *xm, *q0, *k0, *v, *att, *p, *x2, *u, *mo; /* n_layers x rows x (d | kvd | hid) */
+  float *x0, *skips, *dskips, *logits;
+  /* scratch shared by forward and backward */
+  float *h, *s1, *s2, *a, *du, *qr, *qg, *dq, *kr, *dk, *dv, *g, *dx0, *ones;
+  int32_t *tok, *tgt;
+  int B, T; /* of the last forward */
+} qg_gpt_train_store;
+
+qg_status qg_gpt_train_reserve(qg_gpt_train_store *s, const qg_gpt *m, int64_t rows);
+void qg_gpt_train_store_free(qg_gpt_train_store *s);
+/* Training forward over B sequences of T inputs with their targets (host int32, checked
+ * against the vocabulary): stores activations, returns the mean token NLL in *loss and
+ * leaves d(grad_scale * mean NLL)/d logits in the store for qg_gpt_backward. */
+qg_status qg_gpt_forward_train(qg_gpt *m, qg_gpt_train_store *s, const int32_t *inputs, const int32_t *targets, int B,
+                               int T, float grad_scale, double *loss);
+/* Accumulates (+=) the gradient of grad_scale * mean NLL of the last forward_train into
+ * grads, a qg_gpt bound to the gradient buffer (same config and layout as m). */
+qg_status qg_gpt_backward(qg_gpt *m, qg_gpt_train_store *s, qg_gpt *grads);
+
 #endif

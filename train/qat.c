@@ -1,0 +1,97 @@
+/* STE fake quantization for QAT through the quantizers' own specs (quant/spec.h): every
+ * parameter a rule assigns (or that falls to the contest's default int8 export) is
+ * replaced in the forward by dequantize(quantize(w)) with that rule's quantizer, so the
+ * training sees exactly the grid the export will write (fp16 scales included). The
+ * gradient w.r.t. the fake-quantized weight is applied to the float master weight
+ * (straight-through); optionally it is zeroed where the weight lies beyond its row's
+ * reconstructed range (the clip-range STE). Passthrough tensors (small/control, fp16 or
+ * fp32) are left in float. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stdio.h>
+
+#include "train/train.h"
+
+qg_status qg_qat_init(qg_qat *q, const char *spec_text, const qg_gpt_layout *l) {
+  memset(q, 0, sizeof *q);
+  qg_state_init(&q->names);
+  /* a spec is a YAML file when such a file exists, else inline rules */
+  FILE *f = fopen(spec_text, "rb");
+  qg_status s;
+  if (f) {
+    fclose(f);
+    s = qg_spec_load_yaml(spec_text, &q->spec);
+  } else {
+    s = qg_spec_parse_inline(spec_text, &q->spec);
+  }
+  if (s) return qg_fail_prefix(s, "--qat");
+  /* the plan needs names, shapes and dtypes; one float per tensor keeps it cheap */
+  for (int i = 0; !s && i < l->n; i++) {
+    qg_tensor *t;
+    s = qg_state_add(&q->names, l->p[i].name, QG_F32, l->p[i].ndim, l->p[i].shape, &t);
+  }
+  if (!s) s = qg_spec_plan_make(&q->spec, &q->names, &q->plan);
+  if (!s) {
+    q->quantized = calloc((size_t)l->n, sizeof *q->quantized);
+    if (!q->quantized) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  for (int i = 0; !s && i < q->plan.n; i++)
+    q->quantized[q->plan.a[i].index] = q->plan.a[i].kind != QG_ASSIGN_PASSTHROUGH;
+  if (s) {
+    qg_qat_free(q);
+    return qg_fail_prefix(s, "--qat");
+  }
+  return QG_OK;
+}
+
+void qg_qat_free(qg_qat *q) {
+  qg_spec_plan_free(&q->plan);
+  qg_spec_free(&q->spec);
+  qg_state_free(&q->names);
+  free(q->quantized);
+  memset(q, 0, sizeof *q);
+}
+
+qg_status qg_qat_apply(const qg_qat *q, const qg_gpt_layout *l, const float *w, float *weff) {
+  memcpy(weff, w, sizeof(float) * (size_t)l->total);
+  for (int i = 0; i < q->plan.n; i++) {
+    const qg_spec_assign *a = &q->plan.a[i];
+    if (!q->quantized[a->index]) continue;
+    const qg_gpt_param *p = &l->p[a->index];
+    qg_qinput in;
+    memset(&in, 0, sizeof in);
+    in.name = p->name;
+    in.w = w + p->offset;
+    in.ndim = p->ndim;
+    in.shape[0] = p->shape[0];
+    in.shape[1] = p->shape[1];
+    qg_matrix_view(p->ndim, p->shape, &in.rows, &in.cols);
+    in.dtype = QG_F32;
+    in.seed = q->spec.seed;
+    qg_qtensor qt;
+    QG_TRY(qg_quantize(a->cfg, &in, &qt));
+    qg_status s = qg_dequantize(a->cfg, &qt, weff + p->offset);
+    qg_qtensor_free(&qt);
+    if (s) return qg_fail_prefix(s, "QAT on '%s'", p->name);
+  }
+  return QG_OK;
+}
+
+void qg_qat_mask(const qg_qat *q, const qg_gpt_layout *l, const float *w, const float *weff, float *g) {
+  for (int i = 0; i < l->n; i++) {
+    if (!q->quantized[i]) continue;
+    const qg_gpt_param *p = &l->p[i];
+    int64_t rows, cols;
+    qg_matrix_view(p->ndim, p->shape, &rows, &cols);
+    for (int64_t r = 0; r < rows; r++) {
+      const float *wr = w + p->offset + r * cols, *qr = weff + p->offset + r * cols;
+      float *gr = g + p->offset + r * cols;
+      float mx = 0;
+      for (int64_t j = 0; j < cols; j++) mx = fabsf(qr[j]) > mx ? fabsf(qr[j]) : mx;
+      for (int64_t j = 0; j < cols; j++)
+        if (fabsf(wr[j]) > mx) gr[j] = 0.0f;
+    }
+  }
+}
