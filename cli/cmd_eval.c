@@ -13,7 +13,7 @@ void qg_cmd_eval_help(void) {
   printf(
       "usage: quantgolf eval --model M --val 'DIR/fineweb_val_*.bin' --tokenizer T.model|T.vocab\n"
       "                      [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
-      "                      [--mlp-power P] [--device cpu|cuda|auto] [--json]\n\n"
+      "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n\n"
       "Prints val_loss (nats/token), val_bpb, perplexity, and the token and byte counts.\n"
       "  --model       any checkpoint: .pt, .safetensors, .int8.ptz (dequantized as the contest does)\n"
       "  --val         token shards (a quoted glob is concatenated in sorted order)\n"
@@ -27,6 +27,8 @@ void qg_cmd_eval_help(void) {
       "  --batch       windows per forward pass (default: about 8192 tokens)\n"
       "  --mlp-power   the MLP's relu(x)^p exponent (not stored in checkpoints; default 2)\n"
       "  --device      backend (default auto: CUDA where a GPU is present)\n"
+      "  --precision   matrix products in fp32 (default; TF32 off on CUDA) or bf16 inputs with\n"
+      "                fp32 accumulation (CUDA only)\n"
       "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n");
 }
 
@@ -71,6 +73,12 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
   } else if (!strcmp(a, "--device")) {
     TAKE();
     c->device = v;
+  } else if (!strcmp(a, "--precision")) { /* matmul precision: the CUDA backend's bf16 table */
+    TAKE();
+    if (qg_precision_parse(v, &c->gopt.precision)) {
+      qg_cli_usage_error(cmd, "--precision expects fp32 or bf16, got '%s'", v);
+      return -1;
+    }
   } else if (!strcmp(a, "--json")) {
     c->json = 1;
   } else {
@@ -139,7 +147,7 @@ int qg_cmd_eval(int argc, char **argv) {
       qg_json_obj_begin(&j);
       qg_json_key(&j, "model"), qg_json_str(&j, model);
       qg_json_key(&j, "architecture"), qg_json_str(&j, desc);
-      qg_json_key(&j, "device"), qg_json_str(&j, ops->name);
+      qg_json_key(&j, "device"), qg_json_str(&j, m.ops->name);
       qg_json_key(&j, "val_loss"), qg_json_num(&j, loss);
       qg_json_key(&j, "val_bpb"), qg_json_num(&j, bpb);
       qg_json_key(&j, "ppl"), qg_json_num(&j, exp(loss));
@@ -153,7 +161,7 @@ int qg_cmd_eval(int argc, char **argv) {
       fwrite(b.p, 1, b.n, stdout);
       qg_buf_free(&b);
     } else {
-      printf("model: %s\narchitecture: %s\ndevice: %s\n", model, desc, ops->name);
+      printf("model: %s\narchitecture: %s\ndevice: %s\n", model, desc, m.ops->name);
       printf("windows: seq_len %d, %s\n", c.opts.seq_len, c.opts.stride ? "sliding" : "contest eval_val (non-overlapping)");
       if (c.opts.stride) printf("stride: %d\n", c.opts.stride);
       printf("tokens: %lld\nbytes: %lld\nval_loss: %.8f\nval_bpb: %.8f\nppl: %.6f\n", (long long)t.tokens,

@@ -33,12 +33,4 @@ extern "C" void qg_cuda_describe(char *buf, size_t cap) {
            p.minor, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
 }
 
-#include "kernels/ops.h"
-
-// The CUDA op table arrives with the CUDA backend issue; until then selecting it says so.
-extern "C" qg_status qg_ops_cuda(const qg_ops **out) {
-  *out = NULL;
-  if (qg_cuda_device_count() == 0)
-    return qg_fail(QG_ERR_DEVICE, "no usable CUDA GPU on this machine");
-  return qg_fail(QG_ERR_UNSUPPORTED, "the CUDA op table is not implemented yet; use --device cpu");
-}
+// qg_ops_cuda() and the op tables live in cuda_ops.cu.

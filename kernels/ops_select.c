@@ -1,13 +1,24 @@
-/* Backend selection by name. */
+/* Backend selection by name, and matmul precision (kernels/cuda_precision.h). */
 #include <string.h>
 
+#include "kernels/cuda_bench.h"
 #include "kernels/cuda_device.h"
+#include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
 
 #ifndef QG_HAVE_CUDA
 qg_status qg_ops_cuda(const qg_ops **out) {
   *out = NULL;
   return qg_fail(QG_ERR_UNSUPPORTED, "the CUDA backend is not compiled in (configured with -DQG_CUDA=OFF or no nvcc)");
+}
+qg_status qg_ops_cuda_bf16(const qg_ops **out) { return qg_ops_cuda(out); }
+qg_status qg_cuda_gemm_bf16_tflops(int n, int reps, double *tflops) {
+  (void)n, (void)reps, (void)tflops;
+  return qg_ops_cuda(&(const qg_ops *){NULL});
+}
+qg_status qg_cuda_copy_gbps(size_t bytes, int reps, double *gbps) {
+  (void)bytes, (void)reps, (void)gbps;
+  return qg_ops_cuda(&(const qg_ops *){NULL});
 }
 #endif
 
@@ -23,4 +34,26 @@ qg_status qg_ops_by_name(const char *name, const qg_ops **out) {
     return QG_OK;
   }
   return qg_fail(QG_ERR_INPUT, "unknown device '%s' (expected cpu, cuda or auto)", name);
+}
+
+qg_status qg_precision_parse(const char *name, qg_precision *out) {
+  if (!strcmp(name, "fp32")) *out = QG_PRECISION_FP32;
+  else if (!strcmp(name, "bf16")) *out = QG_PRECISION_BF16;
+  else return qg_fail(QG_ERR_INPUT, "unknown precision '%s' (expected fp32 or bf16)", name);
+  return QG_OK;
+}
+
+const char *qg_precision_name(qg_precision p) { return p == QG_PRECISION_BF16 ? "bf16" : "fp32"; }
+
+qg_status qg_ops_with_precision(const qg_ops *base, qg_precision p, const qg_ops **out) {
+  *out = base;
+  if (p == QG_PRECISION_FP32) {
+    /* the fp32 twin of a bf16 table is the plain CUDA table */
+    if (!strcmp(base->name, "cuda-bf16")) return qg_ops_cuda(out);
+    return QG_OK;
+  }
+  if (strncmp(base->name, "cuda", 4) != 0)
+    return qg_fail(QG_ERR_UNSUPPORTED, "precision bf16 needs the CUDA backend (the %s backend computes in fp32)",
+                   base->name);
+  return qg_ops_cuda_bf16(out);
 }

@@ -197,6 +197,7 @@ static qg_status upload(qg_gpt *m, const qg_state *s, const char *name, float **
 
 qg_status qg_gpt_init(qg_gpt *m, const qg_state *s, const qg_gpt_options *opt, const qg_ops *ops) {
   memset(m, 0, sizeof *m);
+  if (opt && opt->precision != QG_PRECISION_FP32) QG_TRY(qg_ops_with_precision(ops, opt->precision, &ops));
   m->ops = ops;
   QG_TRY(qg_gpt_config_from_state(s, opt, &m->cfg));
   const qg_gpt_config *c = &m->cfg;

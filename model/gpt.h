@@ -6,6 +6,7 @@
 #define QG_MODEL_GPT_H
 
 #include "core/tensor.h"
+#include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
 
 typedef struct {
@@ -23,7 +24,8 @@ typedef struct {
 } qg_gpt_config;
 
 typedef struct {
-  float mlp_power; /* 0 = default 2 */
+  float mlp_power;        /* 0 = default 2 */
+  qg_precision precision; /* matrix products: fp32 (default) or bf16 (CUDA only) */
 } qg_gpt_options;
 
 typedef struct {
@@ -51,7 +53,8 @@ typedef struct {
 /* Infers the configuration from tensor names and shapes, checking every tensor: unknown
  * names are an error listing them, missing ones an error naming them, shapes must agree. */
 qg_status qg_gpt_config_from_state(const qg_state *s, const qg_gpt_options *opt, qg_gpt_config *cfg);
-/* Builds the model on a backend (weights converted to fp32 and uploaded). */
+/* Builds the model on a backend (weights converted to fp32 and uploaded). With
+ * opt->precision bf16 the model runs on that backend's bf16 table (m->ops). */
 qg_status qg_gpt_init(qg_gpt *m, const qg_state *s, const qg_gpt_options *opt, const qg_ops *ops);
 /* Sizes the activation arena for up to max_rows = batch * seq rows. */
 qg_status qg_gpt_reserve(qg_gpt *m, int64_t max_rows);
