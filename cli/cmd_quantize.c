@@ -16,6 +16,7 @@
 #include "io/checkpoint.h"
 #include "io/ptz.h"
 #include "io/qgz.h"
+#include "kernels/cuda_quant_bridge.h"
 #include "quant/pipeline.h"
 
 #define CAP_BYTES 16000000LL
@@ -46,7 +47,11 @@ void qg_cmd_quantize_help(void) {
          "  --calib self       sequences sampled from the model itself from BOS (the contest's \"AR\n"
          "                     self-generated\" calibration) at --calib-temp; cost grows as len^2\n"
          "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
-         "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)  --device cpu|cuda|auto\n");
+         "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)\n"
+         "\n--device cpu|cuda|auto (auto): where calibration and quantization run. On cuda the\n"
+         "Hessians are accumulated on the GPU (fp64) and rowwise, lloydmax, e8 and gptq over\n"
+         "those grids run there (rowwise codes identical to the CPU's); other methods stay on\n"
+         "the CPU. auto: cuda when a GPU is present.\n");
 }
 
 typedef struct {
@@ -168,16 +173,37 @@ static qg_status calibrate(qargs *a, const qg_state *st, qg_hessian_map *map) {
       qg_shards_close(&sh);
     }
   }
-  if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  if (!s && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
+  else if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
   free(seqs);
   qg_gpt_free(&m);
   return s;
+}
+
+/* --device for the quantizer step: 1 for the GPU path, 0 for the CPU. "cuda" without a
+ * usable GPU is an error (never a silent CPU run); "auto" takes the GPU when there is one. */
+static qg_status quant_device(const char *device, int *cuda) {
+  *cuda = 0;
+  if (!strcmp(device, "cpu")) return QG_OK;
+  if (!strcmp(device, "auto")) {
+    *cuda = qg_cuq_available();
+    return QG_OK;
+  }
+  if (strcmp(device, "cuda")) return qg_fail(QG_ERR_INPUT, "unknown device '%s' (expected cpu, cuda or auto)", device);
+  const qg_ops *ops; /* the same reason calibration would give when there is no GPU */
+  QG_TRY(qg_ops_cuda(&ops));
+  if (!qg_cuq_available()) return qg_fail(QG_ERR_DEVICE, "--device cuda: no usable CUDA GPU for the quantizers");
+  *cuda = 1;
+  return QG_OK;
 }
 
 int qg_cmd_quantize(int argc, char **argv) {
   qargs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
+  int on_cuda;
+  qg_status ds = quant_device(a.device, &on_cuda);
+  if (ds) return qg_cli_report("quantize", ds);
   qg_compressor comp;
   qg_status s = qg_compressor_from_name(a.compress, &comp);
   if (s) return qg_cli_report("quantize", s);
@@ -224,7 +250,8 @@ int qg_cmd_quantize(int argc, char **argv) {
   }
   qg_progress pr;
   qg_progress_start(&pr, "quantize", "tensors", st.n);
-  qg_quantize_opts qo = {.hessians = a.calib ? &hmap : NULL, .progress = on_progress, .progress_ctx = &pr};
+  qg_quantize_opts qo = {.hessians = a.calib ? &hmap : NULL, .progress = on_progress, .progress_ctx = &pr,
+                         .quantize = on_cuda ? qg_cuq_quantize_hook : NULL};
   qg_qmodel qm;
   s = qg_quantize_model(&st, &spec, &qo, &qm);
   qg_progress_finish(&pr, st.n);
@@ -289,6 +316,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_key(&j, "out"), qg_json_str(&j, a.out);
     qg_json_key(&j, "compressor"), qg_json_str(&j, ptz ? "zlib-9" : qg_compressor_name(comp));
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);
+    qg_json_key(&j, "quantize_device"), qg_json_str(&j, on_cuda ? "cuda" : "cpu");
     qg_json_key(&j, "calibration");
     if (a.calib) {
       qg_json_obj_begin(&j);

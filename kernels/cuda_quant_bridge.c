@@ -1,0 +1,444 @@
+/* quant/ plug-ins -> the quantizer kernels (see kernels/cuda_quant_bridge.h), the host-side
+ * limits of those kernels, and the CPU-only build's stubs of kernels/cuda_quant.h. */
+#include "kernels/cuda_quant_bridge.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/progress.h"
+#include "kernels/cuda_device.h"
+#include "kernels/cuda_quant.h"
+
+/* ---- canonical options -> qg_cuq_grid (host code, every build) ------------------------ */
+
+static const char *const clip_names[] = {"pct", "sd", "absmax", "search", NULL};
+static const char *const range_names[] = {"sym", "full", NULL};
+static const char *const obj_names[] = {"mse", "hessian", NULL};
+static const char *const scale_names[] = {"rms", "search", NULL};
+static const char *const cb_names[] = {"e8p", "ball", NULL};
+
+/* e8_quantizer.c cb_unit(): the RMS coordinate of a codebook, summed in index order. */
+static float cb_unit(const qg_e8_codebook *cb) {
+  double s = 0;
+  for (uint32_t i = 0; i < cb->size; i++) {
+    float v[8];
+    qg_e8_decode(cb, i, v);
+    for (int j = 0; j < 8; j++) s += (double)v[j] * v[j];
+  }
+  return (float)sqrt(s / (8.0 * cb->size));
+}
+
+/* e8_quantizer.c stage_scale()'s multipliers for search kind t over [lo, hi] in `steps`,
+ * and its two refinement factors, with the same pow() calls. */
+static void e8_mults(qg_cuq_grid *g, int t, double lo, double hi, int steps) {
+  double ratio = steps > 1 ? pow(hi / lo, 1.0 / (steps - 1)) : 1.0;
+  for (int i = 0; i < steps; i++) g->mult[t][i] = steps == 1 ? sqrt(lo * hi) : lo * pow(ratio, i);
+  for (int r = 0; r < 2; r++) {
+    ratio = sqrt(ratio);
+    g->up[t][r] = pow(ratio, 1);
+    g->dn[t][r] = pow(ratio, -1);
+  }
+}
+
+/* The grid fields of an inner quantizer's options (canonical: every key present). */
+static qg_status grid_from_opts(const char *method, qg_opts *o, qg_cuq_grid *g) {
+  memset(g, 0, sizeof *g);
+  g->width = 1;
+  int64_t bits = 0, group = 0, steps = 1;
+  qg_status s;
+  if (!strcmp(method, "rowwise")) {
+    g->kind = QG_CUQ_ROWWISE;
+    s = qg_opt_int(o, method, "bits", 2, 8, 6, &bits);
+    if (!s) s = qg_opt_choice(o, method, "range", range_names, 0, &g->full);
+    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
+    if (!s) s = qg_opt_choice(o, method, "clip", clip_names, QG_CUQ_CLIP_PCT, &g->clip);
+    if (!s) s = qg_opt_num(o, method, "pct", 50.0, 100.0, 99.99984, &g->pct);
+    if (!s) s = qg_opt_num(o, method, "k", 0.1, 1000.0, 12.85, &g->k);
+    if (!s) s = qg_opt_num(o, method, "maxshrink", 0.0, 0.99, 0.8, &g->maxshrink);
+    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 100, &steps);
+    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
+    if (s) return s;
+    int h = 1 << (bits - 1);
+    g->qmax = h - 1;
+    g->qmin = g->full ? -h : -(h - 1);
+  } else if (!strcmp(method, "lloydmax")) {
+    double lo, hi;
+    g->kind = QG_CUQ_LLOYDMAX;
+    s = qg_opt_int(o, method, "bits", 1, 8, 4, &bits);
+    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
+    if (!s) s = qg_opt_choice(o, method, "scale", scale_names, 1, &g->lm_search);
+    if (!s) s = qg_opt_num(o, method, "lo", 0.1, 10.0, 0.5, &lo);
+    if (!s) s = qg_opt_num(o, method, "hi", 0.1, 10.0, 2.0, &hi);
+    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 32, &steps);
+    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
+    if (s) return s;
+    for (int i = 0; i < steps; i++) /* turbo.c lm_set_scale() */
+      g->mult[0][i] = steps == 1 ? lo : lo * pow(hi / lo, (double)i / (double)(steps - 1));
+  } else if (!strcmp(method, "e8")) {
+    int cb;
+    double b;
+    g->kind = QG_CUQ_E8;
+    g->width = 8;
+    s = qg_opt_choice(o, method, "cb", cb_names, 0, &cb);
+    if (!s) s = qg_opt_num(o, method, "bits", 1.0, 4.0, 2.0, &b);
+    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
+    if (!s) s = qg_opt_num(o, method, "lo", 0.05, 20.0, 0.5, &g->lo);
+    if (!s) s = qg_opt_num(o, method, "hi", 0.05, 20.0, 2.0, &g->hi);
+    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 12, &steps);
+    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
+    if (s) return s;
+    bits = (int64_t)b;
+    if (cb == 0 && (b == 2 || b == 3 || b == 4)) {
+      g->nstages = b == 2 ? 1 : 2;
+      g->cb[0] = qg_e8_codebook_get("e8p");
+      g->cb[1] = b == 3 ? qg_e8_codebook_get("ball1") : b == 4 ? g->cb[0] : NULL;
+    } else if (cb == 1 && (b == 1 || b == 2)) {
+      g->nstages = 1;
+      g->cb[0] = qg_e8_codebook_get(b == 1 ? "ball1" : "ball2");
+    } else {
+      return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: e8 cb=%s bits=%g has no device codebook (e8p 2-4, ball 1-2)",
+                     cb_names[cb], b);
+    }
+    for (int k = 0; k < g->nstages; k++) {
+      if (!g->cb[k]) return qg_fail(QG_ERR_NOMEM, "e8: out of memory building a codebook");
+      g->unit[k] = cb_unit(g->cb[k]);
+    }
+    g->steps2 = steps / 2 > 4 ? (int)steps / 2 : 4;
+    e8_mults(g, 0, g->lo, g->hi, (int)steps);
+    e8_mults(g, 1, 0.7, 1.4, g->steps2); /* E8_S2_LO, E8_S2_HI */
+  } else {
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: no device grid for method '%s'", method);
+  }
+  g->bits = (int)bits, g->group = group, g->steps = (int)steps;
+  return QG_OK;
+}
+
+qg_status qg_cuq_grid_from_canon(const char *method, const char *canon, qg_cuq_grid *g) {
+  qg_opts o;
+  QG_TRY(qg_opts_parse(canon, &o));
+  qg_status s = grid_from_opts(method, &o, g);
+  qg_opts_free(&o);
+  return s;
+}
+
+qg_status qg_cuq_grid_fits(const qg_cuq_grid *g, int64_t rows, int64_t cols) {
+  int64_t n = g->group ? g->group : cols;
+  if (rows < 1 || cols < 1 || rows > 65535 || n < 1 || cols % n || cols % g->width || n % g->width)
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: a %lld x %lld tensor in groups of %lld is outside the kernels' "
+                   "limits (rows <= 65535, groups dividing the columns)", (long long)rows, (long long)cols,
+                   (long long)n);
+  if (g->kind == QG_CUQ_ROWWISE && g->clip == QG_CUQ_CLIP_PCT && n > QG_CUQ_PCT_MAX)
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: clip=pct sorts groups of at most %d values on the device, this "
+                   "one has %lld", QG_CUQ_PCT_MAX, (long long)n);
+  if (g->kind == QG_CUQ_E8 && n > QG_CUQ_E8_MAX)
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: e8 searches groups of at most %d values on the device, this one "
+                   "has %lld", QG_CUQ_E8_MAX, (long long)n);
+  return QG_OK;
+}
+
+/* The device plan of a config: the grid, and for gptq its options. 0 when the device does
+ * not take it (the message says why; callers go to the CPU). */
+typedef struct {
+  int gptq;
+  qg_cuq_gptq_opts go;
+  qg_cuq_grid g;
+} plan;
+
+static int make_plan(const qg_qconfig *c, int64_t rows, int64_t cols, plan *p) {
+  const char *m = c->q->name;
+  memset(p, 0, sizeof *p);
+  qg_opts o;
+  if (qg_opts_parse(c->canon ? c->canon : "", &o)) return 0;
+  qg_status s = QG_OK;
+  if (!strcmp(m, "gptq")) {
+    int64_t bs, ao, sg;
+    p->gptq = 1;
+    s = qg_opt_str(&o, "gptq", "grid", "rowwise", &m);
+    if (!s) s = qg_opt_num(&o, "gptq", "percdamp", 0.0, 100.0, 0.01, &p->go.percdamp);
+    if (!s) s = qg_opt_int(&o, "gptq", "blocksize", 1, 4096, 128, &bs);
+    if (!s) s = qg_opt_int(&o, "gptq", "act_order", 0, 1, 0, &ao);
+    if (!s) s = qg_opt_int(&o, "gptq", "static_groups", 0, 1, 0, &sg);
+    p->go.blocksize = bs, p->go.act_order = (int)ao, p->go.static_groups = (int)sg;
+  }
+  if (!s) s = grid_from_opts(m, &o, &p->g);
+  if (!s) s = qg_cuq_grid_fits(&p->g, rows, cols);
+  qg_opts_free(&o);
+  return s == QG_OK;
+}
+
+int qg_cuq_takes(const qg_qconfig *c, int64_t rows, int64_t cols) {
+  plan p;
+  return make_plan(c, rows, cols, &p);
+}
+
+int qg_cuq_available(void) { return qg_cuda_compiled() && qg_cuda_device_count() > 0; }
+
+/* Sections exactly as the CPU grid's finish() writes them. */
+static qg_status add_sections(const qg_cuq_grid *g, const qg_cuq_result *r, int64_t rows, int64_t cols,
+                              qg_qtensor *out) {
+  uint32_t *codes;
+  uint16_t *h;
+  if (g->kind == QG_CUQ_E8) {
+    static const char *const names[2] = {"codes", "codes2"};
+    int64_t nv = rows * (cols / 8);
+    for (int k = 0; k < g->nstages; k++) {
+      QG_TRY(qg_qtensor_add(out, names[k], QG_SEC_CODES, g->cb[k]->index_bits, nv, (void **)&codes));
+      memcpy(codes, r->codes + k * nv, sizeof *codes * (size_t)nv);
+    }
+  } else {
+    QG_TRY(qg_qtensor_add(out, "codes", QG_SEC_CODES, g->bits, rows * cols, (void **)&codes));
+    memcpy(codes, r->codes, sizeof *codes * (size_t)(rows * cols));
+  }
+  QG_TRY(qg_qtensor_add(out, "scales", QG_SEC_F16, 0, r->n_scales, (void **)&h));
+  for (int64_t i = 0; i < r->n_scales; i++) h[i] = qg_f32_to_f16(r->scales[i]);
+  return QG_OK;
+}
+
+static qg_status run_plan(const plan *p, const qg_qinput *in, qg_qtensor *out) {
+  qg_cuq_result r;
+  qg_status s;
+  if (p->gptq) {
+    if (!in->hessian)
+      return qg_fail(QG_ERR_INPUT, "gptq needs a calibration Hessian for '%s' and none was given (calibration data "
+                     "is required; use rowwise for data-free rounding)", in->name ? in->name : "?");
+    QG_TRY(qg_cuq_gptq(&p->g, &p->go, in->w, in->hessian, in->rows, in->cols, &r));
+    if (r.damp_tries || r.dead) { /* gptq.c's note, word for word */
+      char note[160];
+      int len = 0;
+      if (r.damp_tries)
+        len += snprintf(note, sizeof note, "Cholesky failed; percdamp raised from %g to %g", p->go.percdamp,
+                        r.damp_used);
+      if (r.dead)
+        snprintf(note + len, sizeof note - (size_t)len, "%s%lld dead columns", len ? "; " : "", (long long)r.dead);
+      out->note = qg_strdup(note);
+    }
+  } else {
+    double *imp = NULL; /* qg_grid_rtn(): importance, else diag H, else none */
+    if (in->importance || in->hessian) {
+      if (!(imp = malloc(sizeof *imp * (size_t)in->cols))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+      for (int64_t j = 0; j < in->cols; j++)
+        imp[j] = in->importance ? in->importance[j] : in->hessian[j * in->cols + j];
+    }
+    s = qg_cuq_rtn(&p->g, in->w, in->rows, in->cols, imp, &r);
+    free(imp);
+    if (s) return s;
+  }
+  s = add_sections(&p->g, &r, in->rows, in->cols, out);
+  qg_cuq_result_free(&r);
+  return s;
+}
+
+qg_status qg_cuq_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
+  plan p;
+  if (!make_plan(c, in->rows, in->cols, &p)) return qg_quantize(c, in, out);
+  /* qg_quantize's bookkeeping, then the device instead of c->q->quantize */
+  qg_qtensor_init(out);
+  int ndim = in->ndim;
+  int64_t shape[QG_MAX_DIMS] = {in->rows, in->cols};
+  if (ndim > 0) {
+    memcpy(shape, in->shape, sizeof(int64_t) * (size_t)ndim);
+    int64_t r, k;
+    qg_matrix_view(ndim, shape, &r, &k);
+    if (r != in->rows || k != in->cols)
+      return qg_fail(QG_ERR_INTERNAL, "tensor '%s': matrix view %lldx%lld does not match its shape",
+                     in->name ? in->name : "?", (long long)in->rows, (long long)in->cols);
+  } else {
+    ndim = 2;
+  }
+  QG_TRY(c->q->can_take(c->cfg, in->name ? in->name : "(tensor)", ndim, shape));
+  out->ndim = ndim;
+  memcpy(out->shape, shape, sizeof shape);
+  out->rows = in->rows, out->cols = in->cols;
+  out->orig_dtype = in->dtype;
+  out->name = qg_strdup(in->name ? in->name : "");
+  out->method = qg_strdup(c->q->name);
+  out->options = qg_strdup(c->canon ? c->canon : "");
+  if (!out->name || !out->method || !out->options) {
+    qg_qtensor_free(out);
+    return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  qg_status s = run_plan(&p, in, out);
+  if (s) {
+    qg_fail_prefix(s, "tensor '%s' (%s on cuda)", out->name, c->q->name);
+    qg_qtensor_free(out);
+  }
+  return s;
+}
+
+qg_status qg_cuq_quantize_hook(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
+  (void)ctx;
+  return qg_cuq_quantize(c, in, out);
+}
+
+/* ---- calibration with device Hessians ------------------------------------------------ */
+
+typedef struct {
+  char *name;
+  int64_t k;
+  qg_cuq_hacc *h; /* NULL: reserved for a weight that shares its input (c_k, c_v) */
+} dev_entry;
+
+typedef struct {
+  dev_entry *v;
+  int n, cap;
+  int timing;
+  double t_hessian;
+} dev_tap;
+
+static qg_status tap_entry(dev_tap *t, const char *name, int64_t k, int create, dev_entry **out) {
+  for (int i = 0; i < t->n; i++)
+    if (!strcmp(t->v[i].name, name)) {
+      if (t->v[i].k != k)
+        return qg_fail(QG_ERR_INPUT, "Hessian for '%s' is %lld wide, asked for %lld", name, (long long)t->v[i].k,
+                       (long long)k);
+      *out = &t->v[i];
+      return QG_OK;
+    }
+  if (t->n == t->cap) {
+    int cap = t->cap ? 2 * t->cap : 64;
+    dev_entry *v = realloc(t->v, sizeof *v * (size_t)cap);
+    if (!v) return qg_fail(QG_ERR_NOMEM, "out of memory");
+    t->v = v, t->cap = cap;
+  }
+  dev_entry *e = &t->v[t->n];
+  memset(e, 0, sizeof *e);
+  e->k = k;
+  if (!(e->name = qg_strdup(name))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  if (create) {
+    qg_status s = qg_cuq_hacc_create(k, &e->h);
+    if (s) {
+      free(e->name);
+      return s;
+    }
+  }
+  t->n++;
+  *out = e;
+  return QG_OK;
+}
+
+static qg_status device_tap(void *c, const char *const *names, int n_names, const float *x, int64_t rows, int K) {
+  dev_tap *t = c;
+  dev_entry *e;
+  QG_TRY(tap_entry(t, names[0], K, 1, &e));
+  if (!e->h) QG_TRY(qg_cuq_hacc_create(K, &e->h)); /* reserved earlier, now read directly */
+  double t0 = 0;
+  if (t->timing) { /* the benchmark's split: drain the forward's work first */
+    QG_TRY(qg_cuq_sync());
+    t0 = qg_now();
+  }
+  QG_TRY(qg_cuq_hacc_add(e->h, x, rows));
+  if (t->timing) {
+    QG_TRY(qg_cuq_sync());
+    t->t_hessian += qg_now() - t0;
+  }
+  for (int i = 1; i < n_names; i++) QG_TRY(tap_entry(t, names[i], K, 0, &e));
+  return QG_OK;
+}
+
+qg_status qg_cuq_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map,
+                                double *seconds) {
+  if (strncmp(m->ops->name, "cuda", 4) != 0)
+    return qg_fail(QG_ERR_INPUT, "device Hessians need the model on a CUDA backend (it runs on '%s')", m->ops->name);
+  if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
+  dev_tap t = {0};
+  t.timing = seconds != NULL;
+  m->tap = device_tap;
+  m->tap_ctx = &t;
+  qg_status s = QG_OK;
+  double t0 = qg_now();
+  qg_progress pr;
+  qg_progress_start(&pr, "calibration (cuda)", "tokens", (int64_t)n * len);
+  for (int i = 0; i < n && !s; i += batch) {
+    int nb = n - i < batch ? n - i : batch;
+    s = qg_gpt_forward(m, seqs + (int64_t)i * len, nb, len);
+    qg_progress_update(&pr, (int64_t)(i + nb) * len);
+  }
+  if (!s) s = qg_cuq_sync();
+  qg_progress_finish(&pr, (int64_t)n * len);
+  m->tap = NULL;
+  m->tap_ctx = NULL;
+  if (seconds) seconds[0] = qg_now() - t0 - t.t_hessian, seconds[1] = t.t_hessian;
+  /* the sums into the host map (rows counted), then calibrate.c's sharing rule: weights
+   * that read the same input as c_q (c_k, c_v) get c_q's sum */
+  for (int i = 0; i < t.n && !s; i++) {
+    qg_hessian *h;
+    if ((s = qg_hessian_map_get(map, t.v[i].name, t.v[i].k, &h))) break;
+    if (t.v[i].h) {
+      double t1 = qg_now();
+      s = qg_cuq_hacc_download(t.v[i].h, h->H);
+      h->n = qg_cuq_hacc_rows(t.v[i].h);
+      if (seconds) seconds[1] += qg_now() - t1;
+    }
+  }
+  for (int i = 0; i < t.n; i++) free(t.v[i].name), qg_cuq_hacc_free(t.v[i].h);
+  free(t.v);
+  if (s) return s;
+  for (int i = 0; i < map->n; i++) {
+    if (map->h[i].n > 0) continue;
+    const char *nm = map->names[i];
+    const char *dot = strstr(nm, ".attn.c_");
+    if (!dot) continue;
+    char src[128];
+    snprintf(src, sizeof src, "%.*s.attn.c_q.weight", (int)(dot - nm), nm);
+    const qg_hessian *q = qg_hessian_map_find(map, src);
+    if (!q || q->n == 0) continue;
+    memcpy(map->h[i].H, q->H, sizeof(double) * (size_t)(q->k * q->k));
+    map->h[i].n = q->n;
+  }
+  return qg_hessian_map_finalize(map);
+}
+
+/* ---- the CPU-only build: every device entry point says why it cannot run -------------- */
+#ifndef QG_HAVE_CUDA
+static qg_status no_cuda(void) {
+  return qg_fail(QG_ERR_UNSUPPORTED, "the CUDA quantizer kernels are not compiled in (configured with -DQG_CUDA=OFF "
+                 "or no nvcc)");
+}
+qg_status qg_cuq_alloc(void **p, size_t bytes) { (void)bytes, *p = NULL; return no_cuda(); }
+void qg_cuq_free(void *p) { (void)p; }
+qg_status qg_cuq_upload(void *dst, const void *src, size_t bytes) { (void)dst, (void)src, (void)bytes; return no_cuda(); }
+qg_status qg_cuq_download(void *dst, const void *src, size_t bytes) { (void)dst, (void)src, (void)bytes; return no_cuda(); }
+qg_status qg_cuq_sync(void) { return no_cuda(); }
+qg_status qg_cuq_hacc_create(int64_t k, qg_cuq_hacc **out) { (void)k, *out = NULL; return no_cuda(); }
+void qg_cuq_hacc_free(qg_cuq_hacc *h) { (void)h; }
+qg_status qg_cuq_hacc_add(qg_cuq_hacc *h, const float *dX, int64_t rows) { (void)h, (void)dX, (void)rows; return no_cuda(); }
+qg_status qg_cuq_hacc_add_host(qg_cuq_hacc *h, const float *X, int64_t rows) { (void)h, (void)X, (void)rows; return no_cuda(); }
+int64_t qg_cuq_hacc_rows(const qg_cuq_hacc *h) { (void)h; return 0; }
+int64_t qg_cuq_hacc_k(const qg_cuq_hacc *h) { (void)h; return 0; }
+qg_status qg_cuq_hacc_download(const qg_cuq_hacc *h, double *H) { (void)h, (void)H; return no_cuda(); }
+void qg_cuq_result_free(qg_cuq_result *r) {
+  free(r->codes), free(r->scales);
+  memset(r, 0, sizeof *r);
+}
+qg_status qg_cuq_rtn(const qg_cuq_grid *g, const float *W, int64_t rows, int64_t cols, const double *imp,
+                     qg_cuq_result *out) {
+  (void)g, (void)W, (void)rows, (void)cols, (void)imp;
+  memset(out, 0, sizeof *out);
+  return no_cuda();
+}
+qg_status qg_cuq_gptq(const qg_cuq_grid *g, const qg_cuq_gptq_opts *o, const float *W, const double *H, int64_t rows,
+                      int64_t cols, qg_cuq_result *out) {
+  (void)g, (void)o, (void)W, (void)H, (void)rows, (void)cols;
+  memset(out, 0, sizeof *out);
+  return no_cuda();
+}
+qg_status qg_cuq_fakequant(const qg_cuq_grid *g, const float *dW, float *dOut, int64_t rows, int64_t cols) {
+  (void)g, (void)dW, (void)dOut, (void)rows, (void)cols;
+  return no_cuda();
+}
+qg_status qg_cuq_rotate(float *x, const float *s, int64_t n, int64_t m, int inverse) {
+  (void)x, (void)s, (void)n, (void)m, (void)inverse;
+  return no_cuda();
+}
+qg_status qg_cuq_lloydmax_index(int bits, const float *x, int64_t n, uint32_t *idx) {
+  (void)bits, (void)x, (void)n, (void)idx;
+  return no_cuda();
+}
+qg_status qg_cuq_e8_nearest(const float *x, int64_t nvec, float *y) { (void)x, (void)nvec, (void)y; return no_cuda(); }
+qg_status qg_cuq_e8_encode(const qg_e8_codebook *cb, const float *x, int64_t nvec, uint32_t *idx, float *d2) {
+  (void)cb, (void)x, (void)nvec, (void)idx, (void)d2;
+  return no_cuda();
+}
+#endif
