@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda_backward.h"
 #include "kernels/cuda_common.h"
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_precision.h"
@@ -247,6 +248,18 @@ static void fill_table(qg_ops *t, const char *name,
   t->add_scaled = cu_add_scaled;
   t->affine = cu_affine;
   t->token_stats = cu_token_stats;
+  t->embed_bwd = qg_cu_embed_bwd;
+  t->rmsnorm_bwd = qg_cu_rmsnorm_bwd;
+  t->matmul_bwd_x = qg_cu_matmul_bwd_x;
+  t->matmul_bwd_w = qg_cu_matmul_bwd_w;
+  t->rope_bwd = qg_cu_rope_bwd;
+  t->head_scale_bwd = qg_cu_head_scale_bwd;
+  t->attention_bwd = qg_cu_attention_bwd;
+  t->relu_pow_bwd = qg_cu_relu_pow_bwd;
+  t->resid_mix_bwd = qg_cu_resid_mix_bwd;
+  t->add_scaled_bwd = qg_cu_add_scaled_bwd;
+  t->affine_bwd = qg_cu_affine_bwd;
+  t->xent_fwd_bwd = qg_cu_xent_fwd_bwd;
 }
 
 static void fill_tables(void) {

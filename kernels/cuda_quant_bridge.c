@@ -153,7 +153,7 @@ static int make_plan(const qg_qconfig *c, int64_t rows, int64_t cols, plan *p) {
   if (qg_opts_parse(c->canon ? c->canon : "", &o)) return 0;
   qg_status s = QG_OK;
   if (!strcmp(m, "gptq")) {
-    int64_t bs, ao, sg;
+    int64_t bs = 128, ao = 0, sg = 0;
     p->gptq = 1;
     s = qg_opt_str(&o, "gptq", "grid", "rowwise", &m);
     if (!s) s = qg_opt_num(&o, "gptq", "percdamp", 0.0, 100.0, 0.01, &p->go.percdamp);

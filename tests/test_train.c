@@ -423,6 +423,152 @@ static void test_cli(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* Writes the CLI tests' shards (600-piece tokenizer) into dir; returns the common options. */
+static void cli_data(const char *dir, char *base, size_t cap) {
+  uint16_t *tok = malloc(sizeof(uint16_t) * 6000);
+  uint64_t r = 5;
+  for (int i = 0; i < 6000; i++) tok[i] = (uint16_t)(qg_test_rand(&r) % 600); /* tok_rules.model: 600 pieces */
+  assert_int_equal(qg_shard_write(qg_test_path(dir, "train.bin"), tok, 4000), QG_OK);
+  assert_int_equal(qg_shard_write(qg_test_path(dir, "val.bin"), tok + 4000, 2000), QG_OK);
+  free(tok);
+  snprintf(base, cap,
+           "train --train '%s/train.bin' --val '%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' "
+           "--layers 2 --dim 32 --heads 2 --kv-heads 1 --seq-len 16 --batch-tokens 64 --grad-accum 2 "
+           "--iterations 6 --warmup-steps 1 --warmdown 2",
+           dir, dir, QG_SOURCE_DIR);
+}
+
+/* The value after `key` in text (e.g. "final_qgz_roundtrip_exact val_loss:"), up to the next
+ * blank, into buf; fails the test when absent. */
+static void field(const char *text, const char *key, char *buf, size_t cap) {
+  const char *p = strstr(text, key);
+  if (!p) fail_msg("'%s' not found in:\n%s", key, text);
+  p += strlen(key);
+  size_t n = strcspn(p, " \n");
+  assert_true(n < cap);
+  memcpy(buf, p, n);
+  buf[n] = 0;
+}
+
+/* --export: the artifact is written, its round-trip figures are those of `quantgolf eval`
+ * on the file (same windows, same backend: equal to all 8 printed decimals), GPTQ rules
+ * are calibrated from the training shards, and --qat alone exports by the QAT spec. */
+static void test_cli_export(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char base[8192], cmd[9000], out[8192], err[8192], a[64], b[64];
+  cli_data(dir, base, sizeof base);
+  const char *spec = "blocks.*.mlp.fc.weight: gptq bits=4; blocks.*.attn.c_q.weight: rowwise bits=4";
+  snprintf(cmd, sizeof cmd, "%s --out '%s/ex' --export '%s' --calib-seqs 8", base, dir, spec);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  char art[4300];
+  snprintf(art, sizeof art, "%s/ex/final_model.qgz", dir);
+  assert_true(qg_test_exists(art));
+  char bytes[64];
+  field(out, "Serialized model qgz+zstd-22: ", bytes, sizeof bytes);
+  long long fb = -1;
+  FILE *f = fopen(art, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  fb = ftell(f);
+  fclose(f);
+  assert_int_equal(atoll(bytes), fb);
+  field(out, "hessians:", b, sizeof b);
+  assert_true(atoi(b) >= 2); /* both blocks' mlp.fc (and the other linears) were calibrated */
+  assert_non_null(strstr(out, "final_qgz_roundtrip val_loss:"));
+  char qbpb[64];
+  field(out, "final_qgz_roundtrip_exact val_loss:", a, sizeof a);
+  field(strstr(out, "final_qgz_roundtrip_exact"), "val_bpb:", qbpb, sizeof qbpb);
+  char eout[8192];
+  snprintf(cmd, sizeof cmd, "eval --model '%s' --val '%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' "
+           "--seq-len 16 --device cpu", art, dir, QG_SOURCE_DIR);
+  assert_int_equal(qg_test_run_cli(cmd, eout, sizeof eout, err, sizeof err), 0);
+  field(eout, "val_loss: ", b, sizeof b);
+  print_message("export: artifact %lld bytes, round trip val_loss %s, quantgolf eval %s\n", fb, a, b);
+  assert_string_equal(a, b);
+  field(eout, "val_bpb: ", b, sizeof b);
+  assert_string_equal(qbpb, b);
+  /* --qat alone exports by the QAT spec; --json carries the export */
+  snprintf(cmd, sizeof cmd, "%s --out '%s/qat' --qat 'blocks.*.mlp.fc.weight: rowwise bits=4' --json", base, dir);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  assert_non_null(strstr(out, "\"export\": {"));
+  assert_non_null(strstr(out, "\"artifact_bytes\""));
+  assert_true(qg_test_exists(qg_test_path(dir, "qat/final_model.qgz")));
+  /* --export none: no artifact */
+  snprintf(cmd, sizeof cmd, "%s --out '%s/none' --qat 'blocks.*.mlp.fc.weight: rowwise bits=4' --export none", base,
+           dir);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  assert_false(qg_test_exists(qg_test_path(dir, "none/final_model.qgz")));
+  /* a spec that cannot apply is refused before any training: one line, exit 2, no output */
+  snprintf(cmd, sizeof cmd, "%s --out '%s/bad' --export 'nothing.*: rowwise bits=4'", base, dir);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 2);
+  assert_non_null(strstr(err, "--export"));
+  assert_true(strchr(err, '\n') == err + strlen(err) - 1);
+  assert_false(qg_test_exists(qg_test_path(dir, "bad")));
+  char rm[4400];
+  snprintf(rm, sizeof rm, "rm -rf '%s/ex' '%s/qat' '%s/none'", dir, dir, dir);
+  assert_int_equal(system(rm), 0);
+  qg_test_rmdir(dir);
+}
+
+/* --config F.yaml: the file's options, the command line overriding them; malformed YAML,
+ * an unknown key, a list value or a repeated key: one line naming the file, exit 2. */
+static void test_cli_config(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char base[8192], cmd[17000], out[8192], err[8192], yaml[9000];
+  cli_data(dir, base, sizeof base);
+  snprintf(yaml, sizeof yaml,
+           "# a tiny run\ntrain: %s/train.bin\nval: '%s/val.bin'\ntokenizer: %s/tests/data/tok_rules.model\n"
+           "layers: 2\ndim: 32\nheads: 2\nkv-heads: 1\nseq-len: 16\nbatch-tokens: 64\ngrad-accum: 2\n"
+           "iterations: 4\nwarmup-steps: 0\nwarmdown: 2\njson: true\nqat: 'blocks.*.mlp.fc.weight: rowwise bits=4'\n"
+           "out: %s/cfg\n",
+           dir, dir, QG_SOURCE_DIR, dir);
+  char cfg[4300];
+  snprintf(cfg, sizeof cfg, "%s/run.yaml", dir);
+  qg_test_write(cfg, yaml, strlen(yaml));
+  snprintf(cmd, sizeof cmd, "train --config '%s'", cfg);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  assert_non_null(strstr(out, "\"steps\": 4"));
+  assert_non_null(strstr(out, "\"qat_val_bpb\""));
+  assert_true(qg_test_exists(qg_test_path(dir, "cfg/final_model.qgz")));
+  /* the command line wins over the file */
+  snprintf(cmd, sizeof cmd, "train --iterations 5 --config '%s' --out '%s/cfg2' --export none", cfg, dir);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  assert_non_null(strstr(out, "\"steps\": 5"));
+  assert_non_null(strstr(out, "\"export\": null"));
+  /* the same run from the command line alone gives the same figures */
+  char out2[8192];
+  snprintf(cmd, sizeof cmd, "%s --iterations 5 --warmup-steps 0 --qat 'blocks.*.mlp.fc.weight: rowwise bits=4' "
+           "--out '%s/cfg3' --export none --json", base, dir);
+  assert_int_equal(qg_test_run_cli(cmd, out2, sizeof out2, err, sizeof err), 0);
+  char v1[64], v2[64];
+  field(out, "\"val_loss\": ", v1, sizeof v1);
+  field(out2, "\"val_loss\": ", v2, sizeof v2);
+  assert_string_equal(v1, v2);
+  const char *bad[] = {"layers: [2, 3\n", "frobnicate: 1\n", "layers: [2, 3]\n", "layers: 2\nlayers: 3\n",
+                       "- layers\n", "layers:\n", "json: maybe\n", "config: other.yaml\n", "layers: two\n"};
+  const char *want[] = {"malformed YAML", "unknown option", "single value", "twice", "mapping", "no value",
+                        "true or false", "another config", "integer"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char bp[4300];
+    snprintf(bp, sizeof bp, "%s/bad.yaml", dir);
+    qg_test_write(bp, bad[i], strlen(bad[i]));
+    snprintf(cmd, sizeof cmd, "%s --out '%s/never' --config '%s'", base, dir, bp);
+    assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 2);
+    if (!strstr(err, want[i]) || !strstr(err, "bad.yaml")) fail_msg("case %zu: '%s'", i, err);
+    assert_true(strchr(err, '\n') == err + strlen(err) - 1); /* exactly one line */
+    assert_false(qg_test_exists(qg_test_path(dir, "never")));
+  }
+  snprintf(cmd, sizeof cmd, "%s --out '%s/never' --config '%s/missing.yaml'", base, dir, dir);
+  assert_int_not_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 0);
+  assert_non_null(strstr(err, "missing.yaml"));
+  char rm[4400];
+  snprintf(rm, sizeof rm, "rm -rf '%s/cfg' '%s/cfg2' '%s/cfg3' '%s/run.yaml' '%s/bad.yaml'", dir, dir, dir, dir, dir);
+  assert_int_equal(system(rm), 0);
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   (void)ref_dir;
   const struct CMUnitTest tests[] = {
@@ -431,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_qat),           cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_pytorch_reference), cmocka_unit_test(test_warmup_reset),
       cmocka_unit_test(test_resume_bitwise), cmocka_unit_test(test_cli),
+      cmocka_unit_test(test_cli_export),    cmocka_unit_test(test_cli_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

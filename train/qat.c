@@ -10,22 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stdio.h>
-
 #include "train/train.h"
 
 qg_status qg_qat_init(qg_qat *q, const char *spec_text, const qg_gpt_layout *l) {
   memset(q, 0, sizeof *q);
   qg_state_init(&q->names);
-  /* a spec is a YAML file when such a file exists, else inline rules */
-  FILE *f = fopen(spec_text, "rb");
-  qg_status s;
-  if (f) {
-    fclose(f);
-    s = qg_spec_load_yaml(spec_text, &q->spec);
-  } else {
-    s = qg_spec_parse_inline(spec_text, &q->spec);
-  }
+  qg_status s = qg_train_spec_load(spec_text, &q->spec);
   if (s) return qg_fail_prefix(s, "--qat");
   /* the plan needs names, shapes and dtypes; one float per tensor keeps it cheap */
   for (int i = 0; !s && i < l->n; i++) {

@@ -162,4 +162,47 @@ qg_status qg_trainer_save(qg_trainer *t, char *path_out, size_t cap);
 qg_status qg_trainer_weights(const qg_trainer *t, int quantized, qg_state *out);
 void qg_trainer_free(qg_trainer *t);
 
+/* A quantize spec given as text: a YAML file when a regular file of that name exists,
+ * else inline rules (quant/spec.h). */
+qg_status qg_train_spec_load(const char *text, qg_spec *out);
+
+/* The export at the end of a run (train/export.c): the float weights quantized by a spec
+ * into a .qgz (zstd-22, code layout auto), as `quantgolf quantize` writes it. A spec with
+ * GPTQ rules gets its Hessians from the training shards (seeded, non-overlapping). */
+typedef struct {
+  const char *spec;     /* inline rules or a YAML path */
+  const char *path;     /* the artifact to write (atomically) */
+  int calib_seqs;       /* GPTQ calibration sequences (0: 128, fewer if the shards are short) */
+  int calib_len;        /* tokens per sequence (0: the training seq_len) */
+  uint64_t calib_seed;
+} qg_train_export_opts;
+
+typedef struct {
+  int tensors, hessians, calib_seqs, calib_len;
+  int64_t params, packed_bytes; /* before compression, bit-packed */
+  int64_t raw_bytes;            /* the uncompressed payload of the written layout */
+  int64_t file_bytes;           /* the artifact on disk */
+  const char *compressor;       /* "zstd-22" */
+  double calib_seconds, quant_seconds;
+} qg_train_export_info;
+
+qg_status qg_train_export(const qg_trainer *t, const qg_train_export_opts *o, qg_train_export_info *info);
+/* Options from a YAML file (train/config_yaml.c): one mapping of option names to scalar
+ * values, in file order, each with its line. Malformed YAML, a non-mapping, a non-scalar
+ * value, an empty value or a repeated key is QG_ERR_INPUT naming the file and line. */
+typedef struct {
+  char *key, *value;
+  int line;
+} qg_train_kv;
+typedef struct {
+  qg_train_kv *kv;
+  int n;
+} qg_train_kvs;
+qg_status qg_train_kvs_load(const char *path, qg_train_kvs *out);
+void qg_train_kvs_free(qg_train_kvs *k);
+
+/* Checks before training that a spec parses and plans over this configuration's tensors
+ * (an export spec that fails only after hours of training helps nobody). */
+qg_status qg_train_export_check(const qg_train_config *c, const char *spec_text);
+
 #endif
