@@ -16,7 +16,7 @@ void qg_cmd_kld_help(void) {
   printf(
       "usage: quantgolf kld --base M0 --model M1 --val 'DIR/fineweb_val_*.bin' --tokenizer T\n"
       "                     [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
-      "                     [--mlp-power P] [--device cpu|cuda|auto] [--json]\n"
+      "                     [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
       "                     [--dump-token-kld FILE]\n\n"
       "Runs both models over the same windows (as in `quantgolf eval`) and prints:\n"
       "  PPL of each, their ratio and ln-ratio with uncertainties from the covariance of the\n"

@@ -12,11 +12,6 @@ static const qg_command commands[] = {
      qg_cmd_convert_help},
     {"export-int8", "quantize a float checkpoint to the contest's .int8.ptz artifact",
      qg_cmd_export_int8, qg_cmd_export_int8_help},
-    {"eval", "val_loss, val_bpb and perplexity of a model on token shards", qg_cmd_eval, qg_cmd_eval_help},
-    {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
-    {"quantize", "quantize a checkpoint by a spec into a .qgz (or contest .int8.ptz) artifact",
-     qg_cmd_quantize, qg_cmd_quantize_help},
-    {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
     {"tokenizer", "assemble or train a SentencePiece BPE .model", qg_cmd_tokenizer,
      qg_cmd_tokenizer_help},
     {"encode", "text lines to token ids, exactly as sentencepiece", qg_cmd_encode,
@@ -24,8 +19,13 @@ static const qg_command commands[] = {
     {"decode", "token ids back to text", qg_cmd_decode, qg_cmd_decode_help},
     {"prepare", "documents to contest token shards (BOS + tokens)", qg_cmd_prepare,
      qg_cmd_prepare_help},
+    {"eval", "val_loss, val_bpb and perplexity of a model on token shards", qg_cmd_eval, qg_cmd_eval_help},
+    {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
+    {"quantize", "quantize a checkpoint by a spec into a .qgz (or contest .int8.ptz) artifact",
+     qg_cmd_quantize, qg_cmd_quantize_help},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
      qg_cmd_train_help},
+    {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
