@@ -18,11 +18,17 @@ void qg_cmd_train_help(void) {
   printf(
       "usage: quantgolf train --train GLOB --val GLOB --tokenizer T --out DIR [options]\n"
       "       quantgolf train --config F.yaml [options]\n\n"
-      "Trains the contest GPT with train_gpt.py's recipe on the CPU (Muon for block matrices,\n"
+      "Trains the contest GPT with train_gpt.py's recipe on the CPU or a CUDA GPU (Muon for block matrices,\n"
       "Adam for the embedding and control tensors, warmdown, gradient accumulation), then\n"
       "prints val_loss and val_bpb (the contest's eval_val). Checkpoints: DIR/train_state.safetensors\n"
       "(weights, optimizer state, step, data position; for --resume) and DIR/final_model.safetensors\n"
       "(the float weights). The full configuration and every logged step go to DIR/train.log.\n\n"
+      "device\n"
+      "  --device cpu|cuda|auto   where to train (default cpu: the reference path, bitwise resume).\n"
+      "                       cuda: weights, gradients and optimizer state on the GPU; auto: cuda\n"
+      "                       where a GPU is present. The final evaluation runs there too (fp32)\n"
+      "  --precision fp32|bf16    matrix products and Newton-Schulz (default fp32; bf16: the\n"
+      "                       contest's mixed precision, fp32 master weights; cuda only)\n"
       "model (defaults: the contest baseline)\n"
       "  --layers 9 --dim 512 --heads 8 --kv-heads 4 --mlp-mult 2 [--untied] [--mlp-power 2]\n"
       "  the vocabulary is the tokenizer's piece count\n"
@@ -196,6 +202,13 @@ static int set_option(targs *t, const char *name, const char *a, const char *v) 
   else if (!strcmp(name, "qat")) c->qat_spec = v;
   else if (!strcmp(name, "export")) t->export_spec = v;
   else if (!strcmp(name, "init")) c->init_from = v;
+  else if (!strcmp(name, "device")) {
+    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
+      return qg_cli_usage_error("train", "%s expects cpu, cuda or auto, got '%s'", a, v);
+    c->device = v;
+  } else if (!strcmp(name, "precision")) {
+    if (qg_precision_parse(v, &c->precision)) return qg_cli_usage_error("train", "%s expects fp32 or bf16, got '%s'", a, v);
+  }
   else if (!strcmp(name, "batch-tokens")) {
     if (integer(a, v, 1, 1LL << 40, &n)) return 2;
     c->batch_tokens = n;
@@ -272,12 +285,16 @@ static int parse_args(int argc, char **argv, targs *t) {
   return 0;
 }
 
-/* val_loss / val_bpb of a weight set, on the CPU backend, the contest's eval_val windows. */
-static qg_status evaluate_state(const qg_state *s, float mlp_power, const qg_shards *val, const qg_spm_luts *luts,
+/* val_loss / val_bpb of a weight set, the contest's eval_val windows, on the training
+ * backend with fp32 products (the CPU for a CPU run: figures `quantgolf eval --device cpu`
+ * reproduces to the last digit). */
+static qg_status evaluate_state(const qg_state *s, const qg_trainer *t, const qg_shards *val, const qg_spm_luts *luts,
                                 const qg_eval_opts *eo, double *loss, double *bpb) {
   qg_gpt m;
-  qg_gpt_options go = {.mlp_power = mlp_power};
-  QG_TRY(qg_gpt_init(&m, s, &go, qg_ops_cpu()));
+  qg_gpt_options go = {.mlp_power = t->cfg.mlp_power};
+  const qg_ops *ops;
+  QG_TRY(qg_ops_with_precision(t->ops, QG_PRECISION_FP32, &ops));
+  QG_TRY(qg_gpt_init(&m, s, &go, ops));
   qg_eval_totals tot;
   qg_status st = qg_eval_run(&m, NULL, val, luts, eo, NULL, NULL, &tot);
   qg_gpt_free(&m);
@@ -291,7 +308,7 @@ static qg_status evaluate(const qg_trainer *t, int quantized, const qg_shards *v
                           const qg_eval_opts *eo, double *loss, double *bpb) {
   qg_state s;
   QG_TRY(qg_trainer_weights(t, quantized, &s));
-  qg_status st = evaluate_state(&s, t->cfg.mlp_power, val, luts, eo, loss, bpb);
+  qg_status st = evaluate_state(&s, t, val, luts, eo, loss, bpb);
   qg_state_free(&s);
   return st;
 }
@@ -315,7 +332,7 @@ static qg_status export_and_eval(const qg_trainer *t, const targs *a, const qg_s
   qg_format fmt;
   QG_TRY(qg_checkpoint_load(r->path, &s, &fmt));
   double t0 = qg_now();
-  qg_status st = evaluate_state(&s, t->cfg.mlp_power, val, luts, &a->ev.opts, &r->loss, &r->bpb);
+  qg_status st = evaluate_state(&s, t, val, luts, &a->ev.opts, &r->loss, &r->bpb);
   r->eval_s = qg_now() - t0;
   qg_state_free(&s);
   return st;
@@ -381,6 +398,15 @@ int qg_cmd_train(int argc, char **argv) {
   }
   qg_train_config *cp = &a.c;
   qg_eval_cli *ev = &a.ev;
+  /* the device before anything else: a GPU that is not there (or bf16 on the CPU) is one
+   * line and exit 2, with no output directory created */
+  const qg_ops *backend;
+  if (qg_train_backend(cp, &backend)) {
+    fprintf(stderr, "quantgolf train: --device %s --precision %s: %s\n", cp->device, qg_precision_name(cp->precision),
+            qg_last_error());
+    qg_train_kvs_free(&a.kvs);
+    return 2;
+  }
 
   /* the vocabulary is the tokenizer's; validation data and the export spec are checked
    * before any training */
@@ -429,9 +455,13 @@ int qg_cmd_train(int argc, char **argv) {
   if (!s) {
     char desc[256];
     qg_gpt_describe(&t.mc, desc, sizeof desc);
-    fprintf(stderr, "model: %s, %lld parameters; %s from step %d\n", desc, (long long)t.lay.total,
-            c.resume ? "resuming" : "training", t.step);
-    if (pc.log) fprintf(pc.log, "model: %s params:%lld start_step:%d\n", desc, (long long)t.lay.total, t.step);
+    fprintf(stderr, "model: %s, %lld parameters; %s from step %d on %s\n", desc, (long long)t.lay.total,
+            c.resume ? "resuming" : "training", t.step, t.ops->name);
+    if (pc.log) fprintf(pc.log, "model: %s params:%lld start_step:%d device:%s\n", desc, (long long)t.lay.total, t.step,
+                        t.ops->name);
+    if (t.on_device && t.have_qat)
+      fprintf(stderr, "qat: %d tensors fake-quantized on the GPU, %d by a host round trip each step (only rowwise "
+              "rules run on the device)\n", t.qat.n_device, t.qat.n_host);
     s = qg_trainer_run(&t, on_event, &pc);
   }
   if (s) {

@@ -14,6 +14,7 @@
 
 #include "core/file.h"
 #include "io/safetensors.h"
+#include "kernels/cuda_device.h"
 #include "tests/testlib.h"
 #include "train/train.h"
 
@@ -569,6 +570,82 @@ static void test_cli_config(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* --device / --precision on the host side: bf16 on the CPU and an unknown device are
+ * refused; without a GPU, --device cuda is one line, exit 2 and no output directory, and
+ * auto falls back to the CPU. The CPU run's resume fingerprint keeps its old text, so
+ * checkpoints written before the GPU path existed still resume. */
+static void test_device_options(void **st) {
+  (void)st;
+  char shard[4096];
+  qg_train_config c;
+  const qg_ops *o;
+  tiny_config(&c, shard, sizeof shard);
+  assert_string_equal(c.device, "cpu");
+  assert_int_equal(qg_train_backend(&c, &o), QG_OK);
+  assert_string_equal(o->name, "cpu");
+  c.precision = QG_PRECISION_BF16;
+  assert_int_equal(qg_train_backend(&c, &o), QG_ERR_UNSUPPORTED);
+  assert_non_null(strstr(qg_last_error(), "bf16"));
+  qg_trainer t;
+  assert_int_equal(qg_trainer_init(&t, &c, NULL, NULL), QG_ERR_UNSUPPORTED);
+  c.precision = QG_PRECISION_FP32;
+  c.device = "tpu";
+  assert_int_equal(qg_train_backend(&c, &o), QG_ERR_INPUT);
+  qg_buf b;
+  qg_buf_init(&b);
+  c.device = "cpu";
+  qg_train_config_describe(&c, &b);
+  qg_buf_byte(&b, 0);
+  assert_non_null(strstr((const char *)b.p, "(newton-schulz in fp32)"));
+  assert_non_null(strstr((const char *)b.p, "device=cpu precision=fp32"));
+  qg_buf_free(&b);
+  /* which QAT tensors the GPU path fake-quantizes itself (rowwise rules the device grid
+   * takes) and which go by a host round trip (here contest-int8); decided on the host */
+  qg_gpt_config mc;
+  qg_gpt_layout l;
+  assert_int_equal(qg_gpt_config_make(64, 2, 64, 4, 2, 128, 1, 2, &mc), QG_OK);
+  assert_int_equal(qg_gpt_layout_make(&mc, &l), QG_OK);
+  qg_qat qa;
+  assert_int_equal(qg_qat_init(&qa, "blocks.*.mlp.fc.weight: rowwise bits=4 clip=absmax; blocks.*.attn.c_q.weight: "
+                                    "rowwise bits=5; blocks.*.attn.c_v.weight: contest-int8", &l),
+                   QG_OK);
+  assert_int_equal(qa.n_device, 4);
+  assert_int_equal(qa.n_host, 2);
+  for (int i = 0; i < l.n; i++)
+    assert_int_equal(qa.on_device[i], strstr(l.p[i].name, "mlp.fc") || strstr(l.p[i].name, "c_q") ? 1 : 0);
+  qg_qat_free(&qa);
+  qg_gpt_layout_free(&l);
+  int have_gpu = qg_cuda_device_count() > 0;
+  if (!have_gpu) {
+    c.device = "cuda";
+    assert_int_not_equal(qg_train_backend(&c, &o), QG_OK);
+    assert_int_not_equal(qg_trainer_init(&t, &c, NULL, NULL), QG_OK);
+    c.device = "auto";
+    assert_int_equal(qg_trainer_init(&t, &c, NULL, NULL), QG_OK);
+    assert_int_equal(t.on_device, 0);
+    assert_string_equal(t.ops->name, "cpu");
+    qg_trainer_free(&t);
+  }
+  /* the CLI: one line, exit 2, nothing created */
+  char *dir = qg_test_tmpdir();
+  char base[8192], cmd[9000], out[4096], err[4096];
+  cli_data(dir, base, sizeof base);
+  const char *bad[] = {"--precision bf16", "--device tpu", "--precision fp16", "--device cuda"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (i == 3 && have_gpu) break; /* with a GPU, --device cuda is a real run (test_cuda_optim_gpu) */
+    snprintf(cmd, sizeof cmd, "%s --out '%s/never' %s", base, dir, bad[i]);
+    assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 2);
+    assert_non_null(strstr(err, "quantgolf train"));
+    assert_true(strchr(err, '\n') == err + strlen(err) - 1); /* exactly one line */
+    assert_false(qg_test_exists(qg_test_path(dir, "never")));
+    print_message("%s: %s", bad[i], err);
+  }
+  char rm[4400];
+  snprintf(rm, sizeof rm, "rm -f '%s/train.bin' '%s/val.bin'", dir, dir);
+  assert_int_equal(system(rm), 0);
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   (void)ref_dir;
   const struct CMUnitTest tests[] = {
@@ -578,6 +655,7 @@ int main(void) {
       cmocka_unit_test(test_pytorch_reference), cmocka_unit_test(test_warmup_reset),
       cmocka_unit_test(test_resume_bitwise), cmocka_unit_test(test_cli),
       cmocka_unit_test(test_cli_export),    cmocka_unit_test(test_cli_config),
+      cmocka_unit_test(test_device_options),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,7 +35,10 @@ static qg_status calibrate(const qg_trainer *t, const qg_state *w, const qg_trai
                            qg_hessian_map *map, int *nseq_out) {
   qg_gpt m;
   qg_gpt_options go = {.mlp_power = t->cfg.mlp_power};
-  QG_TRY(qg_gpt_init(&m, w, &go, t->ops));
+  /* the trainer's backend with fp32 products (a bf16 run's Hessians are not rounded) */
+  const qg_ops *ops;
+  QG_TRY(qg_ops_with_precision(t->ops, QG_PRECISION_FP32, &ops));
+  QG_TRY(qg_gpt_init(&m, w, &go, ops));
   int len = o->calib_len > 0 ? o->calib_len : t->cfg.seq_len;
   int64_t total = qg_shards_count(&t->data.shards);
   /* as many sequences as asked for, as long as the stream holds them without overlap */

@@ -1,4 +1,5 @@
-/* The trainer: the contest's train_gpt.py recipe on the op interface (CPU backend today).
+/* The trainer: the contest's train_gpt.py recipe on the op interface, on the CPU (the
+ * reference: bitwise resume, checked against PyTorch) or on a CUDA GPU (cfg.device).
  *
  * What is reproduced from train_gpt.py, as defaults:
  *  - init: tied tok_emb ~ N(0, 0.005) (untied: N(0, 1) and a zero lm_head); block matrices
@@ -18,7 +19,15 @@
  *    cyclic stream; each micro-batch takes batch_tokens / grad_accum + 1 tokens, x = all
  *    but the last, y = all but the first.
  * Additions: STE fake quantization (QAT) by a quant/spec.h spec, checkpoints with
- * optimizer state, bitwise resume on the CPU. */
+ * optimizer state, bitwise resume on the CPU.
+ *
+ * On the GPU (device "cuda", train/device.c): parameters, gradients and the optimizer
+ * state (Muon momentum, Adam moments) live in device memory; forward and backward run on
+ * the CUDA op table, Muon (Newton-Schulz by cuBLAS) and Adam on kernels/cuda_optim.h, QAT's
+ * rowwise fake quantization on kernels/cuda_quant.h (other quantizers by a host round
+ * trip). Only the token batches go up and, for checkpoints and the final weights, the
+ * state comes down. precision bf16: bf16 matrix products (fp32 accumulation, fp32 master
+ * weights) and Newton-Schulz in bf16, as the contest runs; fp32: fp32 throughout. */
 #ifndef QG_TRAIN_TRAIN_H
 #define QG_TRAIN_TRAIN_H
 
@@ -26,6 +35,7 @@
 
 #include "core/tensor.h"
 #include "io/shards.h"
+#include "kernels/cuda_precision.h"
 #include "model/gpt.h"
 #include "quant/spec.h"
 
@@ -61,12 +71,22 @@ typedef struct {
   uint64_t seed;
   /* initial weights from a checkpoint (any format quantgolf reads) instead of the init */
   const char *init_from;
+  /* where it runs: "cpu" (also NULL), "cuda" or "auto" (cuda where a GPU is present), and
+   * the matrix precision (bf16 needs cuda). Not part of the resume fingerprint except
+   * through the Newton-Schulz precision, so a run may continue on another device. */
+  const char *device;
+  qg_precision precision;
 } qg_train_config;
 
 /* The contest's defaults (the 9x512 baseline shape, 20,000 iterations, ...). */
 void qg_train_config_defaults(qg_train_config *c);
 /* One line per setting, "key: value", everything that defines the run (the log file). */
 void qg_train_config_describe(const qg_train_config *c, qg_buf *out);
+
+/* The op table a configuration trains on: cfg->device ("cpu" when NULL) at
+ * cfg->precision. No GPU for "cuda", or bf16 on the CPU: an error saying why (the CLI
+ * asks before creating anything). */
+qg_status qg_train_backend(const qg_train_config *c, const qg_ops **out);
 
 /* The cyclic token stream (TokenStream semantics). */
 typedef struct {
@@ -79,7 +99,7 @@ qg_status qg_loader_open(qg_token_loader *l, const char *glob, int vocab);
 qg_status qg_loader_take(qg_token_loader *l, int64_t n, int32_t *out);
 void qg_loader_close(qg_token_loader *l);
 
-/* Optimizers (train/optim.c), host fp32 arrays. */
+/* Optimizers (train/optim.c), host fp32 arrays. Device twins: kernels/cuda_optim.h. */
 /* torch.optim.Adam step t (1-based) on n values. */
 void qg_adam_step(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1, double b2, double eps,
                   int64_t t);
@@ -98,6 +118,9 @@ typedef struct {
   qg_spec_plan plan;
   qg_state names; /* one empty-data tensor per parameter, for the plan */
   int *quantized; /* per layout parameter: 1 when fake-quantized */
+  int *on_device; /* per layout parameter: 1 when the device's rowwise fake-quant takes it */
+  int n_device, n_host; /* quantized tensors by device kernel / by host round trip (GPU) */
+  void *grid;           /* a qg_cuq_grid (kernels/cuda_quant.h), rebuilt per tensor */
 } qg_qat;
 
 qg_status qg_qat_init(qg_qat *q, const char *spec_text, const qg_gpt_layout *l);
@@ -107,6 +130,12 @@ qg_status qg_qat_apply(const qg_qat *q, const qg_gpt_layout *l, const float *w, 
 /* Zeroes gradient entries whose weight lies outside its row's reconstructed range
  * (|w| > max |weff| of the row): the clip-range STE. */
 void qg_qat_mask(const qg_qat *q, const qg_gpt_layout *l, const float *w, const float *weff, float *g);
+/* The same two on a CUDA op table's memory (dw, dweff, dg device pointers): rowwise rules
+ * the device kernels take run there (qg_cuq_fakequant: the CPU grid's codes and scales);
+ * every other quantized tensor goes down, through qg_quantize/qg_dequantize on the host,
+ * and back up (the same values as qg_qat_apply, more slowly). */
+qg_status qg_qat_apply_device(const qg_qat *q, const qg_gpt_layout *l, const qg_ops *o, const float *dw, float *dweff);
+qg_status qg_qat_mask_device(const qg_qat *q, const qg_gpt_layout *l, const float *dw, const float *dweff, float *dg);
 
 /* What one step reports (through the callback; the library never prints). */
 typedef enum { QG_TRAIN_EV_WARMUP = 0, QG_TRAIN_EV_STEP, QG_TRAIN_EV_SAVED, QG_TRAIN_EV_QAT_ON } qg_train_event;
@@ -126,11 +155,18 @@ typedef struct {
   qg_train_config cfg;
   qg_gpt_config mc;
   qg_gpt_layout lay;
-  const qg_ops *ops;
-  float *w, *g, *weff;     /* parameters, gradients, fake-quantized copy (QAT) */
+  const qg_ops *ops;       /* cpu, cuda or cuda-bf16 */
+  int on_device;           /* ops is a CUDA table: the state below lives on the GPU */
+  /* HOST memory: on the CPU the state itself; on the GPU its host copy, current after
+   * qg_trainer_sync_host (which qg_trainer_save and the end of qg_trainer_run call) */
+  float *w;                /* parameters */
   float *adam_m, *adam_v;  /* per parameter (used for Adam ones) */
   float *muon_buf;         /* per parameter (used for Muon ones) */
-  float *scratch;          /* Newton-Schulz */
+  /* BACKEND memory (ops): the copies the step works on; on the CPU they are the host
+   * arrays above (same pointers) */
+  float *dw, *dm, *dv, *dbuf;
+  float *g, *weff;         /* gradients, fake-quantized copy (QAT): backend memory only */
+  float *scratch;          /* Newton-Schulz on the host (CPU only) */
   qg_gpt m, gm, meff;
   qg_gpt_train_store st;
   qg_token_loader data;
@@ -155,10 +191,13 @@ qg_status qg_trainer_step(qg_trainer *t, qg_train_info *info);
 /* Steps until iterations, the wall-clock cap or stop_at; checkpoints every save_every
  * steps and at the end (when out_dir is set). */
 qg_status qg_trainer_run(qg_trainer *t, qg_train_cb cb, void *ctx);
+/* Device -> host copy of the weights and optimizer state (no-op on the CPU). */
+qg_status qg_trainer_sync_host(qg_trainer *t);
 /* Writes DIR/train_state.safetensors (everything to resume) and DIR/final_model.safetensors
  * (the float weights alone), each atomically. */
 qg_status qg_trainer_save(qg_trainer *t, char *path_out, size_t cap);
-/* The current weights (fake-quantized ones when quantized = 1) as a named state. */
+/* The current weights (fake-quantized ones when quantized = 1) as a named state (read from
+ * the device when training there; the fake quantization then runs on the host). */
 qg_status qg_trainer_weights(const qg_trainer *t, int quantized, qg_state *out);
 void qg_trainer_free(qg_trainer *t);
 

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "train/device.h"
 #include "train/train.h"
 
 #define STATE_FORMAT "quantgolf-train-v1"
@@ -28,6 +29,7 @@ void qg_train_config_defaults(qg_train_config *c) {
   c->beta1 = 0.9, c->beta2 = 0.95, c->adam_eps = 1e-8;
   c->tied_embed_init_std = 0.005, c->qk_gain_init = 1.5;
   c->seed = 1337;
+  c->device = "cpu", c->precision = QG_PRECISION_FP32;
 }
 
 /* Everything that shapes the trajectory, one "key: value" per line. The same text is the
@@ -43,17 +45,18 @@ static void describe(const qg_train_config *c, qg_buf *b, int fingerprint) {
   qg_buf_printf(b,
                 "optim: tied_embed_lr=%.9g embed_lr=%.9g head_lr=%.9g matrix_lr=%.9g scalar_lr=%.9g "
                 "muon_momentum=%.9g muon_momentum_warmup_start=%.9g muon_momentum_warmup_steps=%d "
-                "muon_backend_steps=%d (newton-schulz in fp32) beta1=%.9g beta2=%.9g adam_eps=%.9g\n",
+                "muon_backend_steps=%d (newton-schulz in %s) beta1=%.9g beta2=%.9g adam_eps=%.9g\n",
                 c->tied_embed_lr, c->embed_lr, c->head_lr, c->matrix_lr, c->scalar_lr, c->muon_momentum,
-                c->muon_momentum_warmup_start, c->muon_momentum_warmup_steps, c->muon_backend_steps, c->beta1,
-                c->beta2, c->adam_eps);
+                c->muon_momentum_warmup_start, c->muon_momentum_warmup_steps, c->muon_backend_steps,
+                qg_precision_name(c->precision), c->beta1, c->beta2, c->adam_eps);
   qg_buf_printf(b, "init: tied_embed_init_std=%.9g qk_gain_init=%.9g seed=%" PRIu64 " from=%s\n",
                 c->tied_embed_init_std, c->qk_gain_init, c->seed, c->init_from ? c->init_from : "-");
   qg_buf_printf(b, "qat: spec=%s start_frac=%.9g late_qat=%.9g ste=%s\n", c->qat_spec ? c->qat_spec : "none",
                 c->qat_start_frac, c->late_qat, c->qat_ste_clip ? "clip" : "identity");
   if (!fingerprint)
-    qg_buf_printf(b, "run: out=%s save_every=%d stop_at=%d resume=%d\n", c->out_dir ? c->out_dir : "", c->save_every,
-                  c->stop_at, c->resume);
+    qg_buf_printf(b, "run: out=%s save_every=%d stop_at=%d resume=%d device=%s precision=%s\n",
+                  c->out_dir ? c->out_dir : "", c->save_every, c->stop_at, c->resume, c->device ? c->device : "cpu",
+                  qg_precision_name(c->precision));
 }
 
 void qg_train_config_describe(const qg_train_config *c, qg_buf *out) { describe(c, out, 0); }
@@ -121,11 +124,6 @@ static qg_status check_config(const qg_train_config *c) {
   return QG_OK;
 }
 
-static qg_status alloc_f(float **p, int64_t n) {
-  *p = calloc((size_t)(n ? n : 1), sizeof(float));
-  return *p ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory for %lld training floats", (long long)n);
-}
-
 static void reset_optim(qg_trainer *t) {
   size_t n = sizeof(float) * (size_t)t->lay.total;
   memset(t->adam_m, 0, n);
@@ -172,8 +170,8 @@ static qg_status do_step(qg_trainer *t, double scale, double momentum, double *l
   int64_t local = c->batch_tokens / c->grad_accum;
   int B = (int)(local / c->seq_len), T = c->seq_len;
   qg_gpt *model = t->qat_active ? &t->meff : &t->m;
-  memset(t->g, 0, sizeof(float) * (size_t)t->lay.total);
-  if (t->qat_active) QG_TRY(qg_qat_apply(&t->qat, &t->lay, t->w, t->weff));
+  QG_TRY(qg_train_zero_grads(t));
+  if (t->qat_active) QG_TRY(qg_train_qat_apply(t));
   double loss_sum = 0;
   for (int micro = 0; micro < c->grad_accum; micro++) {
     QG_TRY(qg_loader_take(&t->data, local + 1, t->chunk));
@@ -185,28 +183,25 @@ static qg_status do_step(qg_trainer *t, double scale, double momentum, double *l
     loss_sum += loss;
   }
   *loss_out = loss_sum / c->grad_accum;
-  if (t->qat_active && c->qat_ste_clip) qg_qat_mask(&t->qat, &t->lay, t->w, t->weff, t->g);
+  if (t->qat_active && c->qat_ste_clip) QG_TRY(qg_train_qat_mask(t));
   t->adam_t++;
   double tok_lr = c->untied ? c->embed_lr : c->tied_embed_lr;
   for (int i = 0; i < t->lay.n; i++) {
     const qg_gpt_param *p = &t->lay.p[i];
-    int64_t o = p->offset;
     switch (p->role) {
       case QG_PARAM_MATRIX:
-        qg_muon_step(t->w + o, t->g + o, t->muon_buf + o, (int)p->shape[0], (int)p->shape[1], c->matrix_lr * scale,
-                     momentum, c->muon_backend_steps, t->scratch);
+        QG_TRY(qg_train_muon(t, p, c->matrix_lr * scale, momentum));
         break;
       case QG_PARAM_EMBED:
       case QG_PARAM_HEAD:
       case QG_PARAM_CONTROL: {
         double lr = p->role == QG_PARAM_EMBED ? tok_lr : p->role == QG_PARAM_HEAD ? c->head_lr : c->scalar_lr;
-        qg_adam_step(t->w + o, t->g + o, t->adam_m + o, t->adam_v + o, p->numel, lr * scale, c->beta1, c->beta2,
-                     c->adam_eps, t->adam_t);
+        QG_TRY(qg_train_adam(t, p, lr * scale));
         break;
       }
     }
   }
-  return QG_OK;
+  return qg_train_step_end(t);
 }
 
 qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb cb, void *ctx) {
@@ -215,6 +210,10 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   t->ops = qg_ops_cpu();
   const qg_train_config *c = &t->cfg;
   qg_status s = check_config(c);
+  /* the backend first: asking for a GPU that is not there fails before any work */
+  if (!s) s = qg_train_backend(c, &t->ops);
+  if (s) return s;
+  t->on_device = strcmp(t->ops->name, "cpu") != 0;
   if (!s) s = qg_gpt_config_make(c->vocab, c->layers, c->dim, c->heads, c->kv_heads, c->mlp_mult * c->dim, !c->untied,
                                  c->mlp_power, &t->mc);
   if (s) return s;
@@ -233,10 +232,7 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
       if (r * k > maxmat) maxmat = r * k;
       if (mn > maxmin) maxmin = mn;
     }
-  if ((s = alloc_f(&t->w, n)) || (s = alloc_f(&t->g, n)) || (s = alloc_f(&t->adam_m, n)) ||
-      (s = alloc_f(&t->adam_v, n)) || (s = alloc_f(&t->muon_buf, n)) ||
-      (s = alloc_f(&t->scratch, 5 * maxmat + 2 * maxmin * maxmin)))
-    goto fail;
+  if ((s = qg_train_alloc_state(t, 5 * maxmat + 2 * maxmin * maxmin, c->qat_spec != NULL))) goto fail;
   t->xbuf = malloc(sizeof(int32_t) * (size_t)local);
   t->ybuf = malloc(sizeof(int32_t) * (size_t)local);
   t->chunk = malloc(sizeof(int32_t) * (size_t)(local + 1));
@@ -244,24 +240,27 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
     s = qg_fail(QG_ERR_NOMEM, "out of memory");
     goto fail;
   }
-  if ((s = qg_gpt_bind(&t->m, &t->mc, &t->lay, t->w, t->ops)) || (s = qg_gpt_bind(&t->gm, &t->mc, &t->lay, t->g, t->ops)))
+  if ((s = qg_gpt_bind(&t->m, &t->mc, &t->lay, t->dw, t->ops)) ||
+      (s = qg_gpt_bind(&t->gm, &t->mc, &t->lay, t->g, t->ops)))
     goto fail;
   if (c->qat_spec) {
     if ((s = qg_qat_init(&t->qat, c->qat_spec, &t->lay))) goto fail;
     t->have_qat = 1;
-    if ((s = alloc_f(&t->weff, n)) || (s = qg_gpt_bind(&t->meff, &t->mc, &t->lay, t->weff, t->ops))) goto fail;
+    if ((s = qg_gpt_bind(&t->meff, &t->mc, &t->lay, t->weff, t->ops))) goto fail;
   }
+  /* the state is made (or loaded) on the host, then pushed to the GPU when training there */
   if (c->resume) {
-    s = load_state(t);
-    if (s) goto fail;
+    if ((s = load_state(t)) || (s = qg_train_push(t))) goto fail;
     return QG_OK;
   }
   t->rng = c->seed;
   init_weights(t);
   if (c->init_from && (s = load_init(t, c->init_from))) goto fail;
+  if ((s = qg_train_push(t))) goto fail;
   if (c->warmup_steps > 0) {
     /* train_gpt.py primes its compiled paths with real steps, then restores the initial
-     * weights, the optimizer state and the loader: the run is as if they never happened */
+     * weights, the optimizer state and the loader: the run is as if they never happened.
+     * (On the GPU the steps ran on the device copies; the host still holds the start.) */
     float *w0 = malloc(sizeof(float) * (size_t)n);
     if (!w0) {
       s = qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -282,6 +281,7 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
     reset_optim(t);
     t->data.pos = 0;
     t->qat_active = 0;
+    if ((s = qg_train_push(t))) goto fail;
   }
   return QG_OK;
 fail:
@@ -296,7 +296,7 @@ void qg_trainer_free(qg_trainer *t) {
   if (t->meff.blocks) qg_gpt_unbind(&t->meff);
   if (t->have_qat) qg_qat_free(&t->qat);
   if (t->data.shards.files) qg_loader_close(&t->data);
-  free(t->w), free(t->g), free(t->weff), free(t->adam_m), free(t->adam_v), free(t->muon_buf), free(t->scratch);
+  qg_train_free_state(t);
   free(t->xbuf), free(t->ybuf), free(t->chunk), free(t->config_line);
   qg_gpt_layout_free(&t->lay);
   memset(t, 0, sizeof *t);
@@ -355,7 +355,7 @@ qg_status qg_trainer_run(qg_trainer *t, qg_train_cb cb, void *ctx) {
     qg_train_info sv = {.ev = QG_TRAIN_EV_SAVED, .step = t->step, .path = path};
     if (cb) cb(ctx, &sv);
   }
-  return QG_OK;
+  return qg_trainer_sync_host(t); /* t->w is the final weights for the caller */
 }
 
 /* ---- checkpoints ---------------------------------------------------------------------- */
@@ -370,19 +370,28 @@ static qg_status add_copy(qg_state *s, const char *name, const qg_gpt_param *p, 
 qg_status qg_trainer_weights(const qg_trainer *t, int quantized, qg_state *out) {
   qg_state_init(out);
   const float *w = t->w;
-  float *tmp = NULL;
+  float *tmp = NULL, *host = NULL;
+  size_t bytes = sizeof(float) * (size_t)t->lay.total;
+  qg_status s = QG_OK;
+  if (t->on_device) { /* the device copy is the current one (the host's may be older) */
+    if (!(host = malloc(bytes))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+    if ((s = t->ops->download(t->ops, host, t->dw, bytes))) {
+      free(host);
+      return s;
+    }
+    w = host;
+  }
   if (quantized && t->have_qat) {
-    if (!(tmp = malloc(sizeof(float) * (size_t)t->lay.total))) return qg_fail(QG_ERR_NOMEM, "out of memory");
-    qg_status s = qg_qat_apply(&t->qat, &t->lay, t->w, tmp);
+    if (!(tmp = malloc(bytes))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    if (!s) s = qg_qat_apply(&t->qat, &t->lay, w, tmp);
     if (s) {
-      free(tmp);
+      free(tmp), free(host);
       return s;
     }
     w = tmp;
   }
-  qg_status s = QG_OK;
   for (int i = 0; i < t->lay.n && !s; i++) s = add_copy(out, t->lay.p[i].name, &t->lay.p[i], w + t->lay.p[i].offset);
-  free(tmp);
+  free(tmp), free(host);
   if (s) qg_state_free(out);
   return s;
 }
@@ -405,6 +414,7 @@ qg_status qg_trainer_save(qg_trainer *t, char *path_out, size_t cap) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return qg_fail(QG_ERR_IO, "%s: cannot create the output directory", dir);
   }
+  QG_TRY(qg_trainer_sync_host(t)); /* the host arrays below are what gets written */
   qg_state s;
   QG_TRY(qg_trainer_weights(t, 0, &s));
   char path[4096], name[160];

@@ -1,0 +1,375 @@
+/* kernels/cuda_optim.h and the trainer on the GPU: Adam, Newton-Schulz, Muon and the
+ * clip-range STE mask against their CPU twins (train/optim.c, train/qat.c) on fresh random
+ * inputs; then whole training runs with --device cuda against the CPU trainer.
+ *
+ * Outputs a kernel overwrites (the Newton-Schulz result) are poisoned with NaN before the
+ * GPU run, so an element never written fails; state it updates in place (p, m, v, the
+ * momentum buffer, g) starts from the same random values on both sides. Error measure:
+ * ||gpu - cpu|| / ||cpu|| over each whole output (NaN never passes). For Muon the measure
+ * is taken on the update (p_after - p_before), not on p, whose size would hide it.
+ *
+ * Tolerances:
+ *  - fp32 (Adam, momentum, Newton-Schulz, Muon update): 1e-5. Adam and the momentum are
+ *    written to round as the C code does and are expected to be bit-identical (printed);
+ *    Newton-Schulz differs from OpenBLAS in GEMM summation order only.
+ *  - bf16 Newton-Schulz and the bf16 Muon update against the fp32 CPU twin: 1e-2.
+ *  - the STE mask: exact (a max and a comparison).
+ *  - training, fp32: each step's train loss within 1e-4 relative of the CPU trainer's
+ *    (6 steps, the tiny reference configuration of tests/test_train.c); with rowwise QAT
+ *    1e-3 (a weight that lands on the other side of a rounding boundary moves by a whole
+ *    grid step); bf16: within 5e-2 (a sanity bound: the contest's mixed precision is not
+ *    meant to reproduce fp32).
+ *  - GPU resume: 6 steps straight equal 3 + 3 resumed, bit for bit (no atomics anywhere on
+ *    the device path, so it is deterministic run to run).
+ * Skipped, visibly, where there is no CUDA GPU or CUDA is not compiled in. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda_device.h"
+#include "kernels/cuda_optim.h"
+#include "kernels/ops.h"
+#include "tests/testlib.h"
+#include "train/train.h"
+
+#define TOL_FP32 1e-5
+#define TOL_BF16 1e-2
+#define TOL_LOSS 1e-4
+#define TOL_LOSS_QAT 1e-3
+#define TOL_LOSS_BF16 5e-2
+
+static const qg_ops *gpu;
+static uint64_t rng = 20240611;
+
+#define NEED_GPU()                                                                        \
+  do {                                                                                    \
+    if (!qg_cuda_compiled() || qg_cuda_device_count() == 0) {                             \
+      char why_[256];                                                                     \
+      qg_cuda_describe(why_, sizeof why_);                                                \
+      print_message("SKIP: no CUDA GPU (%s)\n", why_);                                    \
+      skip();                                                                             \
+    }                                                                                     \
+    if (qg_ops_cuda(&gpu)) fail_msg("%s", qg_last_error());                               \
+  } while (0)
+
+#define OK(expr)                                                        \
+  do {                                                                  \
+    qg_status s_ = (expr);                                              \
+    if (s_) fail_msg("%s: %s", #expr, qg_last_error());                 \
+  } while (0)
+
+/* ---- host and device buffers, freed together at the end of each test ------------------ */
+
+#define MAX_BUFS 64
+static void *hbufs[MAX_BUFS], *dbufs[MAX_BUFS];
+static int nh, nd;
+
+static void *hkeep(void *p) {
+  assert_non_null(p);
+  assert_true(nh < MAX_BUFS);
+  return hbufs[nh++] = p;
+}
+static void release(void) {
+  while (nh) free(hbufs[--nh]);
+  while (nd) gpu->free(gpu, dbufs[--nd]);
+}
+static float *rnd(int64_t n, float lo, float hi) {
+  float *p = hkeep(malloc(sizeof *p * (size_t)(n ? n : 1)));
+  for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * 0.5f * (qg_test_randf(&rng) + 1.0f);
+  return p;
+}
+static float *copy(const float *src, int64_t n) {
+  float *p = hkeep(malloc(sizeof *p * (size_t)(n ? n : 1)));
+  memcpy(p, src, sizeof *p * (size_t)n);
+  return p;
+}
+static float *devf(const float *h, int64_t n) {
+  void *d;
+  OK(gpu->alloc(gpu, &d, sizeof(float) * (size_t)n));
+  OK(gpu->upload(gpu, d, h, sizeof(float) * (size_t)n));
+  assert_true(nd < MAX_BUFS);
+  return dbufs[nd++] = d;
+}
+static float *dev_poison(int64_t n) {
+  float *h = malloc(sizeof *h * (size_t)n);
+  for (int64_t i = 0; i < n; i++) h[i] = NAN;
+  float *d = devf(h, n);
+  free(h);
+  return d;
+}
+static float *fetch(const float *d, int64_t n) {
+  float *h = hkeep(malloc(sizeof *h * (size_t)(n ? n : 1)));
+  OK(gpu->download(gpu, h, d, sizeof *h * (size_t)n));
+  return h;
+}
+
+static double rel_err(const float *got, const float *ref, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(got[i])) return NAN;
+    double e = (double)got[i] - ref[i];
+    num += e * e;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {
+  double e = rel_err(got, ref, n);
+  int same = memcmp(got, ref, sizeof(float) * (size_t)n) == 0;
+  print_message("  %-52s rel err %.2e%s\n", what, e, same ? " (bit-identical)" : "");
+  if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
+}
+
+/* d = a - b elementwise (the update a step made). */
+static float *diff(const float *a, const float *b, int64_t n) {
+  float *d = hkeep(malloc(sizeof *d * (size_t)n));
+  for (int64_t i = 0; i < n; i++) d[i] = a[i] - b[i];
+  return d;
+}
+
+/* ---- optimizer kernels ---------------------------------------------------------------- */
+
+static void test_adam(void **st) {
+  (void)st;
+  NEED_GPU();
+  int64_t sizes[] = {1, 7, 1000, 262147};
+  int64_t steps[] = {1, 3, 500};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    int64_t n = sizes[s];
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+      float *p = rnd(n, -1, 1), *g = rnd(n, -0.1f, 0.1f), *m = rnd(n, -0.05f, 0.05f), *v = rnd(n, 0, 0.01f);
+      float *dp = devf(p, n), *dg = devf(g, n), *dm = devf(m, n), *dv = devf(v, n);
+      qg_adam_step(p, g, m, v, n, 0.04, 0.9, 0.95, 1e-8, steps[k]);
+      OK(qg_cuda_adam_step(dp, dg, dm, dv, n, 0.04, 0.9, 0.95, 1e-8, steps[k]));
+      char what[96];
+      snprintf(what, sizeof what, "adam n=%lld t=%lld: p", (long long)n, (long long)steps[k]);
+      expect_close(what, fetch(dp, n), p, n, TOL_FP32);
+      snprintf(what, sizeof what, "adam n=%lld t=%lld: m", (long long)n, (long long)steps[k]);
+      expect_close(what, fetch(dm, n), m, n, TOL_FP32);
+      snprintf(what, sizeof what, "adam n=%lld t=%lld: v", (long long)n, (long long)steps[k]);
+      expect_close(what, fetch(dv, n), v, n, TOL_FP32);
+      release();
+    }
+  }
+}
+
+/* Shapes: both orientations, square, not powers of two, the 9x512 baseline's matrices. */
+static const int ns_shapes[][2] = {{16, 48}, {48, 16}, {64, 64}, {37, 100}, {100, 37},
+                                   {256, 512}, {512, 512}, {1024, 512}, {512, 1024}};
+
+static void test_newton_schulz(void **st) {
+  (void)st;
+  NEED_GPU();
+  for (size_t s = 0; s < sizeof ns_shapes / sizeof ns_shapes[0]; s++) {
+    int rows = ns_shapes[s][0], cols = ns_shapes[s][1], mn = rows < cols ? rows : cols;
+    int64_t n = (int64_t)rows * cols;
+    for (int steps = 0; steps <= 5; steps += 5) {
+      float *G = rnd(n, -1, 1), *ref = hkeep(malloc(sizeof(float) * (size_t)n));
+      float *scr = hkeep(malloc(sizeof(float) * (size_t)(3 * n + 2 * (int64_t)mn * mn)));
+      qg_newton_schulz5(ref, G, rows, cols, steps, scr);
+      float *dG = devf(G, n);
+      for (int bf = 0; bf < 2; bf++) {
+        float *dO = dev_poison(n);
+        OK(qg_cuda_newton_schulz5(dO, dG, rows, cols, steps, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
+        char what[96];
+        snprintf(what, sizeof what, "newton-schulz %dx%d steps=%d %s", rows, cols, steps, bf ? "bf16" : "fp32");
+        expect_close(what, fetch(dO, n), ref, n, bf ? TOL_BF16 : TOL_FP32);
+      }
+      /* the input is left as it was */
+      assert_memory_equal(fetch(dG, n), G, sizeof(float) * (size_t)n);
+      release();
+    }
+  }
+  /* a matrix that is not one is refused, naming the call */
+  assert_int_equal(qg_cuda_newton_schulz5(NULL, NULL, 0, 4, 5, QG_PRECISION_FP32), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "newton_schulz5"));
+}
+
+static void test_muon(void **st) {
+  (void)st;
+  NEED_GPU();
+  for (size_t s = 0; s < sizeof ns_shapes / sizeof ns_shapes[0]; s++) {
+    int rows = ns_shapes[s][0], cols = ns_shapes[s][1], mn = rows < cols ? rows : cols;
+    int64_t n = (int64_t)rows * cols;
+    float *p0 = rnd(n, -0.1f, 0.1f), *g = rnd(n, -0.01f, 0.01f), *buf0 = rnd(n, -0.01f, 0.01f);
+    float *scr = hkeep(malloc(sizeof(float) * (size_t)(5 * n + 2 * (int64_t)mn * mn)));
+    float *p = copy(p0, n), *buf = copy(buf0, n);
+    qg_muon_step(p, g, buf, rows, cols, 0.04, 0.9, 5, scr);
+    float *upd = diff(p, p0, n);
+    float *dg = devf(g, n);
+    for (int bf = 0; bf < 2; bf++) {
+      float *dp = devf(p0, n), *dbuf = devf(buf0, n);
+      OK(qg_cuda_muon_step(dp, dg, dbuf, rows, cols, 0.04, 0.9, 5, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
+      char what[96];
+      snprintf(what, sizeof what, "muon %dx%d %s: update", rows, cols, bf ? "bf16" : "fp32");
+      expect_close(what, diff(fetch(dp, n), p0, n), upd, n, bf ? TOL_BF16 : TOL_FP32);
+      snprintf(what, sizeof what, "muon %dx%d %s: momentum buffer", rows, cols, bf ? "bf16" : "fp32");
+      expect_close(what, fetch(dbuf, n), buf, n, TOL_FP32);
+    }
+    release();
+  }
+}
+
+static void test_qat_mask(void **st) {
+  (void)st;
+  NEED_GPU();
+  /* one tensor through the layout-level CPU twin: a one-parameter "layout" */
+  int shapes[][2] = {{1, 5}, {64, 256}, {1024, 512}, {3, 1000}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int rows = shapes[s][0], cols = shapes[s][1];
+    int64_t n = (int64_t)rows * cols;
+    float *w = rnd(n, -1, 1), *q = rnd(n, -0.9f, 0.9f), *g = rnd(n, 0.5f, 1.0f), *ref = copy(g, n);
+    qg_gpt_param prm;
+    memset(&prm, 0, sizeof prm);
+    snprintf(prm.name, sizeof prm.name, "t");
+    prm.ndim = 2, prm.shape[0] = rows, prm.shape[1] = cols, prm.numel = n;
+    qg_gpt_layout l = {&prm, 1, n};
+    int quantized = 1;
+    qg_qat qa;
+    memset(&qa, 0, sizeof qa);
+    qa.quantized = &quantized;
+    qg_qat_mask(&qa, &l, w, q, ref);
+    float *dg = devf(g, n);
+    OK(qg_cuda_qat_mask(devf(w, n), devf(q, n), dg, rows, cols));
+    char what[96];
+    snprintf(what, sizeof what, "qat clip mask %dx%d (exact)", rows, cols);
+    expect_close(what, fetch(dg, n), ref, n, 0.0);
+    release();
+  }
+}
+
+/* ---- whole training runs ---------------------------------------------------------------- */
+
+static void tiny_config(qg_train_config *c, char *shard, size_t cap) {
+  qg_train_config_defaults(c);
+  snprintf(shard, cap, "%s/tests/data/train_ref/train.bin", QG_SOURCE_DIR);
+  c->train_glob = shard;
+  c->layers = 2, c->dim = 64, c->heads = 4, c->kv_heads = 2, c->mlp_mult = 2;
+  c->seq_len = 32, c->batch_tokens = 128, c->grad_accum = 2;
+  c->iterations = 6, c->warmdown_iters = 3, c->warmup_steps = 1;
+}
+
+typedef struct {
+  double loss[64];
+  int n;
+} losses;
+
+static void on_step(void *ctx, const qg_train_info *i) {
+  losses *c = ctx;
+  if ((i->ev == QG_TRAIN_EV_STEP || i->ev == QG_TRAIN_EV_QAT_ON) && c->n < 64) c->loss[c->n++] = i->train_loss;
+}
+
+/* Trains c on `device`; returns the final weights (malloc'd, kept for release()). */
+static float *run(qg_train_config *c, const char *device, qg_precision prec, losses *out, int64_t *n) {
+  qg_trainer t;
+  c->device = device;
+  c->precision = prec;
+  OK(qg_trainer_init(&t, c, NULL, NULL));
+  assert_int_equal(t.on_device, strcmp(device, "cpu") != 0);
+  if (t.on_device && t.have_qat) { /* the test's spec exercises both device QAT paths */
+    print_message("  qat on the gpu: %d tensors by the device kernel, %d by the host round trip\n", t.qat.n_device,
+                  t.qat.n_host);
+    assert_true(t.qat.n_device > 0 && t.qat.n_host > 0);
+  }
+  OK(qg_trainer_run(&t, on_step, out));
+  *n = t.lay.total;
+  float *w = copy(t.w, t.lay.total);
+  qg_trainer_free(&t);
+  return w;
+}
+
+static void compare_losses(const char *what, const losses *gpu_l, const losses *cpu_l, double tol) {
+  assert_int_equal(gpu_l->n, cpu_l->n);
+  double worst = 0;
+  for (int i = 0; i < cpu_l->n; i++) {
+    double rel = fabs(gpu_l->loss[i] - cpu_l->loss[i]) / cpu_l->loss[i];
+    if (!(rel <= tol))
+      fail_msg("%s step %d: gpu loss %.7f, cpu %.7f (rel %.2e > %.0e)", what, i + 1, gpu_l->loss[i], cpu_l->loss[i], rel,
+               tol);
+    if (rel > worst) worst = rel;
+  }
+  print_message("  %-52s worst step loss rel diff %.2e (last cpu %.6f gpu %.6f)\n", what, worst,
+                cpu_l->loss[cpu_l->n - 1], gpu_l->loss[gpu_l->n - 1]);
+}
+
+static void test_train_vs_cpu(void **st) {
+  (void)st;
+  NEED_GPU();
+  char shard[4096];
+  qg_train_config c;
+  int64_t n;
+  tiny_config(&c, shard, sizeof shard);
+  losses lc = {0}, lg = {0}, lb = {0};
+  float *wc = run(&c, "cpu", QG_PRECISION_FP32, &lc, &n);
+  float *wg = run(&c, "cuda", QG_PRECISION_FP32, &lg, &n);
+  compare_losses("train fp32, 6 steps", &lg, &lc, TOL_LOSS);
+  print_message("  %-52s rel err %.2e (reported, not bounded)\n", "final weights fp32 gpu vs cpu", rel_err(wg, wc, n));
+  run(&c, "cuda", QG_PRECISION_BF16, &lb, &n);
+  compare_losses("train bf16, 6 steps", &lb, &lc, TOL_LOSS_BF16);
+  /* QAT: rowwise rules fake-quantize on the device, the contest-int8 rule by the host
+   * round trip; the clip STE mask on the device */
+  losses qc = {0}, qgl = {0};
+  c.qat_spec = "blocks.*.mlp.fc.weight: rowwise bits=4 clip=absmax; blocks.*.attn.c_q.weight: rowwise bits=5; "
+               "blocks.*.attn.c_v.weight: contest-int8";
+  c.qat_ste_clip = 1;
+  run(&c, "cpu", QG_PRECISION_FP32, &qc, &n);
+  run(&c, "cuda", QG_PRECISION_FP32, &qgl, &n);
+  compare_losses("train fp32 + rowwise QAT (clip STE), 6 steps", &qgl, &qc, TOL_LOSS_QAT);
+  release();
+}
+
+/* 6 steps straight == 3, checkpoint, resume for 3: bitwise on the GPU too (and the
+ * checkpoints it writes are the safetensors the CPU trainer reads). */
+static void test_train_resume(void **st) {
+  (void)st;
+  NEED_GPU();
+  char shard[4096];
+  qg_train_config c;
+  int64_t n;
+  tiny_config(&c, shard, sizeof shard);
+  char *d1 = qg_test_tmpdir(), *d2 = qg_test_tmpdir();
+  losses a = {0}, b = {0};
+  c.out_dir = d1;
+  float *w1 = run(&c, "cuda", QG_PRECISION_FP32, &a, &n);
+  c.out_dir = d2;
+  c.stop_at = 3;
+  run(&c, "cuda", QG_PRECISION_FP32, &b, &n);
+  assert_int_equal(b.n, 3);
+  c.stop_at = 0;
+  c.resume = 1;
+  float *w2 = run(&c, "cuda", QG_PRECISION_FP32, &b, &n);
+  assert_int_equal(b.n, 6);
+  assert_memory_equal(a.loss, b.loss, sizeof(double) * 6);
+  assert_memory_equal(w1, w2, sizeof(float) * (size_t)n);
+  print_message("  gpu resume: 6 steps == 3 + 3 resumed, bit for bit\n");
+  /* the GPU's checkpoint resumes on the CPU (same fingerprint; not bitwise across devices) */
+  losses cc = {0};
+  qg_trainer t;
+  c.out_dir = d1;
+  c.device = "cpu"; /* the same configuration: resuming at step 6 of 6 runs no step */
+  OK(qg_trainer_init(&t, &c, NULL, NULL));
+  assert_int_equal(t.step, 6);
+  assert_memory_equal(t.w, w1, sizeof(float) * (size_t)n);
+  OK(qg_trainer_run(&t, on_step, &cc));
+  assert_int_equal(cc.n, 0);
+  qg_trainer_free(&t);
+  release();
+  qg_test_rmdir(d1);
+  qg_test_rmdir(d2);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_adam),     cmocka_unit_test(test_newton_schulz), cmocka_unit_test(test_muon),
+      cmocka_unit_test(test_qat_mask), cmocka_unit_test(test_train_vs_cpu),  cmocka_unit_test(test_train_resume),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

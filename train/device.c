@@ -1,0 +1,135 @@
+/* Host or device for each part of a training step (see train/device.h). The CPU branch of
+ * every function is the code trainer.c ran inline before; the GPU branch keeps the state
+ * in device memory and calls kernels/cuda_optim.h (optimizers, gradient zeroing, the STE
+ * mask) and train/qat.c's device fake quantization. The data loader stays on the host:
+ * qg_gpt_forward_train uploads each micro-batch's tokens itself. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda_optim.h"
+#include "train/device.h"
+
+qg_status qg_train_backend(const qg_train_config *c, const qg_ops **out) {
+  const qg_ops *base;
+  *out = NULL;
+  QG_TRY(qg_ops_by_name(c->device ? c->device : "cpu", &base));
+  /* the precision is a property of the table: bf16 on the CPU is refused here */
+  return qg_ops_with_precision(base, c->precision, out);
+}
+
+static qg_status alloc_host(float **p, int64_t n) {
+  *p = calloc((size_t)(n ? n : 1), sizeof(float));
+  return *p ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory for %lld training floats", (long long)n);
+}
+
+static qg_status alloc_dev(const qg_trainer *t, float **p, int64_t n, const char *what) {
+  qg_status s = t->ops->alloc(t->ops, (void **)p, sizeof(float) * (size_t)(n ? n : 1));
+  return s ? qg_fail_prefix(s, "training state on the GPU (%s)", what) : QG_OK;
+}
+
+qg_status qg_train_alloc_state(qg_trainer *t, int64_t scratch_floats, int with_qat) {
+  int64_t n = t->lay.total;
+  qg_status s;
+  if ((s = alloc_host(&t->w, n)) || (s = alloc_host(&t->adam_m, n)) || (s = alloc_host(&t->adam_v, n)) ||
+      (s = alloc_host(&t->muon_buf, n)))
+    return s;
+  if (!t->on_device) {
+    t->dw = t->w, t->dm = t->adam_m, t->dv = t->adam_v, t->dbuf = t->muon_buf;
+    if ((s = alloc_host(&t->g, n)) || (s = alloc_host(&t->scratch, scratch_floats))) return s;
+    return with_qat ? alloc_host(&t->weff, n) : QG_OK;
+  }
+  /* device memory starts undefined: push() fills the state, each step zeroes g, and QAT
+   * writes all of weff before the forward reads it */
+  if ((s = alloc_dev(t, &t->dw, n, "weights")) || (s = alloc_dev(t, &t->dm, n, "Adam m")) ||
+      (s = alloc_dev(t, &t->dv, n, "Adam v")) || (s = alloc_dev(t, &t->dbuf, n, "Muon momentum")) ||
+      (s = alloc_dev(t, &t->g, n, "gradients")))
+    return s;
+  return with_qat ? alloc_dev(t, &t->weff, n, "fake-quantized weights") : QG_OK;
+}
+
+void qg_train_free_state(qg_trainer *t) {
+  if (t->on_device && t->ops) {
+    float *dev[] = {t->dw, t->dm, t->dv, t->dbuf, t->g, t->weff};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+      if (dev[i]) t->ops->free(t->ops, dev[i]);
+    qg_cuda_optim_release();
+  } else {
+    free(t->g), free(t->weff);
+  }
+  free(t->w), free(t->adam_m), free(t->adam_v), free(t->muon_buf), free(t->scratch);
+  t->w = t->adam_m = t->adam_v = t->muon_buf = t->scratch = NULL;
+  t->dw = t->dm = t->dv = t->dbuf = t->g = t->weff = NULL;
+}
+
+/* The four arrays that make the state, host and backend side by side. */
+static void state_arrays(qg_trainer *t, float **host[4], float **dev[4]) {
+  host[0] = &t->w, host[1] = &t->adam_m, host[2] = &t->adam_v, host[3] = &t->muon_buf;
+  dev[0] = &t->dw, dev[1] = &t->dm, dev[2] = &t->dv, dev[3] = &t->dbuf;
+}
+
+qg_status qg_train_push(qg_trainer *t) {
+  if (!t->on_device) return QG_OK;
+  float **h[4], **d[4];
+  state_arrays(t, h, d);
+  size_t bytes = sizeof(float) * (size_t)t->lay.total;
+  for (int i = 0; i < 4; i++) QG_TRY(t->ops->upload(t->ops, *d[i], *h[i], bytes));
+  return QG_OK;
+}
+
+qg_status qg_trainer_sync_host(qg_trainer *t) {
+  if (!t->on_device) return QG_OK;
+  float **h[4], **d[4];
+  state_arrays(t, h, d);
+  size_t bytes = sizeof(float) * (size_t)t->lay.total;
+  for (int i = 0; i < 4; i++) QG_TRY(t->ops->download(t->ops, *h[i], *d[i], bytes));
+  return QG_OK;
+}
+
+qg_status qg_train_zero_grads(qg_trainer *t) {
+  if (!t->on_device) {
+    memset(t->g, 0, sizeof(float) * (size_t)t->lay.total);
+    return QG_OK;
+  }
+  return qg_cuda_optim_zero(t->g, t->lay.total);
+}
+
+qg_status qg_train_qat_apply(qg_trainer *t) {
+  if (!t->on_device) return qg_qat_apply(&t->qat, &t->lay, t->w, t->weff);
+  return qg_qat_apply_device(&t->qat, &t->lay, t->ops, t->dw, t->weff);
+}
+
+qg_status qg_train_qat_mask(qg_trainer *t) {
+  if (!t->on_device) {
+    qg_qat_mask(&t->qat, &t->lay, t->w, t->weff, t->g);
+    return QG_OK;
+  }
+  return qg_qat_mask_device(&t->qat, &t->lay, t->dw, t->weff, t->g);
+}
+
+qg_status qg_train_muon(qg_trainer *t, const qg_gpt_param *p, double lr, double momentum) {
+  const qg_train_config *c = &t->cfg;
+  int64_t o = p->offset;
+  int rows = (int)p->shape[0], cols = (int)p->shape[1];
+  if (!t->on_device) {
+    qg_muon_step(t->w + o, t->g + o, t->muon_buf + o, rows, cols, lr, momentum, c->muon_backend_steps, t->scratch);
+    return QG_OK;
+  }
+  qg_status s = qg_cuda_muon_step(t->dw + o, t->g + o, t->dbuf + o, rows, cols, lr, momentum, c->muon_backend_steps,
+                                  c->precision);
+  return s ? qg_fail_prefix(s, "Muon on '%s'", p->name) : QG_OK;
+}
+
+qg_status qg_train_adam(qg_trainer *t, const qg_gpt_param *p, double lr) {
+  const qg_train_config *c = &t->cfg;
+  int64_t o = p->offset;
+  if (!t->on_device) {
+    qg_adam_step(t->w + o, t->g + o, t->adam_m + o, t->adam_v + o, p->numel, lr, c->beta1, c->beta2, c->adam_eps,
+                 t->adam_t);
+    return QG_OK;
+  }
+  qg_status s = qg_cuda_adam_step(t->dw + o, t->g + o, t->dm + o, t->dv + o, p->numel, lr, c->beta1, c->beta2,
+                                  c->adam_eps, t->adam_t);
+  return s ? qg_fail_prefix(s, "Adam on '%s'", p->name) : QG_OK;
+}
+
+qg_status qg_train_step_end(qg_trainer *t) { return t->on_device ? qg_cuda_optim_sync() : QG_OK; }
