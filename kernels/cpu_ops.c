@@ -70,11 +70,38 @@ static qg_status cpu_rmsnorm(const qg_ops *o, float *y, const float *x, int64_t 
   return QG_OK;
 }
 
+typedef struct {
+  float *y;
+  const float *x, *w;
+  int64_t M, chunk;
+  int K, N;
+} mm_ctx;
+
+static void mm_task(void *c, int64_t task, int thread) {
+  (void)thread;
+  mm_ctx *m = c;
+  int64_t lo = task * m->chunk, hi = lo + m->chunk < m->M ? lo + m->chunk : m->M;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(hi - lo), m->N, m->K, 1.0f, m->x + lo * m->K, m->K, m->w,
+              m->K, 0.0f, m->y + lo * m->N, m->N);
+}
+
+/* Rows are split over the core pool and each block runs single-threaded BLAS: OpenBLAS's
+ * own workers would otherwise spin (sched_yield) while the pool runs the other ops,
+ * stealing a core from them. Each output row is computed by exactly one sgemm call whose
+ * blocking over K does not depend on the split, so results do not depend on it either. */
 static qg_status cpu_matmul(const qg_ops *o, float *y, const float *x, const float *w, int64_t M, int K, int N) {
   (void)o;
   if (M <= 0 || N <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul: %lld rows exceed BLAS int range", (long long)M);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+  int T = qg_threads();
+  mm_ctx c = {y, x, w, M, 0, K, N};
+  /* blocks of at least 64 rows, a multiple of 16 so every block takes the same kernel path */
+  c.chunk = ((M + T - 1) / T + 15) / 16 * 16;
+  if (c.chunk < 64) c.chunk = 64;
+  int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  qg_parallel_for((M + c.chunk - 1) / c.chunk, mm_task, &c);
+  openblas_set_num_threads(blas_threads);
   return QG_OK;
 }
 
