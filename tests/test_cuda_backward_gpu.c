@@ -105,23 +105,6 @@ static float *fetch(const float *d, int64_t n) {
   return h;
 }
 
-static double rel_err(const float *got, const float *ref, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (isnan(got[i])) return NAN;
-    double e = (double)got[i] - ref[i];
-    num += e * e;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static void expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {
-  double e = rel_err(got, ref, n);
-  print_message("  %-48s rel err %.2e\n", what, e);
-  if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
-}
-
 /* ---- the tests ----------------------------------------------------------------------- */
 
 static void test_embed_bwd(void **st) {
@@ -137,7 +120,7 @@ static void test_embed_bwd(void **st) {
     OK(gpu->embed_bwd(gpu, g_demb, devf(dx, (int64_t)n * d), dev(tok, sizeof(int32_t) * (size_t)n), n, d));
     char what[96];
     snprintf(what, sizeof what, "embed_bwd n=%d d=%d V=%d (exact)", n, d, V);
-    expect_close(what, fetch(g_demb, (int64_t)V * d), ref, (int64_t)V * d, 0.0);
+    qg_test_expect_close(what, fetch(g_demb, (int64_t)V * d), ref, (int64_t)V * d, 0.0);
     release();
   }
 }
@@ -157,13 +140,13 @@ static void test_rmsnorm_bwd(void **st) {
       OK(gpu->rmsnorm_bwd(gpu, g, devf(dy, n), devf(x, n), rows, dim, 1.1920929e-07f, acc));
       char what[96];
       snprintf(what, sizeof what, "rmsnorm_bwd %dx%d%s", rows, dim, acc ? " accumulate" : "");
-      expect_close(what, fetch(g, n), ref, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(g, n), ref, n, TOL_FP32);
     }
     /* in place (dx == dy) */
     float *ref = copy(dy, n), *g = devf(dy, n);
     OK(cpu->rmsnorm_bwd(cpu, ref, ref, x, rows, dim, 1.1920929e-07f, 0));
     OK(gpu->rmsnorm_bwd(gpu, g, g, devf(x, n), rows, dim, 1.1920929e-07f, 0));
-    expect_close("rmsnorm_bwd in place", fetch(g, n), ref, n, TOL_FP32);
+    qg_test_expect_close("rmsnorm_bwd in place", fetch(g, n), ref, n, TOL_FP32);
     release();
   }
 }
@@ -187,14 +170,14 @@ static void test_matmul_bwd(void **st) {
         char what[96];
         snprintf(what, sizeof what, "matmul_bwd_x %s M=%d K=%d N=%d%s", b16 ? "bf16" : "fp32", M, K, N,
                  acc ? " acc" : "");
-        expect_close(what, fetch(gd, (int64_t)M * K), ref, (int64_t)M * K, tol);
+        qg_test_expect_close(what, fetch(gd, (int64_t)M * K), ref, (int64_t)M * K, tol);
       }
       float *ref = copy(dw0, (int64_t)N * K), *gw = devf(dw0, (int64_t)N * K);
       OK(cpu->matmul_bwd_w(cpu, ref, dy, x, M, K, N));
       OK(g->matmul_bwd_w(g, gw, devf(dy, (int64_t)M * N), devf(x, (int64_t)M * K), M, K, N));
       char what[96];
       snprintf(what, sizeof what, "matmul_bwd_w %s M=%d K=%d N=%d", b16 ? "bf16" : "fp32", M, K, N);
-      expect_close(what, fetch(gw, (int64_t)N * K), ref, (int64_t)N * K, tol);
+      qg_test_expect_close(what, fetch(gw, (int64_t)N * K), ref, (int64_t)N * K, tol);
     }
     release();
   }
@@ -212,7 +195,7 @@ static void test_rope_bwd(void **st) {
     OK(gpu->rope_bwd(gpu, g, B, T, H, hd, 10000.0f));
     char what[96];
     snprintf(what, sizeof what, "rope_bwd B=%d T=%d H=%d hd=%d", B, T, H, hd);
-    expect_close(what, fetch(g, n), ref, n, TOL_FP32);
+    qg_test_expect_close(what, fetch(g, n), ref, n, TOL_FP32);
     release();
   }
 }
@@ -230,8 +213,8 @@ static void test_head_scale_bwd(void **st) {
     OK(gpu->head_scale_bwd(gpu, gdx, gdg, devf(dy, n), devf(x, n), rows, H, hd, devf(gain, H)));
     char what[96];
     snprintf(what, sizeof what, "head_scale_bwd rows=%d H=%d hd=%d: dx", rows, H, hd);
-    expect_close(what, fetch(gdx, n), ref, n, TOL_FP32);
-    expect_close("  dgain", fetch(gdg, H), rdg, H, TOL_FP32);
+    qg_test_expect_close(what, fetch(gdx, n), ref, n, TOL_FP32);
+    qg_test_expect_close("  dgain", fetch(gdg, H), rdg, H, TOL_FP32);
     release();
   }
 }
@@ -254,9 +237,9 @@ static void test_attention_bwd(void **st) {
                           KVH, hd));
     char what[96];
     snprintf(what, sizeof what, "attention_bwd B=%d T=%d H=%d KVH=%d hd=%d: dq", B, T, H, KVH, hd);
-    expect_close(what, fetch(gq, nq), rq, nq, TOL_ATT);
-    expect_close("  dk", fetch(gk, nk), rk, nk, TOL_ATT);
-    expect_close("  dv", fetch(gv, nk), rv, nk, TOL_ATT);
+    qg_test_expect_close(what, fetch(gq, nq), rq, nq, TOL_ATT);
+    qg_test_expect_close("  dk", fetch(gk, nk), rk, nk, TOL_ATT);
+    qg_test_expect_close("  dv", fetch(gv, nk), rv, nk, TOL_ATT);
     release();
   }
 }
@@ -274,7 +257,7 @@ static void test_relu_pow_bwd(void **st) {
       OK(gpu->relu_pow_bwd(gpu, g, devf(dy, n), devf(u, n), n, powers[p]));
       char what[96];
       snprintf(what, sizeof what, "relu_pow_bwd n=%lld p=%g", (long long)n, powers[p]);
-      expect_close(what, fetch(g, n), ref, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(g, n), ref, n, TOL_FP32);
       release();
     }
 }
@@ -295,9 +278,9 @@ static void test_channel_bwd(void **st) {
     OK(cpu->resid_mix_bwd(cpu, rdx, rdx0, rdm, dy, x, x0, mix, rows, d));
     OK(gpu->resid_mix_bwd(gpu, gdx, gdx0, gdm, devf(dy, n), devf(x, n), devf(x0, n), devf(mix, 2 * d), rows, d));
     snprintf(what, sizeof what, "resid_mix_bwd %dx%d: dx", rows, d);
-    expect_close(what, fetch(gdx, n), rdx, n, TOL_FP32);
-    expect_close("  dx0", fetch(gdx0, n), rdx0, n, TOL_FP32);
-    expect_close("  dmix", fetch(gdm, 2 * d), rdm, 2 * d, TOL_FP32);
+    qg_test_expect_close(what, fetch(gdx, n), rdx, n, TOL_FP32);
+    qg_test_expect_close("  dx0", fetch(gdx0, n), rdx0, n, TOL_FP32);
+    qg_test_expect_close("  dmix", fetch(gdm, 2 * d), rdm, 2 * d, TOL_FP32);
     /* add_scaled: dy (=|+=), ds accumulated */
     float *sc = rnd(d, 1), *ds0 = rnd(d, 1);
     for (int acc = 0; acc < 2; acc++) {
@@ -306,8 +289,8 @@ static void test_channel_bwd(void **st) {
       OK(cpu->add_scaled_bwd(cpu, rdy, rds, dy, x, sc, rows, d, acc));
       OK(gpu->add_scaled_bwd(gpu, gdy, gds, devf(dy, n), devf(x, n), devf(sc, d), rows, d, acc));
       snprintf(what, sizeof what, "add_scaled_bwd %dx%d%s: dy", rows, d, acc ? " accumulate" : "");
-      expect_close(what, fetch(gdy, n), rdy, n, TOL_FP32);
-      expect_close("  ds", fetch(gds, d), rds, d, TOL_FP32);
+      qg_test_expect_close(what, fetch(gdy, n), rdy, n, TOL_FP32);
+      qg_test_expect_close("  ds", fetch(gds, d), rds, d, TOL_FP32);
     }
     /* affine: dx overwritten (also in place), dscale and dshift accumulated */
     float *dsh0 = rnd(d, 1);
@@ -317,9 +300,9 @@ static void test_channel_bwd(void **st) {
       OK(cpu->affine_bwd(cpu, rdx2, rsc, rsh, inplace ? rdx2 : dy, x, sc, rows, d));
       OK(gpu->affine_bwd(gpu, gdx2, gsc, gsh, gdy, devf(x, n), devf(sc, d), rows, d));
       snprintf(what, sizeof what, "affine_bwd %dx%d%s: dx", rows, d, inplace ? " in place" : "");
-      expect_close(what, fetch(gdx2, n), rdx2, n, TOL_FP32);
-      expect_close("  dscale", fetch(gsc, d), rsc, d, TOL_FP32);
-      expect_close("  dshift", fetch(gsh, d), rsh, d, TOL_FP32);
+      qg_test_expect_close(what, fetch(gdx2, n), rdx2, n, TOL_FP32);
+      qg_test_expect_close("  dscale", fetch(gsc, d), rsc, d, TOL_FP32);
+      qg_test_expect_close("  dshift", fetch(gsh, d), rsh, d, TOL_FP32);
     }
     release();
   }
@@ -342,7 +325,7 @@ static void test_xent_fwd_bwd(void **st) {
       OK(gpu->xent_fwd_bwd(gpu, gd, &lg, gl, dev(t, sizeof(int32_t) * (size_t)rows), rows, V, 30.0f, 0.125f));
       char what[96];
       snprintf(what, sizeof what, "xent_fwd_bwd rows=%d V=%d%s: dlogits", rows, V, inplace ? " in place" : "");
-      expect_close(what, fetch(gd, n), ref, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(gd, n), ref, n, TOL_FP32);
       double e = fabs(lg - lc) / fabs(lc);
       print_message("  %-48s rel err %.2e\n", "  loss sum", e);
       if (!(e <= TOL_LOSS)) fail_msg("xent loss sum: GPU %.10g, CPU %.10g (rel %.2e)", lg, lc, e);

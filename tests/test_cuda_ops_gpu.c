@@ -93,23 +93,6 @@ static float *fetch(const float *d, int64_t n) {
 }
 
 /* ||got - ref|| / ||ref||, NaN when got holds a NaN (unwritten or broken). */
-static double rel_err(const float *got, const float *ref, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (isnan(got[i])) return NAN;
-    double e = (double)got[i] - ref[i];
-    num += e * e;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static void expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {
-  double e = rel_err(got, ref, n);
-  print_message("  %-44s rel err %.2e\n", what, e);
-  if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
-}
-
 /* ---- the tests ----------------------------------------------------------------------- */
 
 static void test_embed(void **st) {
@@ -127,7 +110,7 @@ static void test_embed(void **st) {
     float *got = fetch(dx, (int64_t)n * d);
     char what[64];
     snprintf(what, sizeof what, "embed n=%d d=%d V=%d", n, d, V);
-    expect_close(what, got, ref, (int64_t)n * d, TOL_FP32);
+    qg_test_expect_close(what, got, ref, (int64_t)n * d, TOL_FP32);
     gpu->free(gpu, demb), gpu->free(gpu, dx), gpu->free(gpu, dtok);
     free(emb), free(ref), free(tok), free(got);
   }
@@ -148,7 +131,7 @@ static void test_rmsnorm(void **st) {
       float *got = fetch(dy, n);
       char what[64];
       snprintf(what, sizeof what, "rmsnorm %dx%d%s", rows, dim, inplace ? " in place" : "");
-      expect_close(what, got, ref, n, TOL_FP32);
+      qg_test_expect_close(what, got, ref, n, TOL_FP32);
       if (!inplace) gpu->free(gpu, dy);
       gpu->free(gpu, dx);
       free(x), free(ref), free(got);
@@ -168,7 +151,7 @@ static void check_matmul(const qg_ops *g, double tol) {
     float *got = fetch(dy, (int64_t)M * N);
     char what[64];
     snprintf(what, sizeof what, "matmul (%s) M=%d K=%d N=%d", g->name, M, K, N);
-    expect_close(what, got, ref, (int64_t)M * N, tol);
+    qg_test_expect_close(what, got, ref, (int64_t)M * N, tol);
     gpu->free(gpu, dxp), gpu->free(gpu, dw), gpu->free(gpu, dy);
     free(x), free(w), free(ref), free(got);
   }
@@ -203,7 +186,7 @@ static void test_rope(void **st) {
     float *got = fetch(dx, n);
     char what[64];
     snprintf(what, sizeof what, "rope B=%d T=%d H=%d hd=%d base=%g", B, T, H, hd, (double)shapes[s].base);
-    expect_close(what, got, ref, n, TOL_FP32);
+    qg_test_expect_close(what, got, ref, n, TOL_FP32);
     gpu->free(gpu, dx);
     free(x), free(ref), free(got);
   }
@@ -223,7 +206,7 @@ static void test_head_scale(void **st) {
     float *got = fetch(dx, n);
     char what[64];
     snprintf(what, sizeof what, "head_scale rows=%d H=%d hd=%d", rows, H, hd);
-    expect_close(what, got, ref, n, TOL_FP32);
+    qg_test_expect_close(what, got, ref, n, TOL_FP32);
     gpu->free(gpu, dx), gpu->free(gpu, dg);
     free(x), free(gain), free(ref), free(got);
   }
@@ -246,7 +229,7 @@ static void test_attention(void **st) {
     float *got = fetch(dy, nq);
     char what[64];
     snprintf(what, sizeof what, "attention B=%d T=%d H=%d KVH=%d hd=%d", B, T, H, KVH, hd);
-    expect_close(what, got, ref, nq, TOL_FP32);
+    qg_test_expect_close(what, got, ref, nq, TOL_FP32);
     gpu->free(gpu, dq), gpu->free(gpu, dk), gpu->free(gpu, dv), gpu->free(gpu, dy);
     free(q), free(k), free(v), free(ref), free(got);
   }
@@ -268,7 +251,7 @@ static void test_relu_pow(void **st) {
       float *got = fetch(dx, n);
       char what[64];
       snprintf(what, sizeof what, "relu_pow n=%lld p=%g", (long long)n, (double)powers[p]);
-      expect_close(what, got, ref, n, TOL_FP32);
+      qg_test_expect_close(what, got, ref, n, TOL_FP32);
       gpu->free(gpu, dx);
       free(x), free(ref), free(got);
     }
@@ -299,7 +282,7 @@ static void check_channel_op(int kind) {
     float *got = fetch(dx, n);
     char what[64];
     snprintf(what, sizeof what, "%s %dx%d", names[kind], rows, d);
-    expect_close(what, got, ref, n, TOL_FP32);
+    qg_test_expect_close(what, got, ref, n, TOL_FP32);
     gpu->free(gpu, dx), gpu->free(gpu, dy), gpu->free(gpu, dp);
     free(x), free(y), free(p), free(ref), free(got);
   }
@@ -365,7 +348,7 @@ static void test_token_stats(void **st) {
         char what[80];
         snprintf(what, sizeof what, "token_stats %s rows=%d V=%d %s", fields[f], rows, V,
                  mode == 0 ? "(a only)" : mode == 1 ? "(close b)" : "(unrelated b)");
-        expect_close(what, cg, cr, rows, TOL_FP32);
+        qg_test_expect_close(what, cg, cr, rows, TOL_FP32);
       }
       for (int i = 0; i < rows; i++) {
         assert_int_equal(got[i].top_a, ref[i].top_a);

@@ -110,24 +110,6 @@ static float *fetch(const float *d, int64_t n) {
   return h;
 }
 
-static double rel_err(const float *got, const float *ref, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (isnan(got[i])) return NAN;
-    double e = (double)got[i] - ref[i];
-    num += e * e;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static void expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {
-  double e = rel_err(got, ref, n);
-  int same = memcmp(got, ref, sizeof(float) * (size_t)n) == 0;
-  print_message("  %-52s rel err %.2e%s\n", what, e, same ? " (bit-identical)" : "");
-  if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
-}
-
 /* d = a - b elementwise (the update a step made). */
 static float *diff(const float *a, const float *b, int64_t n) {
   float *d = hkeep(malloc(sizeof *d * (size_t)n));
@@ -151,11 +133,11 @@ static void test_adam(void **st) {
       OK(qg_cuda_adam_step(dp, dg, dm, dv, n, 0.04, 0.9, 0.95, 1e-8, steps[k]));
       char what[96];
       snprintf(what, sizeof what, "adam n=%lld t=%lld: p", (long long)n, (long long)steps[k]);
-      expect_close(what, fetch(dp, n), p, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(dp, n), p, n, TOL_FP32);
       snprintf(what, sizeof what, "adam n=%lld t=%lld: m", (long long)n, (long long)steps[k]);
-      expect_close(what, fetch(dm, n), m, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(dm, n), m, n, TOL_FP32);
       snprintf(what, sizeof what, "adam n=%lld t=%lld: v", (long long)n, (long long)steps[k]);
-      expect_close(what, fetch(dv, n), v, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(dv, n), v, n, TOL_FP32);
       release();
     }
   }
@@ -181,7 +163,7 @@ static void test_newton_schulz(void **st) {
         OK(qg_cuda_newton_schulz5(dO, dG, rows, cols, steps, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
         char what[96];
         snprintf(what, sizeof what, "newton-schulz %dx%d steps=%d %s", rows, cols, steps, bf ? "bf16" : "fp32");
-        expect_close(what, fetch(dO, n), ref, n, bf ? TOL_BF16 : TOL_FP32);
+        qg_test_expect_close(what, fetch(dO, n), ref, n, bf ? TOL_BF16 : TOL_FP32);
       }
       /* the input is left as it was */
       assert_memory_equal(fetch(dG, n), G, sizeof(float) * (size_t)n);
@@ -210,9 +192,9 @@ static void test_muon(void **st) {
       OK(qg_cuda_muon_step(dp, dg, dbuf, rows, cols, 0.04, 0.9, 5, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
       char what[96];
       snprintf(what, sizeof what, "muon %dx%d %s: update", rows, cols, bf ? "bf16" : "fp32");
-      expect_close(what, diff(fetch(dp, n), p0, n), upd, n, bf ? TOL_BF16 : TOL_FP32);
+      qg_test_expect_close(what, diff(fetch(dp, n), p0, n), upd, n, bf ? TOL_BF16 : TOL_FP32);
       snprintf(what, sizeof what, "muon %dx%d %s: momentum buffer", rows, cols, bf ? "bf16" : "fp32");
-      expect_close(what, fetch(dbuf, n), buf, n, TOL_FP32);
+      qg_test_expect_close(what, fetch(dbuf, n), buf, n, TOL_FP32);
     }
     release();
   }
@@ -241,7 +223,7 @@ static void test_qat_mask(void **st) {
     OK(qg_cuda_qat_mask(devf(w, n), devf(q, n), dg, rows, cols));
     char what[96];
     snprintf(what, sizeof what, "qat clip mask %dx%d (exact)", rows, cols);
-    expect_close(what, fetch(dg, n), ref, n, 0.0);
+    qg_test_expect_close(what, fetch(dg, n), ref, n, 0.0);
     release();
   }
 }
@@ -311,7 +293,7 @@ static void test_train_vs_cpu(void **st) {
   float *wc = run(&c, "cpu", QG_PRECISION_FP32, &lc, &n);
   float *wg = run(&c, "cuda", QG_PRECISION_FP32, &lg, &n);
   compare_losses("train fp32, 6 steps", &lg, &lc, TOL_LOSS);
-  print_message("  %-52s rel err %.2e (reported, not bounded)\n", "final weights fp32 gpu vs cpu", rel_err(wg, wc, n));
+  print_message("  %-52s rel err %.2e (reported, not bounded)\n", "final weights fp32 gpu vs cpu", qg_test_rel_err(wg, wc, n));
   run(&c, "cuda", QG_PRECISION_BF16, &lb, &n);
   compare_losses("train bf16, 6 steps", &lb, &lc, TOL_LOSS_BF16);
   /* QAT: rowwise rules fake-quantize on the device, the contest-int8 rule by the host

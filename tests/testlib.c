@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +153,22 @@ void qg_test_check_manifest(const void *state, const char *manifest_path, int ex
   assert_int_equal(count, s->n);
   assert_int_equal(count, expected_count);
   free(m);
+}
+
+double qg_test_rel_err(const float *got, const float *ref, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(got[i])) return NAN;
+    double e = (double)got[i] - ref[i];
+    num += e * e;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+void qg_test_expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {
+  double e = qg_test_rel_err(got, ref, n);
+  int same = memcmp(got, ref, sizeof(float) * (size_t)n) == 0;
+  print_message("  %-52s rel err %.2e%s\n", what, e, same ? " (bit-identical)" : "");
+  if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
 }

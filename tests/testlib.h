@@ -39,6 +39,14 @@ const char *qg_test_data_file(const char *name);
  * and byte for byte, and that both hold `expected_count` tensors. */
 void qg_test_check_manifest(const void *state, const char *manifest_path, int expected_count);
 
+/* Normwise relative error ||got - ref|| / ||ref|| (||got - ref|| when ref is all zero),
+ * NaN as soon as got holds a NaN (outputs are poisoned with NaN before device runs, so an
+ * unwritten element fails). */
+double qg_test_rel_err(const float *got, const float *ref, int64_t n);
+/* Prints the relative error (and whether got is bit-identical) and fails the test when it
+ * exceeds tol. */
+void qg_test_expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol);
+
 /* Writes bytes to a file (test helper; aborts the test on failure). */
 void qg_test_write(const char *path, const void *data, size_t n);
 int qg_test_exists(const char *path);
