@@ -234,31 +234,7 @@ qg_status qg_cuq_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *
   plan p;
   if (!make_plan(c, in->rows, in->cols, &p)) return qg_quantize(c, in, out);
   /* qg_quantize's bookkeeping, then the device instead of c->q->quantize */
-  qg_qtensor_init(out);
-  int ndim = in->ndim;
-  int64_t shape[QG_MAX_DIMS] = {in->rows, in->cols};
-  if (ndim > 0) {
-    memcpy(shape, in->shape, sizeof(int64_t) * (size_t)ndim);
-    int64_t r, k;
-    qg_matrix_view(ndim, shape, &r, &k);
-    if (r != in->rows || k != in->cols)
-      return qg_fail(QG_ERR_INTERNAL, "tensor '%s': matrix view %lldx%lld does not match its shape",
-                     in->name ? in->name : "?", (long long)in->rows, (long long)in->cols);
-  } else {
-    ndim = 2;
-  }
-  QG_TRY(c->q->can_take(c->cfg, in->name ? in->name : "(tensor)", ndim, shape));
-  out->ndim = ndim;
-  memcpy(out->shape, shape, sizeof shape);
-  out->rows = in->rows, out->cols = in->cols;
-  out->orig_dtype = in->dtype;
-  out->name = qg_strdup(in->name ? in->name : "");
-  out->method = qg_strdup(c->q->name);
-  out->options = qg_strdup(c->canon ? c->canon : "");
-  if (!out->name || !out->method || !out->options) {
-    qg_qtensor_free(out);
-    return qg_fail(QG_ERR_NOMEM, "out of memory");
-  }
+  QG_TRY(qg_qtensor_begin(c, in, out));
   qg_status s = run_plan(&p, in, out);
   if (s) {
     qg_fail_prefix(s, "tensor '%s' (%s on cuda)", out->name, c->q->name);

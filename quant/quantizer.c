@@ -354,7 +354,7 @@ qg_status qg_qconfig_can_take(const qg_qconfig *c, const char *name, int ndim, c
   return c->q->can_take(c->cfg, name, ndim, shape);
 }
 
-qg_status qg_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
+qg_status qg_qtensor_begin(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
   qg_qtensor_init(out);
   int ndim = in->ndim;
   int64_t shape[QG_MAX_DIMS] = {in->rows, in->cols};
@@ -380,6 +380,11 @@ qg_status qg_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out)
     qg_qtensor_free(out);
     return qg_fail(QG_ERR_NOMEM, "out of memory");
   }
+  return QG_OK;
+}
+
+qg_status qg_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
+  QG_TRY(qg_qtensor_begin(c, in, out));
   qg_status s = c->q->quantize(c->cfg, in, out);
   if (s) {
     qg_fail_prefix(s, "tensor '%s' (%s)", out->name, c->q->name);

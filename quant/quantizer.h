@@ -234,6 +234,9 @@ qg_status qg_qconfig_can_take(const qg_qconfig *c, const char *name, int ndim, c
 /* quantize() plus bookkeeping: checks rows/cols against the input, fills out's name,
  * method, canonical options and shape. out is initialised here. */
 qg_status qg_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
+/* qg_quantize's bookkeeping without the quantizing: checks the matrix view and can_take,
+ * fills name, method, options, shape and dtype of out (for other engines, e.g. the GPU). */
+qg_status qg_qtensor_begin(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
 /* Dequantizes q (rows*cols floats) with the config parsed from its method and options. */
 qg_status qg_dequantize(const qg_qconfig *c, const qg_qtensor *q, float *w);
 
