@@ -7,7 +7,8 @@
  *   err = (w_i - q_i) / U_ii,   W[:, j] -= err * U_ij   for j > i.
  * Lazy blocks (width 128) apply the update inside the block at once and to the columns
  * after it with one GEMM per block (the same arithmetic, reordered). A grid of width w > 1
- * (E8: 8 columns) rounds w columns jointly; its error is E = (W_b - Q_b) U_bb^-1 and the
+ * (E8: 8 columns; turbo: its rotation group, via the grid's width_of) rounds w columns
+ * jointly; its error is E = (W_b - Q_b) U_bb^-1 and the
  * update W[:, rest] -= E U_b,rest (the block form of the same recursion, as GPTVQ).
  * The tensor's codes are whatever the inner grid wrote, so dequantization is the inner
  * quantizer's own. */
@@ -65,15 +66,16 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
   if (!s) {
     c->blocksize = bs, c->act_order = (int)ao, c->static_groups = (int)sg;
     const qg_grid *g = c->inner->grid;
-    if (c->act_order && g->width != 1)
+    int width = qg_grid_width(g, c->inner_cfg);
+    if (c->act_order && width != 1)
       s = qg_fail(QG_ERR_INPUT, "gptq: act_order=1 needs a scalar grid; %s rounds %d columns at a time",
-                  c->inner->name, g->width);
+                  c->inner->name, width);
     else if (c->act_order && g->group(c->inner_cfg) && !c->static_groups)
       s = qg_fail(QG_ERR_INPUT, "gptq: act_order=1 with groups needs static_groups=1 (groups follow the original "
                   "column order)");
-    else if (c->blocksize % g->width)
+    else if (width < 1 || c->blocksize % width)
       s = qg_fail(QG_ERR_INPUT, "gptq: blocksize=%lld is not a multiple of the %s grid width %d", (long long)bs,
-                  c->inner->name, g->width);
+                  c->inner->name, width);
   }
   if (s) {
     gptq_free_cfg(c);
@@ -93,9 +95,10 @@ static void gptq_canon(const void *p, qg_buf *b) {
 static qg_status gptq_can_take(const void *p, const char *name, int ndim, const int64_t *shape) {
   const gptq_cfg *c = p;
   if (ndim != 2) return qg_cannot_take("gptq", name, ndim, shape, "needs a 2-D matrix");
-  if (shape[1] % c->inner->grid->width)
+  int width = qg_grid_width(c->inner->grid, c->inner_cfg);
+  if (shape[1] % width)
     return qg_cannot_take("gptq", name, ndim, shape, "%lld columns are not a multiple of the %s grid width %d",
-                          (long long)shape[1], c->inner->name, c->inner->grid->width);
+                          (long long)shape[1], c->inner->name, width);
   return c->inner->can_take(c->inner_cfg, name, ndim, shape);
 }
 
@@ -166,7 +169,7 @@ static qg_status gptq_quantize(const void *p, const qg_qinput *in, qg_qtensor *o
     return qg_fail(QG_ERR_INPUT, "gptq needs a calibration Hessian for '%s' and none was given (calibration data "
                    "is required; use rowwise for data-free rounding)", in->name ? in->name : "?");
   gptq_work k = {0};
-  k.m = in->rows, k.n = in->cols, k.width = grid->width;
+  k.m = in->rows, k.n = in->cols, k.width = qg_grid_width(grid, c->inner_cfg);
   int64_t m = k.m, n = k.n, w = k.width;
   k.bs = c->blocksize < n ? c->blocksize : n;
   k.bs = (k.bs + w - 1) / w * w;

@@ -3,7 +3,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/threadpool.h"
 #include "quant/quant_internal.h"
+
+int qg_quant_serial;
+
+int qg_quant_threads(void) { return qg_threads(); }
+
+void qg_quant_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t task, int thread), void *ctx) {
+  if (qg_quant_serial) {
+    for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
+    return;
+  }
+  qg_parallel_for(n, fn, ctx);
+}
+
+int qg_grid_width(const qg_grid *g, const void *cfg) { return g->width_of ? g->width_of(cfg) : g->width; }
 
 /* k-th smallest of v[0..n) (v reordered; Hoare quickselect, median-of-three pivot). */
 static float select_kth(float *v, int64_t n, int64_t k) {
@@ -46,8 +61,9 @@ float qg_quantile_f32(float *v, int64_t n, double q) {
 
 qg_status qg_grid_rtn(const qg_grid *g, const void *cfg, const qg_qinput *in, qg_qtensor *out) {
   int64_t rows = in->rows, cols = in->cols;
-  if (cols % g->width) return qg_fail(QG_ERR_INPUT, "%lld columns are not a multiple of the grid width %d",
-                                      (long long)cols, g->width);
+  int width = qg_grid_width(g, cfg);
+  if (width < 1 || cols % width)
+    return qg_fail(QG_ERR_INPUT, "%lld columns are not a multiple of the grid width %d", (long long)cols, width);
   int64_t gs = g->group(cfg);
   if (gs == 0) gs = cols;
   double *x = malloc((size_t)(rows * cols) * sizeof *x);
@@ -65,7 +81,7 @@ qg_status qg_grid_rtn(const qg_grid *g, const void *cfg, const qg_qinput *in, qg
   qg_status s = g->begin(cfg, in, &st);
   for (int64_t gi = 0; !s && gi * gs < cols; gi++)
     s = g->set_scale(st, gi, x + gi * gs, cols, gs, imp ? imp + gi * gs : NULL);
-  for (int64_t c = 0; !s && c < cols; c += g->width) g->round(st, c, x + c, cols, x + c, cols);
+  for (int64_t c = 0; !s && c < cols; c += width) g->round(st, c, x + c, cols, x + c, cols);
   if (!s) s = g->finish(st, out);
   if (st) g->free(st);
   free(x);

@@ -24,6 +24,18 @@ float qg_quantile_f32(float *v, int64_t n, double q);
  * diag of in->hessian, else none), every column rounded, sections into out. */
 qg_status qg_grid_rtn(const qg_grid *g, const void *cfg, const qg_qinput *in, qg_qtensor *out);
 
+/* A grid's block width for this config: width_of(cfg) when the grid has one, else width. */
+int qg_grid_width(const qg_grid *g, const void *cfg);
+
+/* Per-row work of the grids runs on the thread pool (core/threadpool.h): fn(ctx, task,
+ * thread) over [0, n), thread < qg_quant_threads() indexing per-thread scratch. Rows are
+ * independent, so results are bitwise those of a sequential loop. With qg_quant_serial
+ * set (tests compare the two) the loop runs on the calling thread with thread = 0. Not
+ * reentrant: never call from inside a pool task. */
+extern int qg_quant_serial;
+int qg_quant_threads(void);
+void qg_quant_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
+
 /* rowwise config accessors (for the contest .int8.ptz export). */
 int qg_rowwise_bits(const void *cfg);
 int64_t qg_rowwise_group(const void *cfg);

@@ -149,9 +149,9 @@ void qg_matrix_view(int ndim, const int64_t *shape, int64_t *rows, int64_t *cols
 /* ---- the inner grid GPTQ rounds with ------------------------------------------------ */
 
 /* A grid rounds columns of a weight matrix onto its code points, a block of `width`
- * columns at a time (1 for scalar grids such as rowwise and Lloyd-Max, 8 for E8), with
- * per-row or per-group scales that GPTQ asks it to set. It works on fp64 copies of the
- * (error-updated) weights. Column indices are always *original* column indices, so codes
+ * columns at a time (1 for scalar grids such as rowwise and Lloyd-Max, 8 for E8, the
+ * rotation group for turbo: see width_of), with per-row or per-group scales that GPTQ
+ * asks it to set. It works on fp64 copies of the (error-updated) weights. Column indices are always *original* column indices, so codes
  * land in the layout the quantizer's own dequantize() reads, whatever order GPTQ visits
  * columns in (act_order). Call order for one tensor:
  *   begin → set_scale(gi) for every group before its first round → round(col) for every
@@ -159,7 +159,7 @@ void qg_matrix_view(int ndim, const int64_t *shape, int64_t *rows, int64_t *cols
  * Round-to-nearest with the same grid is exactly: set every scale from W, round every
  * column of W (rowwise's own quantize() works this way). */
 typedef struct qg_grid {
-  int width; /* columns rounded together; cols must be a multiple of it */
+  int width; /* columns rounded together; cols must be a multiple of it (see width_of) */
   /* Group size in input columns that one scale covers (0 = one per row); a multiple of
    * width. GPTQ sets the scale of group gi before rounding its first column. */
   int64_t (*group)(const void *cfg);
@@ -178,6 +178,9 @@ typedef struct qg_grid {
   /* Moves codes, scales and side data into out as sections. */
   qg_status (*finish)(void *st, qg_qtensor *out);
   void (*free)(void *st);
+  /* Optional: the width for a config, when it is an option (turbo: its rotation group);
+   * NULL means the constant `width`. The width in force is width_of ? width_of(cfg) : width. */
+  int (*width_of)(const void *cfg);
 } qg_grid;
 
 /* ---- the plug-in ------------------------------------------------------------------- */

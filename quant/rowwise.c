@@ -221,7 +221,7 @@ static qg_status rw_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static const qg_grid rw_grid = {1, rw_group, rw_begin, rw_set_scale, rw_round, rw_finish, rw_free};
+static const qg_grid rw_grid = {1, rw_group, rw_begin, rw_set_scale, rw_round, rw_finish, rw_free, NULL};
 
 /* ---- the quantizer ------------------------------------------------------------------ */
 

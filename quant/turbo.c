@@ -21,8 +21,8 @@
  *            alpha = 1/4 (Cauchy-Schwarz); alpha = 1/2 is neutral.
  * Sections: "codes" (b bits, rows x cols, in rotated order within each group), "norms"
  * or "scales" (rows x groups fp16), "seed" (8 raw bytes, little-endian), ["colscale"].
- * The rounding is written as a grid of width g (a whole group at once), used for
- * round-to-nearest; see the note at qg_quantizer_turbo about GPTQ.
+ * The rounding is written as a grid of width g (a whole group at once, qg_grid.width_of),
+ * used for round-to-nearest and as GPTQ's inner grid; see the note at qg_quantizer_turbo.
  *
  * lloydmax: per row or group, an fp16 scale sigma (the RMS, or searched) and codes into
  * the b-bit Gaussian Lloyd-Max levels: w = sigma c[code]. A scalar grid (width 1), so
@@ -118,7 +118,8 @@ typedef struct {
   float *colscale; /* cols, or NULL without equalisation */
   uint32_t *codes; /* rows x cols */
   float *gain;     /* rows x ngroups (fp16 values) */
-  float *buf;      /* g */
+  int nthreads;
+  float *buf;      /* nthreads x g: one rotation buffer per thread */
 } tb_state;
 
 static int64_t tb_group(const void *cfg) { return ((const tb_cfg *)cfg)->group; }
@@ -167,7 +168,8 @@ static qg_status tb_begin(const void *cfg, const qg_qinput *in, void **out) {
   st->signs = malloc((size_t)in->cols * sizeof *st->signs);
   st->codes = calloc((size_t)(in->rows * in->cols), sizeof *st->codes);
   st->gain = calloc((size_t)(in->rows * st->ngroups), sizeof *st->gain);
-  st->buf = malloc((size_t)c->group * sizeof *st->buf);
+  st->nthreads = qg_quant_threads();
+  st->buf = malloc((size_t)st->nthreads * (size_t)c->group * sizeof *st->buf);
   if (c->eq > 0) st->colscale = malloc((size_t)in->cols * sizeof *st->colscale);
   if (!st->lm || !st->signs || !st->codes || !st->gain || !st->buf || (c->eq > 0 && !st->colscale)) {
     tb_free(st);
@@ -194,30 +196,43 @@ static qg_status tb_set_scale(void *p, int64_t gi, const double *x, int64_t ldx,
   return QG_OK;
 }
 
-static void tb_round(void *p, int64_t col, const double *x, int64_t ldx, double *q, int64_t ldq) {
-  tb_state *st = p;
+/* One task per row (rows are independent; each thread rotates in its own buffer, so the
+ * result is bitwise that of a sequential loop). */
+typedef struct {
+  tb_state *st;
+  int64_t col, ldx, ldq;
+  const double *x;
+  double *q;
+} tb_round_job;
+
+static void tb_round_row(void *p, int64_t r, int thread) {
+  const tb_round_job *jb = p;
+  tb_state *st = jb->st;
   const tb_cfg *c = st->c;
-  int64_t g = c->group, gi = col / g;
+  int64_t g = c->group, col = jb->col, gi = col / g;
   const float *sg = st->signs + col, *cs = st->colscale ? st->colscale + col : NULL;
-  for (int64_t r = 0; r < st->rows; r++) {
-    float *b = st->buf;
-    uint32_t *codes = st->codes + r * st->cols + col;
-    for (int64_t j = 0; j < g; j++) b[j] = (float)(x[r * ldx + j] * (cs ? cs[j] : 1.0));
-    qg_rotate_fwd(b, sg, g);
-    double nn = 0;
-    for (int64_t j = 0; j < g; j++) nn += (double)b[j] * b[j];
-    double norm = sqrt(nn), k = norm > 0 ? sqrt((double)g) / norm : 0.0, dot = 0, cc = 0;
-    for (int64_t j = 0; j < g; j++) {
-      int i = qg_lloydmax_index(st->lm, (float)(b[j] * k));
-      codes[j] = (uint32_t)i;
-      dot += (double)b[j] * st->lm->c[i];
-      cc += st->lm->c[i] * st->lm->c[i];
-    }
-    float gain = c->norm == NORM_LS ? f16r(dot / cc) : f16r(norm);
-    st->gain[r * st->ngroups + gi] = gain;
-    tb_recon(c, st->lm, codes, gain, sg, cs, b);
-    for (int64_t j = 0; j < g; j++) q[r * ldq + j] = b[j];
+  float *b = st->buf + (size_t)thread * (size_t)g;
+  uint32_t *codes = st->codes + r * st->cols + col;
+  for (int64_t j = 0; j < g; j++) b[j] = (float)(jb->x[r * jb->ldx + j] * (cs ? cs[j] : 1.0));
+  qg_rotate_fwd(b, sg, g);
+  double nn = 0;
+  for (int64_t j = 0; j < g; j++) nn += (double)b[j] * b[j];
+  double norm = sqrt(nn), k = norm > 0 ? sqrt((double)g) / norm : 0.0, dot = 0, cc = 0;
+  for (int64_t j = 0; j < g; j++) {
+    int i = qg_lloydmax_index(st->lm, (float)(b[j] * k));
+    codes[j] = (uint32_t)i;
+    dot += (double)b[j] * st->lm->c[i];
+    cc += st->lm->c[i] * st->lm->c[i];
   }
+  float gain = c->norm == NORM_LS ? f16r(dot / cc) : f16r(norm);
+  st->gain[r * st->ngroups + gi] = gain;
+  tb_recon(c, st->lm, codes, gain, sg, cs, b);
+  for (int64_t j = 0; j < g; j++) jb->q[r * jb->ldq + j] = b[j];
+}
+
+static void tb_round(void *p, int64_t col, const double *x, int64_t ldx, double *q, int64_t ldq) {
+  tb_round_job jb = {p, col, ldx, ldq, x, q};
+  qg_quant_parallel_for(((tb_state *)p)->rows, tb_round_row, &jb);
 }
 
 static qg_status tb_finish(void *p, qg_qtensor *out) {
@@ -240,13 +255,13 @@ static qg_status tb_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static const qg_grid tb_grid = {0 /* the group: set per config */, tb_group, tb_begin, tb_set_scale,
-                                tb_round, tb_finish, tb_free};
+static int tb_width(const void *cfg) { return (int)((const tb_cfg *)cfg)->group; }
+
+/* Width: the group (width_of), one rotation block rounded at once. */
+static const qg_grid tb_grid = {0, tb_group, tb_begin, tb_set_scale, tb_round, tb_finish, tb_free, tb_width};
 
 static qg_status tb_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
-  qg_grid g = tb_grid;
-  g.width = (int)((const tb_cfg *)cfg)->group;
-  return qg_grid_rtn(&g, cfg, in, out);
+  return qg_grid_rtn(&tb_grid, cfg, in, out);
 }
 
 static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
@@ -305,12 +320,14 @@ static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
 
 static void free_cfg(void *c) { free(c); }
 
-/* Not registered as a GPTQ grid: qg_grid's width is one constant per quantizer, while
- * turbo's block is its group (a config value). Round-to-nearest goes through the grid
- * above with the width filled in. */
+/* A GPTQ grid of width = group (qg_grid.width_of): "gptq grid=turbo bits=3 group=32"
+ * rotates each group of the error-updated weights, rounds the rotated coordinates to the
+ * Lloyd-Max levels, and GPTQ feeds the group's error back in the original basis through
+ * its block update (E = (W_b - Q_b) U_bb^-1), as for E8's 8 columns. GPTQ's blocksize must
+ * be a multiple of the group; act_order is not available (width > 1). */
 const qg_quantizer qg_quantizer_turbo = {
     "turbo", "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
-    tb_parse, free_cfg, tb_canon, tb_can_take, tb_quantize, tb_dequantize, NULL, NULL};
+    tb_parse, free_cfg, tb_canon, tb_can_take, tb_quantize, tb_dequantize, NULL, &tb_grid};
 
 /* ==== lloydmax ========================================================================= */
 
@@ -408,33 +425,48 @@ static double lm_err(const qg_lloydmax *lm, const double *x, const double *imp, 
 
 /* sigma = RMS (the Gaussian optimum), or the best of `steps` multipliers of it spaced
  * geometrically over [lo, hi] (1 always among the candidates). */
+typedef struct {
+  lm_state *st;
+  int64_t gi, ldx, n;
+  const double *x, *w;
+} lm_scale_job;
+
+static void lm_scale_row(void *p, int64_t r, int thread) {
+  const lm_scale_job *jb = p;
+  lm_state *st = jb->st;
+  const lm_cfg *c = st->c;
+  const double *xr = jb->x + r * jb->ldx, *w = jb->w;
+  int64_t n = jb->n;
+  (void)thread;
+  double ss = 0;
+  for (int64_t j = 0; j < n; j++) ss += xr[j] * xr[j];
+  double rms = sqrt(ss / (double)n);
+  /* An all-zero (or fp16-underflowing) group gets the smallest subnormal scale, so
+   * its innermost levels reconstruct to ~1e-8 rather than +-0.45 */
+  float best = f16r(rms);
+  if (best == 0.0f) best = qg_f16_to_f32(1);
+  if (c->scale == SC_SEARCH && rms > 0) {
+    double be = lm_err(st->lm, xr, w, n, best);
+    for (int i = 0; i < c->steps; i++) {
+      double m = c->steps == 1 ? c->lo : c->lo * pow(c->hi / c->lo, (double)i / (c->steps - 1));
+      float s = f16r(rms * m);
+      if (s == 0.0f) continue;
+      double e = lm_err(st->lm, xr, w, n, s);
+      if (e < be) be = e, best = s;
+    }
+  }
+  st->scales[r * st->ngroups + jb->gi] = best;
+}
+
+/* sigma = RMS (the Gaussian optimum), or the best of `steps` multipliers of it spaced
+ * geometrically over [lo, hi] (1 always among the candidates); one task per row. */
 static qg_status lm_set_scale(void *p, int64_t gi, const double *x, int64_t ldx, int64_t n, const double *imp) {
   lm_state *st = p;
   const lm_cfg *c = st->c;
   if (gi < 0 || gi >= st->ngroups || n != st->group)
     return qg_fail(QG_ERR_INTERNAL, "lloydmax grid: group %lld of %lld columns", (long long)gi, (long long)n);
-  const double *w = c->objective == 1 ? imp : NULL;
-  for (int64_t r = 0; r < st->rows; r++) {
-    const double *xr = x + r * ldx;
-    double ss = 0;
-    for (int64_t j = 0; j < n; j++) ss += xr[j] * xr[j];
-    double rms = sqrt(ss / (double)n);
-    /* An all-zero (or fp16-underflowing) group gets the smallest subnormal scale, so
-     * its innermost levels reconstruct to ~1e-8 rather than +-0.45 */
-    float best = f16r(rms);
-    if (best == 0.0f) best = qg_f16_to_f32(1);
-    if (c->scale == SC_SEARCH && rms > 0) {
-      double be = lm_err(st->lm, xr, w, n, best);
-      for (int i = 0; i < c->steps; i++) {
-        double m = c->steps == 1 ? c->lo : c->lo * pow(c->hi / c->lo, (double)i / (c->steps - 1));
-        float s = f16r(rms * m);
-        if (s == 0.0f) continue;
-        double e = lm_err(st->lm, xr, w, n, s);
-        if (e < be) be = e, best = s;
-      }
-    }
-    st->scales[r * st->ngroups + gi] = best;
-  }
+  lm_scale_job jb = {st, gi, ldx, n, x, c->objective == 1 ? imp : NULL};
+  qg_quant_parallel_for(st->rows, lm_scale_row, &jb);
   return QG_OK;
 }
 
@@ -461,7 +493,7 @@ static qg_status lm_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static const qg_grid lm_grid = {1, lm_group, lm_begin, lm_set_scale, lm_round, lm_finish, lm_free};
+static const qg_grid lm_grid = {1, lm_group, lm_begin, lm_set_scale, lm_round, lm_finish, lm_free, NULL};
 
 static qg_status lm_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
   return qg_grid_rtn(&lm_grid, cfg, in, out);

@@ -16,6 +16,7 @@
 #include "core/dtype.h"
 #include "quant/e8.h"
 #include "quant/lloydmax.h"
+#include "quant/quant_internal.h"
 #include "quant/quantizer.h"
 #include "tests/testlib.h"
 
@@ -278,6 +279,33 @@ static qg_qinput input(const float *w, int64_t rows, int64_t cols) {
 }
 
 /* Relative MSE of method/opts on in; the tensor goes to *qt when non-NULL. */
+/* qg_quantize twice, the per-row grid work on the thread pool and then sequentially on
+ * the calling thread (qg_quant_serial): every section must be bitwise the same. */
+static void assert_threaded_equals_serial(const char *method, const char *opts, const qg_qinput *in) {
+  qg_qconfig c;
+  qg_qtensor a, b;
+  assert_int_equal(qg_qconfig_parse(method, opts, &c), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(qg_quantize(&c, in, &a), QG_OK);
+  qg_quant_serial = 1;
+  assert_int_equal(qg_quantize(&c, in, &b), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(a.nsec, b.nsec);
+  for (int i = 0; i < a.nsec; i++) {
+    const qg_qsection *x = &a.sec[i], *y = &b.sec[i];
+    static const size_t elem[QG_SEC_KIND_COUNT] = {4, 2, 2, 4, 1};
+    assert_string_equal(x->name, y->name);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->bits, y->bits);
+    assert_int_equal(x->count, y->count);
+    if (memcmp(x->data, y->data, (size_t)x->count * elem[x->kind]))
+      fail_msg("%s %s: section '%s' differs between the thread pool and a sequential run", method, opts, x->name);
+  }
+  qg_qtensor_free(&a);
+  qg_qtensor_free(&b);
+  qg_qconfig_free(&c);
+}
+
 static double run(const char *method, const char *opts, const qg_qinput *in, float *out, qg_qtensor *qt) {
   qg_qconfig c;
   qg_qtensor q;
@@ -420,12 +448,38 @@ static void test_e8_options_and_corruption(void **st) {
   for (int i = 0; i < R * C; i++) assert_true(fabsf(out[i]) < 1e-3f);
 }
 
+/* The e8 grid's scale searches and encodes run one row per pool task (with QG_THREADS=4
+ * forced in main, so the pool is exercised on any machine): bitwise the sequential result,
+ * for RTN (one and two stages, groups, the Hessian objective) and under GPTQ. */
+static void test_e8_threads_match_serial(void **st) {
+  (void)st;
+  enum { R = 37, C = 64 };
+  float *w = malloc(sizeof(float) * R * C);
+  double *H = calloc((size_t)C * C, sizeof *H);
+  uint64_t rs = 5;
+  for (int i = 0; i < R * C; i++) w[i] = (float)(0.02 * gauss(&rs));
+  for (int i = 0; i < C; i++) H[i * C + i] = 1.0 + (i % 7);
+  for (int i = 0; i + 1 < C; i++) H[i * C + i + 1] = H[(i + 1) * C + i] = 0.3;
+  qg_qinput in = input(w, R, C);
+  in.hessian = H;
+  print_message("thread pool: %d threads\n", qg_quant_threads());
+  assert_true(qg_quant_threads() > 1);
+  assert_threaded_equals_serial("e8", "bits=2", &in);
+  assert_threaded_equals_serial("e8", "bits=3 group=32", &in);
+  assert_threaded_equals_serial("e8", "bits=4 objective=hessian", &in);
+  assert_threaded_equals_serial("e8", "cb=ball bits=1.5 group=16", &in);
+  assert_threaded_equals_serial("gptq", "grid=e8 bits=3 blocksize=32", &in);
+  free(w), free(H);
+}
+
 int main(void) {
+  setenv("QG_THREADS", "4", 0); /* a multi-thread pool even on one core (unless set) */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lattice_nearest),    cmocka_unit_test(test_ball_codebooks),
       cmocka_unit_test(test_e8p_codebook),       cmocka_unit_test(test_encoder_brute_force),
       cmocka_unit_test(test_e8p_gaussian_mse),   cmocka_unit_test(test_e8_quantizer_gaussian),
       cmocka_unit_test(test_gptq_e8_grid),       cmocka_unit_test(test_e8_options_and_corruption),
+      cmocka_unit_test(test_e8_threads_match_serial),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * implementation written here (column by column, the remaining columns' inverse Hessian
  * downdated explicitly as in OBS, no Cholesky, no lazy blocks) to 1e-5, across per-row,
  * dynamic groups not aligned with the blocks, act_order with static groups; GPTQ's output
- * error <= round-to-nearest's on correlated inputs; dead columns; damping retries. */
+ * error <= round-to-nearest's on correlated inputs (every grid, turbo's config-dependent
+ * width included); dead columns; damping retries. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,24 +254,71 @@ static void test_all_grids_beat_rtn(void **st) {
   for (int i = 0; qg_quantizers[i]; i++) {
     const qg_quantizer *qz = qg_quantizers[i];
     if (!qz->grid) continue;
+    /* turbo's width is its group (default 128 > n): a group that fits */
+    const char *extra = strcmp(qz->name, "turbo") ? "" : "group=32";
     char opts[64];
-    snprintf(opts, sizeof opts, "grid=%s", qz->name);
+    snprintf(opts, sizeof opts, "grid=%s %s", qz->name, extra);
     qg_status s = run_gptq(opts, w, m, n, h.H, g, NULL);
     if (s) fail_msg("gptq %s: %s", opts, qg_last_error());
     qg_qconfig c;
-    assert_int_equal(qg_qconfig_parse(qz->name, "", &c), QG_OK);
+    assert_int_equal(qg_qconfig_parse(qz->name, extra, &c), QG_OK);
     qg_qinput in = {.name = "t", .w = w, .rows = m, .cols = n, .seed = 1};
     qg_qtensor q;
     assert_int_equal(qg_quantize(&c, &in, &q), QG_OK);
     assert_int_equal(qg_dequantize(&c, &q, r), QG_OK);
     double eg = out_err(w, g, x, m, n, rows), er = out_err(w, r, x, m, n, rows);
-    print_message("grid %-10s width %d: GPTQ/RTN output error %.3f\n", qz->name, qz->grid->width, eg / er);
+    print_message("grid %-10s width %d: GPTQ/RTN output error %.3f\n", qz->name, qg_grid_width(qz->grid, c.cfg), eg / er);
     if (!(eg <= er)) fail_msg("grid %s: GPTQ %g > RTN %g", qz->name, eg, er);
     qg_qtensor_free(&q);
     qg_qconfig_free(&c);
     tried++;
   }
   assert_true(tried >= 1);
+  qg_hessian_free(&h);
+  free(x), free(w), free(g), free(r);
+}
+
+/* turbo as GPTQ's inner grid (width = its group, qg_grid.width_of): each group is rotated
+ * and Lloyd-Max rounded as one block, its error fed back in the original basis. On
+ * correlated X, ||(W - Q) X^T|| is clearly below turbo round-to-nearest's at the same bits
+ * and group; with one group spanning the whole row there is nothing to feed the error
+ * into and GPTQ is exactly round-to-nearest. */
+static void test_turbo_grid_beats_rtn(void **st) {
+  (void)st;
+  const int64_t m = 32, n = 64, rows = 512;
+  float *x = correlated_x(rows, n, 41), *w = rand_w(m * n, 42), *g = malloc(sizeof(float) * m * n),
+        *r = malloc(sizeof(float) * m * n);
+  qg_hessian h;
+  hessian_of(x, rows, n, &h);
+  const char *grids[] = {"bits=3 group=16", "bits=3 group=32 norm=l2", "bits=2 group=8", "bits=3 group=64"};
+  for (int i = 0; i < 4; i++) {
+    char opts[128];
+    snprintf(opts, sizeof opts, "grid=turbo %s blocksize=64", grids[i]);
+    qg_status s = run_gptq(opts, w, m, n, h.H, g, NULL);
+    if (s) fail_msg("gptq %s: %s", opts, qg_last_error());
+    qg_qconfig c;
+    assert_int_equal(qg_qconfig_parse("turbo", grids[i], &c), QG_OK);
+    qg_qinput in = {.name = "blocks.0.attn.c_q.weight", .w = w, .rows = m, .cols = n};
+    qg_qtensor q;
+    assert_int_equal(qg_quantize(&c, &in, &q), QG_OK);
+    assert_int_equal(qg_dequantize(&c, &q, r), QG_OK);
+    double eg = out_err(w, g, x, m, n, rows), er = out_err(w, r, x, m, n, rows);
+    print_message("gptq %s: GPTQ/RTN output error %.3f\n", opts, eg / er);
+    if (i == 3) assert_memory_equal(g, r, sizeof(float) * m * n); /* group = n: one block */
+    else if (!(eg < 0.9 * er)) fail_msg("'%s': GPTQ %g is not clearly below turbo RTN %g", opts, eg, er);
+    qg_qtensor_free(&q);
+    qg_qconfig_free(&c);
+  }
+  /* the width comes from the config: act_order needs width 1; blocksize a multiple */
+  qg_qconfig c;
+  assert_int_equal(qg_qconfig_parse("gptq", "grid=turbo group=32 act_order=1", &c), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "32 columns at a time"));
+  assert_int_equal(qg_qconfig_parse("gptq", "grid=turbo group=256", &c), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "grid width 256"));
+  assert_int_equal(qg_qconfig_parse("gptq", "grid=turbo group=256 blocksize=256", &c), QG_OK);
+  int64_t shape[2] = {4, 384};
+  assert_int_equal(qg_qconfig_can_take(&c, "x.weight", 2, shape), QG_ERR_INPUT);
+  qg_qconfig_free(&c);
   qg_hessian_free(&h);
   free(x), free(w), free(g), free(r);
 }
@@ -328,7 +376,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hessian),          cmocka_unit_test(test_matches_slow),
       cmocka_unit_test(test_beats_rtn),        cmocka_unit_test(test_all_grids_beat_rtn),
-      cmocka_unit_test(test_dead_and_damping),
+      cmocka_unit_test(test_turbo_grid_beats_rtn), cmocka_unit_test(test_dead_and_damping),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

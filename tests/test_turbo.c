@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "quant/fwht.h"
 #include "quant/lloydmax.h"
+#include "quant/quant_internal.h"
 #include "quant/quantizer.h"
 #include "tests/testlib.h"
 
@@ -58,6 +59,33 @@ static double run(const char *method, const char *opts, const qg_qinput *in, flo
   else qg_qtensor_free(&q);
   qg_qconfig_free(&c);
   return e / n;
+}
+
+/* qg_quantize twice, the per-row grid work on the thread pool and then sequentially on
+ * the calling thread (qg_quant_serial): every section must be bitwise the same. */
+static void assert_threaded_equals_serial(const char *method, const char *opts, const qg_qinput *in) {
+  qg_qconfig c;
+  qg_qtensor a, b;
+  assert_int_equal(qg_qconfig_parse(method, opts, &c), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(qg_quantize(&c, in, &a), QG_OK);
+  qg_quant_serial = 1;
+  assert_int_equal(qg_quantize(&c, in, &b), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(a.nsec, b.nsec);
+  for (int i = 0; i < a.nsec; i++) {
+    const qg_qsection *x = &a.sec[i], *y = &b.sec[i];
+    static const size_t elem[QG_SEC_KIND_COUNT] = {4, 2, 2, 4, 1};
+    assert_string_equal(x->name, y->name);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->bits, y->bits);
+    assert_int_equal(x->count, y->count);
+    if (memcmp(x->data, y->data, (size_t)x->count * elem[x->kind]))
+      fail_msg("%s %s: section '%s' differs between the thread pool and a sequential run", method, opts, x->name);
+  }
+  qg_qtensor_free(&a);
+  qg_qtensor_free(&b);
+  qg_qconfig_free(&c);
 }
 
 /* turbo's reconstruction recomputed here: dense H_ij = (-1)^popcount(i&j) / sqrt(g), the
@@ -315,12 +343,34 @@ static void test_gptq_lloydmax_grid(void **st) {
   free(w), free(out), free(H), free(x);
 }
 
+/* turbo's rotations and lloydmax's scale searches run one row per pool task (QG_THREADS=4
+ * forced in main): bitwise the sequential result, RTN and under GPTQ (turbo as the grid). */
+static void test_threads_match_serial(void **st) {
+  (void)st;
+  enum { R = 37, C = 64 };
+  float *w = gauss_matrix(R * C, 0.02f, 77);
+  double *H = calloc((size_t)C * C, sizeof *H);
+  for (int i = 0; i < C; i++) H[i * C + i] = 1.0 + (i % 7);
+  for (int i = 0; i + 1 < C; i++) H[i * C + i + 1] = H[(i + 1) * C + i] = 0.3;
+  qg_qinput in = input(w, R, C);
+  in.hessian = H;
+  assert_true(qg_quant_threads() > 1);
+  assert_threaded_equals_serial("turbo", "bits=3 group=32", &in);
+  assert_threaded_equals_serial("turbo", "bits=4 group=64 norm=l2 eq=0.25", &in);
+  assert_threaded_equals_serial("lloydmax", "bits=3 group=16 objective=hessian", &in);
+  assert_threaded_equals_serial("gptq", "grid=lloydmax bits=3", &in);
+  assert_threaded_equals_serial("gptq", "grid=turbo bits=3 group=16 eq=0.25", &in);
+  free(w), free(H);
+}
+
 int main(void) {
+  setenv("QG_THREADS", "4", 0); /* a multi-thread pool even on one core (unless set) */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_turbo_reference),    cmocka_unit_test(test_turbo_gaussian),
       cmocka_unit_test(test_turbo_outliers),     cmocka_unit_test(test_turbo_equalisation),
       cmocka_unit_test(test_turbo_seed),         cmocka_unit_test(test_options_and_corruption),
       cmocka_unit_test(test_lloydmax_quantizer), cmocka_unit_test(test_gptq_lloydmax_grid),
+      cmocka_unit_test(test_threads_match_serial),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
