@@ -279,33 +279,6 @@ static qg_qinput input(const float *w, int64_t rows, int64_t cols) {
 }
 
 /* Relative MSE of method/opts on in; the tensor goes to *qt when non-NULL. */
-/* qg_quantize twice, the per-row grid work on the thread pool and then sequentially on
- * the calling thread (qg_quant_serial): every section must be bitwise the same. */
-static void assert_threaded_equals_serial(const char *method, const char *opts, const qg_qinput *in) {
-  qg_qconfig c;
-  qg_qtensor a, b;
-  assert_int_equal(qg_qconfig_parse(method, opts, &c), QG_OK);
-  qg_quant_serial = 0;
-  assert_int_equal(qg_quantize(&c, in, &a), QG_OK);
-  qg_quant_serial = 1;
-  assert_int_equal(qg_quantize(&c, in, &b), QG_OK);
-  qg_quant_serial = 0;
-  assert_int_equal(a.nsec, b.nsec);
-  for (int i = 0; i < a.nsec; i++) {
-    const qg_qsection *x = &a.sec[i], *y = &b.sec[i];
-    static const size_t elem[QG_SEC_KIND_COUNT] = {4, 2, 2, 4, 1};
-    assert_string_equal(x->name, y->name);
-    assert_int_equal(x->kind, y->kind);
-    assert_int_equal(x->bits, y->bits);
-    assert_int_equal(x->count, y->count);
-    if (memcmp(x->data, y->data, (size_t)x->count * elem[x->kind]))
-      fail_msg("%s %s: section '%s' differs between the thread pool and a sequential run", method, opts, x->name);
-  }
-  qg_qtensor_free(&a);
-  qg_qtensor_free(&b);
-  qg_qconfig_free(&c);
-}
-
 static double run(const char *method, const char *opts, const qg_qinput *in, float *out, qg_qtensor *qt) {
   qg_qconfig c;
   qg_qtensor q;
@@ -464,11 +437,11 @@ static void test_e8_threads_match_serial(void **st) {
   in.hessian = H;
   print_message("thread pool: %d threads\n", qg_quant_threads());
   assert_true(qg_quant_threads() > 1);
-  assert_threaded_equals_serial("e8", "bits=2", &in);
-  assert_threaded_equals_serial("e8", "bits=3 group=32", &in);
-  assert_threaded_equals_serial("e8", "bits=4 objective=hessian", &in);
-  assert_threaded_equals_serial("e8", "cb=ball bits=1.5 group=16", &in);
-  assert_threaded_equals_serial("gptq", "grid=e8 bits=3 blocksize=32", &in);
+  qg_test_threaded_equals_serial("e8", "bits=2", &in);
+  qg_test_threaded_equals_serial("e8", "bits=3 group=32", &in);
+  qg_test_threaded_equals_serial("e8", "bits=4 objective=hessian", &in);
+  qg_test_threaded_equals_serial("e8", "cb=ball bits=1.5 group=16", &in);
+  qg_test_threaded_equals_serial("gptq", "grid=e8 bits=3 blocksize=32", &in);
   free(w), free(H);
 }
 

@@ -61,33 +61,6 @@ static double run(const char *method, const char *opts, const qg_qinput *in, flo
   return e / n;
 }
 
-/* qg_quantize twice, the per-row grid work on the thread pool and then sequentially on
- * the calling thread (qg_quant_serial): every section must be bitwise the same. */
-static void assert_threaded_equals_serial(const char *method, const char *opts, const qg_qinput *in) {
-  qg_qconfig c;
-  qg_qtensor a, b;
-  assert_int_equal(qg_qconfig_parse(method, opts, &c), QG_OK);
-  qg_quant_serial = 0;
-  assert_int_equal(qg_quantize(&c, in, &a), QG_OK);
-  qg_quant_serial = 1;
-  assert_int_equal(qg_quantize(&c, in, &b), QG_OK);
-  qg_quant_serial = 0;
-  assert_int_equal(a.nsec, b.nsec);
-  for (int i = 0; i < a.nsec; i++) {
-    const qg_qsection *x = &a.sec[i], *y = &b.sec[i];
-    static const size_t elem[QG_SEC_KIND_COUNT] = {4, 2, 2, 4, 1};
-    assert_string_equal(x->name, y->name);
-    assert_int_equal(x->kind, y->kind);
-    assert_int_equal(x->bits, y->bits);
-    assert_int_equal(x->count, y->count);
-    if (memcmp(x->data, y->data, (size_t)x->count * elem[x->kind]))
-      fail_msg("%s %s: section '%s' differs between the thread pool and a sequential run", method, opts, x->name);
-  }
-  qg_qtensor_free(&a);
-  qg_qtensor_free(&b);
-  qg_qconfig_free(&c);
-}
-
 /* turbo's reconstruction recomputed here: dense H_ij = (-1)^popcount(i&j) / sqrt(g), the
  * seeded signs, nearest level by linear search, least-squares gain rounded to fp16. */
 static void test_turbo_reference(void **st) {
@@ -355,11 +328,11 @@ static void test_threads_match_serial(void **st) {
   qg_qinput in = input(w, R, C);
   in.hessian = H;
   assert_true(qg_quant_threads() > 1);
-  assert_threaded_equals_serial("turbo", "bits=3 group=32", &in);
-  assert_threaded_equals_serial("turbo", "bits=4 group=64 norm=l2 eq=0.25", &in);
-  assert_threaded_equals_serial("lloydmax", "bits=3 group=16 objective=hessian", &in);
-  assert_threaded_equals_serial("gptq", "grid=lloydmax bits=3", &in);
-  assert_threaded_equals_serial("gptq", "grid=turbo bits=3 group=16 eq=0.25", &in);
+  qg_test_threaded_equals_serial("turbo", "bits=3 group=32", &in);
+  qg_test_threaded_equals_serial("turbo", "bits=4 group=64 norm=l2 eq=0.25", &in);
+  qg_test_threaded_equals_serial("lloydmax", "bits=3 group=16 objective=hessian", &in);
+  qg_test_threaded_equals_serial("gptq", "grid=lloydmax bits=3", &in);
+  qg_test_threaded_equals_serial("gptq", "grid=turbo bits=3 group=16 eq=0.25", &in);
   free(w), free(H);
 }
 

@@ -9,6 +9,8 @@
 
 #include "core/file.h"
 #include "core/tensor.h"
+#include "quant/quant_internal.h"
+#include "quant/quantizer.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -172,3 +174,32 @@ void qg_test_expect_close(const char *what, const float *got, const float *ref, 
   print_message("  %-52s rel err %.2e%s\n", what, e, same ? " (bit-identical)" : "");
   if (!(e <= tol)) fail_msg("%s: relative error %.3e exceeds %.0e", what, e, tol);
 }
+
+/* qg_quantize twice, the per-row grid work on the thread pool and then sequentially on
+ * the calling thread (qg_quant_serial): every section must be bitwise the same. */
+void qg_test_threaded_equals_serial(const char *method, const char *opts, const void *input) {
+  const qg_qinput *in = input;
+  qg_qconfig c;
+  qg_qtensor a, b;
+  assert_int_equal(qg_qconfig_parse(method, opts, &c), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(qg_quantize(&c, in, &a), QG_OK);
+  qg_quant_serial = 1;
+  assert_int_equal(qg_quantize(&c, in, &b), QG_OK);
+  qg_quant_serial = 0;
+  assert_int_equal(a.nsec, b.nsec);
+  for (int i = 0; i < a.nsec; i++) {
+    const qg_qsection *x = &a.sec[i], *y = &b.sec[i];
+    static const size_t elem[QG_SEC_KIND_COUNT] = {4, 2, 2, 4, 1};
+    assert_string_equal(x->name, y->name);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->bits, y->bits);
+    assert_int_equal(x->count, y->count);
+    if (memcmp(x->data, y->data, (size_t)x->count * elem[x->kind]))
+      fail_msg("%s %s: section '%s' differs between the thread pool and a sequential run", method, opts, x->name);
+  }
+  qg_qtensor_free(&a);
+  qg_qtensor_free(&b);
+  qg_qconfig_free(&c);
+}
+

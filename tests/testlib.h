@@ -47,6 +47,11 @@ double qg_test_rel_err(const float *got, const float *ref, int64_t n);
  * exceeds tol. */
 void qg_test_expect_close(const char *what, const float *got, const float *ref, int64_t n, double tol);
 
+/* Quantizes the input twice, the per-row work on the thread pool and then sequentially
+ * (qg_quant_serial), and asserts that every section is bitwise the same. `in` is a
+ * const qg_qinput *. */
+void qg_test_threaded_equals_serial(const char *method, const char *opts, const void *in);
+
 /* Writes bytes to a file (test helper; aborts the test on failure). */
 void qg_test_write(const char *path, const void *data, size_t n);
 int qg_test_exists(const char *path);
