@@ -377,3 +377,9 @@ done:
   if (rc) qg_spec_plan_free(plan);
   return rc;
 }
+
+int qg_spec_needs_hessians(const qg_spec *s) {
+  for (int i = 0; i < s->n; i++)
+    if (s->rules[i].cfg.q && !strcmp(s->rules[i].cfg.q->name, "gptq")) return 1;
+  return 0;
+}
