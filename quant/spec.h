@@ -77,11 +77,10 @@ typedef struct {
  * (naming the tensor, the rule and why). */
 qg_status qg_spec_plan_make(const qg_spec *s, const qg_state *st, qg_spec_plan *plan);
 void qg_spec_plan_free(qg_spec_plan *plan);
-/* Human description of an assignment, e.g. "rule 2 (blocks.*.mlp.*)" or "contest
- * passthrough (control)". */
 /* Whether any rule's quantizer needs calibration Hessians. */
 int qg_spec_needs_hessians(const qg_spec *s);
-
+/* Human description of an assignment, e.g. "rule 2 (blocks.*.mlp.*)" or "contest
+ * passthrough (control)". */
 const char *qg_spec_assign_why(const qg_spec *s, const qg_state *st, const qg_spec_assign *a, char *buf, size_t cap);
 
 #endif
