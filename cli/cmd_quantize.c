@@ -7,17 +7,10 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "core/progress.h"
-#include "model/gpt.h"
-#include "quant/calibrate.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/util.h"
-#include "io/checkpoint.h"
-#include "io/ptz.h"
-#include "io/qgz.h"
-#include "kernels/cuda_quant_bridge.h"
-#include "quant/pipeline.h"
+#include "quant/job.h"
 
 #define CAP_BYTES 16000000LL
 
@@ -129,10 +122,22 @@ static int parse_args(int argc, char **argv, qargs *a) {
   return 0;
 }
 
-static void on_progress(void *ctx, int i, int n, const char *name) {
+typedef struct {
+  qg_progress pr;
+  const char *calib;
+} job_view;
+
+/* The job's stages as the CLI shows them: the calibration line, the tensor progress. */
+static void on_job(void *ctx, qg_qjob_stage stage, int i, int n, const char *name, const qg_qjob_result *r) {
   (void)name;
-  qg_progress_update(ctx, i);
-  (void)n;
+  job_view *v = ctx;
+  if (stage == QG_QJOB_CALIBRATED)
+    fprintf(stderr, "quantize: calibration from %s: %d sequences x %d tokens, %d Hessians, %.1f s\n", v->calib,
+            r->calib_seqs, r->calib_len, r->hessians, r->calib_seconds);
+  else if (stage == QG_QJOB_TENSOR && i == 0)
+    qg_progress_start(&v->pr, "quantize", "tensors", n);
+  if (stage == QG_QJOB_TENSOR) qg_progress_update(&v->pr, i);
+  else if (stage == QG_QJOB_QUANTIZED && v->pr.label) qg_progress_finish(&v->pr, n);
 }
 
 static long long file_size(const char *p) {
@@ -140,69 +145,12 @@ static long long file_size(const char *p) {
   return stat(p, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-/* Order-0 entropy bound: code entropy plus every non-code section at its packed size. */
-static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
-  double b = code_entropy_bits / 8.0;
-  for (int i = 0; i < q->nsec; i++)
-    if (!(q->sec[i].kind == QG_SEC_CODES && !strcmp(q->sec[i].name, "codes")))
-      b += (double)qg_qsection_packed_bytes(&q->sec[i]);
-  return b;
-}
-
-/* Builds the model from the float state, picks calibration sequences (shards or sampled
- * from the model itself) and collects every linear layer's input Hessian. */
-static qg_status calibrate(qargs *a, const qg_state *st, qg_hessian_map *map) {
-  const qg_ops *ops;
-  QG_TRY(qg_ops_by_name(a->device, &ops));
-  int self = !strcmp(a->calib, "self");
-  if (!a->calib_len) a->calib_len = self ? 128 : 1024;
-  qg_gpt m;
-  qg_gpt_options go = {.mlp_power = (float)a->mlp_power};
-  qg_status gs = qg_gpt_init(&m, st, &go, ops);
-  if (gs) return qg_fail_prefix(gs, "--calib needs a contest GPT checkpoint");
-  int n = (int)a->calib_seqs, len = (int)a->calib_len;
-  int32_t *seqs = malloc(sizeof *seqs * (size_t)n * (size_t)len);
-  qg_status s = seqs ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory for calibration tokens");
-  if (!s && self) {
-    s = qg_calib_generate(&m, n, len, (float)a->calib_temp, (uint64_t)a->calib_seed, 1, seqs);
-  } else if (!s) {
-    qg_shards sh;
-    if (!(s = qg_shards_open(a->calib, &sh))) {
-      if (!(s = qg_shards_check_vocab(&sh, m.cfg.vocab)))
-        s = qg_calib_from_shards(&sh, n, len, (uint64_t)a->calib_seed, a->calib_skip, seqs);
-      qg_shards_close(&sh);
-    }
-  }
-  if (!s && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
-  else if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
-  free(seqs);
-  qg_gpt_free(&m);
-  return s;
-}
-
-/* --device for the quantizer step: 1 for the GPU path, 0 for the CPU. "cuda" without a
- * usable GPU is an error (never a silent CPU run); "auto" takes the GPU when there is one. */
-static qg_status quant_device(const char *device, int *cuda) {
-  *cuda = 0;
-  if (!strcmp(device, "cpu")) return QG_OK;
-  if (!strcmp(device, "auto")) {
-    *cuda = qg_cuq_available();
-    return QG_OK;
-  }
-  if (strcmp(device, "cuda")) return qg_fail(QG_ERR_INPUT, "unknown device '%s' (expected cpu, cuda or auto)", device);
-  const qg_ops *ops; /* the same reason calibration would give when there is no GPU */
-  QG_TRY(qg_ops_cuda(&ops));
-  if (!qg_cuq_available()) return qg_fail(QG_ERR_DEVICE, "--device cuda: no usable CUDA GPU for the quantizers");
-  *cuda = 1;
-  return QG_OK;
-}
-
 int qg_cmd_quantize(int argc, char **argv) {
   qargs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
   int on_cuda;
-  qg_status ds = quant_device(a.device, &on_cuda);
+  qg_status ds = qg_qjob_device(a.device, &on_cuda);
   if (ds) return qg_cli_report("quantize", ds);
   qg_compressor comp;
   qg_status s = qg_compressor_from_name(a.compress, &comp);
@@ -226,83 +174,24 @@ int qg_cmd_quantize(int argc, char **argv) {
   s = a.spec ? qg_spec_parse_inline(a.spec, &spec) : qg_spec_load_yaml(a.spec_file, &spec);
   if (s) return qg_cli_report("quantize", s);
   if (a.seed) spec.seed = (uint64_t)a.seed;
-  qg_state st;
-  qg_format fmt;
-  if ((s = qg_checkpoint_load(a.model, &st, &fmt))) {
-    qg_spec_free(&spec);
-    return qg_cli_report("quantize", s);
-  }
-  qg_hessian_map hmap;
-  qg_hessian_map_init(&hmap);
-  double calib_seconds = 0;
-  if (a.calib) {
-    double t0 = qg_now();
-    s = calibrate(&a, &st, &hmap);
-    calib_seconds = qg_now() - t0;
-    if (s) {
-      qg_hessian_map_free(&hmap);
-      qg_state_free(&st);
-      qg_spec_free(&spec);
-      return qg_cli_report("quantize", s);
-    }
-    fprintf(stderr, "quantize: calibration from %s: %lld sequences x %lld tokens, %d Hessians, %.1f s\n",
-            a.calib, a.calib_seqs, a.calib_len, hmap.n, calib_seconds);
-  }
-  qg_progress pr;
-  qg_progress_start(&pr, "quantize", "tensors", st.n);
-  qg_quantize_opts qo = {.hessians = a.calib ? &hmap : NULL, .progress = on_progress, .progress_ctx = &pr,
-                         .quantize = on_cuda ? qg_cuq_quantize_hook : NULL};
-  qg_qmodel qm;
-  s = qg_quantize_model(&st, &spec, &qo, &qm);
-  qg_progress_finish(&pr, st.n);
-  qg_state_free(&st);
-  qg_hessian_map_free(&hmap);
+  job_view view = {.calib = a.calib};
+  qg_qjob_opts jo = {.model = a.model, .spec = &spec, .out = a.out, .compressor = ptz ? QG_COMP_ZSTD : comp,
+                     .layout = layout, .compare_compressors = 1, .calib = a.calib, .calib_seqs = (int)a.calib_seqs,
+                     .calib_len = (int)a.calib_len, .calib_seed = (uint64_t)a.calib_seed, .calib_skip = a.calib_skip,
+                     .calib_temp = a.calib_temp, .mlp_power = (float)a.mlp_power, .device = a.device,
+                     .cb = on_job, .cb_ctx = &view};
+  qg_qjob_result jr;
+  s = qg_quantize_job(&jo, &jr);
   if (s) {
     qg_spec_free(&spec);
     return qg_cli_report("quantize", s);
   }
-  const qg_qtensor **qp = malloc(sizeof *qp * (size_t)(qm.n ? qm.n : 1));
-  uint8_t *raw = NULL;
-  size_t raw_n = 0, sizes[QG_COMP_COUNT] = {0};
-  qg_qgz_info info = {0};
-  if (!qp) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-  for (int i = 0; !s && i < qm.n; i++) qp[i] = &qm.t[i].q;
-  if (!s && ptz) {
-    qg_int8_artifact ia;
-    if (!(s = qg_qtensors_to_int8(qp, qm.n, &ia))) {
-      uint8_t *blob;
-      size_t blen;
-      if (!(s = qg_ptz_encode(&ia, &blob, &blen, &raw, &raw_n))) {
-        s = qg_write_file_atomic(a.out, blob, blen);
-        free(blob);
-      }
-      qg_int8_artifact_free(&ia);
-    }
-  } else if (!s) {
-    if (!(s = qg_qgz_write(a.out, qp, qm.n, comp, layout, &info))) {
-      qg_buf b;
-      qg_buf_init(&b);
-      if (!(s = qg_qgz_payload(qp, qm.n, info.layout, &b))) raw = b.p, raw_n = b.n;
-      else qg_buf_free(&b);
-    }
-  }
-  /* the same payload under every compressor, for comparison */
-  for (int c = QG_COMP_ZSTD; !s && c < QG_COMP_COUNT; c++) {
-    uint8_t *z;
-    if (!(s = qg_compress((qg_compressor)c, raw ? raw : (const uint8_t *)"", raw_n, &z, &sizes[c]))) free(z);
-  }
-  if (s) {
-    free(qp), free(raw);
-    qg_qmodel_free(&qm);
-    qg_spec_free(&spec);
-    return qg_cli_report("quantize", s);
-  }
-  long long artifact = file_size(a.out), numel = 0, packed = 0;
-  double ent = 0;
-  for (int i = 0; i < qm.n; i++) {
-    numel += qm.t[i].numel, packed += qm.t[i].packed_bytes;
-    ent += entropy_bytes(&qm.t[i].q, qm.t[i].entropy_bits);
-  }
+  const qg_qmodel qm = jr.qm;
+  const size_t raw_n = jr.raw_bytes, *sizes = jr.compressed;
+  const qg_qgz_info info = jr.info;
+  long long artifact = jr.artifact_bytes, numel = jr.params, packed = jr.packed_bytes;
+  double ent = jr.entropy_bytes, calib_seconds = jr.calib_seconds;
+  a.calib_len = jr.calib_len;
   long long total = artifact + code_bytes;
   const char *layout_name = ptz ? "int8 (contest container)" : info.layout == QG_LAYOUT_PACKED ? "packed" : "bytes";
   if (a.json) {
@@ -409,8 +298,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     printf("total     %12lld bytes of %lld cap: %s by %lld\n", total, CAP_BYTES, total <= CAP_BYTES ? "fits" : "OVER",
            llabs(CAP_BYTES - total));
   }
-  free(qp), free(raw);
-  qg_qmodel_free(&qm);
+  qg_qjob_result_free(&jr);
   qg_spec_free(&spec);
   return 0;
 }

@@ -1,0 +1,201 @@
+/* The quantize job (quant/job.h). */
+#include "quant/job.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/file.h"
+#include "core/progress.h"
+#include "core/util.h"
+#include "io/checkpoint.h"
+#include "io/ptz.h"
+#include "kernels/cuda_quant_bridge.h"
+#include "model/gpt.h"
+#include "quant/calibrate.h"
+
+void qg_qjob_result_free(qg_qjob_result *r) {
+  qg_qmodel_free(&r->qm);
+  memset(r, 0, sizeof *r);
+}
+
+static void emit(const qg_qjob_opts *o, qg_qjob_stage st, int i, int n, const char *name, const qg_qjob_result *r) {
+  if (o->cb) o->cb(o->cb_ctx, st, i, n, name, r);
+}
+
+static int64_t file_size(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* Order-0 entropy bound: code entropy plus every non-code section at its packed size. */
+static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
+  double b = code_entropy_bits / 8.0;
+  for (int i = 0; i < q->nsec; i++)
+    if (!(q->sec[i].kind == QG_SEC_CODES && !strcmp(q->sec[i].name, "codes")))
+      b += (double)qg_qsection_packed_bytes(&q->sec[i]);
+  return b;
+}
+
+qg_status qg_qjob_device(const char *device, int *cuda) {
+  *cuda = 0;
+  if (!device || !strcmp(device, "cpu")) return QG_OK;
+  if (!strcmp(device, "auto")) {
+    *cuda = qg_cuq_available();
+    return QG_OK;
+  }
+  if (strcmp(device, "cuda")) return qg_fail(QG_ERR_INPUT, "unknown device '%s' (expected cpu, cuda or auto)", device);
+  const qg_ops *ops; /* the same reason calibration would give when there is no GPU */
+  QG_TRY(qg_ops_cuda(&ops));
+  if (!qg_cuq_available()) return qg_fail(QG_ERR_DEVICE, "--device cuda: no usable CUDA GPU for the quantizers");
+  *cuda = 1;
+  return QG_OK;
+}
+
+/* Builds the model from the float state, picks calibration sequences (shards or sampled
+ * from the model itself) and collects every linear layer's input Hessian. */
+static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian_map *map, qg_qjob_result *r) {
+  const qg_ops *ops = o->calib_ops;
+  if (!ops) QG_TRY(qg_ops_by_name(o->device ? o->device : "cpu", &ops));
+  int self = !o->calib_shards && !strcmp(o->calib, "self");
+  int n = o->calib_seqs > 0 ? o->calib_seqs : 128;
+  int len = o->calib_len > 0 ? o->calib_len : self ? 128 : 1024;
+  qg_gpt m;
+  qg_gpt_options go = {.mlp_power = o->mlp_power};
+  qg_status gs = qg_gpt_init(&m, st, &go, ops);
+  if (gs) return qg_fail_prefix(gs, "--calib needs a contest GPT checkpoint");
+  int32_t *seqs = malloc(sizeof *seqs * (size_t)n * (size_t)len);
+  qg_status s = seqs ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory for calibration tokens");
+  if (!s && self) {
+    s = qg_calib_generate(&m, n, len, (float)(o->calib_temp > 0 ? o->calib_temp : 1.0), o->calib_seed, 1, seqs);
+  } else if (!s && o->calib_shards) {
+    s = qg_calib_from_shards(o->calib_shards, n, len, o->calib_seed, o->calib_skip, seqs);
+  } else if (!s) {
+    qg_shards sh;
+    if (!(s = qg_shards_open(o->calib, &sh))) {
+      if (!(s = qg_shards_check_vocab(&sh, m.cfg.vocab)))
+        s = qg_calib_from_shards(&sh, n, len, o->calib_seed, o->calib_skip, seqs);
+      qg_shards_close(&sh);
+    }
+  }
+  if (!s && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
+  else if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  free(seqs);
+  qg_gpt_free(&m);
+  r->calib_seqs = n, r->calib_len = len, r->hessians = map->n;
+  return s;
+}
+
+typedef struct {
+  const qg_qjob_opts *o;
+  const qg_qjob_result *r;
+} tensor_ctx;
+
+static void on_tensor(void *ctx, int i, int n, const char *name) {
+  tensor_ctx *t = ctx;
+  emit(t->o, QG_QJOB_TENSOR, i, n, name, t->r);
+}
+
+/* Writes the artifact; *raw gets the uncompressed payload of the layout written. */
+static qg_status write_artifact(const qg_qjob_opts *o, const qg_qtensor **qp, qg_qjob_result *r, uint8_t **raw,
+                                size_t *raw_n) {
+  int n = r->qm.n;
+  qg_status s;
+  if (r->ptz) {
+    qg_int8_artifact ia;
+    QG_TRY(qg_qtensors_to_int8(qp, n, &ia));
+    uint8_t *blob;
+    size_t blen;
+    if (!(s = qg_ptz_encode(&ia, &blob, &blen, raw, raw_n))) {
+      s = qg_write_file_atomic(o->out, blob, blen);
+      free(blob);
+    }
+    qg_int8_artifact_free(&ia);
+    return s;
+  }
+  QG_TRY(qg_qgz_write(o->out, qp, n, o->compressor ? o->compressor : QG_COMP_ZSTD, o->layout, &r->info));
+  if (!o->compare_compressors) return QG_OK;
+  qg_buf b;
+  qg_buf_init(&b);
+  if ((s = qg_qgz_payload(qp, n, r->info.layout, &b))) {
+    qg_buf_free(&b);
+    return s;
+  }
+  *raw = b.p, *raw_n = b.n;
+  return QG_OK;
+}
+
+qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
+  memset(r, 0, sizeof *r);
+  if (!o->spec || !o->out || (!o->model && !o->state))
+    return qg_fail(QG_ERR_INPUT, "quantize job: a model, a spec and an output path are required");
+  QG_TRY(qg_qjob_device(o->device, &r->on_cuda));
+  qg_compressor comp = o->compressor ? o->compressor : QG_COMP_ZSTD;
+  r->ptz = qg_ends_with(o->out, ".ptz");
+  if (r->ptz && comp != QG_COMP_ZSTD && comp != QG_COMP_ZLIB)
+    return qg_fail(QG_ERR_INPUT, "a .int8.ptz is always zlib-compressed (the contest's container)");
+  r->compressor = r->ptz ? "zlib-9" : qg_compressor_name(comp);
+
+  qg_state own;
+  const qg_state *st = o->state;
+  if (!st) {
+    qg_format fmt;
+    QG_TRY(qg_checkpoint_load(o->model, &own, &fmt));
+    st = &own;
+  }
+  emit(o, QG_QJOB_LOADED, 0, st->n, NULL, r);
+  qg_hessian_map hmap;
+  qg_hessian_map_init(&hmap);
+  qg_status s = QG_OK;
+  if (o->calib || o->calib_shards) {
+    double t0 = qg_now();
+    s = calibrate(o, st, &hmap, r);
+    r->calib_seconds = qg_now() - t0;
+    r->calibrated = !s;
+    if (!s) emit(o, QG_QJOB_CALIBRATED, 0, hmap.n, NULL, r);
+  }
+  double t0 = qg_now();
+  if (!s) {
+    tensor_ctx tc = {o, r};
+    qg_quantize_opts qo = {.hessians = r->calibrated ? &hmap : NULL, .progress = on_tensor, .progress_ctx = &tc,
+                           .quantize = r->on_cuda ? qg_cuq_quantize_hook : NULL};
+    s = qg_quantize_model(st, o->spec, &qo, &r->qm);
+  }
+  if (st == &own) qg_state_free(&own);
+  qg_hessian_map_free(&hmap);
+  if (s) return s;
+  emit(o, QG_QJOB_QUANTIZED, 0, r->qm.n, NULL, r);
+
+  const qg_qtensor **qp = malloc(sizeof *qp * (size_t)(r->qm.n ? r->qm.n : 1));
+  uint8_t *raw = NULL;
+  size_t raw_n = 0;
+  if (!qp) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int i = 0; !s && i < r->qm.n; i++) qp[i] = &r->qm.t[i].q;
+  if (!s) s = write_artifact(o, qp, r, &raw, &raw_n);
+  r->quant_seconds = qg_now() - t0;
+  if (!s) {
+    r->artifact_bytes = file_size(o->out);
+    for (int i = 0; i < r->qm.n; i++) {
+      r->params += r->qm.t[i].numel, r->packed_bytes += r->qm.t[i].packed_bytes;
+      r->entropy_bytes += entropy_bytes(&r->qm.t[i].q, r->qm.t[i].entropy_bits);
+    }
+    r->raw_bytes = r->ptz || o->compare_compressors ? raw_n : r->info.raw_bytes;
+    emit(o, QG_QJOB_WRITTEN, 0, r->qm.n, o->out, r);
+  }
+  /* the same payload under every compressor, for comparison */
+  if (!s && o->compare_compressors) {
+    for (int c = QG_COMP_ZSTD; !s && c < QG_COMP_COUNT; c++) {
+      uint8_t *z;
+      if (!(s = qg_compress((qg_compressor)c, raw ? raw : (const uint8_t *)"", raw_n, &z, &r->compressed[c]))) free(z);
+    }
+    if (!s) emit(o, QG_QJOB_COMPARED, 0, r->qm.n, NULL, r);
+  }
+  free(qp);
+  free(raw);
+  if (s) {
+    if (r->artifact_bytes > 0) remove(o->out); /* no partial output: the figures failed */
+    qg_qjob_result_free(r);
+  }
+  return s;
+}

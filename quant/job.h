@@ -1,0 +1,84 @@
+/* The quantize job: one checkpoint through a spec into a real artifact on disk, the
+ * workflow `quantgolf quantize`, the trainer's --export and the experiment runner share:
+ *   load (or take a state) -> calibrate (GPTQ's Hessians, when asked) -> quantize every
+ *   tensor -> write the artifact atomically (.qgz, or the contest's .int8.ptz) -> measure
+ *   (per-tensor figures, the file's real bytes, optionally the same payload under every
+ *   compressor and the order-0 entropy bound).
+ * The library never prints: each stage is reported through the event callback. */
+#ifndef QG_QUANT_JOB_H
+#define QG_QUANT_JOB_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "io/qgz.h"
+#include "io/shards.h"
+#include "kernels/ops.h"
+#include "quant/pipeline.h"
+#include "quant/spec.h"
+
+typedef enum {
+  QG_QJOB_LOADED = 0,  /* the float state is in memory: n = its tensor count */
+  QG_QJOB_CALIBRATED,  /* Hessians collected (result's calib_* fields are set) */
+  QG_QJOB_TENSOR,      /* about to quantize tensor i of n (name) */
+  QG_QJOB_QUANTIZED,   /* every tensor quantized: n tensors */
+  QG_QJOB_WRITTEN,     /* the artifact is on disk (result's artifact_bytes is set) */
+  QG_QJOB_COMPARED     /* the payload's size under every compressor is known */
+} qg_qjob_stage;
+
+typedef struct qg_qjob_result qg_qjob_result;
+typedef void (*qg_qjob_cb)(void *ctx, qg_qjob_stage stage, int i, int n, const char *name, const qg_qjob_result *r);
+
+typedef struct {
+  /* the float weights: a checkpoint path, or a state already in memory (not modified) */
+  const char *model;
+  const qg_state *state;
+  const qg_spec *spec;
+  const char *out;             /* .qgz or .ptz (the contest's container, zlib) */
+  qg_compressor compressor;    /* for .qgz (QG_COMP_ZSTD when 0) */
+  qg_code_layout layout;       /* for .qgz */
+  int compare_compressors;     /* also measure the payload under every compressor */
+  /* calibration: NULL = none; "self" = sampled from the model; else a shard glob. Or
+   * calib_shards, an already open stream (then calib is ignored). */
+  const char *calib;
+  const qg_shards *calib_shards;
+  int calib_seqs;              /* 128 when 0 */
+  int calib_len;               /* 1024 from shards, 128 for self, when 0 */
+  uint64_t calib_seed;
+  int64_t calib_skip;
+  double calib_temp;           /* 1.0 when 0 */
+  float mlp_power;             /* the model's MLP power (2 when 0) */
+  /* where calibration and the quantizers run: "cpu", "cuda" or "auto" (NULL: "cpu"); a
+   * cuda run without a usable GPU is an error, never a silent CPU run. calib_ops, when
+   * set, is the backend calibration runs on instead (e.g. the trainer's). */
+  const char *device;
+  const qg_ops *calib_ops;
+  qg_qjob_cb cb;
+  void *cb_ctx;
+} qg_qjob_opts;
+
+struct qg_qjob_result {
+  qg_qmodel qm;                /* per-tensor results (owned) */
+  int on_cuda;                 /* the quantizers ran on the GPU */
+  int ptz;                     /* written as the contest's .int8.ptz */
+  qg_qgz_info info;            /* .qgz only */
+  const char *compressor;      /* name of the one written */
+  int64_t artifact_bytes;      /* the file's size on disk */
+  int64_t params, packed_bytes;
+  size_t raw_bytes;            /* uncompressed payload (compare_compressors, or .ptz) */
+  size_t compressed[QG_COMP_COUNT]; /* the payload under each compressor (compare only) */
+  double entropy_bytes;        /* order-0 bound on codes + packed side data */
+  int calibrated;
+  int calib_seqs, calib_len, hessians;
+  double calib_seconds, quant_seconds;
+};
+
+/* Runs the job. Checks everything cheap first (device, compressor/container, output
+ * name) before loading or computing. On failure nothing is left at out. */
+qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r);
+void qg_qjob_result_free(qg_qjob_result *r);
+/* Where the quantizers run for a --device value: *cuda = 1 for the GPU. "cuda" without a
+ * usable GPU is an error (never a silent CPU run); "auto" takes the GPU when present. */
+qg_status qg_qjob_device(const char *device, int *cuda);
+
+#endif
