@@ -117,20 +117,6 @@ typedef struct {
   qg_train_kvs kvs; /* the --config file's values (owned; the strings above may point here) */
 } targs;
 
-/* Parses a number option; -1 on a usage error (printed). `a` names the option as the user
- * wrote it ("--layers", or "F.yaml: line 3: layers"). */
-static int num(const char *a, const char *v, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double d = strtod(v, &end);
-  if (*end || end == v || errno || !(d >= lo && d <= hi)) {
-    qg_cli_usage_error("train", "%s expects a number in [%g, %g], got '%s'", a, lo, hi, v);
-    return -1;
-  }
-  *out = d;
-  return 0;
-}
-
 static int integer(const char *a, const char *v, long long lo, long long hi, long long *out) {
   char *end;
   errno = 0;
@@ -144,88 +130,41 @@ static int integer(const char *a, const char *v, long long lo, long long hi, lon
 }
 
 /* Flags take no value on the command line; in a YAML file they take true/false. */
-static int is_flag(const char *name) { return !strcmp(name, "json") || !strcmp(name, "resume") || !strcmp(name, "untied"); }
+static int is_flag(const char *name) { return !strcmp(name, "json") || qg_train_option_is_flag(name); }
 
 /* Sets option `name` (without the dashes) to v; `a` names it for messages. 0, or 2 after a
- * usage error was printed. v is NULL for a flag given on the command line. */
+ * usage error was printed. v is NULL for a flag given on the command line. The training
+ * options are the library's (qg_train_config_set); the rest are the command's own. */
 static int set_option(targs *t, const char *name, const char *a, const char *v) {
-  qg_train_config *c = &t->c;
-  long long n;
-  double d;
-  if (is_flag(name)) {
+  if (!strcmp(name, "json")) {
     int on = 1;
     if (v) {
       if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) on = 1;
       else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) on = 0;
       else return qg_cli_usage_error("train", "%s expects true or false, got '%s'", a, v);
     }
-    if (!strcmp(name, "json")) t->json = on;
-    else if (!strcmp(name, "resume")) c->resume = on;
-    else c->untied = on;
+    t->json = on;
     return 0;
   }
-  /* integer options: name, field, range */
-  struct { const char *name; int *f; long long lo, hi; } ints[] = {
-      {"layers", &c->layers, 1, 256}, {"dim", &c->dim, 2, 65536}, {"heads", &c->heads, 1, 4096},
-      {"kv-heads", &c->kv_heads, 1, 4096}, {"mlp-mult", &c->mlp_mult, 1, 64}, {"seq-len", &c->seq_len, 1, 1 << 20},
-      {"grad-accum", &c->grad_accum, 1, 1 << 20}, {"iterations", &c->iterations, 0, 1 << 30},
-      {"warmup-steps", &c->warmup_steps, 0, 1 << 20}, {"warmdown", &c->warmdown_iters, 0, 1 << 30},
-      {"muon-momentum-warmup-steps", &c->muon_momentum_warmup_steps, 0, 1 << 30},
-      {"muon-backend-steps", &c->muon_backend_steps, 0, 100}, {"save-every", &c->save_every, 0, 1 << 30},
-      {"stop-at", &c->stop_at, 1, 1 << 30}};
-  struct { const char *name; double *f; double lo, hi; } nums[] = {
-      {"matrix-lr", &c->matrix_lr, 0, 100}, {"scalar-lr", &c->scalar_lr, 0, 100},
-      {"tied-embed-lr", &c->tied_embed_lr, 0, 100}, {"embed-lr", &c->embed_lr, 0, 100},
-      {"head-lr", &c->head_lr, 0, 100}, {"muon-momentum", &c->muon_momentum, 0, 1},
-      {"muon-momentum-warmup-start", &c->muon_momentum_warmup_start, 0, 1}, {"beta1", &c->beta1, 0, 0.999999},
-      {"beta2", &c->beta2, 0, 0.999999}, {"adam-eps", &c->adam_eps, 0, 1}, {"qk-gain-init", &c->qk_gain_init, -100, 100},
-      {"tied-embed-init-std", &c->tied_embed_init_std, 0, 100}, {"max-seconds", &c->max_seconds, 0, 1e9},
-      {"qat-start", &c->qat_start_frac, 0, 1}, {"late-qat", &c->late_qat, 0, 1}};
+  int known;
+  if (qg_train_config_set(&t->c, name, a, v, &known)) return qg_cli_usage_error("train", "%s", qg_last_error());
+  if (known) {
+    if (!strcmp(name, "qat-ste")) t->have_ste = 1;
+    return 0;
+  }
+  long long n;
   /* long long options */
   struct { const char *name; long long *f; long long lo, hi; } lls[] = {
       {"calib-seqs", &t->calib_seqs, 1, 1000000}, {"calib-len", &t->calib_len, 1, 1 << 20},
       {"calib-seed", &t->calib_seed, 0, 1LL << 62}};
-  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
-    if (!strcmp(name, ints[k].name)) {
-      if (integer(a, v, ints[k].lo, ints[k].hi, &n)) return 2;
-      *ints[k].f = (int)n;
-      return 0;
-    }
-  for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++)
-    if (!strcmp(name, nums[k].name)) return num(a, v, nums[k].lo, nums[k].hi, nums[k].f) ? 2 : 0;
   for (size_t k = 0; k < sizeof lls / sizeof lls[0]; k++)
     if (!strcmp(name, lls[k].name)) return integer(a, v, lls[k].lo, lls[k].hi, lls[k].f) ? 2 : 0;
-  if (!strcmp(name, "train")) c->train_glob = v;
-  else if (!strcmp(name, "val")) t->ev.val = v;
+  if (!strcmp(name, "val")) t->ev.val = v;
   else if (!strcmp(name, "tokenizer")) t->ev.tokenizer = v;
-  else if (!strcmp(name, "out")) c->out_dir = v;
-  else if (!strcmp(name, "qat")) c->qat_spec = v;
   else if (!strcmp(name, "export")) t->export_spec = v;
-  else if (!strcmp(name, "init")) c->init_from = v;
-  else if (!strcmp(name, "device")) {
-    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
-      return qg_cli_usage_error("train", "%s expects cpu, cuda or auto, got '%s'", a, v);
-    c->device = v;
-  } else if (!strcmp(name, "precision")) {
-    if (qg_precision_parse(v, &c->precision)) return qg_cli_usage_error("train", "%s expects fp32 or bf16, got '%s'", a, v);
-  }
-  else if (!strcmp(name, "batch-tokens")) {
-    if (integer(a, v, 1, 1LL << 40, &n)) return 2;
-    c->batch_tokens = n;
-  } else if (!strcmp(name, "seed")) {
-    if (integer(a, v, 0, 1LL << 62, &n)) return 2;
-    c->seed = (uint64_t)n;
-  } else if (!strcmp(name, "val-max-tokens")) {
+  else if (!strcmp(name, "val-max-tokens")) {
     if (integer(a, v, 2, 1LL << 50, &n)) return 2;
     t->ev.opts.max_tokens = n;
-  } else if (!strcmp(name, "mlp-power")) {
-    if (num(a, v, 0.01, 16, &d)) return 2;
-    c->mlp_power = (float)d;
-  } else if (!strcmp(name, "qat-ste")) {
-    if (strcmp(v, "clip") && strcmp(v, "identity"))
-      return qg_cli_usage_error("train", "%s expects clip or identity, got '%s'", a, v);
-    c->qat_ste_clip = !strcmp(v, "clip");
-    t->have_ste = 1;
   } else {
     return qg_cli_usage_error("train", "unknown option '%s'", a);
   }

@@ -78,6 +78,13 @@ typedef struct {
   qg_precision precision;
 } qg_train_config;
 
+/* Sets a training option by its train-command name without the dashes ("layers",
+ * "matrix-lr", "qat", ...); `a` names it in messages ("--layers", "F.yaml: line 3:
+ * layers"). v is NULL for a flag given without a value. String values are kept by
+ * pointer. *known = 0 (and QG_OK) for a name that is not a training option. */
+qg_status qg_train_config_set(qg_train_config *c, const char *name, const char *a, const char *v, int *known);
+/* Whether a training option is a flag (true/false; no value on the command line). */
+int qg_train_option_is_flag(const char *name);
 /* The contest's defaults (the 9x512 baseline shape, 20,000 iterations, ...). */
 void qg_train_config_defaults(qg_train_config *c);
 /* One line per setting, "key: value", everything that defines the run (the log file). */
