@@ -1,11 +1,11 @@
 /* Paired block bootstrap, Holm correction, one-sided t-test and verdict rules (see
  * stats.h for the contract).
  *
- * Resampling stream: splitmix64 with state = opts.seed. Replicate b (b = 0, 1, ...) takes
- * the next n_windows outputs, each mapped to a window index in [0, n_windows) by
- * rejection (outputs below 2^64 mod n_windows are discarded, then x mod n_windows), so
- * every index is exactly uniform and the indices depend only on (seed, n_windows,
- * resamples), never on the data.
+ * Resampling stream: one splitmix64 sequence with initial state opts.seed. Replicate b
+ * (b = 0, 1, ...) draws n_windows window indices in turn, each from the next output x not
+ * below 2^64 mod n_windows (smaller ones are skipped), as x mod n_windows; every index is
+ * exactly uniform, and the indices depend only on the seed and n_windows, never on the
+ * data, so metrics resampled with the same seed use the same windows.
  *
  * Percentiles: type 7 of Hyndman & Fan (numpy's default): for sorted x_0 <= ... <= x_{B-1}
  * and level q, h = q (B − 1), value = x_floor(h) + (h − floor(h)) (x_floor(h)+1 − x_floor(h)). */
