@@ -1,4 +1,4 @@
-/* The quantizers on the GPU (issue 8): Hessian accumulation, GPTQ with its H^-1 factored
+/* The quantizers on the GPU: Hessian accumulation, GPTQ with its H^-1 factored
  * by cuSOLVER, and the inner grids (rowwise, Lloyd-Max, E8) as device kernels, plus the
  * raw ops they are built from (FWHT with sign flips, Lloyd-Max rounding, E8 nearest point
  * and codebook search). Plain C: every function returns a qg_status; a failing CUDA,
@@ -6,16 +6,17 @@
  * every function returns QG_ERR_UNSUPPORTED (stubs in kernels/cuda_quant_bridge.c).
  *
  * CPU twins: quant/hessian.c (qg_hessian_accumulate, fp64), quant/gptq.c, quant/rowwise.c,
- * quant/turbo.c (lloydmax), quant/e8_quantizer.c, quant/fwht.c, quant/lloydmax.h, quant/e8.c.
+ * quant/lloydmax_quantizer.c, quant/e8_quantizer.c, quant/fwht.c, quant/lloydmax.h, quant/e8.c.
  *
  * Two layers:
  *  - qg_cuq_*: device ops on plain arrays, with a plain description of an inner grid
  *    (qg_cuq_grid). These know nothing of quant/'s plug-in types.
  *  - the bridge (kernels/cuda_quant_bridge.c): qg_cuq_quantize() takes a parsed
- *    qg_qconfig, builds the qg_cuq_grid from the quantizer's canonical option string (the
- *    same string the artifact records, so the device reads exactly what the CPU parsed),
- *    runs the device path and assembles the qg_qtensor sections the CPU quantizer's own
- *    dequantize() reads. Methods it cannot run on the device go to the CPU (qg_quantize).
+ *    qg_qconfig, builds the qg_cuq_grid from the CPU plug-in's own parsed options (the
+ *    public option structs of quant/rowwise.h etc., so the device reads exactly what the
+ *    CPU parsed), runs the device path and assembles the qg_qtensor sections the CPU
+ *    quantizer's own dequantize() reads. Methods it cannot run on the device go to the CPU
+ *    (qg_quantize).
  *
  * Arithmetic: the kernels are compiled with -fmad=false (CMakeLists.txt) and every sum
  * that decides a code or a scale runs in the CPU twin's order, so round-to-nearest with
@@ -67,7 +68,8 @@ enum { QG_CUQ_CLIP_PCT = 0, QG_CUQ_CLIP_SD, QG_CUQ_CLIP_ABSMAX, QG_CUQ_CLIP_SEAR
 #define QG_CUQ_PCT_MAX 8192 /* largest group clip=pct sorts in shared memory (32 KiB) */
 #define QG_CUQ_E8_MAX 2048  /* largest e8 group: two fp64 arrays of it in shared memory */
 
-/* Everything a device grid needs, as plain data (filled by qg_cuq_grid_from_canon). */
+/* Everything a device grid needs, as plain data (filled by the bridge from the CPU
+ * plug-in's parsed options: qg_cuq_plan, qg_cuq_grid_from_canon). */
 typedef struct {
   qg_cuq_kind kind;
   int width;      /* columns rounded together: 1, or 8 for e8 */
@@ -96,9 +98,10 @@ typedef struct {
   double lo, hi;
 } qg_cuq_grid;
 
-/* Parses a grid quantizer's canonical option string ("bits=6 range=sym group=0 clip=pct
- * pct=99.99984" etc.) into g. method: "rowwise", "lloydmax" or "e8". Pure host code, runs
- * everywhere (the CPU test covers it). QG_ERR_UNSUPPORTED for other methods. */
+/* The grid of a grid quantizer's options ("bits=6 range=sym group=0 clip=pct" etc., any
+ * form qg_qconfig_parse takes): parsed by the CPU plug-in, then read as qg_cuq_plan does.
+ * method: "rowwise", "lloydmax" or "e8". Pure host code, runs everywhere (the CPU test
+ * covers it). QG_ERR_UNSUPPORTED for other methods. */
 qg_status qg_cuq_grid_from_canon(const char *method, const char *canon, qg_cuq_grid *g);
 /* Whether a rows x cols tensor fits the device kernels' limits for this grid (shared
  * memory per row or group); otherwise QG_ERR_UNSUPPORTED saying why. Host code, runs

@@ -2,7 +2,6 @@
  * limits of those kernels, and the CPU-only build's stubs of kernels/cuda_quant.h. */
 #include "kernels/cuda_quant_bridge.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,116 +9,76 @@
 #include "core/progress.h"
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_quant.h"
+#include "quant/e8_quantizer.h"
+#include "quant/gptq.h"
+#include "quant/lloydmax_quantizer.h"
+#include "quant/rowwise.h"
 
-/* ---- canonical options -> qg_cuq_grid (host code, every build) ------------------------ */
+/* ---- the CPU plug-ins' parsed options -> qg_cuq_grid (host code, every build) ---------- */
 
-static const char *const clip_names[] = {"pct", "sd", "absmax", "search", NULL};
-static const char *const range_names[] = {"sym", "full", NULL};
-static const char *const obj_names[] = {"mse", "hessian", NULL};
-static const char *const scale_names[] = {"rms", "search", NULL};
-static const char *const cb_names[] = {"e8p", "ball", NULL};
+_Static_assert(QG_E8_MAX_STEPS <= QG_CUQ_MAX_MULT, "e8's search must fit the device grid's table");
+_Static_assert(QG_E8_MAX_STAGES == 2, "the device grid holds two e8 stages");
 
-/* e8_quantizer.c cb_unit(): the RMS coordinate of a codebook, summed in index order. */
-static float cb_unit(const qg_e8_codebook *cb) {
-  double s = 0;
-  for (uint32_t i = 0; i < cb->size; i++) {
-    float v[8];
-    qg_e8_decode(cb, i, v);
-    for (int j = 0; j < 8; j++) s += (double)v[j] * v[j];
-  }
-  return (float)sqrt(s / (8.0 * cb->size));
-}
-
-/* e8_quantizer.c stage_scale()'s multipliers for search kind t over [lo, hi] in `steps`,
- * and its two refinement factors, with the same pow() calls. */
-static void e8_mults(qg_cuq_grid *g, int t, double lo, double hi, int steps) {
-  double ratio = steps > 1 ? pow(hi / lo, 1.0 / (steps - 1)) : 1.0;
-  for (int i = 0; i < steps; i++) g->mult[t][i] = steps == 1 ? sqrt(lo * hi) : lo * pow(ratio, i);
-  for (int r = 0; r < 2; r++) {
-    ratio = sqrt(ratio);
-    g->up[t][r] = pow(ratio, 1);
-    g->dn[t][r] = pow(ratio, -1);
-  }
-}
-
-/* The grid fields of an inner quantizer's options (canonical: every key present). */
-static qg_status grid_from_opts(const char *method, qg_opts *o, qg_cuq_grid *g) {
+static qg_status grid_from_config(const qg_qconfig *c, qg_cuq_grid *g) {
+  const qg_rowwise_opts *rw = qg_rowwise_opts_of(c->q, c->cfg);
+  const qg_lloydmax_opts *lm = qg_lloydmax_opts_of(c->q, c->cfg);
+  const qg_e8_opts *e8 = qg_e8_opts_of(c->q, c->cfg);
   memset(g, 0, sizeof *g);
   g->width = 1;
-  int64_t bits = 0, group = 0, steps = 1;
-  qg_status s;
-  if (!strcmp(method, "rowwise")) {
+  if (rw) {
     g->kind = QG_CUQ_ROWWISE;
-    s = qg_opt_int(o, method, "bits", 2, 8, 6, &bits);
-    if (!s) s = qg_opt_choice(o, method, "range", range_names, 0, &g->full);
-    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
-    if (!s) s = qg_opt_choice(o, method, "clip", clip_names, QG_CUQ_CLIP_PCT, &g->clip);
-    if (!s) s = qg_opt_num(o, method, "pct", 50.0, 100.0, 99.99984, &g->pct);
-    if (!s) s = qg_opt_num(o, method, "k", 0.1, 1000.0, 12.85, &g->k);
-    if (!s) s = qg_opt_num(o, method, "maxshrink", 0.0, 0.99, 0.8, &g->maxshrink);
-    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 100, &steps);
-    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
-    if (s) return s;
-    int h = 1 << (bits - 1);
-    g->qmax = h - 1;
-    g->qmin = g->full ? -h : -(h - 1);
-  } else if (!strcmp(method, "lloydmax")) {
-    double lo, hi;
+    g->bits = rw->bits, g->group = rw->group, g->steps = rw->steps, g->objective = rw->objective;
+    g->full = rw->full, g->clip = rw->clip;
+    g->pct = rw->pct, g->k = rw->k, g->maxshrink = rw->maxshrink;
+    qg_rowwise_code_range(rw, &g->qmin, &g->qmax);
+  } else if (lm) {
+    if (lm->steps > QG_CUQ_MAX_MULT) return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: lloydmax steps=%d", lm->steps);
     g->kind = QG_CUQ_LLOYDMAX;
-    s = qg_opt_int(o, method, "bits", 1, 8, 4, &bits);
-    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
-    if (!s) s = qg_opt_choice(o, method, "scale", scale_names, 1, &g->lm_search);
-    if (!s) s = qg_opt_num(o, method, "lo", 0.1, 10.0, 0.5, &lo);
-    if (!s) s = qg_opt_num(o, method, "hi", 0.1, 10.0, 2.0, &hi);
-    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 32, &steps);
-    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
-    if (s) return s;
-    for (int i = 0; i < steps; i++) /* turbo.c lm_set_scale() */
-      g->mult[0][i] = steps == 1 ? lo : lo * pow(hi / lo, (double)i / (double)(steps - 1));
-  } else if (!strcmp(method, "e8")) {
-    int cb;
-    double b;
+    g->bits = lm->bits, g->group = lm->group, g->steps = lm->steps, g->objective = lm->objective;
+    g->lm_search = lm->scale == QG_LM_SCALE_SEARCH;
+    for (int i = 0; i < lm->steps; i++) g->mult[0][i] = qg_lloydmax_mult(lm, i);
+  } else if (e8) {
+    if (e8->cb == QG_E8_CB_BALL && e8->bits != 1 && e8->bits != 2)
+      return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: e8 cb=ball bits=%g has no device codebook (e8p 2-4, ball 1-2)",
+                     e8->bits);
     g->kind = QG_CUQ_E8;
     g->width = 8;
-    s = qg_opt_choice(o, method, "cb", cb_names, 0, &cb);
-    if (!s) s = qg_opt_num(o, method, "bits", 1.0, 4.0, 2.0, &b);
-    if (!s) s = qg_opt_int(o, method, "group", 0, (int64_t)1 << 30, 0, &group);
-    if (!s) s = qg_opt_num(o, method, "lo", 0.05, 20.0, 0.5, &g->lo);
-    if (!s) s = qg_opt_num(o, method, "hi", 0.05, 20.0, 2.0, &g->hi);
-    if (!s) s = qg_opt_int(o, method, "steps", 1, 1000, 12, &steps);
-    if (!s) s = qg_opt_choice(o, method, "objective", obj_names, 0, &g->objective);
-    if (s) return s;
-    bits = (int64_t)b;
-    if (cb == 0 && (b == 2 || b == 3 || b == 4)) {
-      g->nstages = b == 2 ? 1 : 2;
-      g->cb[0] = qg_e8_codebook_get("e8p");
-      g->cb[1] = b == 3 ? qg_e8_codebook_get("ball1") : b == 4 ? g->cb[0] : NULL;
-    } else if (cb == 1 && (b == 1 || b == 2)) {
-      g->nstages = 1;
-      g->cb[0] = qg_e8_codebook_get(b == 1 ? "ball1" : "ball2");
-    } else {
-      return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: e8 cb=%s bits=%g has no device codebook (e8p 2-4, ball 1-2)",
-                     cb_names[cb], b);
+    g->bits = (int)e8->bits, g->group = e8->group, g->steps = e8->steps, g->objective = e8->objective;
+    g->lo = e8->lo, g->hi = e8->hi;
+    g->nstages = e8->nstages, g->steps2 = e8->steps2;
+    for (int k = 0; k < e8->nstages; k++) g->cb[k] = e8->stage[k], g->unit[k] = e8->unit[k];
+    for (int t = 0; t < 2; t++) {
+      memcpy(g->mult[t], e8->search[t].mult, sizeof(double) * (size_t)e8->search[t].n);
+      memcpy(g->up[t], e8->search[t].up, sizeof g->up[t]);
+      memcpy(g->dn[t], e8->search[t].dn, sizeof g->dn[t]);
     }
-    for (int k = 0; k < g->nstages; k++) {
-      if (!g->cb[k]) return qg_fail(QG_ERR_NOMEM, "e8: out of memory building a codebook");
-      g->unit[k] = cb_unit(g->cb[k]);
-    }
-    g->steps2 = steps / 2 > 4 ? (int)steps / 2 : 4;
-    e8_mults(g, 0, g->lo, g->hi, (int)steps);
-    e8_mults(g, 1, 0.7, 1.4, g->steps2); /* E8_S2_LO, E8_S2_HI */
   } else {
-    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: no device grid for method '%s'", method);
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: no device grid for method '%s'", c->q ? c->q->name : "?");
   }
-  g->bits = (int)bits, g->group = group, g->steps = (int)steps;
   return QG_OK;
 }
 
+qg_status qg_cuq_plan(const qg_qconfig *c, qg_cuq_grid *g, qg_cuq_gptq_opts *go) {
+  const qg_gptq_opts *gp = qg_gptq_opts_of(c->q, c->cfg);
+  if (go) memset(go, 0, sizeof *go);
+  if (!gp) return grid_from_config(c, g);
+  if (go) {
+    go->percdamp = gp->percdamp, go->blocksize = gp->blocksize;
+    go->act_order = gp->act_order, go->static_groups = gp->static_groups;
+  }
+  return grid_from_config(&gp->grid, g);
+}
+
 qg_status qg_cuq_grid_from_canon(const char *method, const char *canon, qg_cuq_grid *g) {
-  qg_opts o;
-  QG_TRY(qg_opts_parse(canon, &o));
-  qg_status s = grid_from_opts(method, &o, g);
-  qg_opts_free(&o);
+  const qg_quantizer *q = qg_quantizer_find(method);
+  if (!q || !q->grid) {
+    memset(g, 0, sizeof *g);
+    return qg_fail(QG_ERR_UNSUPPORTED, "cuda quant: no device grid for method '%s'", method);
+  }
+  qg_qconfig c;
+  QG_TRY(qg_qconfig_parse(method, canon, &c));
+  qg_status s = grid_from_config(&c, g);
+  qg_qconfig_free(&c);
   return s;
 }
 
@@ -147,24 +106,10 @@ typedef struct {
 } plan;
 
 static int make_plan(const qg_qconfig *c, int64_t rows, int64_t cols, plan *p) {
-  const char *m = c->q->name;
   memset(p, 0, sizeof *p);
-  qg_opts o;
-  if (qg_opts_parse(c->canon ? c->canon : "", &o)) return 0;
-  qg_status s = QG_OK;
-  if (!strcmp(m, "gptq")) {
-    int64_t bs = 128, ao = 0, sg = 0;
-    p->gptq = 1;
-    s = qg_opt_str(&o, "gptq", "grid", "rowwise", &m);
-    if (!s) s = qg_opt_num(&o, "gptq", "percdamp", 0.0, 100.0, 0.01, &p->go.percdamp);
-    if (!s) s = qg_opt_int(&o, "gptq", "blocksize", 1, 4096, 128, &bs);
-    if (!s) s = qg_opt_int(&o, "gptq", "act_order", 0, 1, 0, &ao);
-    if (!s) s = qg_opt_int(&o, "gptq", "static_groups", 0, 1, 0, &sg);
-    p->go.blocksize = bs, p->go.act_order = (int)ao, p->go.static_groups = (int)sg;
-  }
-  if (!s) s = grid_from_opts(m, &o, &p->g);
+  p->gptq = qg_gptq_opts_of(c->q, c->cfg) != NULL;
+  qg_status s = qg_cuq_plan(c, &p->g, &p->go);
   if (!s) s = qg_cuq_grid_fits(&p->g, rows, cols);
-  qg_opts_free(&o);
   return s == QG_OK;
 }
 

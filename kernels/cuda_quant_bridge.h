@@ -9,12 +9,20 @@
 #ifndef QG_KERNELS_CUDA_QUANT_BRIDGE_H
 #define QG_KERNELS_CUDA_QUANT_BRIDGE_H
 
+#include "kernels/cuda_quant.h"
 #include "model/gpt.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
 
 /* 1 when CUDA is compiled in and a GPU is present. */
 int qg_cuq_available(void);
+
+/* The device's reading of a config: its grid into g (for gptq, the inner grid's) and, when
+ * go is non-NULL, gptq's options into *go (zeroed for other methods). Read from the CPU
+ * plug-in's parsed options (quant/rowwise.h, lloydmax_quantizer.h, e8_quantizer.h,
+ * gptq.h), so defaults and derived values are the CPU's. QG_ERR_UNSUPPORTED when the
+ * device has no grid for it. No GPU needed. */
+qg_status qg_cuq_plan(const qg_qconfig *c, qg_cuq_grid *g, qg_cuq_gptq_opts *go);
 
 /* Which methods the device runs: rowwise, lloydmax, e8 (cb=e8p, or cb=ball bits=1|2)
  * round-to-nearest, and gptq over any of those grids. 1 when the device takes this config

@@ -20,25 +20,13 @@
 #include <string.h>
 
 #include "quant/e8.h"
+#include "quant/e8_quantizer.h"
 #include "quant/quant_internal.h"
 
-#define E8_MAX_STAGES 2
-
 static const char *const cb_names[] = {"e8p", "ball", NULL};
-static const char *const obj_names[] = {"mse", "hessian", NULL};
-enum { CB_E8P = 0, CB_BALL = 1 };
-
-typedef struct {
-  int cb, nstages, steps, objective;
-  double bits, lo, hi;
-  int64_t group;
-  const qg_e8_codebook *stage[E8_MAX_STAGES];
-  float unit[E8_MAX_STAGES]; /* RMS coordinate of each stage's codebook */
-  qg_e8_codebook own;        /* cb=ball with a size not cached */
-} e8_cfg;
 
 static void e8_free_cfg(void *p) {
-  e8_cfg *c = p;
+  qg_e8_opts *c = p;
   if (!c) return;
   qg_e8_codebook_free(&c->own);
   free(c);
@@ -54,26 +42,42 @@ static float cb_unit(const qg_e8_codebook *cb) {
   return (float)sqrt(s / (8.0 * cb->size));
 }
 
+/* The candidates of stage_scale over [lo, hi] in `steps`: geometric, the middle for one
+ * step; each refinement round square-roots the spacing. */
+static void search_of(double lo, double hi, int steps, qg_e8_search *sr) {
+  double ratio = steps > 1 ? pow(hi / lo, 1.0 / (steps - 1)) : 1.0;
+  sr->n = steps;
+  for (int i = 0; i < steps; i++) sr->mult[i] = steps == 1 ? sqrt(lo * hi) : lo * pow(ratio, i);
+  for (int r = 0; r < 2; r++) {
+    ratio = sqrt(ratio);
+    sr->up[r] = pow(ratio, 1);
+    sr->dn[r] = pow(ratio, -1);
+  }
+}
+
 static qg_status e8_parse(qg_opts *o, void **out) {
-  e8_cfg *c = calloc(1, sizeof *c);
+  qg_e8_opts *c = calloc(1, sizeof *c);
   if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
   int64_t group, steps;
-  qg_status s = qg_opt_choice(o, "e8", "cb", cb_names, CB_E8P, &c->cb);
+  qg_status s = qg_opt_choice(o, "e8", "cb", cb_names, QG_E8_CB_E8P, &c->cb);
   if (!s) s = qg_opt_num(o, "e8", "bits", 1.0, 4.0, 2.0, &c->bits);
   if (!s) s = qg_opt_int(o, "e8", "group", 0, (int64_t)1 << 30, 0, &group);
   if (!s) s = qg_opt_num(o, "e8", "lo", 0.05, 20.0, 0.5, &c->lo);
   if (!s) s = qg_opt_num(o, "e8", "hi", 0.05, 20.0, 2.0, &c->hi);
-  if (!s) s = qg_opt_int(o, "e8", "steps", 1, 1000, 12, &steps);
-  if (!s) s = qg_opt_choice(o, "e8", "objective", obj_names, 0, &c->objective);
+  if (!s) s = qg_opt_int(o, "e8", "steps", 1, QG_E8_MAX_STEPS, 12, &steps);
+  if (!s) s = qg_opt_choice(o, "e8", "objective", qg_objective_names, 0, &c->objective);
   if (!s && c->lo > c->hi) s = qg_fail(QG_ERR_INPUT, "e8: lo=%g is above hi=%g", c->lo, c->hi);
   if (!s && group % 8) s = qg_fail(QG_ERR_INPUT, "e8: option group=%lld: must be a multiple of 8", (long long)group);
-  if (!s && c->cb == CB_E8P && c->bits != 2 && c->bits != 3 && c->bits != 4)
+  if (!s && c->cb == QG_E8_CB_E8P && c->bits != 2 && c->bits != 3 && c->bits != 4)
     s = qg_fail(QG_ERR_INPUT, "e8: option bits=%g: cb=e8p takes 2, 3 or 4 (E8P, + 1-bit ball, + E8P)", c->bits);
-  if (!s && c->cb == CB_BALL && c->bits > QG_E8CB_MAX_INDEX_BITS / 8.0)
+  if (!s && c->cb == QG_E8_CB_BALL && c->bits > QG_E8CB_MAX_INDEX_BITS / 8.0)
     s = qg_fail(QG_ERR_INPUT, "e8: option bits=%g: cb=ball takes 1 .. %g", c->bits, QG_E8CB_MAX_INDEX_BITS / 8.0);
   if (!s) {
     c->group = group, c->steps = (int)steps;
-    if (c->cb == CB_E8P) {
+    c->steps2 = c->steps / 2 > 4 ? c->steps / 2 : 4;
+    search_of(c->lo, c->hi, c->steps, &c->search[0]);
+    search_of(QG_E8_S2_LO, QG_E8_S2_HI, c->steps2, &c->search[1]);
+    if (c->cb == QG_E8_CB_E8P) {
       c->nstages = c->bits == 2 ? 1 : 2;
       c->stage[0] = qg_e8_codebook_get("e8p");
       if (c->bits == 3) c->stage[1] = qg_e8_codebook_get("ball1");
@@ -97,13 +101,13 @@ static qg_status e8_parse(qg_opts *o, void **out) {
 }
 
 static void e8_canon(const void *cfg, qg_buf *b) {
-  const e8_cfg *c = cfg;
+  const qg_e8_opts *c = cfg;
   qg_buf_printf(b, "cb=%s bits=%.17g group=%lld lo=%.17g hi=%.17g steps=%d objective=%s", cb_names[c->cb], c->bits,
-                (long long)c->group, c->lo, c->hi, c->steps, obj_names[c->objective]);
+                (long long)c->group, c->lo, c->hi, c->steps, qg_objective_names[c->objective]);
 }
 
 static qg_status e8_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
-  const e8_cfg *c = cfg;
+  const qg_e8_opts *c = cfg;
   if (ndim != 2) return qg_cannot_take("e8", name, ndim, shape, "needs a 2-D matrix");
   if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("e8", name, ndim, shape, "empty matrix");
   if (shape[1] % 8) return qg_cannot_take("e8", name, ndim, shape, "%lld columns are not a multiple of 8", (long long)shape[1]);
@@ -116,7 +120,7 @@ static qg_status e8_can_take(const void *cfg, const char *name, int ndim, const 
 /* ---- the grid ----------------------------------------------------------------------- */
 
 typedef struct {
-  const e8_cfg *c;
+  const qg_e8_opts *c;
   int64_t rows, cols, group, ngroups, nvec; /* nvec = cols / 8 */
   float *scales;                            /* stages x rows x ngroups (fp16 values) */
   uint32_t *codes;                          /* stages x rows x nvec */
@@ -124,7 +128,7 @@ typedef struct {
   double *res;                              /* nthreads x group: residuals, per thread */
 } e8_state;
 
-static int64_t e8_group(const void *cfg) { return ((const e8_cfg *)cfg)->group; }
+static int64_t e8_group(const void *cfg) { return ((const qg_e8_opts *)cfg)->group; }
 
 static void e8_free(void *p) {
   e8_state *st = p;
@@ -134,7 +138,7 @@ static void e8_free(void *p) {
 }
 
 static qg_status e8_begin(const void *cfg, const qg_qinput *in, void **out) {
-  const e8_cfg *c = cfg;
+  const qg_e8_opts *c = cfg;
   if (in->cols % 8) return qg_fail(QG_ERR_INPUT, "e8: %lld columns are not a multiple of 8", (long long)in->cols);
   e8_state *st = calloc(1, sizeof *st);
   if (!st) return qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -152,12 +156,6 @@ static qg_status e8_begin(const void *cfg, const qg_qinput *in, void **out) {
   }
   *out = st;
   return QG_OK;
-}
-
-static float f16r(double v) {
-  if (!(v > 0)) return 0.0f;
-  if (v > 65504.0) v = 65504.0;
-  return qg_f16_to_f32(qg_f32_to_f16((float)v));
 }
 
 /* Codes 8 values x with scale s: the entry index, and s * entry into q (float, the
@@ -181,31 +179,30 @@ static double stage_err(const qg_e8_codebook *cb, const double *x, const double 
   return e;
 }
 
-/* The best scale for one stage on n values x: `steps` multipliers of RMS / unit spaced
- * geometrically over [lo, hi], then two refinements halving the spacing around the best
+/* The best scale for one stage on n values x: the search's multipliers of RMS / unit
+ * (geometric over a range), then two refinements halving the spacing around the best
  * (encodes are the cost, so a coarse grid plus refinement beats a fine grid); *err gets
  * its error. */
-static float stage_scale(const e8_cfg *c, int k, const double *x, const double *imp, int64_t n, double lo,
-                         double hi, int steps, double *err) {
+static float stage_scale(const qg_e8_opts *c, int k, const double *x, const double *imp, int64_t n,
+                         const qg_e8_search *sr, double *err) {
   double ss = 0;
   for (int64_t j = 0; j < n; j++) ss += x[j] * x[j];
   double base = sqrt(ss / (double)n) / c->unit[k];
   /* all zero: the smallest scale makes every entry ~0 */
   float best = qg_f16_to_f32(1);
-  double be = INFINITY, bm = 0, ratio = steps > 1 ? pow(hi / lo, 1.0 / (steps - 1)) : 1.0;
-  for (int i = 0; base > 0 && i < steps; i++) {
-    double m = steps == 1 ? sqrt(lo * hi) : lo * pow(ratio, i);
-    float s = f16r(base * m);
+  double be = INFINITY, bm = 0;
+  for (int i = 0; base > 0 && i < sr->n; i++) {
+    double m = sr->mult[i];
+    float s = qg_f16r(base * m);
     if (s == 0.0f) continue;
     double e = stage_err(c->stage[k], x, imp, n, s);
     if (e < be) be = e, best = s, bm = m;
   }
-  for (int round = 0; bm > 0 && steps > 1 && round < 2; round++) {
-    ratio = sqrt(ratio);
+  for (int round = 0; bm > 0 && sr->n > 1 && round < 2; round++) {
     double m0 = bm;
     for (int sgn = -1; sgn <= 1; sgn += 2) {
-      double m = m0 * pow(ratio, sgn);
-      float s = f16r(base * m);
+      double m = m0 * (sgn < 0 ? sr->dn[round] : sr->up[round]);
+      float s = qg_f16r(base * m);
       if (s == 0.0f || s == best) continue;
       double e = stage_err(c->stage[k], x, imp, n, s);
       if (e < be) be = e, best = s, bm = m;
@@ -224,10 +221,6 @@ static void residual(const qg_e8_codebook *cb, const double *x, int64_t n, float
   }
 }
 
-/* Stage 2 searches a narrower range around its own optimum (the residual's shape varies
- * little), with half the steps. */
-#define E8_S2_LO 0.7
-#define E8_S2_HI 1.4
 /* Stage-1 scales tried jointly with stage 2, as multiples of stage 1's own best: a
  * coarser first stage leaves a residual the second codes better (on Gaussian data the
  * joint optimum is ~1.15x the single-stage one and gives 4 bits 16 % less MSE). */
@@ -239,37 +232,36 @@ typedef struct {
   e8_state *st;
   int64_t gi, ldx, n;
   const double *x, *w;
-  int steps2;
 } e8_scale_job;
 
 static void e8_scale_row(void *p, int64_t r, int thread) {
   const e8_scale_job *j = p;
   e8_state *st = j->st;
-  const e8_cfg *c = st->c;
+  const qg_e8_opts *c = st->c;
   const double *xr = j->x + r * j->ldx, *w = j->w;
   int64_t n = j->n, gi = j->gi;
   float *s1 = &st->scales[r * st->ngroups + gi];
-  *s1 = stage_scale(c, 0, xr, w, n, c->lo, c->hi, c->steps, NULL);
+  *s1 = stage_scale(c, 0, xr, w, n, &c->search[0], NULL);
   if (c->nstages == 1) return;
   double *res = st->res + (size_t)thread * (size_t)st->group;
   float *s2 = &st->scales[(st->rows + r) * st->ngroups + gi], solo = *s1;
   double best = INFINITY;
   for (size_t f = 0; f < sizeof e8_joint / sizeof *e8_joint; f++) {
-    float a = f16r(solo * e8_joint[f]), b;
+    float a = qg_f16r(solo * e8_joint[f]), b;
     double e;
     if (a == 0.0f) continue;
     residual(c->stage[0], xr, n, a, res);
-    b = stage_scale(c, 1, res, w, n, E8_S2_LO, E8_S2_HI, j->steps2, &e);
+    b = stage_scale(c, 1, res, w, n, &c->search[1], &e);
     if (e < best) best = e, *s1 = a, *s2 = b;
   }
 }
 
 static qg_status e8_set_scale(void *p, int64_t gi, const double *x, int64_t ldx, int64_t n, const double *imp) {
   e8_state *st = p;
-  const e8_cfg *c = st->c;
+  const qg_e8_opts *c = st->c;
   if (gi < 0 || gi >= st->ngroups || n != st->group)
     return qg_fail(QG_ERR_INTERNAL, "e8 grid: group %lld of %lld columns", (long long)gi, (long long)n);
-  e8_scale_job j = {st, gi, ldx, n, x, c->objective == 1 ? imp : NULL, c->steps / 2 > 4 ? c->steps / 2 : 4};
+  e8_scale_job j = {st, gi, ldx, n, x, c->objective == 1 ? imp : NULL};
   qg_quant_parallel_for(st->rows, e8_scale_row, &j);
   return QG_OK;
 }
@@ -284,7 +276,7 @@ typedef struct {
 static void e8_round_row(void *p, int64_t r, int thread) {
   const e8_round_job *j = p;
   e8_state *st = j->st;
-  const e8_cfg *c = st->c;
+  const qg_e8_opts *c = st->c;
   int64_t gi = j->col / st->group, vi = j->col / 8;
   double res[8];
   float acc[8] = {0}, qk[8];
@@ -303,11 +295,11 @@ static void e8_round(void *p, int64_t col, const double *x, int64_t ldx, double 
   qg_quant_parallel_for(((e8_state *)p)->rows, e8_round_row, &j);
 }
 
-static const char *const code_names[E8_MAX_STAGES] = {"codes", "codes2"};
+static const char *const code_names[QG_E8_MAX_STAGES] = {"codes", "codes2"};
 
 static qg_status e8_finish(void *p, qg_qtensor *out) {
   e8_state *st = p;
-  const e8_cfg *c = st->c;
+  const qg_e8_opts *c = st->c;
   int64_t nv = st->rows * st->nvec, ns = c->nstages * st->rows * st->ngroups;
   for (int k = 0; k < c->nstages; k++) {
     uint32_t *codes;
@@ -320,7 +312,15 @@ static qg_status e8_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static const qg_grid e8_grid = {8, e8_group, e8_begin, e8_set_scale, e8_round, e8_finish, e8_free, NULL};
+static const qg_grid e8_grid = {
+    .width = 8,
+    .group = e8_group,
+    .begin = e8_begin,
+    .set_scale = e8_set_scale,
+    .round = e8_round,
+    .finish = e8_finish,
+    .free = e8_free,
+};
 
 /* ---- the quantizer ------------------------------------------------------------------ */
 
@@ -329,14 +329,14 @@ static qg_status e8_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *o
 }
 
 static qg_status e8_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
-  const e8_cfg *c = cfg;
+  const qg_e8_opts *c = cfg;
   const char *nm = q->name ? q->name : "?";
   int64_t g = c->group ? c->group : q->cols;
   if (q->cols % 8 || g <= 0 || q->cols % g)
     return qg_fail(QG_ERR_INPUT, "tensor '%s' (e8): %lld columns do not split into groups of 8 and %lld", nm,
                    (long long)q->cols, (long long)g);
   int64_t ng = q->cols / g, nvec = q->cols / 8;
-  const qg_qsection *cs[E8_MAX_STAGES], *ss;
+  const qg_qsection *cs[QG_E8_MAX_STAGES], *ss;
   for (int k = 0; k < c->nstages; k++) {
     QG_TRY(qg_qtensor_need(q, code_names[k], QG_SEC_CODES, q->rows * nvec, &cs[k]));
     if (cs[k]->bits != c->stage[k]->index_bits)
@@ -367,5 +367,18 @@ static qg_status e8_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
 }
 
 const qg_quantizer qg_quantizer_e8 = {
-    "e8", "E8 lattice VQ over 8 columns: E8P 2-bit codebook (+ residual stages for 3-4 bits) or an E8 ball; fp16 scales",
-    e8_parse, e8_free_cfg, e8_canon, e8_can_take, e8_quantize, e8_dequantize, NULL, &e8_grid};
+    .name = "e8",
+    .summary = "E8 lattice VQ over 8 columns: E8P 2-bit codebook (+ residual stages for 3-4 bits) or an E8 ball; "
+               "fp16 scales",
+    .parse = e8_parse,
+    .free_cfg = e8_free_cfg,
+    .canon = e8_canon,
+    .can_take = e8_can_take,
+    .quantize = e8_quantize,
+    .dequantize = e8_dequantize,
+    .grid = &e8_grid,
+};
+
+const qg_e8_opts *qg_e8_opts_of(const qg_quantizer *q, const void *cfg) {
+  return q == &qg_quantizer_e8 ? cfg : NULL;
+}

@@ -19,25 +19,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/gptq.h"
 #include "quant/quant_internal.h"
 
-typedef struct {
-  const qg_quantizer *inner;
-  void *inner_cfg;
-  double percdamp;
-  int64_t blocksize;
-  int act_order, static_groups;
-} gptq_cfg;
-
 static void gptq_free_cfg(void *p) {
-  gptq_cfg *c = p;
+  qg_gptq_opts *c = p;
   if (!c) return;
-  if (c->inner && c->inner_cfg) c->inner->free_cfg(c->inner_cfg);
+  qg_qconfig_free(&c->grid);
   free(c);
 }
 
 static qg_status gptq_parse(qg_opts *o, void **out) {
-  gptq_cfg *c = calloc(1, sizeof *c);
+  qg_gptq_opts *c = calloc(1, sizeof *c);
   if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
   const char *grid;
   int64_t bs, ao, sg;
@@ -49,8 +42,8 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
    * inner quantizer's layout holds: static groups are the default then */
   if (!s) s = qg_opt_int(o, "gptq", "static_groups", 0, 1, ao, &sg);
   if (!s) {
-    c->inner = qg_quantizer_find(grid);
-    if (!c->inner || !c->inner->grid) {
+    c->grid.q = qg_quantizer_find(grid);
+    if (!c->grid.q || !c->grid.q->grid) {
       qg_buf b;
       qg_buf_init(&b);
       int k = 0;
@@ -62,20 +55,20 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
       qg_buf_free(&b);
     }
   }
-  if (!s) s = c->inner->parse(o, &c->inner_cfg);
+  if (!s) s = c->grid.q->parse(o, &c->grid.cfg);
   if (!s) {
     c->blocksize = bs, c->act_order = (int)ao, c->static_groups = (int)sg;
-    const qg_grid *g = c->inner->grid;
-    int width = qg_grid_width(g, c->inner_cfg);
+    const qg_grid *g = c->grid.q->grid;
+    int width = qg_grid_width(g, c->grid.cfg);
     if (c->act_order && width != 1)
       s = qg_fail(QG_ERR_INPUT, "gptq: act_order=1 needs a scalar grid; %s rounds %d columns at a time",
-                  c->inner->name, width);
-    else if (c->act_order && g->group(c->inner_cfg) && !c->static_groups)
+                  c->grid.q->name, width);
+    else if (c->act_order && g->group(c->grid.cfg) && !c->static_groups)
       s = qg_fail(QG_ERR_INPUT, "gptq: act_order=1 with groups needs static_groups=1 (groups follow the original "
                   "column order)");
     else if (width < 1 || c->blocksize % width)
       s = qg_fail(QG_ERR_INPUT, "gptq: blocksize=%lld is not a multiple of the %s grid width %d", (long long)bs,
-                  c->inner->name, width);
+                  c->grid.q->name, width);
   }
   if (s) {
     gptq_free_cfg(c);
@@ -86,25 +79,25 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
 }
 
 static void gptq_canon(const void *p, qg_buf *b) {
-  const gptq_cfg *c = p;
-  qg_buf_printf(b, "grid=%s percdamp=%.17g blocksize=%lld act_order=%d static_groups=%d ", c->inner->name,
+  const qg_gptq_opts *c = p;
+  qg_buf_printf(b, "grid=%s percdamp=%.17g blocksize=%lld act_order=%d static_groups=%d ", c->grid.q->name,
                 c->percdamp, (long long)c->blocksize, c->act_order, c->static_groups);
-  c->inner->canon(c->inner_cfg, b);
+  c->grid.q->canon(c->grid.cfg, b);
 }
 
 static qg_status gptq_can_take(const void *p, const char *name, int ndim, const int64_t *shape) {
-  const gptq_cfg *c = p;
+  const qg_gptq_opts *c = p;
   if (ndim != 2) return qg_cannot_take("gptq", name, ndim, shape, "needs a 2-D matrix");
-  int width = qg_grid_width(c->inner->grid, c->inner_cfg);
+  int width = qg_grid_width(c->grid.q->grid, c->grid.cfg);
   if (shape[1] % width)
     return qg_cannot_take("gptq", name, ndim, shape, "%lld columns are not a multiple of the %s grid width %d",
-                          (long long)shape[1], c->inner->name, width);
-  return c->inner->can_take(c->inner_cfg, name, ndim, shape);
+                          (long long)shape[1], c->grid.q->name, width);
+  return c->grid.q->can_take(c->grid.cfg, name, ndim, shape);
 }
 
 static qg_status gptq_dequantize(const void *p, const qg_qtensor *q, float *w) {
-  const gptq_cfg *c = p;
-  return c->inner->dequantize(c->inner_cfg, q, w);
+  const qg_gptq_opts *c = p;
+  return c->grid.q->dequantize(c->grid.cfg, q, w);
 }
 
 /* U (n x n, row-major, upper) with U^T U = (H + damp I)^-1. Returns the LAPACK info of
@@ -163,17 +156,17 @@ static void group_values(gptq_work *k, int64_t i1, int64_t i2, int64_t c) {
 }
 
 static qg_status gptq_quantize(const void *p, const qg_qinput *in, qg_qtensor *out) {
-  const gptq_cfg *c = p;
-  const qg_grid *grid = c->inner->grid;
+  const qg_gptq_opts *c = p;
+  const qg_grid *grid = c->grid.q->grid;
   if (!in->hessian)
     return qg_fail(QG_ERR_INPUT, "gptq needs a calibration Hessian for '%s' and none was given (calibration data "
                    "is required; use rowwise for data-free rounding)", in->name ? in->name : "?");
   gptq_work k = {0};
-  k.m = in->rows, k.n = in->cols, k.width = qg_grid_width(grid, c->inner_cfg);
+  k.m = in->rows, k.n = in->cols, k.width = qg_grid_width(grid, c->grid.cfg);
   int64_t m = k.m, n = k.n, w = k.width;
   k.bs = c->blocksize < n ? c->blocksize : n;
   k.bs = (k.bs + w - 1) / w * w;
-  int64_t ig = grid->group(c->inner_cfg);
+  int64_t ig = grid->group(c->grid.cfg);
   k.gsz = ig ? ig : n;
   k.dynamic_groups = ig && !c->static_groups;
   k.W = malloc((size_t)(m * n) * sizeof *k.W);
@@ -202,7 +195,7 @@ static qg_status gptq_quantize(const void *p, const qg_qinput *in, qg_qtensor *o
       for (int64_t r = 0; r < m; r++) k.W[r * n + j] = 0.0;
     }
   for (int64_t j = 0; j < n; j++) imp[j] = k.diag[j] = H[j * n + j];
-  if ((s = grid->begin(c->inner_cfg, in, &st))) goto done;
+  if ((s = grid->begin(c->grid.cfg, in, &st))) goto done;
   /* per-row and static group scales from the (dead-fixed) original weights */
   if (!k.dynamic_groups)
     for (int64_t gi = 0; !s && gi * k.gsz < n; gi++) s = grid->set_scale(st, gi, k.W + gi * k.gsz, n, k.gsz, imp + gi * k.gsz);
@@ -283,6 +276,20 @@ done:
   return s;
 }
 
+/* needs_hessian: GPTQ's error feedback is H^-1 itself, whatever the inner grid; the grid
+ * is never run on its own here, so its quantizer's flag plays no part. */
 const qg_quantizer qg_quantizer_gptq = {
-    "gptq", "GPTQ with lazy blocks, act_order, static groups; rounding by an inner grid (grid=rowwise default)",
-    gptq_parse, gptq_free_cfg, gptq_canon, gptq_can_take, gptq_quantize, gptq_dequantize, NULL, NULL};
+    .name = "gptq",
+    .summary = "GPTQ with lazy blocks, act_order, static groups; rounding by an inner grid (grid=rowwise default)",
+    .parse = gptq_parse,
+    .free_cfg = gptq_free_cfg,
+    .canon = gptq_canon,
+    .can_take = gptq_can_take,
+    .quantize = gptq_quantize,
+    .dequantize = gptq_dequantize,
+    .needs_hessian = 1,
+};
+
+const qg_gptq_opts *qg_gptq_opts_of(const qg_quantizer *q, const void *cfg) {
+  return q == &qg_quantizer_gptq ? cfg : NULL;
+}

@@ -1,4 +1,5 @@
-/* Helpers shared by grids: ATen's quantile and round-to-nearest through a grid. */
+/* Helpers shared by grids: ATen's quantile, fp16 scales, the thread pool, round-to-nearest
+ * through a grid. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,14 @@
 #include "quant/quant_internal.h"
 
 int qg_quant_serial;
+
+const char *const qg_objective_names[] = {"mse", "hessian", NULL};
+
+float qg_f16r(double v) {
+  if (!(v > 0)) return 0.0f;
+  if (v > 65504.0) v = 65504.0;
+  return qg_f16_to_f32(qg_f32_to_f16((float)v));
+}
 
 int qg_quant_threads(void) { return qg_threads(); }
 

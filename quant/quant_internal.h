@@ -5,16 +5,28 @@
 
 #include "quant/quantizer.h"
 
+/* The built-in quantizers, one file each: quant/<name>.c, except e8 (quant/e8_quantizer.c,
+ * beside the lattice in quant/e8.c), lloydmax (quant/lloydmax_quantizer.c, beside its
+ * codebooks in quant/lloydmax.c), contest-int8 (quant/contest_int8.c) and the four trivial
+ * passthroughs fp16, bf16, fp32, raw (quant/passthrough.c). */
 extern const qg_quantizer qg_quantizer_rowwise;
+extern const qg_quantizer qg_quantizer_gptq;
+extern const qg_quantizer qg_quantizer_lloydmax;
+extern const qg_quantizer qg_quantizer_turbo;
+extern const qg_quantizer qg_quantizer_e8;
 extern const qg_quantizer qg_quantizer_contest_int8;
 extern const qg_quantizer qg_quantizer_fp16;
 extern const qg_quantizer qg_quantizer_bf16;
 extern const qg_quantizer qg_quantizer_fp32;
 extern const qg_quantizer qg_quantizer_raw;
-extern const qg_quantizer qg_quantizer_gptq;
-extern const qg_quantizer qg_quantizer_lloydmax; /* quant/turbo.c */
-extern const qg_quantizer qg_quantizer_turbo;    /* quant/turbo.c */
-extern const qg_quantizer qg_quantizer_e8;       /* quant/e8_quantizer.c */
+
+/* The words of the search objectives (index 0 mse, 1 hessian), NULL-terminated, shared by
+ * every quantizer with a clip or scale search. */
+extern const char *const qg_objective_names[];
+
+/* v as a stored fp16 scale: fp16-representable, finite (at most 65504), and 0 for v <= 0
+ * or NaN, so what is stored is what the rounding used. */
+float qg_f16r(double v);
 
 /* torch.quantile(v, q) with linear interpolation as ATen computes it (q converted to
  * float32, rank = q * (n - 1) in float32, fused lerp). v (n values) is reordered. */
@@ -35,10 +47,5 @@ int qg_grid_width(const qg_grid *g, const void *cfg);
 extern int qg_quant_serial;
 int qg_quant_threads(void);
 void qg_quant_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t task, int thread), void *ctx);
-
-/* rowwise config accessors (for the contest .int8.ptz export). */
-int qg_rowwise_bits(const void *cfg);
-int64_t qg_rowwise_group(const void *cfg);
-int qg_rowwise_qmin(const void *cfg);
 
 #endif

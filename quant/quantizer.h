@@ -15,8 +15,10 @@
  *   qg_dequantize(&c, &q, Wq);                                           // rows*cols floats
  *   qg_qtensor_packed_bytes(&q);                                         // exact bytes
  *
- * A quantizer implements `struct qg_quantizer` (one file each under quant/) and is listed in
- * the registry table in quant/registry.c (add one line there). Options are "key=value"
+ * A quantizer implements `struct qg_quantizer` (one file each under quant/, the table written
+ * with designated initializers) and is listed in the registry table in quant/registry.c
+ * (add one line there). A grid quantizer's parsed options are a public struct in its
+ * header (quant/rowwise.h, ...), which other engines such as the GPU path read directly. Options are "key=value"
  * words; a quantizer's parse() reads them through qg_opt_*() below, which remember every key
  * asked for, so an unknown key is reported with the list of valid ones automatically (also
  * for composites such as gptq + its inner grid).
@@ -209,6 +211,10 @@ typedef struct qg_quantizer {
   qg_status (*dequantize_native)(const void *cfg, const qg_qtensor *q, qg_tensor *out);
   /* Optional: non-NULL when this quantizer can be GPTQ's inner grid. */
   const qg_grid *grid;
+  /* 1 when quantize() cannot run without a calibration Hessian (in->hessian), for every
+   * config: callers collect Hessians when some rule's quantizer sets it. Quantizers that
+   * merely use one when given (search objectives, turbo's eq) leave it 0. */
+  int needs_hessian;
 } qg_quantizer;
 
 /* ---- registry (quant/registry.c) -------------------------------------------------- */

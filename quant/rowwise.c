@@ -16,34 +16,26 @@
 #include <string.h>
 
 #include "quant/quant_internal.h"
+#include "quant/rowwise.h"
 
-typedef struct {
-  int bits, full, clip; /* clip: CLIP_* */
-  int64_t group;
-  double pct, k, maxshrink;
-  int steps, objective; /* objective: 0 mse, 1 hessian (diag) */
-} rw_cfg;
-
-enum { CLIP_PCT = 0, CLIP_SD, CLIP_ABSMAX, CLIP_SEARCH };
 static const char *const clip_names[] = {"pct", "sd", "absmax", "search", NULL};
 static const char *const range_names[] = {"sym", "full", NULL};
-static const char *const obj_names[] = {"mse", "hessian", NULL};
 
 static qg_status rw_parse(qg_opts *o, void **out) {
-  rw_cfg *c = calloc(1, sizeof *c);
+  qg_rowwise_opts *c = calloc(1, sizeof *c);
   if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
   int64_t bits, group, steps;
   qg_status s = qg_opt_int(o, "rowwise", "bits", 2, 8, 6, &bits);
   if (!s) s = qg_opt_choice(o, "rowwise", "range", range_names, 0, &c->full);
   if (!s) s = qg_opt_int(o, "rowwise", "group", 0, (int64_t)1 << 30, 0, &group);
-  if (!s) s = qg_opt_choice(o, "rowwise", "clip", clip_names, CLIP_PCT, &c->clip);
+  if (!s) s = qg_opt_choice(o, "rowwise", "clip", clip_names, QG_RW_CLIP_PCT, &c->clip);
   if (!s) s = qg_opt_num(o, "rowwise", "pct", 50.0, 100.0, 99.99984, &c->pct);
   /* SDClip defaults from the contest: 12.85 sigma at 6 bits (matrices), 20 at 8 bits
    * (embeddings); other widths interpolate linearly in bits. */
   if (!s) s = qg_opt_num(o, "rowwise", "k", 0.1, 1000.0, 12.85 + (20.0 - 12.85) * ((double)bits - 6.0) / 2.0, &c->k);
   if (!s) s = qg_opt_num(o, "rowwise", "maxshrink", 0.0, 0.99, 0.8, &c->maxshrink);
   if (!s) s = qg_opt_int(o, "rowwise", "steps", 1, 1000, 100, &steps);
-  if (!s) s = qg_opt_choice(o, "rowwise", "objective", obj_names, 0, &c->objective);
+  if (!s) s = qg_opt_choice(o, "rowwise", "objective", qg_objective_names, 0, &c->objective);
   if (s) {
     free(c);
     return s;
@@ -55,17 +47,18 @@ static qg_status rw_parse(qg_opts *o, void **out) {
 }
 
 static void rw_canon(const void *cfg, qg_buf *b) {
-  const rw_cfg *c = cfg;
+  const qg_rowwise_opts *c = cfg;
   qg_buf_printf(b, "bits=%d range=%s group=%lld clip=%s", c->bits, range_names[c->full], (long long)c->group,
                 clip_names[c->clip]);
-  if (c->clip == CLIP_PCT) qg_buf_printf(b, " pct=%.17g", c->pct);
-  if (c->clip == CLIP_SD) qg_buf_printf(b, " k=%.17g", c->k);
-  if (c->clip == CLIP_SEARCH)
-    qg_buf_printf(b, " maxshrink=%.17g steps=%d objective=%s", c->maxshrink, c->steps, obj_names[c->objective]);
+  if (c->clip == QG_RW_CLIP_PCT) qg_buf_printf(b, " pct=%.17g", c->pct);
+  if (c->clip == QG_RW_CLIP_SD) qg_buf_printf(b, " k=%.17g", c->k);
+  if (c->clip == QG_RW_CLIP_SEARCH)
+    qg_buf_printf(b, " maxshrink=%.17g steps=%d objective=%s", c->maxshrink, c->steps,
+                  qg_objective_names[c->objective]);
 }
 
 static qg_status rw_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
-  const rw_cfg *c = cfg;
+  const qg_rowwise_opts *c = cfg;
   if (ndim != 2) return qg_cannot_take("rowwise", name, ndim, shape, "needs a 2-D matrix");
   if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("rowwise", name, ndim, shape, "empty matrix");
   if (c->group && shape[1] % c->group)
@@ -74,8 +67,7 @@ static qg_status rw_can_take(const void *cfg, const char *name, int ndim, const 
   return QG_OK;
 }
 
-/* Code range of a config. */
-static void code_range(const rw_cfg *c, int *qmin, int *qmax) {
+void qg_rowwise_code_range(const qg_rowwise_opts *c, int *qmin, int *qmax) {
   int h = 1 << (c->bits - 1);
   *qmax = h - 1;
   *qmin = c->full ? -h : -(h - 1);
@@ -83,9 +75,9 @@ static void code_range(const rw_cfg *c, int *qmin, int *qmax) {
 
 /* The fp16 scale for a clip level: never zero for a positive clip (the smallest fp16
  * subnormal at worst), never infinite. */
-static float scale_for(const rw_cfg *c, double clip) {
+static float scale_for(const qg_rowwise_opts *c, double clip) {
   int qmin, qmax;
-  code_range(c, &qmin, &qmax);
+  qg_rowwise_code_range(c, &qmin, &qmax);
   double den = c->full ? (double)-qmin : (double)qmax;
   if (!(clip > 0)) return 1.0f; /* an all-zero group: every code is 0 whatever the scale */
   float s = qg_f16_to_f32(qg_f32_to_f16((float)(clip / den)));
@@ -107,17 +99,17 @@ static double group_err(const double *x, const double *imp, int64_t n, double s,
 }
 
 /* The scale of one row's group: x (n values), imp (n or NULL); scratch n floats. */
-static float choose_scale(const rw_cfg *c, const double *x, const double *imp, int64_t n, float *scratch,
+static float choose_scale(const qg_rowwise_opts *c, const double *x, const double *imp, int64_t n, float *scratch,
                           double *tmp) {
   double amax = 0;
   for (int64_t j = 0; j < n; j++) amax = fmax(amax, fabs(x[j]));
   switch (c->clip) {
-    case CLIP_ABSMAX: return scale_for(c, amax);
-    case CLIP_PCT: {
+    case QG_RW_CLIP_ABSMAX: return scale_for(c, amax);
+    case QG_RW_CLIP_PCT: {
       for (int64_t j = 0; j < n; j++) scratch[j] = (float)fabs(x[j]);
       return scale_for(c, qg_quantile_f32(scratch, n, c->pct / 100.0));
     }
-    case CLIP_SD: {
+    case QG_RW_CLIP_SD: {
       double m = 0, v = 0;
       for (int64_t j = 0; j < n; j++) m += x[j];
       m /= (double)n;
@@ -127,7 +119,7 @@ static float choose_scale(const rw_cfg *c, const double *x, const double *imp, i
     }
     default: { /* search */
       int qmin, qmax;
-      code_range(c, &qmin, &qmax);
+      qg_rowwise_code_range(c, &qmin, &qmax);
       const double *w = c->objective == 1 ? imp : NULL;
       float best = scale_for(c, amax);
       double best_e = group_err(x, w, n, best, qmin, qmax);
@@ -146,7 +138,7 @@ static float choose_scale(const rw_cfg *c, const double *x, const double *imp, i
 /* ---- the grid ----------------------------------------------------------------------- */
 
 typedef struct {
-  const rw_cfg *c;
+  const qg_rowwise_opts *c;
   int64_t rows, cols, group, ngroups;
   int qmin, qmax;
   float *scales;   /* rows x ngroups */
@@ -155,7 +147,7 @@ typedef struct {
   double *xrow, *tmp;
 } rw_state;
 
-static int64_t rw_group(const void *cfg) { return ((const rw_cfg *)cfg)->group; }
+static int64_t rw_group(const void *cfg) { return ((const qg_rowwise_opts *)cfg)->group; }
 
 static void rw_free(void *p) {
   rw_state *st = p;
@@ -165,14 +157,14 @@ static void rw_free(void *p) {
 }
 
 static qg_status rw_begin(const void *cfg, const qg_qinput *in, void **out) {
-  const rw_cfg *c = cfg;
+  const qg_rowwise_opts *c = cfg;
   rw_state *st = calloc(1, sizeof *st);
   if (!st) return qg_fail(QG_ERR_NOMEM, "out of memory");
   st->c = c;
   st->rows = in->rows, st->cols = in->cols;
   st->group = c->group ? c->group : in->cols;
   st->ngroups = in->cols / st->group;
-  code_range(c, &st->qmin, &st->qmax);
+  qg_rowwise_code_range(c, &st->qmin, &st->qmax);
   st->scales = calloc((size_t)(st->rows * st->ngroups), sizeof *st->scales);
   st->codes = calloc((size_t)(st->rows * st->cols), sizeof *st->codes);
   st->scratch = malloc((size_t)st->group * sizeof *st->scratch);
@@ -221,7 +213,15 @@ static qg_status rw_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static const qg_grid rw_grid = {1, rw_group, rw_begin, rw_set_scale, rw_round, rw_finish, rw_free, NULL};
+static const qg_grid rw_grid = {
+    .width = 1,
+    .group = rw_group,
+    .begin = rw_begin,
+    .set_scale = rw_set_scale,
+    .round = rw_round,
+    .finish = rw_finish,
+    .free = rw_free,
+};
 
 /* ---- the quantizer ------------------------------------------------------------------ */
 
@@ -230,7 +230,7 @@ static qg_status rw_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *o
 }
 
 static qg_status rw_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
-  const rw_cfg *c = cfg;
+  const qg_rowwise_opts *c = cfg;
   int64_t g = c->group ? c->group : q->cols;
   if (g <= 0 || q->cols % g) return qg_fail(QG_ERR_INPUT, "tensor '%s' (rowwise): group does not divide %lld columns",
                                             q->name ? q->name : "?", (long long)q->cols);
@@ -242,7 +242,7 @@ static qg_status rw_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
     return qg_fail(QG_ERR_INPUT, "tensor '%s' (rowwise): codes are %d-bit, options say bits=%d", q->name ? q->name : "?",
                    cs->bits, c->bits);
   int qmin, qmax;
-  code_range(c, &qmin, &qmax);
+  qg_rowwise_code_range(c, &qmin, &qmax);
   const uint32_t *codes = cs->data;
   const uint16_t *sc = ss->data;
   for (int64_t r = 0; r < q->rows; r++)
@@ -259,14 +259,17 @@ static qg_status rw_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
 static void rw_free_cfg(void *c) { free(c); }
 
 const qg_quantizer qg_quantizer_rowwise = {
-    "rowwise", "symmetric int-N (2..8 bits), fp16 scale per row or group; pct/sd/absmax/search clipping",
-    rw_parse, rw_free_cfg, rw_canon, rw_can_take, rw_quantize, rw_dequantize, NULL, &rw_grid};
+    .name = "rowwise",
+    .summary = "symmetric int-N (2..8 bits), fp16 scale per row or group; pct/sd/absmax/search clipping",
+    .parse = rw_parse,
+    .free_cfg = rw_free_cfg,
+    .canon = rw_canon,
+    .can_take = rw_can_take,
+    .quantize = rw_quantize,
+    .dequantize = rw_dequantize,
+    .grid = &rw_grid,
+};
 
-/* Public accessors used by the ptz export: code offset and width of a rowwise config. */
-int qg_rowwise_bits(const void *cfg) { return ((const rw_cfg *)cfg)->bits; }
-int64_t qg_rowwise_group(const void *cfg) { return ((const rw_cfg *)cfg)->group; }
-int qg_rowwise_qmin(const void *cfg) {
-  int qmin, qmax;
-  code_range(cfg, &qmin, &qmax);
-  return qmin;
+const qg_rowwise_opts *qg_rowwise_opts_of(const qg_quantizer *q, const void *cfg) {
+  return q == &qg_quantizer_rowwise ? cfg : NULL;
 }

@@ -380,6 +380,6 @@ done:
 
 int qg_spec_needs_hessians(const qg_spec *s) {
   for (int i = 0; i < s->n; i++)
-    if (s->rules[i].cfg.q && !strcmp(s->rules[i].cfg.q->name, "gptq")) return 1;
+    if (s->rules[i].cfg.q && s->rules[i].cfg.q->needs_hessian) return 1;
   return 0;
 }

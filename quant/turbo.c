@@ -1,4 +1,5 @@
-/* turbo (FWHT rotation + Lloyd-Max) and lloydmax (the same levels without the rotation).
+/* turbo: FWHT rotation + Lloyd-Max levels (lloydmax, quant/lloydmax_quantizer.c, is the
+ * same levels without the rotation).
  *
  * turbo, per row and per group of g = 2^k input columns: x = the group (times the column
  * equalisation s, when eq > 0), rotated by R = H D (seeded random signs D shared by all
@@ -23,10 +24,7 @@
  * or "scales" (rows x groups fp16), "seed" (8 raw bytes, little-endian), ["colscale"].
  * The rounding is written as a grid of width g (a whole group at once, qg_grid.width_of),
  * used for round-to-nearest and as GPTQ's inner grid; see the note at qg_quantizer_turbo.
- *
- * lloydmax: per row or group, an fp16 scale sigma (the RMS, or searched) and codes into
- * the b-bit Gaussian Lloyd-Max levels: w = sigma c[code]. A scalar grid (width 1), so
- * "gptq grid=lloydmax bits=3" is GPTQ with non-uniform levels. */
+ */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,34 +32,17 @@
 #include "quant/fwht.h"
 #include "quant/lloydmax.h"
 #include "quant/quant_internal.h"
-
-/* fp16-representable, finite, non-negative: what is stored is what is used. */
-static float f16r(double v) {
-  if (!(v > 0)) return 0.0f;
-  if (v > 65504.0) v = 65504.0;
-  return qg_f16_to_f32(qg_f32_to_f16((float)v));
-}
-
-static const char *const obj_names[] = {"mse", "hessian", NULL};
-
-/* ==== turbo ============================================================================ */
+#include "quant/turbo.h"
 
 static const char *const norm_names[] = {"ls", "l2", NULL};
-enum { NORM_LS = 0, NORM_L2 = 1 };
-
-typedef struct {
-  int bits, norm;
-  int64_t group;
-  double eq;
-} tb_cfg;
 
 static qg_status tb_parse(qg_opts *o, void **out) {
-  tb_cfg *c = calloc(1, sizeof *c);
+  qg_turbo_opts *c = calloc(1, sizeof *c);
   if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
   int64_t bits, group;
   qg_status s = qg_opt_int(o, "turbo", "bits", 1, QG_LLOYDMAX_MAX_BITS, 4, &bits);
   if (!s) s = qg_opt_int(o, "turbo", "group", 2, (int64_t)1 << 20, 128, &group);
-  if (!s) s = qg_opt_choice(o, "turbo", "norm", norm_names, NORM_LS, &c->norm);
+  if (!s) s = qg_opt_choice(o, "turbo", "norm", norm_names, QG_TB_NORM_LS, &c->norm);
   if (!s) s = qg_opt_num(o, "turbo", "eq", 0.0, 1.0, 0.0, &c->eq);
   if (!s && !qg_is_pow2(group))
     s = qg_fail(QG_ERR_INPUT, "turbo: option group=%lld: must be a power of two (2, 4, ..., 2^20)",
@@ -76,13 +57,13 @@ static qg_status tb_parse(qg_opts *o, void **out) {
 }
 
 static void tb_canon(const void *cfg, qg_buf *b) {
-  const tb_cfg *c = cfg;
+  const qg_turbo_opts *c = cfg;
   qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%.17g", c->bits, (long long)c->group,
                 norm_names[c->norm], c->eq);
 }
 
 static qg_status tb_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
-  const tb_cfg *c = cfg;
+  const qg_turbo_opts *c = cfg;
   if (ndim != 2) return qg_cannot_take("turbo", name, ndim, shape, "needs a 2-D matrix");
   if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("turbo", name, ndim, shape, "empty matrix");
   if (shape[1] % c->group)
@@ -94,7 +75,7 @@ static qg_status tb_can_take(const void *cfg, const char *name, int ndim, const 
 /* The reconstruction of one group from its codes (rotated order) and stored gain, in
  * original column order: a R^-1 c (ls) or n R^-1 c / |c| (l2), divided by the column
  * scales. Shared by the grid and dequantize so both give the same floats. */
-static void tb_recon(const tb_cfg *c, const qg_lloydmax *lm, const uint32_t *codes, float gain,
+static void tb_recon(const qg_turbo_opts *c, const qg_lloydmax *lm, const uint32_t *codes, float gain,
                      const float *signs, const float *colscale, float *out) {
   int64_t g = c->group;
   double cc = 0;
@@ -102,7 +83,7 @@ static void tb_recon(const tb_cfg *c, const qg_lloydmax *lm, const uint32_t *cod
     out[j] = lm->cf[codes[j]];
     cc += (double)out[j] * out[j];
   }
-  float a = c->norm == NORM_LS ? gain : (cc > 0 ? (float)(gain / sqrt(cc)) : 0.0f);
+  float a = c->norm == QG_TB_NORM_LS ? gain : (cc > 0 ? (float)(gain / sqrt(cc)) : 0.0f);
   for (int64_t j = 0; j < g; j++) out[j] *= a;
   qg_rotate_inv(out, signs, g);
   if (colscale)
@@ -110,7 +91,7 @@ static void tb_recon(const tb_cfg *c, const qg_lloydmax *lm, const uint32_t *cod
 }
 
 typedef struct {
-  const tb_cfg *c;
+  const qg_turbo_opts *c;
   const qg_lloydmax *lm;
   int64_t rows, cols, ngroups;
   uint64_t seed;
@@ -122,7 +103,7 @@ typedef struct {
   float *buf;      /* nthreads x g: one rotation buffer per thread */
 } tb_state;
 
-static int64_t tb_group(const void *cfg) { return ((const tb_cfg *)cfg)->group; }
+static int64_t tb_group(const void *cfg) { return ((const qg_turbo_opts *)cfg)->group; }
 
 static void tb_free(void *p) {
   tb_state *st = p;
@@ -133,7 +114,7 @@ static void tb_free(void *p) {
 
 /* s_i = (d_i / mean d)^alpha in fp16; dead columns (d_i = 0) are floored at 1e-6 of the
  * mean so the division after dequantization stays finite. */
-static qg_status tb_colscale(const tb_cfg *c, const qg_qinput *in, float *s) {
+static qg_status tb_colscale(const qg_turbo_opts *c, const qg_qinput *in, float *s) {
   int64_t n = in->cols;
   double mean = 0;
   for (int64_t j = 0; j < n; j++) {
@@ -145,14 +126,14 @@ static qg_status tb_colscale(const tb_cfg *c, const qg_qinput *in, float *s) {
   mean /= (double)n;
   for (int64_t j = 0; j < n; j++) {
     double d = in->importance ? in->importance[j] : in->hessian[j * n + j];
-    s[j] = mean > 0 ? f16r(pow(fmax(d, 1e-6 * mean) / mean, c->eq)) : 1.0f;
+    s[j] = mean > 0 ? qg_f16r(pow(fmax(d, 1e-6 * mean) / mean, c->eq)) : 1.0f;
     if (s[j] == 0.0f) s[j] = qg_f16_to_f32(1); /* smallest subnormal, never zero */
   }
   return QG_OK;
 }
 
 static qg_status tb_begin(const void *cfg, const qg_qinput *in, void **out) {
-  const tb_cfg *c = cfg;
+  const qg_turbo_opts *c = cfg;
   if (in->cols % c->group)
     return qg_fail(QG_ERR_INPUT, "turbo: %lld columns are not a multiple of group=%lld",
                    (long long)in->cols, (long long)c->group);
@@ -208,7 +189,7 @@ typedef struct {
 static void tb_round_row(void *p, int64_t r, int thread) {
   const tb_round_job *jb = p;
   tb_state *st = jb->st;
-  const tb_cfg *c = st->c;
+  const qg_turbo_opts *c = st->c;
   int64_t g = c->group, col = jb->col, gi = col / g;
   const float *sg = st->signs + col, *cs = st->colscale ? st->colscale + col : NULL;
   float *b = st->buf + (size_t)thread * (size_t)g;
@@ -224,7 +205,7 @@ static void tb_round_row(void *p, int64_t r, int thread) {
     dot += (double)b[j] * st->lm->c[i];
     cc += st->lm->c[i] * st->lm->c[i];
   }
-  float gain = c->norm == NORM_LS ? f16r(dot / cc) : f16r(norm);
+  float gain = c->norm == QG_TB_NORM_LS ? qg_f16r(dot / cc) : qg_f16r(norm);
   st->gain[r * st->ngroups + gi] = gain;
   tb_recon(c, st->lm, codes, gain, sg, cs, b);
   for (int64_t j = 0; j < g; j++) jb->q[r * jb->ldq + j] = b[j];
@@ -237,14 +218,14 @@ static void tb_round(void *p, int64_t col, const double *x, int64_t ldx, double 
 
 static qg_status tb_finish(void *p, qg_qtensor *out) {
   tb_state *st = p;
-  const tb_cfg *c = st->c;
+  const qg_turbo_opts *c = st->c;
   uint32_t *codes;
   uint16_t *h;
   uint8_t *seed;
   int64_t n = st->rows * st->cols, ng = st->rows * st->ngroups;
   QG_TRY(qg_qtensor_add(out, "codes", QG_SEC_CODES, c->bits, n, (void **)&codes));
   memcpy(codes, st->codes, (size_t)n * sizeof *codes);
-  QG_TRY(qg_qtensor_add(out, c->norm == NORM_LS ? "scales" : "norms", QG_SEC_F16, 0, ng, (void **)&h));
+  QG_TRY(qg_qtensor_add(out, c->norm == QG_TB_NORM_LS ? "scales" : "norms", QG_SEC_F16, 0, ng, (void **)&h));
   for (int64_t i = 0; i < ng; i++) h[i] = qg_f32_to_f16(st->gain[i]);
   QG_TRY(qg_qtensor_add(out, "seed", QG_SEC_RAW, 0, 8, (void **)&seed));
   for (int i = 0; i < 8; i++) seed[i] = (uint8_t)(st->seed >> (8 * i));
@@ -255,17 +236,25 @@ static qg_status tb_finish(void *p, qg_qtensor *out) {
   return QG_OK;
 }
 
-static int tb_width(const void *cfg) { return (int)((const tb_cfg *)cfg)->group; }
+static int tb_width(const void *cfg) { return (int)((const qg_turbo_opts *)cfg)->group; }
 
 /* Width: the group (width_of), one rotation block rounded at once. */
-static const qg_grid tb_grid = {0, tb_group, tb_begin, tb_set_scale, tb_round, tb_finish, tb_free, tb_width};
+static const qg_grid tb_grid = {
+    .group = tb_group,
+    .begin = tb_begin,
+    .set_scale = tb_set_scale,
+    .round = tb_round,
+    .finish = tb_finish,
+    .free = tb_free,
+    .width_of = tb_width,
+};
 
 static qg_status tb_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
   return qg_grid_rtn(&tb_grid, cfg, in, out);
 }
 
 static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
-  const tb_cfg *c = cfg;
+  const qg_turbo_opts *c = cfg;
   const char *nm = q->name ? q->name : "?";
   int64_t g = c->group;
   if (q->cols % g)
@@ -274,7 +263,7 @@ static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
   int64_t ng = q->cols / g;
   const qg_qsection *cs, *gs, *ss, *es = NULL;
   QG_TRY(qg_qtensor_need(q, "codes", QG_SEC_CODES, q->rows * q->cols, &cs));
-  QG_TRY(qg_qtensor_need(q, c->norm == NORM_LS ? "scales" : "norms", QG_SEC_F16, q->rows * ng, &gs));
+  QG_TRY(qg_qtensor_need(q, c->norm == QG_TB_NORM_LS ? "scales" : "norms", QG_SEC_F16, q->rows * ng, &gs));
   QG_TRY(qg_qtensor_need(q, "seed", QG_SEC_RAW, 8, &ss));
   if (c->eq > 0) QG_TRY(qg_qtensor_need(q, "colscale", QG_SEC_F16, q->cols, &es));
   if (cs->bits != c->bits)
@@ -318,7 +307,7 @@ static qg_status tb_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
   return s;
 }
 
-static void free_cfg(void *c) { free(c); }
+static void tb_free_cfg(void *c) { free(c); }
 
 /* A GPTQ grid of width = group (qg_grid.width_of): "gptq grid=turbo bits=3 group=32"
  * rotates each group of the error-updated weights, rounds the rotated coordinates to the
@@ -326,206 +315,17 @@ static void free_cfg(void *c) { free(c); }
  * its block update (E = (W_b - Q_b) U_bb^-1), as for E8's 8 columns. GPTQ's blocksize must
  * be a multiple of the group; act_order is not available (width > 1). */
 const qg_quantizer qg_quantizer_turbo = {
-    "turbo", "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
-    tb_parse, free_cfg, tb_canon, tb_can_take, tb_quantize, tb_dequantize, NULL, &tb_grid};
+    .name = "turbo",
+    .summary = "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
+    .parse = tb_parse,
+    .free_cfg = tb_free_cfg,
+    .canon = tb_canon,
+    .can_take = tb_can_take,
+    .quantize = tb_quantize,
+    .dequantize = tb_dequantize,
+    .grid = &tb_grid,
+};
 
-/* ==== lloydmax ========================================================================= */
-
-enum { SC_RMS = 0, SC_SEARCH = 1 };
-static const char *const scale_names[] = {"rms", "search", NULL};
-
-typedef struct {
-  int bits, scale, steps, objective;
-  int64_t group;
-  double lo, hi; /* search range of sigma / rms */
-} lm_cfg;
-
-static qg_status lm_parse(qg_opts *o, void **out) {
-  lm_cfg *c = calloc(1, sizeof *c);
-  if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
-  int64_t bits, group, steps;
-  qg_status s = qg_opt_int(o, "lloydmax", "bits", 1, QG_LLOYDMAX_MAX_BITS, 4, &bits);
-  if (!s) s = qg_opt_int(o, "lloydmax", "group", 0, (int64_t)1 << 30, 0, &group);
-  if (!s) s = qg_opt_choice(o, "lloydmax", "scale", scale_names, SC_SEARCH, &c->scale);
-  if (!s) s = qg_opt_num(o, "lloydmax", "lo", 0.1, 10.0, 0.5, &c->lo);
-  if (!s) s = qg_opt_num(o, "lloydmax", "hi", 0.1, 10.0, 2.0, &c->hi);
-  if (!s) s = qg_opt_int(o, "lloydmax", "steps", 1, 1000, 32, &steps);
-  if (!s) s = qg_opt_choice(o, "lloydmax", "objective", obj_names, 0, &c->objective);
-  if (!s && c->lo > c->hi) s = qg_fail(QG_ERR_INPUT, "lloydmax: lo=%g is above hi=%g", c->lo, c->hi);
-  if (s) {
-    free(c);
-    return s;
-  }
-  c->bits = (int)bits, c->group = group, c->steps = (int)steps;
-  *out = c;
-  return QG_OK;
+const qg_turbo_opts *qg_turbo_opts_of(const qg_quantizer *q, const void *cfg) {
+  return q == &qg_quantizer_turbo ? cfg : NULL;
 }
-
-static void lm_canon(const void *cfg, qg_buf *b) {
-  const lm_cfg *c = cfg;
-  qg_buf_printf(b, "bits=%d group=%lld scale=%s", c->bits, (long long)c->group, scale_names[c->scale]);
-  if (c->scale == SC_SEARCH)
-    qg_buf_printf(b, " lo=%.17g hi=%.17g steps=%d objective=%s", c->lo, c->hi, c->steps, obj_names[c->objective]);
-}
-
-static qg_status lm_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
-  const lm_cfg *c = cfg;
-  if (ndim != 2) return qg_cannot_take("lloydmax", name, ndim, shape, "needs a 2-D matrix");
-  if (shape[0] < 1 || shape[1] < 1) return qg_cannot_take("lloydmax", name, ndim, shape, "empty matrix");
-  if (c->group && shape[1] % c->group)
-    return qg_cannot_take("lloydmax", name, ndim, shape, "%lld columns are not a multiple of group=%lld",
-                          (long long)shape[1], (long long)c->group);
-  return QG_OK;
-}
-
-typedef struct {
-  const lm_cfg *c;
-  const qg_lloydmax *lm;
-  int64_t rows, cols, group, ngroups;
-  float *scales;   /* rows x ngroups (fp16 values) */
-  uint32_t *codes; /* rows x cols */
-} lm_state;
-
-static int64_t lm_group(const void *cfg) { return ((const lm_cfg *)cfg)->group; }
-
-static void lm_free(void *p) {
-  lm_state *st = p;
-  if (!st) return;
-  free(st->scales), free(st->codes);
-  free(st);
-}
-
-static qg_status lm_begin(const void *cfg, const qg_qinput *in, void **out) {
-  const lm_cfg *c = cfg;
-  lm_state *st = calloc(1, sizeof *st);
-  if (!st) return qg_fail(QG_ERR_NOMEM, "out of memory");
-  st->c = c;
-  st->lm = qg_lloydmax_gaussian_cached(c->bits);
-  st->rows = in->rows, st->cols = in->cols;
-  st->group = c->group ? c->group : in->cols;
-  st->ngroups = in->cols / st->group;
-  st->scales = calloc((size_t)(st->rows * st->ngroups), sizeof *st->scales);
-  st->codes = calloc((size_t)(st->rows * st->cols), sizeof *st->codes);
-  if (!st->lm || !st->scales || !st->codes) {
-    lm_free(st);
-    return qg_fail(QG_ERR_NOMEM, "out of memory (%lld x %lld)", (long long)in->rows, (long long)in->cols);
-  }
-  *out = st;
-  return QG_OK;
-}
-
-static double lm_err(const qg_lloydmax *lm, const double *x, const double *imp, int64_t n, float s) {
-  double e = 0;
-  for (int64_t j = 0; j < n; j++) {
-    double d = x[j] - (double)s * lm->cf[qg_lloydmax_index(lm, (float)(x[j] / s))];
-    e += (imp ? imp[j] : 1.0) * d * d;
-  }
-  return e;
-}
-
-/* sigma = RMS (the Gaussian optimum), or the best of `steps` multipliers of it spaced
- * geometrically over [lo, hi] (1 always among the candidates). */
-typedef struct {
-  lm_state *st;
-  int64_t gi, ldx, n;
-  const double *x, *w;
-} lm_scale_job;
-
-static void lm_scale_row(void *p, int64_t r, int thread) {
-  const lm_scale_job *jb = p;
-  lm_state *st = jb->st;
-  const lm_cfg *c = st->c;
-  const double *xr = jb->x + r * jb->ldx, *w = jb->w;
-  int64_t n = jb->n;
-  (void)thread;
-  double ss = 0;
-  for (int64_t j = 0; j < n; j++) ss += xr[j] * xr[j];
-  double rms = sqrt(ss / (double)n);
-  /* An all-zero (or fp16-underflowing) group gets the smallest subnormal scale, so
-   * its innermost levels reconstruct to ~1e-8 rather than +-0.45 */
-  float best = f16r(rms);
-  if (best == 0.0f) best = qg_f16_to_f32(1);
-  if (c->scale == SC_SEARCH && rms > 0) {
-    double be = lm_err(st->lm, xr, w, n, best);
-    for (int i = 0; i < c->steps; i++) {
-      double m = c->steps == 1 ? c->lo : c->lo * pow(c->hi / c->lo, (double)i / (c->steps - 1));
-      float s = f16r(rms * m);
-      if (s == 0.0f) continue;
-      double e = lm_err(st->lm, xr, w, n, s);
-      if (e < be) be = e, best = s;
-    }
-  }
-  st->scales[r * st->ngroups + jb->gi] = best;
-}
-
-/* sigma = RMS (the Gaussian optimum), or the best of `steps` multipliers of it spaced
- * geometrically over [lo, hi] (1 always among the candidates); one task per row. */
-static qg_status lm_set_scale(void *p, int64_t gi, const double *x, int64_t ldx, int64_t n, const double *imp) {
-  lm_state *st = p;
-  const lm_cfg *c = st->c;
-  if (gi < 0 || gi >= st->ngroups || n != st->group)
-    return qg_fail(QG_ERR_INTERNAL, "lloydmax grid: group %lld of %lld columns", (long long)gi, (long long)n);
-  lm_scale_job jb = {st, gi, ldx, n, x, c->objective == 1 ? imp : NULL};
-  qg_quant_parallel_for(st->rows, lm_scale_row, &jb);
-  return QG_OK;
-}
-
-static void lm_round(void *p, int64_t col, const double *x, int64_t ldx, double *q, int64_t ldq) {
-  lm_state *st = p;
-  int64_t gi = col / st->group;
-  for (int64_t r = 0; r < st->rows; r++) {
-    float s = st->scales[r * st->ngroups + gi];
-    int i = qg_lloydmax_index(st->lm, (float)(x[r * ldx] / s));
-    st->codes[r * st->cols + col] = (uint32_t)i;
-    q[r * ldq] = (double)(s * st->lm->cf[i]); /* the float product dequantize computes */
-  }
-}
-
-static qg_status lm_finish(void *p, qg_qtensor *out) {
-  lm_state *st = p;
-  uint32_t *codes;
-  uint16_t *h;
-  int64_t n = st->rows * st->cols, ng = st->rows * st->ngroups;
-  QG_TRY(qg_qtensor_add(out, "codes", QG_SEC_CODES, st->c->bits, n, (void **)&codes));
-  memcpy(codes, st->codes, (size_t)n * sizeof *codes);
-  QG_TRY(qg_qtensor_add(out, "scales", QG_SEC_F16, 0, ng, (void **)&h));
-  for (int64_t i = 0; i < ng; i++) h[i] = qg_f32_to_f16(st->scales[i]);
-  return QG_OK;
-}
-
-static const qg_grid lm_grid = {1, lm_group, lm_begin, lm_set_scale, lm_round, lm_finish, lm_free, NULL};
-
-static qg_status lm_quantize(const void *cfg, const qg_qinput *in, qg_qtensor *out) {
-  return qg_grid_rtn(&lm_grid, cfg, in, out);
-}
-
-static qg_status lm_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
-  const lm_cfg *c = cfg;
-  const char *nm = q->name ? q->name : "?";
-  int64_t g = c->group ? c->group : q->cols;
-  if (g <= 0 || q->cols % g)
-    return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): group does not divide %lld columns", nm, (long long)q->cols);
-  int64_t ng = q->cols / g;
-  const qg_qsection *cs, *ss;
-  QG_TRY(qg_qtensor_need(q, "codes", QG_SEC_CODES, q->rows * q->cols, &cs));
-  QG_TRY(qg_qtensor_need(q, "scales", QG_SEC_F16, q->rows * ng, &ss));
-  if (cs->bits != c->bits)
-    return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): codes are %d-bit, options say bits=%d", nm, cs->bits,
-                   c->bits);
-  const qg_lloydmax *lm = qg_lloydmax_gaussian_cached(c->bits);
-  const uint32_t *codes = cs->data;
-  const uint16_t *sc = ss->data;
-  for (int64_t r = 0; r < q->rows; r++)
-    for (int64_t j = 0; j < q->cols; j++) {
-      uint32_t u = codes[r * q->cols + j];
-      if (u >= (uint32_t)lm->levels)
-        return qg_fail(QG_ERR_INPUT, "tensor '%s' (lloydmax): code %u at [%lld, %lld] outside 0..%d", nm, u,
-                       (long long)r, (long long)j, lm->levels - 1);
-      w[r * q->cols + j] = qg_f16_to_f32(sc[r * ng + j / g]) * lm->cf[u];
-    }
-  return QG_OK;
-}
-
-const qg_quantizer qg_quantizer_lloydmax = {
-    "lloydmax", "Gaussian Lloyd-Max levels (1..8 bits) times an fp16 scale per row or group (RMS or searched)",
-    lm_parse, free_cfg, lm_canon, lm_can_take, lm_quantize, lm_dequantize, NULL, &lm_grid};

@@ -1,6 +1,7 @@
 /* quant/: the plug-in interface (options, sections, registry), rowwise against a scalar
  * reference written here, clipping rules against their definitions, contest-int8 against
- * the whole-model contest export, and the passthrough quantizers. */
+ * the contest's rules written out here and its real .int8.ptz, and the passthrough
+ * quantizers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "io/ptz.h"
+#include "io/torchfile.h"
 #include "quant/quant_internal.h"
 #include "tests/testlib.h"
 
@@ -181,7 +183,38 @@ static void test_clip_search(void **st) {
   free(w), free(a), free(b);
 }
 
-/* contest-int8 per tensor == the contest's whole-model export and dequantization */
+/* ---- contest-int8: against expectations derived here, not the export it wraps ---------- */
+
+static int cmp_f32(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* train_gpt.py's clip level: torch.quantile(|v|, 0.9999984) over a fully sorted copy
+ * (rank in float32, then ATen's lerp: one fma from the nearer end). */
+static float slow_clip(const float *v, int64_t n) {
+  float *a = malloc((size_t)n * sizeof *a);
+  for (int64_t i = 0; i < n; i++) a[i] = fabsf(v[i]);
+  qsort(a, (size_t)n, sizeof *a, cmp_f32);
+  float rank = 0.9999984f * (float)(n - 1);
+  int64_t below = (int64_t)floorf(rank), above = (int64_t)ceilf(rank);
+  float w = rank - (float)below, lo = a[below], hi = a[above < n ? above : n - 1];
+  free(a);
+  return w < 0.5f ? fmaf(w, hi - lo, lo) : fmaf(w - 1.0f, hi - lo, hi);
+}
+
+/* torch.clamp(round(clamp(v, -clip, clip) / scale), -127, 127), round half to even */
+static int slow_code(float v, float clip, float scale) {
+  float c = v > clip ? clip : v < -clip ? -clip : v;
+  float q = rintf(c / scale);
+  return (int)(q > 127 ? 127 : q < -127 ? -127 : q);
+}
+
+/* The plug-in on one tensor of each kind the contest treats differently, each checked
+ * against the contest's rules written out here: 2-D float tensors over 65,536 elements
+ * get per-row codes and fp16 row scales clip/127 (floored at 1/127); larger tensors of
+ * other ranks one fp32 scale clip/127; small tensors are kept in fp16, control tensors
+ * in fp32. */
 static void test_contest_int8(void **st) {
   (void)st;
   qg_state s;
@@ -191,6 +224,8 @@ static void test_contest_int8(void **st) {
   int64_t sh2[2] = {300, 256}, sh1[1] = {70000}, shs[1] = {100}, shc[1] = {64};
   assert_int_equal(qg_state_add(&s, "blocks.0.mlp.fc.weight", QG_F32, 2, sh2, &t), QG_OK);
   for (int64_t i = 0; i < 300 * 256; i++) ((float *)t->data)[i] = 0.05f * qg_test_randf(&seed);
+  ((float *)t->data)[5] = 3.0f; /* an outlier the clip cuts */
+  for (int64_t j = 0; j < 256; j++) ((float *)t->data)[7 * 256 + j] = 1e-4f * qg_test_randf(&seed); /* floor */
   assert_int_equal(qg_state_add(&s, "tok_emb.weight", QG_BF16, 2, sh2, &t), QG_OK);
   for (int64_t i = 0; i < 300 * 256; i++) ((uint16_t *)t->data)[i] = qg_f32_to_bf16(0.5f * qg_test_randf(&seed));
   assert_int_equal(qg_state_add(&s, "big.vector", QG_F32, 1, sh1, &t), QG_OK);
@@ -199,17 +234,13 @@ static void test_contest_int8(void **st) {
   for (int64_t i = 0; i < 100; i++) ((uint16_t *)t->data)[i] = qg_f32_to_bf16(qg_test_randf(&seed));
   assert_int_equal(qg_state_add(&s, "blocks.0.attn.q_gain", QG_F32, 1, shc, &t), QG_OK);
   for (int64_t i = 0; i < 64; i++) ((float *)t->data)[i] = 1.0f + qg_test_randf(&seed);
-  qg_int8_artifact a;
-  assert_int_equal(qg_int8_quantize(&s, &a), QG_OK);
-  qg_state ref;
-  assert_int_equal(qg_int8_dequantize(&a, &ref), QG_OK);
   qg_qconfig c;
   assert_int_equal(qg_qconfig_parse("contest-int8", "", &c), QG_OK);
   for (int i = 0; i < s.n; i++) {
     const qg_tensor *x = &s.t[i];
     int64_t n = qg_tensor_numel(x), rows, cols;
     qg_matrix_view(x->ndim, x->shape, &rows, &cols);
-    float *w = malloc(n * sizeof *w), *dq = malloc(n * sizeof *dq), *want = malloc(n * sizeof *want);
+    float *w = malloc(n * sizeof *w), *dq = malloc(n * sizeof *dq);
     qg_tensor_to_f32(x, w);
     qg_qinput in = {.name = x->name, .w = w, .rows = rows, .cols = cols, .ndim = x->ndim, .src = x,
                     .dtype = x->dtype};
@@ -217,18 +248,112 @@ static void test_contest_int8(void **st) {
     qg_qtensor q;
     assert_int_equal(qg_quantize(&c, &in, &q), QG_OK);
     assert_int_equal(qg_dequantize(&c, &q, dq), QG_OK);
-    const qg_tensor *r = qg_state_find(&ref, x->name);
-    assert_non_null(r);
-    qg_tensor_to_f32(r, want);
-    for (int64_t k = 0; k < n; k++)
-      if (memcmp(&dq[k], &want[k], 4)) fail_msg("%s[%lld]: %g vs contest %g", x->name, (long long)k, dq[k], want[k]);
+    const qg_qsection *cs = qg_qtensor_find(&q, "codes"), *ds = qg_qtensor_find(&q, "data");
+    if (i < 2) { /* per row */
+      assert_non_null(cs);
+      const qg_qsection *ss = qg_qtensor_find(&q, "scales");
+      assert_non_null(ss);
+      assert_int_equal(ss->count, rows);
+      for (int64_t r = 0; r < rows; r++) {
+        float clip = slow_clip(w + r * cols, cols), scale = clip / 127.0f;
+        if (scale < 1.0f / 127.0f) scale = 1.0f / 127.0f;
+        assert_int_equal(((const uint16_t *)ss->data)[r], qg_f32_to_f16(scale));
+        for (int64_t j = 0; j < cols; j++) {
+          int want = slow_code(w[r * cols + j], clip, scale);
+          if ((int)((const uint32_t *)cs->data)[r * cols + j] - 127 != want)
+            fail_msg("%s[%lld, %lld]: code %d, expected %d", x->name, (long long)r, (long long)j,
+                     (int)((const uint32_t *)cs->data)[r * cols + j] - 127, want);
+          float v = (float)want * qg_f16_to_f32(qg_f32_to_f16(scale));
+          if (x->dtype == QG_BF16) v = qg_bf16_to_f32(qg_f32_to_bf16(v));
+          assert_true(dq[r * cols + j] == v);
+        }
+      }
+    } else if (i == 2) { /* per tensor */
+      assert_non_null(cs);
+      const qg_qsection *ss = qg_qtensor_find(&q, "scale");
+      assert_non_null(ss);
+      float clip = slow_clip(w, n), scale = (float)((double)clip / 127.0);
+      assert_true(*(const float *)ss->data == scale);
+      for (int64_t j = 0; j < n; j++) {
+        int want = slow_code(w[j], clip, scale);
+        assert_int_equal((int)((const uint32_t *)cs->data)[j] - 127, want);
+        assert_true(dq[j] == (float)want * scale);
+      }
+    } else { /* kept float: fp16 (small, back in its bf16), fp32 (control) */
+      assert_null(cs);
+      assert_non_null(ds);
+      assert_int_equal(ds->kind, i == 3 ? QG_SEC_F16 : QG_SEC_F32);
+      for (int64_t j = 0; j < n; j++) {
+        float v = i == 3 ? qg_bf16_to_f32(qg_f32_to_bf16(qg_f16_to_f32(qg_f32_to_f16(w[j])))) : w[j];
+        assert_true(dq[j] == v);
+      }
+    }
     qg_qtensor_free(&q);
-    free(w), free(dq), free(want);
+    free(w), free(dq);
   }
   qg_qconfig_free(&c);
-  qg_state_free(&ref);
-  qg_int8_artifact_free(&a);
   qg_state_free(&s);
+}
+
+/* The plug-in on the contest's own checkpoint reproduces the contest's real artifact: every
+ * int8 code and fp16 row scale of the .int8.ptz, and every kept-float tensor's bytes. */
+static void test_contest_int8_real(void **st) {
+  (void)st;
+  const char *p;
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.pt");
+  char pt[4096];
+  snprintf(pt, sizeof pt, "%s", p);
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.int8.ptz");
+  qg_state sd;
+  qg_int8_artifact ref;
+  assert_int_equal(qg_pt_load(pt, &sd), QG_OK);
+  assert_int_equal(qg_ptz_read(p, &ref), QG_OK);
+  qg_qconfig c;
+  assert_int_equal(qg_qconfig_parse("contest-int8", "", &c), QG_OK);
+  int nq = 0, np = 0;
+  for (int i = 0; i < sd.n; i++) {
+    const qg_tensor *x = &sd.t[i];
+    int64_t n = qg_tensor_numel(x), rows, cols;
+    qg_matrix_view(x->ndim, x->shape, &rows, &cols);
+    float *w = malloc(n * sizeof *w);
+    qg_tensor_to_f32(x, w);
+    qg_qinput in = {.name = x->name, .w = w, .rows = rows, .cols = cols, .ndim = x->ndim, .src = x,
+                    .dtype = x->dtype};
+    memcpy(in.shape, x->shape, sizeof in.shape);
+    qg_qtensor q;
+    assert_int_equal(qg_quantize(&c, &in, &q), QG_OK);
+    const qg_tensor *rq = qg_state_find(&ref.quantized, x->name), *rp = qg_state_find(&ref.passthrough, x->name);
+    const qg_qsection *cs = qg_qtensor_find(&q, "codes");
+    if (rq) {
+      int ri = (int)(rq - ref.quantized.t);
+      nq++;
+      assert_non_null(cs);
+      assert_int_equal(cs->count, n);
+      for (int64_t k = 0; k < n; k++)
+        if ((int)((const uint32_t *)cs->data)[k] - 127 != ((const int8_t *)rq->data)[k])
+          fail_msg("%s[%lld]: code %d, the contest's %d", x->name, (long long)k,
+                   (int)((const uint32_t *)cs->data)[k] - 127, ((const int8_t *)rq->data)[k]);
+      const qg_qsection *ss = qg_qtensor_find(&q, "scales");
+      assert_non_null(ss);
+      assert_int_equal(ss->count * 2, (int64_t)ref.scales.t[ri].nbytes);
+      assert_memory_equal(ss->data, ref.scales.t[ri].data, ref.scales.t[ri].nbytes);
+    } else {
+      assert_non_null(rp);
+      np++;
+      const qg_qsection *ds = qg_qtensor_find(&q, "data");
+      assert_null(cs);
+      assert_non_null(ds);
+      assert_int_equal(qg_qsection_packed_bytes(ds), (int64_t)rp->nbytes);
+      assert_memory_equal(ds->data, rp->data, rp->nbytes);
+    }
+    qg_qtensor_free(&q);
+    free(w);
+  }
+  assert_int_equal(nq, ref.quantized.n);
+  assert_int_equal(np, ref.passthrough.n);
+  qg_qconfig_free(&c);
+  qg_int8_artifact_free(&ref);
+  qg_state_free(&sd);
 }
 
 static void test_passthrough(void **st) {
@@ -309,7 +434,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_options),          cmocka_unit_test(test_rowwise_reference),
       cmocka_unit_test(test_quantile_and_pct), cmocka_unit_test(test_sdclip),
-      cmocka_unit_test(test_clip_search),      cmocka_unit_test(test_contest_int8),
+      cmocka_unit_test(test_clip_search),      cmocka_unit_test(test_contest_int8), cmocka_unit_test(test_contest_int8_real),
       cmocka_unit_test(test_passthrough),      cmocka_unit_test(test_can_take_and_sections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
