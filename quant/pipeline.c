@@ -114,7 +114,7 @@ qg_status qg_quantize_model(const qg_state *st, const qg_spec *spec, const qg_qu
     qg_spec_assign_why(spec, st, &plan.a[i], r->why, sizeof r->why);
     if (opts && opts->progress) opts->progress(opts->progress_ctx, i, st->n, t->name);
     s = quantize_one(t, spec, &plan.a[i], opts, r);
-    if (s && plan.a[i].kind == QG_ASSIGN_RULE && !strcmp(plan.a[i].cfg->q->name, "gptq") &&
+    if (s && plan.a[i].kind == QG_ASSIGN_RULE && plan.a[i].cfg->q->needs_hessian &&
         !(opts && opts->hessians && qg_hessian_map_find(opts->hessians, t->name)))
       qg_fail(s, "tensor '%s': %s asks for gptq, which needs calibration Hessians, and none were collected (give "
               "calibration data, or use rowwise)", t->name, r->why);
