@@ -33,6 +33,9 @@ void qg_cmd_prepare_help(void);
 int qg_cmd_train(int argc, char **argv);
 void qg_cmd_train_help(void);
 
+int qg_cmd_run(int argc, char **argv);
+void qg_cmd_run_help(void);
+
 int qg_cmd_eval(int argc, char **argv);
 void qg_cmd_eval_help(void);
 int qg_cmd_kld(int argc, char **argv);

@@ -25,6 +25,7 @@ static const qg_command commands[] = {
      qg_cmd_quantize, qg_cmd_quantize_help},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
      qg_cmd_train_help},
+    {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
     {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

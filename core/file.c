@@ -175,3 +175,21 @@ void qg_free_strings(char **v, int n) {
   for (int i = 0; i < n; i++) free(v[i]);
   free(v);
 }
+
+qg_status qg_mkdir_p(const char *path) {
+  size_t n = strlen(path);
+  char *tmp = malloc(n + 1);
+  if (!tmp) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  memcpy(tmp, path, n + 1);
+  qg_status s = QG_OK;
+  for (char *p = tmp + 1; !s; p++) {
+    int end = !*p;
+    if (*p != '/' && !end) continue;
+    *p = 0;
+    if (mkdir(tmp, 0777) && errno != EEXIST) s = qg_fail(QG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    if (end) break;
+    *p = '/';
+  }
+  free(tmp);
+  return s;
+}

@@ -41,6 +41,9 @@ void qg_atomic_abort(qg_atomic_file *a);
 /* Writes a whole buffer atomically. */
 qg_status qg_write_file_atomic(const char *path, const void *data, size_t n);
 
+/* Creates a folder and its missing parents (an existing one is fine). */
+qg_status qg_mkdir_p(const char *path);
+
 /* Lists files matching a glob pattern in sorted order (malloc'd array of malloc'd
  * strings). No match is an error naming the pattern. */
 qg_status qg_glob_sorted(const char *pattern, char ***paths, int *count);

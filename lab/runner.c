@@ -150,18 +150,6 @@ static int file_exists(const char *p) {
   return stat(p, &sb) == 0;
 }
 
-static qg_status mkdirs(const char *p) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s", p);
-  for (char *s = tmp + 1; *s; s++)
-    if (*s == '/') {
-      *s = 0;
-      if (mkdir(tmp, 0777) && errno != EEXIST) return qg_fail(QG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-      *s = '/';
-    }
-  if (mkdir(tmp, 0777) && errno != EEXIST) return qg_fail(QG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-  return QG_OK;
-}
 
 /* ---- training ------------------------------------------------------------------------ */
 
@@ -229,7 +217,7 @@ static qg_status train_arm(run *R, const qg_lab_arm *a, uint64_t seed, const cha
   }
   *reused = 0;
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
-  QG_TRY(mkdirs(tmp));
+  QG_TRY(qg_mkdir_p(tmp));
   qg_train_config c;
   qg_train_config_defaults(&c);
   for (int i = 0; i < a->n_train; i++) {
@@ -659,9 +647,9 @@ qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_re
   snprintf(R.dir_train, sizeof R.dir_train, "%s/train", o->cache_dir);
   snprintf(R.dir_art, sizeof R.dir_art, "%s/art", o->cache_dir);
   snprintf(R.dir_eval, sizeof R.dir_eval, "%s/eval", o->cache_dir);
-  QG_TRY(mkdirs(R.dir_train));
-  QG_TRY(mkdirs(R.dir_art));
-  QG_TRY(mkdirs(R.dir_eval));
+  QG_TRY(qg_mkdir_p(R.dir_train));
+  QG_TRY(qg_mkdir_p(R.dir_art));
+  QG_TRY(qg_mkdir_p(R.dir_eval));
 
   qg_spm tok;
   QG_TRY(qg_spm_load(h->tokenizer, &tok));
