@@ -18,13 +18,16 @@ void qg_cmd_quantize_help(void) {
   printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml)\n"
          "                          --out A.qgz|A.int8.ptz [--compress zstd|brotli|xz|zlib]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
-         "                          [--code-bytes N | --code FILE...]\n\n"
-         "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins;\n"
-         "small and control tensors follow the contest's passthrough rules unless a rule names\n"
-         "them; large tensors no rule matches get the contest's int8 export) and writes the\n"
+         "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n\n"
+         "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins; a\n"
+         "rule takes every floating matrix it matches; non-float, control and 1-D tensors keep\n"
+         "the contest's passthrough unless a rule names them; tensors no rule matches get the\n"
+         "contest's export: fp16 up to 65,536 weights, contest-int8 above) and writes the\n"
          "artifact atomically. .qgz: self-describing, compressed with zstd -22 by default; codes\n"
          "bit-packed or one byte per code, whichever compresses smaller (--layout auto).\n"
-         ".int8.ptz: the contest's container (rowwise <= 8 bits with per-row scales only).\n\n"
+         ".int8.ptz: the contest's container (rowwise <= 8 bits with per-row scales only).\n"
+         "--contest-passthrough: glob rules also leave float tensors of <= 65,536 weights to the\n"
+         "passthrough, as the contest's int8 export does.\n\n"
          "Quantizers: ");
   for (int i = 0; qg_quantizers[i]; i++) printf("%s%s", i ? ", " : "", qg_quantizers[i]->name);
   printf(".\nExample: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n\n"
@@ -50,7 +53,7 @@ void qg_cmd_quantize_help(void) {
 typedef struct {
   const char *model, *spec, *spec_file, *out, *compress, *layout, *calib, *device;
   char **code;
-  int n_code, json;
+  int n_code, json, contest_passthrough;
   long long code_bytes, seed;
   long long calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
@@ -98,6 +101,7 @@ static int parse_args(int argc, char **argv, qargs *a) {
       else a->calib_skip = x;
     }
     else if (!strcmp(o, "--json")) a->json = 1;
+    else if (!strcmp(o, "--contest-passthrough")) a->contest_passthrough = 1;
     else if (!strcmp(o, "--code-bytes") || !strcmp(o, "--seed")) {
       const char *v;
       VAL(v);
@@ -174,6 +178,7 @@ int qg_cmd_quantize(int argc, char **argv) {
   s = a.spec ? qg_spec_parse_inline(a.spec, &spec) : qg_spec_load_yaml(a.spec_file, &spec);
   if (s) return qg_cli_report("quantize", s);
   if (a.seed) spec.seed = (uint64_t)a.seed;
+  if (a.contest_passthrough) spec.contest_passthrough = 1;
   job_view view = {.calib = a.calib};
   qg_qjob_opts jo = {.model = a.model, .spec = &spec, .out = a.out, .compressor = ptz ? QG_COMP_ZSTD : comp,
                      .layout = layout, .compare_compressors = 1, .calib = a.calib, .calib_seqs = (int)a.calib_seqs,
@@ -187,6 +192,16 @@ int qg_cmd_quantize(int argc, char **argv) {
     return qg_cli_report("quantize", s);
   }
   const qg_qmodel qm = jr.qm;
+  int by_rule = 0, by_pass = 0, by_default = 0;
+  for (int i = 0; i < qm.n; i++) {
+    const char *w = qm.t[i].why;
+    if (!strncmp(w, "rule ", 5)) by_rule++;
+    else if (!strncmp(w, "default", 7)) by_default++;
+    else by_pass++;
+  }
+  if (by_pass || by_default)
+    fprintf(stderr, "quantize: %d tensors: %d by rules, %d passthrough, %d default (contest-int8)\n", qm.n, by_rule,
+            by_pass, by_default);
   const size_t raw_n = jr.raw_bytes, *sizes = jr.compressed;
   const qg_qgz_info info = jr.info;
   long long artifact = jr.artifact_bytes, numel = jr.params, packed = jr.packed_bytes;

@@ -260,6 +260,13 @@ static qg_status arm_member(const ctx *c, void *obj, const char *key, const char
   if (!strcmp(key, "spec_file")) return get_path(c, p->h->dir, v, full, 0, &a->spec_file);
   if (!strcmp(key, "label")) return get_str(c, v, full, &a->label);
   if (!strcmp(key, "compress")) return get_str(c, v, full, &a->compress);
+  if (!strcmp(key, "contest_passthrough")) {
+    const char *b;
+    QG_TRY(need_scalar(c, v, full, &b));
+    if (strcmp(b, "true") && strcmp(b, "false")) return bad(c, v, full, "expected true or false, got '%s'", b);
+    a->contest_passthrough = !strcmp(b, "true");
+    return QG_OK;
+  }
   if (!strcmp(key, "train")) {
     a->trains = 1;
     return train_options(c, p->h->dir, v, full, &a->train, &a->n_train);
@@ -269,7 +276,7 @@ static qg_status arm_member(const ctx *c, void *obj, const char *key, const char
     calib_target t = {&a->calib, &a->calib_seqs, &a->calib_len, &a->calib_skip, p->h->dir};
     return each_member(c, v, full, calib_member, &t);
   }
-  return unknown(c, v, full, "spec, spec_file, train, fit, calibration, compress, label");
+  return unknown(c, v, full, "spec, spec_file, train, fit, calibration, compress, label, contest_passthrough");
 }
 
 /* The experiment-level train defaults, kept aside until the arms are read. */

@@ -11,7 +11,7 @@
  *   rule: contest, resamples, bootstrap_seed, compress, calib: {seqs, len, skip},
  *   train: {defaults for every trained arm}, published: "text", device: cpu|cuda|auto
  * An arm: {spec | spec_file, train: {...}, fit: {param, values, to}, calib: {...},
- *   compress, label}. */
+ *   compress, label, contest_passthrough}. */
 #ifndef QG_LAB_HYPOTHESIS_H
 #define QG_LAB_HYPOTHESIS_H
 
@@ -50,6 +50,7 @@ typedef struct {
   int calib_seqs, calib_len;
   int64_t calib_skip;
   char *compress;         /* zstd | brotli | xz | zlib (default: the experiment's) */
+  int contest_passthrough; /* the spec leaves small float tensors to the contest's passthrough */
   int line;
 } qg_lab_arm;
 

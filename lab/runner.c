@@ -266,6 +266,7 @@ typedef struct {
   int calib_seqs, calib_len;
   int64_t calib_skip;
   qg_compressor comp;
+  int contest_passthrough;
 } arm_plan;
 
 static qg_status load_spec(const arm_plan *p, qg_spec *sp) {
@@ -292,6 +293,7 @@ static qg_status plan_arm(const run *R, const qg_lab_arm *a, const char *fit_val
     return qg_fail(QG_ERR_INPUT, "%s: arm '%s': its spec needs calibration (GPTQ): give data.calib or the arm's "
                    "calibration.source", h->path, a->name);
   QG_TRY(qg_compressor_from_name(a->compress ? a->compress : h->compress, &p->comp));
+  p->contest_passthrough = a->contest_passthrough;
   return QG_OK;
 }
 
@@ -301,6 +303,7 @@ static qg_status artifact_key(const arm_plan *p, const char *float_id, uint64_t 
   qg_buf_printf(&b, "quantgolf %s quantize\nmodel %s\ncompress %s\nlayout auto\n", QG_VERSION, float_id,
                 qg_compressor_name(p->comp));
   qg_status s = QG_OK;
+  if (p->contest_passthrough) qg_buf_printf(&b, "contest_passthrough\n");
   if (p->text) {
     qg_buf_printf(&b, "spec %s\n", p->text);
   } else {
@@ -393,6 +396,7 @@ static qg_status quantize_arm(run *R, const qg_lab_arm *a, const char *fit_value
     qg_spec sp;
     if (!(s = load_spec(&p, &sp))) {
       sp.seed = seed;
+      if (p.contest_passthrough) sp.contest_passthrough = 1;
       qg_qjob_opts jo = {.model = float_path, .spec = &sp, .out = art, .compressor = p.comp, .layout = QG_LAYOUT_AUTO,
                          .calib = p.calib ? p.calib_src : NULL, .calib_seqs = p.calib_seqs, .calib_len = p.calib_len,
                          .calib_seed = seed, .calib_skip = p.calib_skip, .device = R->device};

@@ -261,6 +261,10 @@ qg_status qg_spec_parse_yaml(const uint8_t *data, size_t len, const char *fname,
         const char *k = yscalar(kn);
         if (k && !strcmp(k, "rules")) {
           st = yrules(&y, vn);
+        } else if (k && !strcmp(k, "contest_passthrough")) {
+          const char *v = yscalar(vn);
+          if (v && (!strcmp(v, "true") || !strcmp(v, "false"))) out->contest_passthrough = !strcmp(v, "true");
+          else st = yerr(&y, vn, "contest_passthrough must be true or false");
         } else if (k && !strcmp(k, "seed")) {
           const char *v = yscalar(vn);
           char *end;
@@ -268,7 +272,7 @@ qg_status qg_spec_parse_yaml(const uint8_t *data, size_t len, const char *fname,
           if (!v || !*v || *end) st = yerr(&y, vn, "seed must be a non-negative integer");
           else out->seed = sd;
         } else {
-          st = yerr(&y, kn, "unknown top-level key (expected 'rules' or 'seed')");
+          st = yerr(&y, kn, "unknown top-level key (expected 'rules', 'seed' or 'contest_passthrough')");
         }
       }
     } else {
@@ -337,11 +341,15 @@ qg_status qg_spec_plan_make(const qg_spec *s, const qg_state *st, qg_spec_plan *
     a->index = i, a->rule = -1;
     int64_t numel = qg_tensor_numel(t);
     int small = !qg_dtype_is_float(t->dtype) || numel <= KEEP_FLOAT_MAX_NUMEL;
+    /* what a glob rule leaves alone: non-float, control and 1-D tensors, and with the
+     * contest's passthrough also every small float tensor */
+    int guarded = !qg_dtype_is_float(t->dtype) || is_control(t->name) || t->ndim < 2 ||
+                  (s->contest_passthrough && small);
     for (int r = 0; r < s->n; r++) {
       if (!qg_glob_match(s->rules[r].glob, t->name)) continue;
       matched[r]++;
       if (a->rule >= 0) continue;
-      if (small && !qg_spec_pattern_explicit(s->rules[r].glob)) continue;
+      if (guarded && !qg_spec_pattern_explicit(s->rules[r].glob)) continue;
       a->rule = r;
     }
     if (a->rule >= 0) {
@@ -367,8 +375,8 @@ qg_status qg_spec_plan_make(const qg_spec *s, const qg_state *st, qg_spec_plan *
       rc = qg_fail(QG_ERR_INPUT, "%s: rule %d ('%s: %s') matches no tensor", s->source, r + 1, s->rules[r].glob,
                    s->rules[r].method);
     else
-      rc = qg_fail(QG_ERR_INPUT, "%s: rule %d ('%s: %s') matches %d tensors, all taken by earlier rules or the "
-                   "contest's passthrough rules for small/control tensors", s->source, r + 1, s->rules[r].glob,
+      rc = qg_fail(QG_ERR_INPUT, "%s: rule %d ('%s: %s') matches %d tensors, all taken by earlier rules or "
+                   "passthrough rules (non-float, control and 1-D tensors, and small ones with contest_passthrough)", s->source, r + 1, s->rules[r].glob,
                    s->rules[r].method, matched[r]);
   }
 done:

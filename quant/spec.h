@@ -4,12 +4,15 @@
  * Globs are shell-style with only `*` special, matching any run of characters, dots
  * included ("blocks.*.mlp.*" matches "blocks.3.mlp.fc.weight"). First match wins.
  *
- * Small and control tensors follow the contest's passthrough rules (non-float: exact;
- * float with <= 65,536 elements: fp32 for control tensors (attn_scale, mlp_scale,
- * resid_mix, q_gain, skip_weight), fp16 otherwise) unless a rule names them explicitly:
- * its pattern has no `*` in its last dot-separated component ("blocks.*.attn.q_gain",
- * "skip_weights"); "blocks.*.attn.*" or "*" do not name them. Large float tensors no
- * rule matches get the contest's int8 export (contest-int8).
+ * A rule applies to every floating matrix its glob matches. Non-float, control
+ * (attn_scale, mlp_scale, resid_mix, q_gain, skip_weight) and 1-D tensors stay with the
+ * contest's passthrough (non-float: exact; control: fp32; other floats: fp16) unless a
+ * rule names them explicitly: its pattern has no `*` in its last dot-separated component
+ * ("blocks.*.attn.q_gain", "skip_weights"); "blocks.*.attn.*" or "*" do not name them.
+ * Tensors no rule matches get the contest's export: float tensors of <= 65,536 elements
+ * the passthrough, larger ones contest-int8. With contest_passthrough (YAML key, or
+ * quantize --contest-passthrough) glob rules also leave every float tensor of <= 65,536
+ * elements to the passthrough, as the contest's int8 export does.
  *
  * Inline form: rules separated by ';' or newlines, each "GLOB: METHOD [k=v ...]", e.g.
  *   "blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6"
@@ -17,7 +20,8 @@
  *   blocks.*.mlp.*: rowwise bits=5
  *   "*": {quantizer: gptq, bits: 6}
  * or a mapping with `rules:` (a sequence of one-key mappings or of
- * {match: GLOB, quantizer: METHOD, <option>: <value>...}) and optionally `seed:`. */
+ * {match: GLOB, quantizer: METHOD, <option>: <value>...}) and optionally `seed:` and
+ * `contest_passthrough:`. */
 #ifndef QG_QUANT_SPEC_H
 #define QG_QUANT_SPEC_H
 
@@ -39,6 +43,8 @@ typedef struct {
   int n;
   char *source; /* the YAML path, or "inline spec" */
   uint64_t seed; /* for randomised quantizers (default 0) */
+  int contest_passthrough; /* glob rules also leave small float tensors (<= 65,536
+                            * elements) to the contest's passthrough */
 } qg_spec;
 
 void qg_spec_free(qg_spec *s);

@@ -133,6 +133,56 @@ static void test_plan(void **st) {
   qg_state_free(&s);
 }
 
+/* A 3L128d-like state: every block matrix is small (16,384 weights). Glob rules take them;
+ * control and 1-D tensors stay passthrough; contest_passthrough restores the contest's
+ * export rule that leaves all small float tensors alone. */
+static void test_small_matrices(void **st) {
+  (void)st;
+  qg_state s;
+  qg_state_init(&s);
+  qg_tensor *t;
+  int64_t mat[2] = {128, 128}, mix[2] = {2, 128}, vec[1] = {128}, emb[2] = {1024, 128};
+  assert_int_equal(qg_state_add(&s, "tok_emb.weight", QG_F32, 2, emb, &t), QG_OK);
+  assert_int_equal(qg_state_add(&s, "blocks.0.attn.c_q.weight", QG_F32, 2, mat, &t), QG_OK);
+  assert_int_equal(qg_state_add(&s, "blocks.0.mlp.fc.weight", QG_F32, 2, mat, &t), QG_OK);
+  assert_int_equal(qg_state_add(&s, "blocks.0.resid_mix", QG_F32, 2, mix, &t), QG_OK);
+  assert_int_equal(qg_state_add(&s, "blocks.0.attn.bias", QG_F32, 1, vec, &t), QG_OK);
+  qg_spec sp;
+  qg_spec_plan p;
+  assert_int_equal(qg_spec_parse_inline("blocks.*: rowwise bits=6", &sp), QG_OK);
+  assert_int_equal(qg_spec_plan_make(&sp, &s, &p), QG_OK);
+  assert_int_equal(find(&p, &s, "blocks.0.attn.c_q.weight")->kind, QG_ASSIGN_RULE);
+  assert_int_equal(find(&p, &s, "blocks.0.mlp.fc.weight")->kind, QG_ASSIGN_RULE);
+  const qg_spec_assign *a = find(&p, &s, "blocks.0.resid_mix"); /* control, 2-D */
+  assert_int_equal(a->kind, QG_ASSIGN_PASSTHROUGH);
+  assert_string_equal(a->cfg->q->name, "fp32");
+  a = find(&p, &s, "blocks.0.attn.bias"); /* 1-D */
+  assert_int_equal(a->kind, QG_ASSIGN_PASSTHROUGH);
+  assert_string_equal(a->cfg->q->name, "fp16");
+  assert_int_equal(find(&p, &s, "tok_emb.weight")->kind, QG_ASSIGN_DEFAULT);
+  qg_spec_plan_free(&p);
+  /* the contest's rule: the same glob now matches only tensors it may not take */
+  sp.contest_passthrough = 1;
+  assert_int_equal(qg_spec_plan_make(&sp, &s, &p), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "taken by earlier rules or passthrough"));
+  qg_spec_free(&sp);
+  assert_int_equal(qg_spec_parse_inline("*: rowwise bits=6", &sp), QG_OK);
+  sp.contest_passthrough = 1;
+  assert_int_equal(qg_spec_plan_make(&sp, &s, &p), QG_OK);
+  a = find(&p, &s, "blocks.0.attn.c_q.weight");
+  assert_int_equal(a->kind, QG_ASSIGN_PASSTHROUGH);
+  assert_string_equal(a->cfg->q->name, "fp16");
+  assert_int_equal(find(&p, &s, "tok_emb.weight")->kind, QG_ASSIGN_RULE);
+  qg_spec_plan_free(&p);
+  qg_spec_free(&sp);
+  /* the YAML key */
+  const char *y = "contest_passthrough: true\nrules:\n  - '*': rowwise bits=6\n";
+  assert_int_equal(qg_spec_parse_yaml((const uint8_t *)y, strlen(y), "t.yaml", &sp), QG_OK);
+  assert_int_equal(sp.contest_passthrough, 1);
+  qg_spec_free(&sp);
+  qg_state_free(&s);
+}
+
 static void test_yaml(void **st) {
   (void)st;
   const char *y1 = "# per-role\nblocks.*.mlp.*: rowwise bits=5\n\"*\": {quantizer: rowwise, bits: 6, group: 64}\n";
@@ -172,6 +222,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_glob),
       cmocka_unit_test(test_plan),
+      cmocka_unit_test(test_small_matrices),
       cmocka_unit_test(test_yaml),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
