@@ -42,7 +42,7 @@ const qg_ops *qg_twin_gpu(qg_precision p);
 
 #define QG_TWIN_MAX_BUFS 96
 #define QG_TWIN_MAX_RESULTS 32
-#define QG_TWIN_MAX_SHAPES 12
+#define QG_TWIN_MAX_SHAPES 20
 #define QG_TWIN_MAX_DIMS 6
 #define QG_TWIN_ROW_TOL (-1.0) /* a result compared at its row's tolerance */
 
