@@ -75,6 +75,80 @@ static void expect_dequantized(const qg_state *got, const qg_qmodel *qm) {
   qg_state_free(&want);
 }
 
+/* Bytes of an unsigned LEB128 varint. */
+static size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+/* One tensor's payload bytes, worked out from io/qgz.h's format description (not from
+ * the writer): name, method, options; dtype, ndim, dims; per section its header and data
+ * (codes bit-packed or ceil(bits/8) bytes each, f16/bf16 2, f32 4, raw 1). */
+static size_t expected_payload(const qg_qtensor *t, int bytewise, size_t *data_bytes) {
+  const char *str[3] = {t->name, t->method, t->options};
+  size_t n = 0, data = 0;
+  for (int i = 0; i < 3; i++) {
+    size_t l = str[i] ? strlen(str[i]) : 0;
+    n += varint_len(l) + l;
+  }
+  n += 2;
+  for (int d = 0; d < t->ndim; d++) n += varint_len((uint64_t)t->shape[d]);
+  n += 1;
+  for (int k = 0; k < t->nsec; k++) {
+    const qg_qsection *sc = &t->sec[k];
+    n += 1 + strlen(sc->name) + 2 + varint_len((uint64_t)sc->count);
+    int64_t c = sc->count;
+    switch (sc->kind) {
+      case QG_SEC_CODES: data += (size_t)(bytewise ? c * ((sc->bits + 7) / 8) : (c * sc->bits + 7) / 8); break;
+      case QG_SEC_F16:
+      case QG_SEC_BF16: data += (size_t)c * 2; break;
+      case QG_SEC_F32: data += (size_t)c * 4; break;
+      default: data += (size_t)c; break;
+    }
+  }
+  *data_bytes = data;
+  return n + data;
+}
+
+/* Every tensor's share of the artifact, not just one: each tensor's own payload has
+ * exactly the size the format gives, its packed/bytewise byte counts and bits per
+ * weight are those of its sections, and the whole payload is the sum of the tensors'. */
+static void expect_sizes(const qg_qmodel *qm, const qg_qtensor *const *qp) {
+  for (int l = 0; l < 2; l++) {
+    size_t total = 0;
+    for (int i = 0; i < qm->n; i++) {
+      size_t data, want = expected_payload(qp[i], l, &data);
+      qg_buf one;
+      qg_buf_init(&one);
+      assert_int_equal(qg_qgz_payload(qp + i, 1, (qg_code_layout)l, &one), QG_OK);
+      if (one.n != want)
+        fail_msg("%s (%s layout): payload %zu bytes, the format gives %zu", qp[i]->name, l ? "bytes" : "packed", one.n,
+                 want);
+      qg_buf_free(&one);
+      int64_t counted = l ? qg_qtensor_bytewise_bytes(qp[i]) : qg_qtensor_packed_bytes(qp[i]);
+      if (counted != (int64_t)data)
+        fail_msg("%s (%s layout): %lld data bytes counted, its sections hold %zu", qp[i]->name, l ? "bytes" : "packed",
+                 (long long)counted, data);
+      if (!l) {
+        int64_t numel = 1;
+        for (int d = 0; d < qp[i]->ndim; d++) numel *= qp[i]->shape[d];
+        assert_int_equal(qm->t[i].packed_bytes, (int64_t)data);
+        double bpw = numel ? 8.0 * (double)data / (double)numel : 0;
+        if (qm->t[i].bits_per_weight != bpw)
+          fail_msg("%s: %.6f bits per weight reported, %.6f from its sections", qp[i]->name, qm->t[i].bits_per_weight,
+                   bpw);
+      }
+      total += want;
+    }
+    qg_buf all;
+    qg_buf_init(&all);
+    assert_int_equal(qg_qgz_payload(qp, qm->n, (qg_code_layout)l, &all), QG_OK);
+    assert_int_equal(all.n, total);
+    qg_buf_free(&all);
+  }
+}
+
 static void test_roundtrip(void **st) {
   (void)st;
   qg_state s;
@@ -88,6 +162,8 @@ static void test_roundtrip(void **st) {
   assert_string_equal(qm.t[3].q.method, "fp32"); /* control */
   assert_true(qm.t[1].bits_per_weight > 5.0 && qm.t[1].bits_per_weight < 5.3);
   assert_true(qm.t[2].mse > qm.t[1].mse); /* 3 bits vs 5 bits, same scale of weights */
+  assert_int_equal(qm.n, 8);
+  expect_sizes(&qm, qp);
   for (int c = QG_COMP_NONE; c < QG_COMP_COUNT; c++)
     for (int l = 0; l < 2; l++) {
       uint8_t *f;
@@ -99,8 +175,13 @@ static void test_roundtrip(void **st) {
       if (qg_qgz_load_state_mem(f, n, "mem.qgz", &got)) fail_msg("%s", qg_last_error());
       expect_dequantized(&got, &qm);
       qg_state_free(&got);
-      if (c == QG_COMP_NONE) /* raw payload = header-free packed sizes + metadata */
-        assert_true(n - QG_QGZ_HEADER >= (size_t)(l ? qg_qtensor_bytewise_bytes(qp[1]) : qg_qtensor_packed_bytes(qp[1])));
+      /* the stored payload is every tensor's, uncompressed exactly their sum */
+      qg_buf want;
+      qg_buf_init(&want);
+      assert_int_equal(qg_qgz_payload(qp, qm.n, (qg_code_layout)l, &want), QG_OK);
+      assert_int_equal(info.raw_bytes, want.n);
+      if (c == QG_COMP_NONE) assert_int_equal(n - QG_QGZ_HEADER, want.n);
+      qg_buf_free(&want);
       free(f);
     }
   /* auto keeps the smaller of the two compressed layouts */

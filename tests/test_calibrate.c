@@ -122,37 +122,101 @@ static void test_model_hessians(void **st) {
   qg_state_free(&s);
 }
 
-/* Shard calibration: seeded, non-overlapping, after the skipped prefix. */
+/* Stream position <-> token: multiplication by an odd constant is a bijection mod 2^16,
+ * so every position below 65536 has its own token and neighbours get unrelated ones
+ * (a sequence shifted by one, or read twice, cannot pass for another). */
+#define POS_MUL 40503u
+static uint16_t pos_token(int64_t pos) { return (uint16_t)((uint32_t)pos * POS_MUL); }
+
+/* The documented rule, written out: slots of len tokens from skip on; n distinct slot
+ * indices drawn with splitmix64 (seeded) modulo the slot count, a repeat redrawn; in
+ * stream order. */
+static void expected_starts(int64_t total, int n, int len, uint64_t seed, int64_t skip, int64_t *starts) {
+  int64_t slots = (total - skip) / len;
+  uint64_t st = seed;
+  for (int i = 0; i < n; i++) {
+    int64_t r;
+    int dup;
+    do {
+      r = (int64_t)(qg_test_rand(&st) % (uint64_t)slots);
+      dup = 0;
+      for (int j = 0; j < i; j++) dup |= starts[j] == r;
+    } while (dup);
+    starts[i] = r;
+  }
+  for (int i = 1; i < n; i++) /* insertion sort: n is small */
+    for (int j = i; j > 0 && starts[j - 1] > starts[j]; j--) {
+      int64_t t = starts[j];
+      starts[j] = starts[j - 1], starts[j - 1] = t;
+    }
+  for (int i = 0; i < n; i++) starts[i] = skip + starts[i] * len;
+}
+
+/* Shard calibration: every sequence is the stream run at a slot of the documented rule
+ * (checked position by position, so a slot read twice, a shifted offset or a wrong
+ * order fails), slots do not overlap and lie after the skipped prefix, a read may
+ * cross a shard boundary, the seed decides the picks. */
 static void test_from_shards(void **st) {
   (void)st;
-  enum { NT = 10000 };
+  enum { NT = 10000, CUT = 4025, N = 20, LEN = 50, SKIP = 2000 };
   uint16_t *t = malloc(sizeof *t * NT);
-  for (int i = 0; i < NT; i++) t[i] = (uint16_t)(i % 1000);
+  for (int i = 0; i < NT; i++) t[i] = pos_token(i);
+  int32_t *pos_of = malloc(sizeof *pos_of * 65536);
+  for (int i = 0; i < 65536; i++) pos_of[i] = -1;
+  for (int i = 0; i < NT; i++) pos_of[t[i]] = i;
   char *dir = qg_test_tmpdir();
   char path[4200];
+  /* two shards, split inside a slot (4025 - 2000 is not a multiple of 50) */
   snprintf(path, sizeof path, "%s/train_000000.bin", dir);
-  assert_int_equal(qg_shard_write(path, t, NT), QG_OK);
+  assert_int_equal(qg_shard_write(path, t, CUT), QG_OK);
+  snprintf(path, sizeof path, "%s/train_000001.bin", dir);
+  assert_int_equal(qg_shard_write(path, t + CUT, NT - CUT), QG_OK);
+  snprintf(path, sizeof path, "%s/train_*.bin", dir);
   qg_shards s;
   assert_int_equal(qg_shards_open(path, &s), QG_OK);
-  int32_t out[20 * 50];
-  assert_int_equal(qg_calib_from_shards(&s, 20, 50, 9, 2000, out), QG_OK);
-  int64_t prev_end = 2000;
-  for (int i = 0; i < 20; i++) {
-    /* each sequence is a contiguous run of the stream (values i % 1000) */
-    int64_t start = -1;
-    for (int64_t c = 2000; c + 50 <= NT; c++)
-      if (out[i * 50] == (int32_t)(c % 1000) && (c - 2000) % 50 == 0 && c >= prev_end) {
-        start = c;
-        break;
-      }
-    assert_true(start >= prev_end);
-    for (int k = 0; k < 50; k++) assert_int_equal(out[i * 50 + k], (int32_t)((start + k) % 1000));
-    prev_end = start + 50;
+  assert_int_equal(qg_shards_count(&s), NT);
+  int32_t out[N * LEN], first[N * LEN], again[N * LEN];
+  int64_t want[N];
+  int crossings = 0;
+  for (uint64_t seed = 9; seed < 12; seed++) {
+    assert_int_equal(qg_calib_from_shards(&s, N, LEN, seed, SKIP, out), QG_OK);
+    expected_starts(NT, N, LEN, seed, SKIP, want);
+    for (int i = 0; i < N; i++) {
+      int64_t start = pos_of[(uint16_t)out[i * LEN]];
+      if (start < 0) fail_msg("seed %llu sequence %d: token %d is not from the stream", (unsigned long long)seed, i,
+                              out[i * LEN]);
+      if (start != want[i])
+        fail_msg("seed %llu sequence %d starts at stream position %lld, the rule gives %lld", (unsigned long long)seed,
+                 i, (long long)start, (long long)want[i]);
+      /* properties the rule implies, stated on their own */
+      assert_true(start >= SKIP && start + LEN <= NT);
+      assert_int_equal((start - SKIP) % LEN, 0);
+      if (i) assert_true(start >= want[i - 1] + LEN); /* in order and not overlapping */
+      crossings += start < CUT && start + LEN > CUT;
+      for (int k = 0; k < LEN; k++)
+        if (out[i * LEN + k] != pos_token(start + k))
+          fail_msg("seed %llu sequence %d token %d: position %d, expected %lld", (unsigned long long)seed, i, k,
+                   pos_of[(uint16_t)out[i * LEN + k]], (long long)(start + k));
+    }
+    if (seed == 9) memcpy(first, out, sizeof out);
   }
-  assert_int_equal(qg_calib_from_shards(&s, 200, 50, 9, 2000, out), QG_ERR_INPUT); /* only 160 slots */
+  /* seeded: the same seed repeats exactly; another seed picks other slots */
+  assert_int_equal(qg_calib_from_shards(&s, N, LEN, 9, SKIP, again), QG_OK);
+  assert_memory_equal(first, again, sizeof first);
+  assert_int_equal(qg_calib_from_shards(&s, N, LEN, 10, SKIP, again), QG_OK);
+  assert_true(memcmp(first, again, sizeof first) != 0);
+  print_message("3 seeds x %d sequences at the rule's positions; %d reads crossed the shard boundary\n", N, crossings);
+  /* all 160 slots: the whole stream after skip, in order (a read across the boundary
+   * at 4025 among them) */
+  int32_t *all = malloc(sizeof *all * 160 * LEN);
+  assert_int_equal(qg_calib_from_shards(&s, 160, LEN, 5, SKIP, all), QG_OK);
+  for (int64_t i = 0; i < 160 * LEN; i++)
+    if (all[i] != pos_token(SKIP + i)) fail_msg("all slots: token %lld is position %d", (long long)i, pos_of[(uint16_t)all[i]]);
+  free(all);
+  assert_int_equal(qg_calib_from_shards(&s, 161, LEN, 9, SKIP, out), QG_ERR_INPUT); /* only 160 slots */
   qg_shards_close(&s);
   qg_test_rmdir(dir);
-  free(t);
+  free(t), free(pos_of);
 }
 
 int main(void) {

@@ -24,27 +24,15 @@
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
 #include "tests/testlib.h"
+#include "tests/twin.h"
 
 #define TOL 1e-4
 
 static const qg_ops *gpu;
 
-#define NEED_GPU()                                                          \
-  do {                                                                      \
-    if (qg_cuda_device_count() == 0) {                                      \
-      char why_[256];                                                       \
-      qg_cuda_describe(why_, sizeof why_);                                  \
-      print_message("SKIP: no CUDA GPU (%s)\n", why_);                      \
-      skip();                                                               \
-    }                                                                       \
-    if (qg_ops_cuda(&gpu)) fail_msg("%s", qg_last_error());                 \
-  } while (0)
-
-#define OK(expr)                                        \
-  do {                                                  \
-    qg_status s_ = (expr);                              \
-    if (s_) fail_msg("%s: %s", #expr, qg_last_error()); \
-  } while (0)
+/* The shared preamble (tests/twin.h): a visible skip without a GPU. */
+#define NEED_GPU() (gpu = qg_twin_need_gpu())
+#define OK QG_TEST_OK
 
 static uint64_t rng = 7;
 

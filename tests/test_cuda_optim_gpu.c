@@ -1,6 +1,7 @@
 /* kernels/cuda_optim.h and the trainer on the GPU: Adam, Newton-Schulz, Muon and the
  * clip-range STE mask against their CPU twins (train/optim.c, train/qat.c) on fresh random
- * inputs; then whole training runs with --device cuda against the CPU trainer.
+ * inputs (rows of the twin harness, tests/twin.h); then whole training runs with --device
+ * cuda against the CPU trainer.
  *
  * Outputs a kernel overwrites (the Newton-Schulz result) are poisoned with NaN before the
  * GPU run, so an element never written fails; state it updates in place (p, m, v, the
@@ -37,6 +38,7 @@
 #include "kernels/cuda_optim.h"
 #include "kernels/ops.h"
 #include "tests/testlib.h"
+#include "tests/twin.h"
 #include "train/train.h"
 
 #define TOL_FP32 1e-5
@@ -46,24 +48,10 @@
 #define TOL_LOSS_BF16 5e-2
 
 static const qg_ops *gpu;
-static uint64_t rng = 20240611;
 
-#define NEED_GPU()                                                                        \
-  do {                                                                                    \
-    if (!qg_cuda_compiled() || qg_cuda_device_count() == 0) {                             \
-      char why_[256];                                                                     \
-      qg_cuda_describe(why_, sizeof why_);                                                \
-      print_message("SKIP: no CUDA GPU (%s)\n", why_);                                    \
-      skip();                                                                             \
-    }                                                                                     \
-    if (qg_ops_cuda(&gpu)) fail_msg("%s", qg_last_error());                               \
-  } while (0)
-
-#define OK(expr)                                                        \
-  do {                                                                  \
-    qg_status s_ = (expr);                                              \
-    if (s_) fail_msg("%s: %s", #expr, qg_last_error());                 \
-  } while (0)
+/* The shared preamble (tests/twin.h): a visible skip without a GPU. */
+#define NEED_GPU() (gpu = qg_twin_need_gpu())
+#define OK QG_TEST_OK
 
 /* ---- host and device buffers, freed together at the end of each test ------------------ */
 
@@ -80,135 +68,68 @@ static void release(void) {
   while (nh) free(hbufs[--nh]);
   while (nd) gpu->free(gpu, dbufs[--nd]);
 }
-static float *rnd(int64_t n, float lo, float hi) {
-  float *p = hkeep(malloc(sizeof *p * (size_t)(n ? n : 1)));
-  for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * 0.5f * (qg_test_randf(&rng) + 1.0f);
-  return p;
-}
 static float *copy(const float *src, int64_t n) {
   float *p = hkeep(malloc(sizeof *p * (size_t)(n ? n : 1)));
   memcpy(p, src, sizeof *p * (size_t)n);
   return p;
 }
-static float *devf(const float *h, int64_t n) {
-  void *d;
-  OK(gpu->alloc(gpu, &d, sizeof(float) * (size_t)n));
-  OK(gpu->upload(gpu, d, h, sizeof(float) * (size_t)n));
-  assert_true(nd < MAX_BUFS);
-  return dbufs[nd++] = d;
-}
-static float *dev_poison(int64_t n) {
-  float *h = malloc(sizeof *h * (size_t)n);
-  for (int64_t i = 0; i < n; i++) h[i] = NAN;
-  float *d = devf(h, n);
-  free(h);
-  return d;
-}
-static float *fetch(const float *d, int64_t n) {
-  float *h = hkeep(malloc(sizeof *h * (size_t)(n ? n : 1)));
-  OK(gpu->download(gpu, h, d, sizeof *h * (size_t)n));
-  return h;
-}
 
-/* d = a - b elementwise (the update a step made). */
-static float *diff(const float *a, const float *b, int64_t n) {
-  float *d = hkeep(malloc(sizeof *d * (size_t)n));
-  for (int64_t i = 0; i < n; i++) d[i] = a[i] - b[i];
-  return d;
+/* ---- optimizer kernels: twin rows (tests/twin.h), the host function on the CPU and the
+ * kernel on the GPU, on the same inputs ----------------------------------------------------- */
+
+#define ROW QG_TWIN_ROW_TOL
+#define WHY_FP32 "fp32 both sides (Adam and the momentum are expected bit-identical, printed)"
+#define WHY_BF16 "bf16 Newton-Schulz against the fp32 CPU twin"
+
+static void run_adam(qg_twin_io *io, const int64_t *sh) { /* n, t */
+  int64_t n = sh[0];
+  float *p = qg_twin_upf(io, qg_twin_rangeh(io, n, -1, 1), n), *g = qg_twin_upf(io, qg_twin_rangeh(io, n, -0.1f, 0.1f), n);
+  float *m = qg_twin_upf(io, qg_twin_rangeh(io, n, -0.05f, 0.05f), n), *v = qg_twin_upf(io, qg_twin_rangeh(io, n, 0, 0.01f), n);
+  if (io->on_cpu)
+    qg_adam_step(p, g, m, v, n, 0.04, 0.9, 0.95, 1e-8, sh[1]);
+  else
+    OK(qg_cuda_adam_step(p, g, m, v, n, 0.04, 0.9, 0.95, 1e-8, sh[1]));
+  qg_twin_result(io, "p", p, n, ROW);
+  qg_twin_result(io, "m", m, n, ROW);
+  qg_twin_result(io, "v", v, n, ROW);
 }
 
-/* ---- optimizer kernels ---------------------------------------------------------------- */
-
-static void test_adam(void **st) {
-  (void)st;
-  NEED_GPU();
-  int64_t sizes[] = {1, 7, 1000, 262147};
-  int64_t steps[] = {1, 3, 500};
-  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-    int64_t n = sizes[s];
-    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
-      float *p = rnd(n, -1, 1), *g = rnd(n, -0.1f, 0.1f), *m = rnd(n, -0.05f, 0.05f), *v = rnd(n, 0, 0.01f);
-      float *dp = devf(p, n), *dg = devf(g, n), *dm = devf(m, n), *dv = devf(v, n);
-      qg_adam_step(p, g, m, v, n, 0.04, 0.9, 0.95, 1e-8, steps[k]);
-      OK(qg_cuda_adam_step(dp, dg, dm, dv, n, 0.04, 0.9, 0.95, 1e-8, steps[k]));
-      char what[96];
-      snprintf(what, sizeof what, "adam n=%lld t=%lld: p", (long long)n, (long long)steps[k]);
-      qg_test_expect_close(what, fetch(dp, n), p, n, TOL_FP32);
-      snprintf(what, sizeof what, "adam n=%lld t=%lld: m", (long long)n, (long long)steps[k]);
-      qg_test_expect_close(what, fetch(dm, n), m, n, TOL_FP32);
-      snprintf(what, sizeof what, "adam n=%lld t=%lld: v", (long long)n, (long long)steps[k]);
-      qg_test_expect_close(what, fetch(dv, n), v, n, TOL_FP32);
-      release();
-    }
-  }
+static void run_ns(qg_twin_io *io, const int64_t *sh) { /* rows, cols, steps */
+  int rows = (int)sh[0], cols = (int)sh[1], steps = (int)sh[2], mn = rows < cols ? rows : cols;
+  int64_t n = (int64_t)rows * cols;
+  float *G = qg_twin_upf(io, qg_twin_rangeh(io, n, -1, 1), n), *O = qg_twin_poison(io, n);
+  if (io->on_cpu)
+    qg_newton_schulz5(O, G, rows, cols, steps,
+                      qg_twin_keep(io, malloc(sizeof(float) * (size_t)(3 * n + 2 * (int64_t)mn * mn))));
+  else
+    OK(qg_cuda_newton_schulz5(O, G, rows, cols, steps, io->precision));
+  qg_twin_result(io, "out", O, n, ROW);
+  qg_twin_result(io, "input after (left as it was)", G, n, 0.0);
 }
 
-/* Shapes: both orientations, square, not powers of two, the 9x512 baseline's matrices. */
-static const int ns_shapes[][2] = {{16, 48}, {48, 16}, {64, 64}, {37, 100}, {100, 37},
-                                   {256, 512}, {512, 512}, {1024, 512}, {512, 1024}};
-
-static void test_newton_schulz(void **st) {
-  (void)st;
-  NEED_GPU();
-  for (size_t s = 0; s < sizeof ns_shapes / sizeof ns_shapes[0]; s++) {
-    int rows = ns_shapes[s][0], cols = ns_shapes[s][1], mn = rows < cols ? rows : cols;
-    int64_t n = (int64_t)rows * cols;
-    for (int steps = 0; steps <= 5; steps += 5) {
-      float *G = rnd(n, -1, 1), *ref = hkeep(malloc(sizeof(float) * (size_t)n));
-      float *scr = hkeep(malloc(sizeof(float) * (size_t)(3 * n + 2 * (int64_t)mn * mn)));
-      qg_newton_schulz5(ref, G, rows, cols, steps, scr);
-      float *dG = devf(G, n);
-      for (int bf = 0; bf < 2; bf++) {
-        float *dO = dev_poison(n);
-        OK(qg_cuda_newton_schulz5(dO, dG, rows, cols, steps, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
-        char what[96];
-        snprintf(what, sizeof what, "newton-schulz %dx%d steps=%d %s", rows, cols, steps, bf ? "bf16" : "fp32");
-        qg_test_expect_close(what, fetch(dO, n), ref, n, bf ? TOL_BF16 : TOL_FP32);
-      }
-      /* the input is left as it was */
-      assert_memory_equal(fetch(dG, n), G, sizeof(float) * (size_t)n);
-      release();
-    }
-  }
-  /* a matrix that is not one is refused, naming the call */
-  assert_int_equal(qg_cuda_newton_schulz5(NULL, NULL, 0, 4, 5, QG_PRECISION_FP32), QG_ERR_INPUT);
-  assert_non_null(strstr(qg_last_error(), "newton_schulz5"));
+/* The measure is taken on the update (p_after - p_before), not on p, whose size would hide it. */
+static void run_muon(qg_twin_io *io, const int64_t *sh) { /* rows, cols */
+  int rows = (int)sh[0], cols = (int)sh[1], mn = rows < cols ? rows : cols;
+  int64_t n = (int64_t)rows * cols;
+  float *p0 = qg_twin_rangeh(io, n, -0.1f, 0.1f), *g = qg_twin_upf(io, qg_twin_rangeh(io, n, -0.01f, 0.01f), n);
+  float *buf = qg_twin_upf(io, qg_twin_rangeh(io, n, -0.01f, 0.01f), n), *p = qg_twin_upf(io, p0, n);
+  if (io->on_cpu)
+    qg_muon_step(p, g, buf, rows, cols, 0.04, 0.9, 5,
+                 qg_twin_keep(io, malloc(sizeof(float) * (size_t)(5 * n + 2 * (int64_t)mn * mn))));
+  else
+    OK(qg_cuda_muon_step(p, g, buf, rows, cols, 0.04, 0.9, 5, io->precision));
+  float *upd = qg_twin_down(io, p, n);
+  for (int64_t i = 0; i < n; i++) upd[i] -= p0[i];
+  qg_twin_result_host(io, "update", upd, n, ROW);
+  qg_twin_result(io, "momentum buffer (fp32 at any precision)", buf, n, TOL_FP32);
 }
 
-static void test_muon(void **st) {
-  (void)st;
-  NEED_GPU();
-  for (size_t s = 0; s < sizeof ns_shapes / sizeof ns_shapes[0]; s++) {
-    int rows = ns_shapes[s][0], cols = ns_shapes[s][1], mn = rows < cols ? rows : cols;
-    int64_t n = (int64_t)rows * cols;
-    float *p0 = rnd(n, -0.1f, 0.1f), *g = rnd(n, -0.01f, 0.01f), *buf0 = rnd(n, -0.01f, 0.01f);
-    float *scr = hkeep(malloc(sizeof(float) * (size_t)(5 * n + 2 * (int64_t)mn * mn)));
-    float *p = copy(p0, n), *buf = copy(buf0, n);
-    qg_muon_step(p, g, buf, rows, cols, 0.04, 0.9, 5, scr);
-    float *upd = diff(p, p0, n);
-    float *dg = devf(g, n);
-    for (int bf = 0; bf < 2; bf++) {
-      float *dp = devf(p0, n), *dbuf = devf(buf0, n);
-      OK(qg_cuda_muon_step(dp, dg, dbuf, rows, cols, 0.04, 0.9, 5, bf ? QG_PRECISION_BF16 : QG_PRECISION_FP32));
-      char what[96];
-      snprintf(what, sizeof what, "muon %dx%d %s: update", rows, cols, bf ? "bf16" : "fp32");
-      qg_test_expect_close(what, diff(fetch(dp, n), p0, n), upd, n, bf ? TOL_BF16 : TOL_FP32);
-      snprintf(what, sizeof what, "muon %dx%d %s: momentum buffer", rows, cols, bf ? "bf16" : "fp32");
-      qg_test_expect_close(what, fetch(dbuf, n), buf, n, TOL_FP32);
-    }
-    release();
-  }
-}
-
-static void test_qat_mask(void **st) {
-  (void)st;
-  NEED_GPU();
-  /* one tensor through the layout-level CPU twin: a one-parameter "layout" */
-  int shapes[][2] = {{1, 5}, {64, 256}, {1024, 512}, {3, 1000}};
-  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-    int rows = shapes[s][0], cols = shapes[s][1];
-    int64_t n = (int64_t)rows * cols;
-    float *w = rnd(n, -1, 1), *q = rnd(n, -0.9f, 0.9f), *g = rnd(n, 0.5f, 1.0f), *ref = copy(g, n);
+static void run_qat_mask(qg_twin_io *io, const int64_t *sh) { /* rows, cols */
+  int rows = (int)sh[0], cols = (int)sh[1];
+  int64_t n = (int64_t)rows * cols;
+  float *w = qg_twin_upf(io, qg_twin_rangeh(io, n, -1, 1), n), *q = qg_twin_upf(io, qg_twin_rangeh(io, n, -0.9f, 0.9f), n);
+  float *g = qg_twin_upf(io, qg_twin_rangeh(io, n, 0.5f, 1.0f), n);
+  if (io->on_cpu) { /* one tensor through the layout-level CPU twin: a one-parameter "layout" */
     qg_gpt_param prm;
     memset(&prm, 0, sizeof prm);
     snprintf(prm.name, sizeof prm.name, "t");
@@ -218,14 +139,38 @@ static void test_qat_mask(void **st) {
     qg_qat qa;
     memset(&qa, 0, sizeof qa);
     qa.quantized = &quantized;
-    qg_qat_mask(&qa, &l, w, q, ref);
-    float *dg = devf(g, n);
-    OK(qg_cuda_qat_mask(devf(w, n), devf(q, n), dg, rows, cols));
-    char what[96];
-    snprintf(what, sizeof what, "qat clip mask %dx%d (exact)", rows, cols);
-    qg_test_expect_close(what, fetch(dg, n), ref, n, 0.0);
-    release();
+    qg_qat_mask(&qa, &l, w, q, g);
+  } else {
+    OK(qg_cuda_qat_mask(w, q, g, rows, cols));
   }
+  qg_twin_result(io, "masked gradient", g, n, ROW);
+}
+
+/* Shapes: both orientations, square, not powers of two, the 9x512 baseline's matrices. */
+#define NS_SHAPES {16, 48}, {48, 16}, {64, 64}, {37, 100}, {100, 37}, {256, 512}, {512, 512}, {1024, 512}, {512, 1024}
+#define NS_STEPS(s) {16, 48, s}, {48, 16, s}, {64, 64, s}, {37, 100, s}, {100, 37, s}, {256, 512, s}, {512, 512, s}, \
+    {1024, 512, s}, {512, 1024, s}
+
+static const qg_twin_row rows[] = {
+    {"adam", "n t", run_adam,
+     {{1, 1}, {1, 3}, {1, 500}, {7, 1}, {7, 3}, {7, 500}, {1000, 1}, {1000, 3}, {1000, 500}, {262147, 1}, {262147, 3},
+      {262147, 500}},
+     TOL_FP32, WHY_FP32, QG_PRECISION_FP32},
+    {"newton-schulz fp32", "rows cols steps", run_ns, {NS_STEPS(0), NS_STEPS(5)}, TOL_FP32,
+     "fp32; cuBLAS and OpenBLAS differ in GEMM summation order only", QG_PRECISION_FP32},
+    {"newton-schulz bf16", "rows cols steps", run_ns, {NS_STEPS(0), NS_STEPS(5)}, TOL_BF16, WHY_BF16, QG_PRECISION_BF16},
+    {"muon fp32", "rows cols", run_muon, {NS_SHAPES}, TOL_FP32, "fp32; Newton-Schulz's GEMM order", QG_PRECISION_FP32},
+    {"muon bf16", "rows cols", run_muon, {NS_SHAPES}, TOL_BF16, WHY_BF16, QG_PRECISION_BF16},
+    {"qat clip mask", "rows cols", run_qat_mask, {{1, 5}, {64, 256}, {1024, 512}, {3, 1000}}, 0.0,
+     "a max and a comparison: exact", QG_PRECISION_FP32},
+};
+
+/* A matrix that is not one is refused, naming the call. */
+static void test_ns_refusal(void **st) {
+  (void)st;
+  NEED_GPU();
+  assert_int_equal(qg_cuda_newton_schulz5(NULL, NULL, 0, 4, 5, QG_PRECISION_FP32), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "newton_schulz5"));
 }
 
 /* ---- whole training runs ---------------------------------------------------------------- */
@@ -349,9 +294,7 @@ static void test_train_resume(void **st) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_adam),     cmocka_unit_test(test_newton_schulz), cmocka_unit_test(test_muon),
-      cmocka_unit_test(test_qat_mask), cmocka_unit_test(test_train_vs_cpu),  cmocka_unit_test(test_train_resume),
-  };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  const struct CMUnitTest extra[] = {cmocka_unit_test(test_ns_refusal), cmocka_unit_test(test_train_vs_cpu),
+                                     cmocka_unit_test(test_train_resume)};
+  return qg_twin_main("cuda optim", rows, sizeof rows / sizeof rows[0], NULL, 0, extra, 3);
 }

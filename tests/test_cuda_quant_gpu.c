@@ -31,22 +31,11 @@
 #include "quant/lloydmax.h"
 #include "quant/pipeline.h"
 #include "tests/testlib.h"
+#include "tests/twin.h"
 
-#define NEED_GPU()                                                                      \
-  do {                                                                                  \
-    if (!qg_cuda_compiled() || qg_cuda_device_count() == 0) {                          \
-      char why_[256];                                                                   \
-      qg_cuda_describe(why_, sizeof why_);                                              \
-      print_message("SKIP: no CUDA GPU (%s)\n", why_);                                  \
-      skip();                                                                           \
-    }                                                                                   \
-  } while (0)
-
-#define OK(expr)                                        \
-  do {                                                  \
-    qg_status s_ = (expr);                              \
-    if (s_) fail_msg("%s: %s", #expr, qg_last_error()); \
-  } while (0)
+/* The shared preamble (tests/twin.h): a visible skip without a GPU. */
+#define NEED_GPU() ((void)qg_twin_need_gpu())
+#define OK QG_TEST_OK
 
 static uint64_t rng = 88172645463325252ull;
 static const qg_gpt_options go0 = {0};

@@ -142,20 +142,76 @@ static void test_resume_bitwise(void **st) {
   qg_test_rmdir(d2);
 }
 
-/* Warmup steps are undone (weights, optimizer, loader): same result as no warmup. */
+/* Counts the warmup events and keeps their losses. */
+typedef struct {
+  int n;
+  double loss[8];
+} warm_events;
+
+static void on_warm(void *ctx, const qg_train_info *i) {
+  warm_events *w = ctx;
+  if (i->ev == QG_TRAIN_EV_WARMUP && w->n < 8) w->loss[w->n++] = i->train_loss;
+}
+
+/* NULL when two CPU trainers hold bitwise the same weights, optimizer state and loader
+ * position (everything a step reads), else the first part that differs. */
+static const char *state_diff(const qg_trainer *a, const qg_trainer *b) {
+  size_t bytes = sizeof(float) * (size_t)a->lay.total;
+  if (a->lay.total != b->lay.total) return "layout";
+  if (memcmp(a->w, b->w, bytes)) return "weights";
+  if (memcmp(a->adam_m, b->adam_m, bytes) || memcmp(a->adam_v, b->adam_v, bytes) || a->adam_t != b->adam_t)
+    return "Adam state";
+  if (memcmp(a->muon_buf, b->muon_buf, bytes)) return "Muon momentum";
+  if (a->data.pos != b->data.pos) return "loader position";
+  if (a->step != b->step) return "step";
+  return NULL;
+}
+
+/* Warmup steps run (on real batches) and are then undone: weights, optimizer and loader
+ * are back at the un-warmed start, so the run equals one without warmup, step for step.
+ * The contrast, a trainer that keeps W steps, shows the steps do change all three, so
+ * the equality cannot come from warmup being skipped or from a state nothing touches. */
 static void test_warmup_reset(void **st) {
   (void)st;
+  enum { W = 2, K = 3 };
   char shard[4096];
   qg_train_config c;
   tiny_config(&c, shard, sizeof shard);
-  c.iterations = 3;
-  collect a = {0}, b = {0};
-  int64_t n;
-  float *w0 = train_into(&c, &a, &n);
-  c.warmup_steps = 2;
-  float *w1 = train_into(&c, &b, &n);
-  assert_memory_equal(w0, w1, sizeof(float) * (size_t)n);
-  free(w0), free(w1);
+  c.iterations = K;
+  qg_trainer cold, warm, kept;
+  warm_events we = {0}, none = {0};
+  assert_int_equal(qg_trainer_init(&cold, &c, on_warm, &none), QG_OK);
+  assert_int_equal(none.n, 0);
+  /* the contrast: the un-warmed start stepped W times, as warmup steps without the reset */
+  assert_int_equal(qg_trainer_init(&kept, &c, NULL, NULL), QG_OK);
+  assert_null(state_diff(&cold, &kept));
+  for (int i = 0; i < W; i++) {
+    qg_train_info info;
+    assert_int_equal(qg_trainer_step(&kept, &info), QG_OK);
+  }
+  size_t bytes = sizeof(float) * (size_t)cold.lay.total;
+  assert_true(memcmp(kept.w, cold.w, bytes) != 0);
+  assert_true(memcmp(kept.adam_m, cold.adam_m, bytes) != 0);
+  assert_true(memcmp(kept.muon_buf, cold.muon_buf, bytes) != 0);
+  assert_true(kept.adam_t == W && kept.data.pos != 0);
+  c.warmup_steps = W;
+  assert_int_equal(qg_trainer_init(&warm, &c, on_warm, &we), QG_OK);
+  /* warmup really ran, on the same first batch from the same start */
+  if (we.n != W) fail_msg("%d warmup steps reported, %d asked", we.n, W);
+  collect lc = {0}, lw = {0};
+  /* after the reset: the un-warmed start, not the stepped one */
+  const char *d = state_diff(&warm, &cold);
+  if (d) fail_msg("after %d warmup steps the trainer is not back at its initial state: %s differ", W, d);
+  assert_non_null(state_diff(&warm, &kept));
+  assert_int_equal(qg_trainer_run(&cold, on_step, &lc), QG_OK);
+  assert_int_equal(qg_trainer_run(&warm, on_step, &lw), QG_OK);
+  assert_int_equal(lc.n, K);
+  assert_int_equal(lw.n, K);
+  /* the first warmup step saw the first step's batch and weights: the same loss */
+  assert_true(we.loss[0] == lc.loss[0]);
+  assert_memory_equal(lc.loss, lw.loss, sizeof(double) * K);
+  assert_null(state_diff(&warm, &cold));
+  qg_trainer_free(&cold), qg_trainer_free(&warm), qg_trainer_free(&kept);
 }
 
 /* lr_mul against train_gpt.py's formula, evaluated by hand. */
