@@ -65,6 +65,20 @@ static qg_status boot(const qg_lab_hypothesis *h, const qg_lab_tokens *t, const 
   return QG_OK;
 }
 
+/* The byte difference is exact: its interval is the point itself, p is 0 or 1. */
+static void bytes_diff(const qg_lab_hypothesis *h, int expect, const qg_lab_cell *c, const qg_lab_cell *b,
+                       qg_boot_result *out) {
+  memset(out, 0, sizeof *out);
+  double d = (double)(c->artifact_bytes - b->artifact_bytes);
+  int beyond = expect * d > h->margin;
+  out->estimate = out->lo = out->hi = out->iid_lo = out->iid_hi = d;
+  out->inflation = NAN;
+  out->p_one_sided = beyond ? 0 : 1;
+  out->frac_expected = beyond;
+  out->resamples = h->resamples, out->seed = h->bootstrap_seed;
+  out->n_tokens = c->tok.n, out->n_windows = c->tok.n_windows;
+}
+
 static qg_status own_stats(const qg_lab_hypothesis *h, qg_lab_cell *c) {
   const qg_lab_tokens *t = &c->tok;
   series s;
@@ -109,12 +123,14 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
                      h->baseline);
         break;
       }
+      int ex = qg_lab_arm_expect(h, a);
       for (int k = 0; k < 3 && !st; k++) {
         series s;
         if ((st = metric_series((qg_metric)k, &c->tok, &b->tok, &s))) break;
-        st = boot(h, &c->tok, &s, h->expect, &c->d[k], NULL);
+        st = boot(h, &c->tok, &s, ex, &c->d[k], NULL);
         free(s.num);
       }
+      bytes_diff(h, ex, c, b, &c->d[QG_METRIC_BYTES]);
       p[m++] = c->d[h->metric].p_one_sided;
     }
     if (st) break;
@@ -124,7 +140,8 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
       if (a == base) continue;
       qg_lab_cell *c = &r->cells[a * ns + si];
       c->p_holm = adj[m++];
-      c->verdict = qg_verdict_one(c->d[h->metric].lo, c->d[h->metric].hi, h->expect, h->margin, c->p_holm, h->alpha);
+      c->verdict = qg_verdict_one(c->d[h->metric].lo, c->d[h->metric].hi, qg_lab_arm_expect(h, a), h->margin, c->p_holm,
+                                  h->alpha);
     }
   }
   /* per arm over the seeds */
@@ -136,15 +153,20 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
   for (int a = 0; a < na && !st; a++) {
     if (a == base) continue;
     qg_lab_armsum *sum = &r->arms[a];
+    int ex = qg_lab_arm_expect(h, a);
     for (int si = 0; si < ns && !st; si++) {
       qg_lab_cell *c = &r->cells[a * ns + si];
       const qg_lab_cell *b = &r->cells[base * ns + si];
       v[si] = c->verdict;
       est[si] = c->d[h->metric].estimate;
+      if (h->metric == QG_METRIC_BYTES) {
+        for (int k = 0; k < R; k++) rep[(size_t)si * (size_t)R + (size_t)k] = est[si];
+        continue;
+      }
       series s;
       if ((st = metric_series(h->metric, &c->tok, &b->tok, &s))) break;
       qg_boot_result tmp;
-      st = boot(h, &c->tok, &s, h->expect, &tmp, rep + (size_t)si * (size_t)R);
+      st = boot(h, &c->tok, &s, ex, &tmp, rep + (size_t)si * (size_t)R);
       free(s.num);
     }
     if (st) break;
@@ -161,7 +183,7 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
       for (int si = 0; si < ns; si++) {
         double x = rep[(size_t)si * (size_t)R + (size_t)b];
         acc += x;
-        beyond += h->expect * x > h->margin;
+        beyond += ex * x > h->margin;
       }
       avg[b] = acc / ns;
     }
@@ -172,7 +194,7 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
     sum->hi = percentile(avg, (size_t)R, 1 - h->alpha / 2);
     free(avg);
     /* the contest's rule: also a one-sided t-test over the seeds' differences */
-    sum->ttest_p = ns >= 2 ? qg_ttest_one_sided(est, ns, h->expect, h->margin) : NAN;
+    sum->ttest_p = ns >= 2 ? qg_ttest_one_sided(est, ns, ex, h->margin) : NAN;
     if (h->rule_contest && sum->verdict == QG_VERDICT_SUCCESS && !isnan(sum->ttest_p) && sum->ttest_p >= h->alpha)
       sum->verdict = QG_VERDICT_INCONCLUSIVE;
     arm_v[n_cmp++] = sum->verdict;

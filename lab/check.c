@@ -65,12 +65,17 @@ qg_status qg_lab_check(const char *path, int *matches, qg_buf *sum) {
     s = qg_fail(QG_ERR_INPUT, "%s: not a quantgolf result.json of schema version %d", path, QG_LAB_SCHEMA_VERSION);
     goto done;
   }
-  int expect = !strcmp(expect_s, "lower") ? -1 : 1, mismatches = 0;
+  int expect_all = !strcmp(expect_s, "lower") ? -1 : 1, mismatches = 0;
   /* the compared arms and their seeds */
   int na = 0, ns = -1;
   const qg_jnode *cmp[64];
+  int ex[64];
   for (const qg_jnode *a = arms->child; a; a = a->next)
-    if (jpath(a, "summary", NULL, NULL) && na < 64) cmp[na++] = a;
+    if (jpath(a, "summary", NULL, NULL) && na < 64) {
+      const char *e = jstr(jpath(a, "expect", NULL, NULL));
+      ex[na] = e ? (!strcmp(e, "lower") ? -1 : 1) : expect_all;
+      cmp[na++] = a;
+    }
   qg_verdict arm_v[64];
   int agree_total = -1;
   double pv[64][64], adj[64];
@@ -102,7 +107,7 @@ qg_status qg_lab_check(const char *path, int *matches, qg_buf *sum) {
                       si, stored_adj, adj[i]);
         mismatches++;
       }
-      cv[i][si] = qg_verdict_one(lo, hi, expect, margin, adj[i], alpha);
+      cv[i][si] = qg_verdict_one(lo, hi, ex[i], margin, adj[i], alpha);
       if (verdict_of(jstr(jpath(e, "vs_baseline", "verdict", NULL))) != cv[i][si]) {
         qg_buf_printf(sum, "arm %s seed %d: stored verdict %s, recomputed %s\n", jstr(jpath(cmp[i], "name", NULL, NULL)), si,
                       jstr(jpath(e, "vs_baseline", "verdict", NULL)), qg_verdict_name(cv[i][si]));
@@ -117,7 +122,7 @@ qg_status qg_lab_check(const char *path, int *matches, qg_buf *sum) {
       double est[64];
       const qg_jnode *e = jpath(cmp[i], "seeds", NULL, NULL)->child;
       for (int k = 0; k < ns; k++, e = e->next) est[k] = jnum(&c, jpath(e, "vs_baseline", metric, "estimate"));
-      double tp = qg_ttest_one_sided(est, ns, expect, margin);
+      double tp = qg_ttest_one_sided(est, ns, ex[i], margin);
       if (!isnan(tp) && tp >= alpha) arm_v[i] = QG_VERDICT_INCONCLUSIVE;
     }
     const char *stored = jstr(jpath(cmp[i], "summary", "verdict", NULL));

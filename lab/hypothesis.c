@@ -15,7 +15,11 @@
 #include "quant/spec.h"
 #include "train/train.h"
 
-const char *qg_metric_name(qg_metric m) { return m == QG_METRIC_KLD ? "kld" : m == QG_METRIC_NLL ? "nll" : "bpb"; }
+const char *qg_metric_name(qg_metric m) {
+  return m == QG_METRIC_KLD ? "kld" : m == QG_METRIC_NLL ? "nll" : m == QG_METRIC_BPB ? "bpb" : "bytes";
+}
+
+int qg_lab_arm_expect(const qg_lab_hypothesis *h, int arm) { return h->arms[arm].expect ? h->arms[arm].expect : h->expect; }
 
 typedef struct {
   yaml_document_t *doc;
@@ -170,6 +174,14 @@ static qg_status calib_member(const ctx *c, void *obj, const char *key, const ch
   return unknown(c, v, full, t->source ? "source, seqs, len, skip" : "seqs, len, skip");
 }
 
+static qg_status published_member(const ctx *c, void *obj, const char *key, const char *full, yaml_node_t *v) {
+  qg_lab_hypothesis *h = obj;
+  if (!strcmp(key, "text")) return get_str(c, v, full, &h->published);
+  if (!strcmp(key, "arm")) return get_str(c, v, full, &h->published_arm);
+  if (!strcmp(key, "value")) return get_num(c, v, full, -1e15, 1e15, &h->published_value);
+  return unknown(c, v, full, "text, arm, value");
+}
+
 static qg_status budget_member(const ctx *c, void *obj, const char *key, const char *full, yaml_node_t *v) {
   qg_lab_hypothesis *h = obj;
   if (!strcmp(key, "bytes")) return get_i64(c, v, full, 1, (int64_t)1 << 50, &h->budget_bytes);
@@ -260,6 +272,13 @@ static qg_status arm_member(const ctx *c, void *obj, const char *key, const char
   if (!strcmp(key, "spec_file")) return get_path(c, p->h->dir, v, full, 0, &a->spec_file);
   if (!strcmp(key, "label")) return get_str(c, v, full, &a->label);
   if (!strcmp(key, "compress")) return get_str(c, v, full, &a->compress);
+  if (!strcmp(key, "expect")) {
+    const char *b;
+    QG_TRY(need_scalar(c, v, full, &b));
+    if (strcmp(b, "lower") && strcmp(b, "higher")) return bad(c, v, full, "expected lower or higher, got '%s'", b);
+    a->expect = !strcmp(b, "lower") ? -1 : 1;
+    return QG_OK;
+  }
   if (!strcmp(key, "contest_passthrough")) {
     const char *b;
     QG_TRY(need_scalar(c, v, full, &b));
@@ -276,7 +295,7 @@ static qg_status arm_member(const ctx *c, void *obj, const char *key, const char
     calib_target t = {&a->calib, &a->calib_seqs, &a->calib_len, &a->calib_skip, p->h->dir};
     return each_member(c, v, full, calib_member, &t);
   }
-  return unknown(c, v, full, "spec, spec_file, train, fit, calibration, compress, label, contest_passthrough");
+  return unknown(c, v, full, "spec, spec_file, train, fit, calibration, compress, label, contest_passthrough, expect");
 }
 
 /* The experiment-level train defaults, kept aside until the arms are read. */
@@ -299,7 +318,11 @@ static qg_status top_member(const ctx *c, void *obj, const char *key, const char
     return QG_OK;
   }
   if (!strcmp(key, "hypothesis")) return get_str(c, v, full, &h->hypothesis);
-  if (!strcmp(key, "published")) return get_str(c, v, full, &h->published);
+  if (!strcmp(key, "published")) {
+    if (v->type != YAML_MAPPING_NODE) return get_str(c, v, full, &h->published);
+    h->published_value = NAN;
+    return each_member(c, v, full, published_member, h);
+  }
   if (!strcmp(key, "model")) return get_path(c, h->dir, v, full, 0, &h->model);
   if (!strcmp(key, "tokenizer")) return get_path(c, h->dir, v, full, 0, &h->tokenizer);
   if (!strcmp(key, "data")) return each_member(c, v, full, data_member, h);
@@ -318,7 +341,8 @@ static qg_status top_member(const ctx *c, void *obj, const char *key, const char
     if (!strcmp(s, "kld")) h->metric = QG_METRIC_KLD;
     else if (!strcmp(s, "nll")) h->metric = QG_METRIC_NLL;
     else if (!strcmp(s, "bpb")) h->metric = QG_METRIC_BPB;
-    else return bad(c, v, full, "expected kld, nll or bpb, got '%s'", s);
+    else if (!strcmp(s, "bytes")) h->metric = QG_METRIC_BYTES;
+    else return bad(c, v, full, "expected kld, nll, bpb or bytes, got '%s'", s);
     t->metric_set = 1;
     return QG_OK;
   }
@@ -515,6 +539,13 @@ static qg_status validate(const ctx *c, top_ctx *t, yaml_node_t *root) {
   }
   qg_compressor comp;
   if (qg_compressor_from_name(h->compress, &comp)) return bad(c, root, "compress", "%s", qg_last_error());
+  if (h->published_arm && qg_lab_arm_index(h, h->published_arm) < 0)
+    return bad(c, root, "published.arm", "'%s' is not an arm", h->published_arm);
+  if (h->published_arm && (isnan(h->published_value) || !strcmp(h->published_arm, h->baseline)))
+    return bad(c, root, "published", "needs a value and an arm other than the baseline (the figure is arm - baseline)%s", NULL);
+  if (h->metric == QG_METRIC_BYTES)
+    for (int i = 0; i < h->n_arms; i++)
+      if (h->arms[i].is_float) return bad(c, root, "metric", "bytes needs every arm quantized (arm '%s' is float)", h->arms[i].name);
   return QG_OK;
 }
 
@@ -535,6 +566,7 @@ qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path
   h->compress = qg_strdup("zstd");
   h->device = qg_strdup("cpu");
   h->calib_seqs = 128;
+  h->published_value = NAN;
   if (!h->path || !h->dir || !h->source_text || !h->compress || !h->device) {
     qg_lab_hypothesis_free(h);
     return qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -599,7 +631,7 @@ void qg_lab_hypothesis_free(qg_lab_hypothesis *h) {
   free(h->arms);
   free(h->path), free(h->dir), free(h->id), free(h->hypothesis), free(h->published), free(h->model);
   free(h->tokenizer), free(h->val), free(h->calib), free(h->reference), free(h->baseline), free(h->seeds);
-  free(h->compress), free(h->device), free(h->source_text);
+  free(h->compress), free(h->device), free(h->source_text), free(h->published_arm);
   memset(h, 0, sizeof *h);
 }
 

@@ -11,7 +11,7 @@
  *   rule: contest, resamples, bootstrap_seed, compress, calib: {seqs, len, skip},
  *   train: {defaults for every trained arm}, published: "text", device: cpu|cuda|auto
  * An arm: {spec | spec_file, train: {...}, fit: {param, values, to}, calib: {...},
- *   compress, label, contest_passthrough}. */
+ *   compress, label, contest_passthrough, expect}. */
 #ifndef QG_LAB_HYPOTHESIS_H
 #define QG_LAB_HYPOTHESIS_H
 
@@ -20,7 +20,8 @@
 
 #include "core/status.h"
 
-typedef enum { QG_METRIC_KLD = 0, QG_METRIC_NLL, QG_METRIC_BPB } qg_metric;
+/* bytes: the artifact's size, deterministic (its interval is a point) */
+typedef enum { QG_METRIC_KLD = 0, QG_METRIC_NLL, QG_METRIC_BPB, QG_METRIC_BYTES } qg_metric;
 const char *qg_metric_name(qg_metric m);
 
 /* A training option as written (key without dashes, value text). */
@@ -51,12 +52,15 @@ typedef struct {
   int64_t calib_skip;
   char *compress;         /* zstd | brotli | xz | zlib (default: the experiment's) */
   int contest_passthrough; /* the spec leaves small float tensors to the contest's passthrough */
+  int expect;             /* this arm's direction against the baseline (default: the experiment's) */
   int line;
 } qg_lab_arm;
 
 typedef struct {
   char *path, *dir;       /* the file and its folder (relative paths resolve against it) */
   char *id, *hypothesis, *published;
+  char *published_arm;    /* published: {text, arm, value}: the figure the report compares with */
+  double published_value;
   char *model, *tokenizer;
   char *val, *calib;      /* resolved globs */
   int seq_len, stride;
@@ -87,6 +91,8 @@ typedef struct {
 qg_status qg_lab_hypothesis_load(const char *path, qg_lab_hypothesis *out);
 qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path, qg_lab_hypothesis *out);
 void qg_lab_hypothesis_free(qg_lab_hypothesis *h);
+/* The direction an arm is expected to move against the baseline. */
+int qg_lab_arm_expect(const qg_lab_hypothesis *h, int arm);
 /* Index of an arm by name, or -1. */
 int qg_lab_arm_index(const qg_lab_hypothesis *h, const char *name);
 /* The arm's spec text with {param} replaced by value (caller frees). */

@@ -12,7 +12,7 @@
 #include "core/json.h"
 #include "lab/svg.h"
 
-static const char *const metric_unit[3] = {"nats/token", "nats/token", "bits/byte"};
+static const char *const metric_unit[4] = {"nats/token", "nats/token", "bits/byte", "bytes"};
 
 static const char *interval_text(void) {
   return "percentile interval of a paired block bootstrap whose blocks are whole evaluation windows (tokens within a "
@@ -113,7 +113,7 @@ static void cell_json(qg_json *j, const qg_lab_result *r, const qg_lab_cell *c, 
   if (!is_base) {
     qg_json_key(j, "vs_baseline");
     qg_json_obj_begin(j);
-    for (int m = 0; m < 3; m++) boot_json(j, qg_metric_name((qg_metric)m), &c->d[m], 1);
+    for (int m = 0; m < 4; m++) boot_json(j, qg_metric_name((qg_metric)m), &c->d[m], 1);
     qg_json_key(j, "p_holm"), qg_json_num(j, c->p_holm);
     qg_json_key(j, "verdict"), qg_json_str(j, qg_verdict_name(c->verdict));
     qg_json_obj_end(j);
@@ -148,7 +148,20 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
   qg_json_key(&j, "id"), qg_json_str(&j, h->id);
   qg_json_key(&j, "hypothesis"), qg_json_str(&j, h->hypothesis);
   qg_json_key(&j, "file"), qg_json_str(&j, h->path);
-  qg_json_key(&j, "published"), h->published ? qg_json_str(&j, h->published) : qg_json_null(&j);
+  qg_json_key(&j, "published");
+  if (h->published || h->published_arm) {
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "text"), h->published ? qg_json_str(&j, h->published) : qg_json_null(&j);
+    qg_json_key(&j, "arm"), h->published_arm ? qg_json_str(&j, h->published_arm) : qg_json_null(&j);
+    qg_json_key(&j, "value"), qg_json_num(&j, h->published_value);
+    if (h->published_arm) {
+      const qg_lab_armsum *s = &r->arms[qg_lab_arm_index(h, h->published_arm)];
+      qg_json_key(&j, "inside_interval"), qg_json_bool(&j, h->published_value >= s->lo && h->published_value <= s->hi);
+    }
+    qg_json_obj_end(&j);
+  } else {
+    qg_json_null(&j);
+  }
   qg_json_key(&j, "verdict");
   qg_json_obj_begin(&j);
   qg_json_key(&j, "result"), qg_json_str(&j, qg_verdict_name(r->verdict));
@@ -203,6 +216,7 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     qg_json_key(&j, "spec_file"), arm->spec_file ? qg_json_str(&j, arm->spec_file) : qg_json_null(&j);
     qg_json_key(&j, "float"), qg_json_bool(&j, arm->is_float);
     qg_json_key(&j, "baseline"), qg_json_bool(&j, a == base);
+    qg_json_key(&j, "expect"), qg_json_str(&j, qg_lab_arm_expect(h, a) < 0 ? "lower" : "higher");
     qg_json_key(&j, "train");
     if (arm->trains) {
       qg_json_obj_begin(&j);
@@ -336,14 +350,15 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
       qg_buf_printf(o, " | %s | %s |\n", b2, qg_verdict_name(c->verdict));
     }
   qg_buf_printf(o, "\n### Differences against the baseline, every metric\n\n"
-                "| arm | seed | ΔKLD | ΔNLL | ΔBPB | p one-sided (%s) | iid interval (%s) | block / iid width |\n"
-                "|---|---|---|---|---|---:|---|---:|\n", qg_metric_name(h->metric), qg_metric_name(h->metric));
+                "| arm | seed | ΔKLD | ΔNLL | ΔBPB | Δbytes | p one-sided (%s) | iid interval (%s) | block / iid width |\n"
+                "|---|---|---|---|---|---:|---:|---|---:|\n", qg_metric_name(h->metric), qg_metric_name(h->metric));
   for (int a = 0; a < h->n_arms; a++) {
     if (a == base) continue;
     for (int si = 0; si < r->n_seeds; si++) {
       const qg_lab_cell *c = &r->cells[a * r->n_seeds + si];
       qg_buf_printf(o, "| %s | %llu | ", h->arms[a].name, (unsigned long long)c->seed);
       for (int m = 0; m < 3; m++) est_ci(o, c->d[m].estimate, c->d[m].lo, c->d[m].hi), qg_buf_printf(o, " | ");
+      qg_buf_printf(o, "%+lld | ", (long long)c->d[QG_METRIC_BYTES].estimate);
       const qg_boot_result *d = &c->d[h->metric];
       char p[32], lo[32], hi[32];
       fmt(p, sizeof p, d->p_one_sided), fmt(lo, sizeof lo, d->iid_lo), fmt(hi, sizeof hi, d->iid_hi);
@@ -450,7 +465,19 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
                 "![Per-token KLD distribution](figures/kld_distribution.svg)\n\n"
                 "![Weight error by role](figures/tensor_error_by_role.svg)\n\n");
   tensors_md(o, r);
-  if (h->published) qg_buf_printf(o, "## Against the published figure\n\n%s\n\n", h->published);
+  if (h->published || h->published_arm) {
+    qg_buf_printf(o, "## Against the published figure\n\n%s\n\n", h->published ? h->published : "");
+    if (h->published_arm) {
+      const qg_lab_armsum *s = &r->arms[qg_lab_arm_index(h, h->published_arm)];
+      int inside = h->published_value >= s->lo && h->published_value <= s->hi;
+      char v[32], e[32], lo[32], hi[32];
+      fmt(v, sizeof v, h->published_value), fmt(e, sizeof e, s->est), fmt(lo, sizeof lo, s->lo), fmt(hi, sizeof hi, s->hi);
+      qg_buf_printf(o, "Computed: the published Δ%s (%s − %s) of %s lies %s this experiment's %g%% interval %s [%s, %s]%s.\n\n",
+                    qg_metric_name(h->metric), h->published_arm, h->baseline, v, inside ? "inside" : "outside",
+                    100 * (1 - h->alpha), e, lo, hi,
+                    inside ? "" : h->published_value < s->lo ? " (below it)" : " (above it)");
+    }
+  }
   qg_buf_printf(o, "## Reproduce\n\n```\n%s\n```\n", command);
   return qg_buf_status(o);
 }

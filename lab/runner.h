@@ -57,7 +57,7 @@ typedef struct {
   qg_boot_result ln_ppl_ratio;    /* mean NLL(arm) - NLL(reference) */
   double kld_p99, same_top;
   /* against the baseline (not for the baseline itself) */
-  qg_boot_result d[3];            /* indexed by qg_metric */
+  qg_boot_result d[4];            /* indexed by qg_metric (bytes: a point, no resampling) */
   double p_holm;
   qg_verdict verdict;
 } qg_lab_cell;
