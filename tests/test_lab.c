@@ -98,7 +98,7 @@ static void test_validation(void **st) {
   snprintf(body, sizeof body, "hypothesis: h\nmodel: MODEL\ntokenizer: VOCAB\ndata: {val: '/no/such/val_*.bin'}\n%s", arms);
   expect_error(dir, body, "data.val: no file matches");
   snprintf(body, sizeof body, HEAD "%smetric: ppl\n", arms);
-  expect_error(dir, body, "expected kld, nll or bpb");
+  expect_error(dir, body, "expected kld, nll, bpb or bytes");
   snprintf(body, sizeof body, HEAD "%salpha: 2\n", arms);
   expect_error(dir, body, "alpha");
   snprintf(body, sizeof body, HEAD "%sseeds: [1, 1]\n", arms);
