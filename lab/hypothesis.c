@@ -318,6 +318,7 @@ static qg_status top_member(const ctx *c, void *obj, const char *key, const char
     return QG_OK;
   }
   if (!strcmp(key, "hypothesis")) return get_str(c, v, full, &h->hypothesis);
+  if (!strcmp(key, "notes")) return get_str(c, v, full, &h->notes);
   if (!strcmp(key, "published")) {
     if (v->type != YAML_MAPPING_NODE) return get_str(c, v, full, &h->published);
     h->published_value = NAN;
@@ -406,7 +407,7 @@ static qg_status top_member(const ctx *c, void *obj, const char *key, const char
   }
   return unknown(c, v, full,
                  "id, hypothesis, model, tokenizer, data, reference, baseline, arms, metric, expect, margin, alpha, "
-                 "seeds, budget, rule, resamples, bootstrap_seed, compress, calibration, train, published, device");
+                 "seeds, budget, rule, resamples, bootstrap_seed, compress, calibration, train, published, notes, device");
 }
 
 /* Checks a spec text (after {param} substitution when the arm fits). */
@@ -631,7 +632,7 @@ void qg_lab_hypothesis_free(qg_lab_hypothesis *h) {
   free(h->arms);
   free(h->path), free(h->dir), free(h->id), free(h->hypothesis), free(h->published), free(h->model);
   free(h->tokenizer), free(h->val), free(h->calib), free(h->reference), free(h->baseline), free(h->seeds);
-  free(h->compress), free(h->device), free(h->source_text), free(h->published_arm);
+  free(h->compress), free(h->device), free(h->source_text), free(h->published_arm), free(h->notes);
   memset(h, 0, sizeof *h);
 }
 

@@ -59,6 +59,7 @@ typedef struct {
 typedef struct {
   char *path, *dir;       /* the file and its folder (relative paths resolve against it) */
   char *id, *hypothesis, *published;
+  char *notes;            /* free text the report prints (what the setup implies) */
   char *published_arm;    /* published: {text, arm, value}: the figure the report compares with */
   double published_value;
   char *model, *tokenizer;

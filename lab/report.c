@@ -148,6 +148,7 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
   qg_json_key(&j, "id"), qg_json_str(&j, h->id);
   qg_json_key(&j, "hypothesis"), qg_json_str(&j, h->hypothesis);
   qg_json_key(&j, "file"), qg_json_str(&j, h->path);
+  qg_json_key(&j, "notes"), h->notes ? qg_json_str(&j, h->notes) : qg_json_null(&j);
   qg_json_key(&j, "published");
   if (h->published || h->published_arm) {
     qg_json_obj_begin(&j);
@@ -465,6 +466,7 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
                 "![Per-token KLD distribution](figures/kld_distribution.svg)\n\n"
                 "![Weight error by role](figures/tensor_error_by_role.svg)\n\n");
   tensors_md(o, r);
+  if (h->notes) qg_buf_printf(o, "## Notes\n\n%s\n\n", h->notes);
   if (h->published || h->published_arm) {
     qg_buf_printf(o, "## Against the published figure\n\n%s\n\n", h->published ? h->published : "");
     if (h->published_arm) {
