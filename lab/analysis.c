@@ -117,7 +117,7 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
     int m = 0;
     for (int a = 0; a < na && !st; a++) {
       qg_lab_cell *c = &r->cells[a * ns + si];
-      if (a == base) continue;
+      if (!qg_lab_arm_compared(h, a)) continue;
       if (c->tok.n != b->tok.n || c->tok.n_windows != b->tok.n_windows) {
         st = qg_fail(QG_ERR_INTERNAL, "arms '%s' and '%s' were evaluated on different tokens", h->arms[a].name,
                      h->baseline);
@@ -137,7 +137,7 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
     qg_holm_adjust(p, m, adj);
     m = 0;
     for (int a = 0; a < na; a++) {
-      if (a == base) continue;
+      if (!qg_lab_arm_compared(h, a)) continue;
       qg_lab_cell *c = &r->cells[a * ns + si];
       c->p_holm = adj[m++];
       c->verdict = qg_verdict_one(c->d[h->metric].lo, c->d[h->metric].hi, qg_lab_arm_expect(h, a), h->margin, c->p_holm,
@@ -151,7 +151,7 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
   int n_cmp = 0;
   if (!arm_v && !st) st = qg_fail(QG_ERR_NOMEM, "out of memory");
   for (int a = 0; a < na && !st; a++) {
-    if (a == base) continue;
+    if (!qg_lab_arm_compared(h, a)) continue;
     qg_lab_armsum *sum = &r->arms[a];
     int ex = qg_lab_arm_expect(h, a);
     for (int si = 0; si < ns && !st; si++) {
@@ -204,14 +204,17 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
   }
   if (!st) {
     r->verdict = qg_verdict_all(arm_v, n_cmp);
-    if (r->headline < 0) r->headline = base == 0 ? 1 : 0;
+    if (r->headline < 0)
+      for (int a = 0; a < na && r->headline < 0; a++)
+        if (qg_lab_arm_compared(h, a)) r->headline = a;
+    if (r->headline < 0) st = qg_fail(QG_ERR_INPUT, "%s: no arm is compared with the baseline (every arm is the baseline or the reference)", h->path);
     /* reproductions that agree: seeds whose own verdict over all arms (the same rule
      * across arms, applied to that seed's intervals) equals the experiment's */
     r->agree = 0;
     for (int si = 0; si < ns; si++) {
       int m = 0;
       for (int a = 0; a < na; a++)
-        if (a != base) v[m++] = r->cells[a * ns + si].verdict;
+        if (qg_lab_arm_compared(h, a)) v[m++] = r->cells[a * ns + si].verdict;
       r->agree += qg_verdict_all(v, m) == r->verdict;
     }
     double infl = 0;

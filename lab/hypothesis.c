@@ -19,6 +19,10 @@ const char *qg_metric_name(qg_metric m) {
   return m == QG_METRIC_KLD ? "kld" : m == QG_METRIC_NLL ? "nll" : m == QG_METRIC_BPB ? "bpb" : "bytes";
 }
 
+int qg_lab_arm_compared(const qg_lab_hypothesis *h, int arm) {
+  return strcmp(h->arms[arm].name, h->baseline) && strcmp(h->arms[arm].name, h->reference);
+}
+
 int qg_lab_arm_expect(const qg_lab_hypothesis *h, int arm) { return h->arms[arm].expect ? h->arms[arm].expect : h->expect; }
 
 typedef struct {

@@ -92,6 +92,8 @@ typedef struct {
 qg_status qg_lab_hypothesis_load(const char *path, qg_lab_hypothesis *out);
 qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path, qg_lab_hypothesis *out);
 void qg_lab_hypothesis_free(qg_lab_hypothesis *h);
+/* Whether an arm is compared with the baseline (not the baseline, not the reference arm). */
+int qg_lab_arm_compared(const qg_lab_hypothesis *h, int arm);
 /* The direction an arm is expected to move against the baseline. */
 int qg_lab_arm_expect(const qg_lab_hypothesis *h, int arm);
 /* Index of an arm by name, or -1. */

@@ -226,7 +226,8 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     } else {
       qg_json_null(&j);
     }
-    if (a != base) {
+    qg_json_key(&j, "compared"), qg_json_bool(&j, qg_lab_arm_compared(h, a));
+    if (qg_lab_arm_compared(h, a)) {
       const qg_lab_armsum *s = &r->arms[a];
       qg_json_key(&j, "summary");
       qg_json_obj_begin(&j);
@@ -241,7 +242,7 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     }
     qg_json_key(&j, "seeds");
     qg_json_arr_begin(&j);
-    for (int si = 0; si < r->n_seeds; si++) cell_json(&j, r, &r->cells[a * r->n_seeds + si], a == base);
+    for (int si = 0; si < r->n_seeds; si++) cell_json(&j, r, &r->cells[a * r->n_seeds + si], !qg_lab_arm_compared(h, a));
     qg_json_arr_end(&j);
     qg_json_obj_end(&j);
   }
@@ -287,6 +288,12 @@ static void verdict_line(qg_buf *o, const qg_lab_result *r) {
   qg_buf_printf(o, " %s (%g%% CI)\n", metric_unit[h->metric], 100 * (1 - h->alpha));
 }
 
+static int n_compared(const qg_lab_hypothesis *h) {
+  int n = 0;
+  for (int a = 0; a < h->n_arms; a++) n += qg_lab_arm_compared(h, a);
+  return n;
+}
+
 static void setup_md(qg_buf *o, const qg_lab_result *r) {
   const qg_lab_hypothesis *h = r->h;
   const qg_lab_setup *s = &r->setup;
@@ -304,7 +311,7 @@ static void setup_md(qg_buf *o, const qg_lab_result *r) {
   for (int i = 0; i < r->n_seeds; i++) qg_buf_printf(o, " %llu", (unsigned long long)h->seeds[i]);
   qg_buf_printf(o, " |\n| decision | metric %s, expect %s, margin %g, alpha %g%s, Holm–Bonferroni over %d compared arm(s) |\n",
                 qg_metric_name(h->metric), h->expect < 0 ? "lower" : "higher", h->margin, h->alpha,
-                h->rule_contest ? ", rule: contest (also a t-test over seeds)" : "", h->n_arms - 1);
+                h->rule_contest ? ", rule: contest (also a t-test over seeds)" : "", n_compared(h));
   if (h->has_budget) {
     qg_buf_printf(o, "| budget | ");
     if (h->budget_bytes) bytes_text(o, h->budget_bytes), qg_buf_printf(o, " bytes");
@@ -329,7 +336,8 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
     for (int si = 0; si < r->n_seeds; si++) {
       const qg_lab_cell *c = &r->cells[a * r->n_seeds + si];
       char b1[32], b2[32];
-      qg_buf_printf(o, "| %s%s | %llu | ", h->arms[a].name, a == base ? " (baseline)" : "", (unsigned long long)c->seed);
+      qg_buf_printf(o, "| %s%s | %llu | ", h->arms[a].name,
+                    a == base ? " (baseline)" : !qg_lab_arm_compared(h, a) ? " (reference)" : "", (unsigned long long)c->seed);
       if (c->is_float) qg_buf_printf(o, "float | – | ");
       else bytes_text(o, c->artifact_bytes), qg_buf_printf(o, " | %.3f | ", c->bits_per_weight);
       est_ci(o, c->kld.estimate, c->kld.lo, c->kld.hi);
@@ -341,7 +349,7 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
       qg_buf_printf(o, " | ");
       est_ci(o, c->bpb.estimate, c->bpb.lo, c->bpb.hi);
       qg_buf_printf(o, " | %.4f | ", c->same_top);
-      if (a == base) {
+      if (!qg_lab_arm_compared(h, a)) {
         qg_buf_printf(o, "– | – | – |\n");
         continue;
       }
@@ -354,7 +362,7 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
                 "| arm | seed | ΔKLD | ΔNLL | ΔBPB | Δbytes | p one-sided (%s) | iid interval (%s) | block / iid width |\n"
                 "|---|---|---|---|---|---:|---:|---|---:|\n", qg_metric_name(h->metric), qg_metric_name(h->metric));
   for (int a = 0; a < h->n_arms; a++) {
-    if (a == base) continue;
+    if (!qg_lab_arm_compared(h, a)) continue;
     for (int si = 0; si < r->n_seeds; si++) {
       const qg_lab_cell *c = &r->cells[a * r->n_seeds + si];
       qg_buf_printf(o, "| %s | %llu | ", h->arms[a].name, (unsigned long long)c->seed);
@@ -373,7 +381,7 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
                 "|---|---|---|---:|---|%s\n", qg_metric_name(h->metric), h->rule_contest ? " t-test p |" : "",
                 h->rule_contest ? "---:|" : "");
   for (int a = 0; a < h->n_arms; a++) {
-    if (a == base) continue;
+    if (!qg_lab_arm_compared(h, a)) continue;
     const qg_lab_armsum *s = &r->arms[a];
     qg_buf_printf(o, "| %s | %s | %d/%d | %.3f | ", h->arms[a].name, qg_verdict_name(s->verdict), s->agree, r->n_seeds,
                   s->confidence);
