@@ -114,7 +114,29 @@ static qg_status write_artifact(const qg_qjob_opts *o, const qg_qtensor **qp, qg
     qg_int8_artifact_free(&ia);
     return s;
   }
-  QG_TRY(qg_qgz_write(o->out, qp, n, o->compressor ? o->compressor : QG_COMP_ZSTD, o->layout, &r->info));
+  if (o->best_compressor) {
+    /* every compressor the loader reads, each with its best layout; the smallest file wins */
+    uint8_t *best = NULL;
+    size_t best_n = 0;
+    for (int c = QG_COMP_ZSTD; c < QG_COMP_COUNT; c++) {
+      uint8_t *f;
+      size_t fn;
+      qg_qgz_info info;
+      QG_TRY(qg_qgz_encode(qp, n, (qg_compressor)c, o->layout, &f, &fn, &info));
+      if (!best || fn < best_n) {
+        free(best);
+        best = f, best_n = fn, r->info = info;
+      } else {
+        free(f);
+      }
+    }
+    s = qg_write_file_atomic(o->out, best, best_n);
+    free(best);
+    QG_TRY(s);
+    r->compressor = qg_compressor_name(r->info.comp);
+  } else {
+    QG_TRY(qg_qgz_write(o->out, qp, n, o->compressor, o->layout, &r->info));
+  }
   if (!o->compare_compressors) return QG_OK;
   qg_buf b;
   qg_buf_init(&b);
@@ -131,9 +153,9 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
   if (!o->spec || !o->out || (!o->model && !o->state))
     return qg_fail(QG_ERR_INPUT, "quantize job: a model, a spec and an output path are required");
   QG_TRY(qg_qjob_device(o->device, &r->on_cuda));
-  qg_compressor comp = o->compressor ? o->compressor : QG_COMP_ZSTD;
+  qg_compressor comp = o->compressor;
   r->ptz = qg_ends_with(o->out, ".ptz");
-  if (r->ptz && comp != QG_COMP_ZSTD && comp != QG_COMP_ZLIB)
+  if (r->ptz && (o->best_compressor || (comp != QG_COMP_ZSTD && comp != QG_COMP_ZLIB)))
     return qg_fail(QG_ERR_INPUT, "a .int8.ptz is always zlib-compressed (the contest's container)");
   r->compressor = r->ptz ? "zlib-9" : qg_compressor_name(comp);
 

@@ -35,7 +35,8 @@ typedef struct {
   const qg_state *state;
   const qg_spec *spec;
   const char *out;             /* .qgz or .ptz (the contest's container, zlib) */
-  qg_compressor compressor;    /* for .qgz (QG_COMP_ZSTD when 0) */
+  qg_compressor compressor;    /* for .qgz, as given (QG_COMP_NONE writes it uncompressed) */
+  int best_compressor;         /* try zstd, brotli, xz and zlib; keep the smallest file */
   qg_code_layout layout;       /* for .qgz */
   int compare_compressors;     /* also measure the payload under every compressor */
   /* calibration: NULL = none; "self" = sampled from the model; else a shard glob. Or

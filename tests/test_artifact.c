@@ -326,7 +326,7 @@ static void test_cli(void **st) {
   assert_int_equal(qg_safetensors_write(model_p, &s), QG_OK);
   snprintf(art, sizeof art, "%s", qg_test_path(dir, "a.qgz"));
   snprintf(args, sizeof args, "quantize --model %s --spec 'blocks.*.mlp.*: rowwise bits=4; *.weight: rowwise bits=6' "
-           "--out %s --json --code-bytes 47000", model_p, art);
+           "--out %s --json --code-bytes 47000 --compare-compressors", model_p, art);
   int rc = qg_test_run_cli(args, out, sizeof out, err, sizeof err);
   if (rc) fail_msg("exit %d: %s", rc, err);
   const char *keys[] = {"\"artifact_bytes\"", "\"raw_bytes\"", "\"zstd_bytes\"", "\"brotli_bytes\"", "\"xz_bytes\"",

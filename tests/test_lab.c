@@ -262,7 +262,7 @@ static void test_aa_budget_fit(void **st) {
   snprintf(body, sizeof body, HEAD "id: fit\nbaseline: a\nbudget: {bytes: %lld}\narms:\n"
            "  a: {spec: '*: rowwise bits=4'}\n"
            "  b: {spec: '*: rowwise bits={bits}', fit: {param: bits, values: [3, 8, 6, 5], to: budget}}\n"
-           "  c: {spec: '*: rowwise bits={bits}', fit: {param: bits, values: [2, 3, 5], to: a}}\n"
+           "  c: {spec: '*: rowwise bits={bits}', fit: {param: bits, values: [2, 3, 8], to: a}}\n"
            "expect: higher\n", (long long)six);
   assert_int_equal(run_file(write_yaml(dir, "fit.yaml", body), out, &r, &h, 0), QG_OK);
   assert_string_equal(r.cells[1].fit_value, "6");
