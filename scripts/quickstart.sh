@@ -61,49 +61,15 @@ if [ -f "$contest/fineweb_1024_bpe.vocab" ] && \
     "$qg" encode --tokenizer "$out/fineweb_1024_bpe.model"
 fi
 # ---- the embedded default: GPTQ after training vs STE QAT during training ----------------
-# A small contest-shaped model (4 layers, d 256, seq 256) trained twice on the KJV shards
-# with the contest's recipe: plain, and with STE int6 fake quantization from the start.
-# The plain one is then quantized by rowwise int6 and by GPTQ int6; every artifact is
-# scored by BPB on held-out chapters and by KLD to its own float model.
+# The experiment runner on a small version of experiments/gptq-vs-ste-qat.yaml: a 2-layer
+# contest-shaped model trained on the KJV shards with the contest's recipe, plain and with
+# STE int4 QAT; GPTQ int4 on the plain one, rowwise int4 on the QAT one; KLD against the
+# plain float model, BPB on held-out chapters, a paired block-bootstrap verdict.
 if [ -f "$out/kjv1024.model" ]; then
-  tr_args=(--train "$out/kjv_shards/kjv_train_*.bin" --val "$out/kjv_shards/kjv_val_*.bin"
-           --tokenizer "$out/kjv1024.model" --layers 4 --dim 256 --heads 4 --kv-heads 2
-           --seq-len 256 --batch-tokens 4096 --grad-accum 1 --iterations ${QS_ITERS:-40}
-           --warmup-steps 0 --warmdown 15 --val-max-tokens 16385)
-  # tensors of <= 65,536 weights follow the contest's passthrough rule unless named
-  # exactly, so the int6 rules list every block matrix of this small model by name
-  int6=""; gptq6=""
-  for l in 0 1 2 3; do
-    for w in attn.c_q attn.c_k attn.c_v attn.proj mlp.fc mlp.proj; do
-      int6="$int6 blocks.$l.$w.weight: rowwise bits=6;"
-      gptq6="$gptq6 blocks.$l.$w.weight: gptq bits=6;"
-    done
-  done
-  step "train: plain (contest recipe: Muon + Adam, warmdown)"
-  "$qg" train "${tr_args[@]}" --out "$out/train_plain"
-  step "train: STE int6 QAT from the start (same data, same seed)"
-  "$qg" train "${tr_args[@]}" --qat "$int6" --out "$out/train_qat"
-  step "quantize: plain -> rowwise int6, plain -> GPTQ int6 (calibrated on training text), QAT -> rowwise int6"
-  "$qg" quantize --model "$out/train_plain/final_model.safetensors" --spec "$int6" \
-    --out "$out/plain_rtn6.qgz" --json > "$out/plain_rtn6.json"
-  "$qg" quantize --model "$out/train_plain/final_model.safetensors" --spec "$gptq6" \
-    --calib "$out/kjv_shards/kjv_train_*.bin" --calib-seqs 32 --calib-len 256 \
-    --out "$out/plain_gptq6.qgz" --json > "$out/plain_gptq6.json"
-  "$qg" quantize --model "$out/train_qat/final_model.safetensors" --spec "$int6" \
-    --out "$out/qat_rtn6.qgz" --json > "$out/qat_rtn6.json"
-  step "GPTQ after training vs STE QAT (KLD to each model's own float weights; BPB on held-out text)"
-  printf '%-22s %14s %12s %12s %12s\n' arm artifact_bytes mean_KLD float_bpb quant_bpb
-  for arm in plain:rtn6 plain:gptq6 qat:rtn6; do
-    run=${arm%%:*}; q=${arm##*:}
-    "$qg" kld --base "$out/train_$run/final_model.safetensors" --model "$out/${run}_$q.qgz" \
-      --val "$out/kjv_shards/kjv_val_*.bin" --tokenizer "$out/kjv1024.model" --seq-len 256 \
-      --max-tokens 16385 --device cpu --json > "$out/kld_${run}_$q.json"
-    bytes=$(grep -o '"artifact_bytes": [0-9]*' "$out/${run}_$q.json" | grep -o '[0-9]*$')
-    kld=$(grep -A1 '"kld": {' "$out/kld_${run}_$q.json" | grep -o '"mean": [-0-9.e]*' | grep -o '[-0-9.e]*$')
-    fb=$(grep -A3 '"base": {' "$out/kld_${run}_$q.json" | grep -o '"val_bpb": [0-9.e]*' | grep -o '[0-9.e]*$')
-    qb=$(grep -A3 '"model": {' "$out/kld_${run}_$q.json" | grep -o '"val_bpb": [0-9.e]*' | grep -o '[0-9.e]*$')
-    printf '%-22s %14s %12.6f %12.6f %12.6f\n' "$run -> $q" "$bytes" "$kld" "$fb" "$qb"
-  done | tee "$out/gptq_vs_qat.txt"
+  step "run: GPTQ after training vs STE QAT (experiments/small/gptq-vs-ste-qat-small.yaml)"
+  bash "$root/scripts/experiment-data.sh" "$qg" >/dev/null
+  "$qg" run "$root/experiments/small/gptq-vs-ste-qat-small.yaml" --out "$out/reports" | tee "$out/gptq_vs_qat.txt"
+  echo "report: $out/reports/gptq-vs-ste-qat-small/report.md"
 fi
 
 # ---- model, quantizers, KLD-first evaluation on a real contest checkpoint ----------------
