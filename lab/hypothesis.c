@@ -12,6 +12,7 @@
 #include "core/file.h"
 #include "core/util.h"
 #include "io/qgz.h"
+#include "quant/pipeline.h"
 #include "quant/spec.h"
 #include "train/train.h"
 
@@ -602,9 +603,7 @@ qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path
     if (!(h->seeds = malloc(sizeof *h->seeds))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
     else h->seeds[0] = 1, h->n_seeds = 1;
   }
-  if (!s && !h->bootstrap_seed) /* a fixed stream per experiment: FNV-1a of the id */
-    for (const char *p = h->id, *q = (h->bootstrap_seed = 1469598103934665603ull, p); *q; q++)
-      h->bootstrap_seed = (h->bootstrap_seed ^ (unsigned char)*q) * 1099511628211ull;
+  if (!s && !h->bootstrap_seed) h->bootstrap_seed = qg_tensor_seed(0, h->id); /* a fixed stream per experiment */
   for (int i = 0; i < t.n_train; i++) free(t.train[i].key), free(t.train[i].value);
   free(t.train);
   yaml_document_delete(&doc);
