@@ -385,9 +385,15 @@ static qg_status read_tensor(rd *r, qg_qtensor *t, qg_code_layout layout) {
     if (v > ((uint64_t)1 << 40)) return bad(r, "dim too large");
     t->shape[d] = (int64_t)v;
   }
-  int64_t numel = qg_shape_numel(nd, t->shape);
+  /* The product of the nonzero dims, checked: a 0 dim makes the count 0, but the
+   * dequantizers still size rows and columns from the others. */
+  uint64_t extent = 1;
+  for (int d = 0; d < nd; d++)
+    if (t->shape[d] && qg_mul_overflow_u64(extent, (uint64_t)t->shape[d], &extent))
+      return bad(r, "shape dims multiply past 64 bits");
   /* no quantizer stores fewer than 1 bit per 8 weights: a cheap bound on allocations */
-  if (numel < 0 || (uint64_t)numel > 64 * (uint64_t)r->n + 1024) return bad(r, "shape larger than the payload can hold");
+  if (qg_shape_numel(nd, t->shape) < 0 || extent > 64 * (uint64_t)r->n + 1024)
+    return bad(r, "shape larger than the payload can hold");
   qg_matrix_view(nd, t->shape, &t->rows, &t->cols);
   QG_TRY(get_u8(r, &ns));
   if (ns > QG_QT_MAX_SECTIONS) return bad(r, "too many sections");

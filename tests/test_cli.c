@@ -11,9 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "core/file.h"
+#include "core/util.h"
 #include "io/checkpoint.h"
+#include "io/qgz.h"
 #include "io/safetensors.h"
 #include "io/shards.h"
 #include "io/zip.h"
@@ -322,12 +325,57 @@ static void test_malformed_inputs(void **st) {
   qg_test_rmdir(outdir);
 }
 
+/* Shapes whose dims multiply past 2^63 must be rejected by every reader, never multiplied
+ * out (signed overflow is undefined behaviour: the ASan+UBSan build aborts on it). */
+static void test_overflowing_shapes(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char a[4400];
+  /* The 60-byte .qgz: --compress none, one tensor "fc" (rowwise) of shape [0, 2^40, 2^40]:
+   * 0 elements, so the element bound passes, but the rows x cols view is 2^80. */
+  static const uint8_t payload[] = {
+      2, 'f', 'c', 7, 'r', 'o', 'w', 'w', 'i', 's', 'e', 0, /* name, method, no options */
+      0, 3,                                            /* dtype f32, 3 dims */
+      0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20,           /* 0, 2^40 */
+      0x80, 0x80, 0x80, 0x80, 0x80, 0x20,              /* 2^40 */
+      0};                                              /* no sections */
+  uint8_t f[QG_QGZ_HEADER + sizeof payload];
+  memset(f, 0, sizeof f);
+  memcpy(f, QG_QGZ_MAGIC, 4);
+  qg_wr_u16le(f + 4, QG_QGZ_VERSION);
+  f[6] = QG_COMP_NONE;
+  qg_wr_u32le(f + 8, 1);
+  qg_wr_u32le(f + 12, (uint32_t)crc32(0L, payload, sizeof payload));
+  qg_wr_u32le(f + 16, sizeof payload);
+  qg_wr_u32le(f + 24, sizeof payload);
+  memcpy(f + QG_QGZ_HEADER, payload, sizeof payload);
+  assert_int_equal(sizeof f, 60);
+  const char *p = qg_test_path(dir, "overflow.qgz");
+  qg_test_write(p, f, sizeof f);
+  snprintf(a, sizeof a, "inspect '%s'", p);
+  expect_bad(a, "multiply past 64 bits", NULL, 0);
+  assert_int_equal(out[0], 0); /* nothing on stdout before the error */
+
+  /* safetensors: the same shape with empty data_offsets */
+  static const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[0,0]}}";
+  uint8_t sf[8 + sizeof hdr - 1];
+  uint64_t hl = sizeof hdr - 1;
+  for (int i = 0; i < 8; i++) sf[i] = (uint8_t)(hl >> (8 * i));
+  memcpy(sf + 8, hdr, sizeof hdr - 1);
+  p = qg_test_path(dir, "overflow.safetensors");
+  qg_test_write(p, sf, sizeof sf);
+  snprintf(a, sizeof a, "inspect '%s'", p);
+  expect_bad(a, "too many elements", NULL, 0);
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_help_and_usage),
       cmocka_unit_test(test_inspect_real_files),
       cmocka_unit_test(test_convert_and_export),
       cmocka_unit_test(test_malformed_inputs),
+      cmocka_unit_test(test_overflowing_shapes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
