@@ -419,6 +419,11 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
                    fname, (unsigned long long)zn, len - QG_QGZ_HEADER);
   if (raw > QG_QGZ_MAX_PAYLOAD) return qg_fail(QG_ERR_INPUT, "%s: offset 16: payload of %llu bytes beyond the limit",
                                                fname, (unsigned long long)raw);
+  /* checked before allocating and inflating: a few KiB claiming a 2 GiB payload is a bomb */
+  if (data[6] != QG_COMP_NONE && raw > zn * QG_MAX_INFLATE_RATIO + QG_INFLATE_SLACK)
+    return qg_fail(QG_ERR_INPUT, "%s: offset 16: payload of %llu bytes from %llu compressed is more than %dx "
+                   "(refusing a possible decompression bomb)", fname, (unsigned long long)raw,
+                   (unsigned long long)zn, QG_MAX_INFLATE_RATIO);
   out->comp = (qg_compressor)data[6];
   out->layout = (qg_code_layout)data[7];
   out->raw_bytes = raw;
