@@ -5,9 +5,12 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_RUNS ?= 1000000
+# the seeded short run of every harness inside `make test`
+FUZZ_SHORT_RUNS ?= 20000
+FUZZ_SEED ?= 1
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan quickstart fuzz fuzz-build clean
+.PHONY: all deps build test test-fast test-asan test-fuzz quickstart fuzz fuzz-build clean
 
 all: build
 
@@ -28,6 +31,7 @@ test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@$(call SHOW_SKIPS,$(BUILD))
 	$(MAKE) test-asan
+	$(MAKE) test-fuzz
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -51,6 +55,11 @@ fuzz-build:
 
 fuzz: deps fuzz-build
 	bash scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_RUNS)
+
+# Every harness for FUZZ_SHORT_RUNS seeded executions (UB fatal), so CI catches a reader
+# regression that the unit tests miss; clang comes from `make deps`.
+test-fuzz: fuzz-build
+	bash scripts/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SHORT_RUNS) $(FUZZ_SEED)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -46,16 +46,21 @@ static int parse_opts(const char *cmd, int argc, char **argv, enc_opts *o, int a
   return 0;
 }
 
-/* Loads the tokenizer and says once when encoding with only a .vocab is not exact. */
+/* Loads the tokenizer (reporting a failure). */
 int qg_cli_load_tokenizer(const char *cmd, const char *path, const char *normalizer_from,
                           qg_tok *t) {
   qg_status st = qg_tok_load(t, path, normalizer_from);
   if (st) return qg_cli_report(cmd, st);
-  if (t->spm.specs_assumed && !normalizer_from)
+  return 0;
+}
+
+/* Says once, after a successful run, when encoding with only a .vocab is not exact; a
+ * failing run prints its error line alone. */
+void qg_cli_tokenizer_note(const char *cmd, const char *path, const char *normalizer_from, int specs_assumed) {
+  if (specs_assumed && !normalizer_from)
     fprintf(stderr, "quantgolf %s: note: %s is a .vocab: contest settings assumed, no character "
             "normalization; exact encoding of non-ASCII text (and of tabs, newlines and other "
             "control characters) needs the .model or --normalizer-from M.model\n", cmd, path);
-  return 0;
 }
 
 static FILE *open_input(const char *cmd, const char *file, int *rc) {
@@ -97,8 +102,10 @@ int qg_cmd_encode(int argc, char **argv) {
   qg_tok_ids_free(&ids);
   qg_tok_ctx_free(c);
   if (in != stdin) fclose(in);
+  int assumed = t.spm.specs_assumed;
   qg_tok_free(&t);
   if (fflush(stdout) != 0 && !st) st = qg_fail(QG_ERR_IO, "writing standard output failed");
+  if (!st) qg_cli_tokenizer_note("encode", o.tokenizer, o.normalizer_from, assumed);
   return st ? qg_cli_report("encode", st) : 0;
 }
 
@@ -152,7 +159,9 @@ int qg_cmd_decode(int argc, char **argv) {
   qg_buf_free(&text);
   qg_tok_ids_free(&ids);
   if (in != stdin) fclose(in);
+  int assumed = t.spm.specs_assumed;
   qg_tok_free(&t);
   if (fflush(stdout) != 0 && !st) st = qg_fail(QG_ERR_IO, "writing standard output failed");
+  if (!st) qg_cli_tokenizer_note("decode", o.tokenizer, o.normalizer_from, assumed);
   return st ? qg_cli_report("decode", st) : 0;
 }

@@ -54,8 +54,12 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
              !strcmp(a, "--max-tokens")) {
     TAKE();
     long long n = strtoll(v, &end, 10);
-    if (*end || n < 1 || (strcmp(a, "--max-tokens") && n > 1000000)) {
+    if (!*v || *end || n < 1) {
       qg_cli_usage_error(cmd, "%s expects a positive integer, got '%s'", a, v);
+      return -1;
+    }
+    if (strcmp(a, "--max-tokens") && n > 1000000) { /* say the limit, not just "invalid" */
+      qg_cli_usage_error(cmd, "%s %s: at most 1,000,000", a, v);
       return -1;
     }
     if (!strcmp(a, "--seq-len")) c->opts.seq_len = (int)n;
@@ -102,6 +106,9 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
   qg_spm_free(&tok);
   if (!s) s = qg_shards_open(c->val, val);
   if (!s) s = qg_shards_check_vocab(val, vocab);
+  /* named here: the window planner only sees a token count */
+  if (!s && qg_shards_count(val) < 2)
+    s = qg_fail(QG_ERR_INPUT, "%s: %lld tokens; evaluation needs at least 2", c->val, (long long)qg_shards_count(val));
   if (s) {
     qg_spm_luts_free(luts);
     qg_shards_close(val);

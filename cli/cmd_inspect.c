@@ -11,6 +11,10 @@
 #include "io/shards.h"
 #include "io/spm.h"
 
+/* The text report is gathered here and written only once the whole file has been read:
+ * a failing inspect prints its one error line and nothing on stdout. */
+static FILE *txt;
+
 void qg_cmd_inspect_help(void) {
   printf(
       "usage: quantgolf inspect FILE [--json]\n\n"
@@ -30,7 +34,7 @@ static void tensor_row(qg_json *j, const char *name, qg_dtype dt, int ndim, cons
   char sh[128];
   qg_shape_str(ndim, shape, sh, sizeof sh);
   if (!j) {
-    printf("%-40s %-9s %-14s %10lld  %s\n", name, qg_dtype_name(dt), sh, (long long)bytes, scheme ? scheme : "");
+    fprintf(txt, "%-40s %-9s %-14s %10lld  %s\n", name, qg_dtype_name(dt), sh, (long long)bytes, scheme ? scheme : "");
     return;
   }
   qg_json_obj_begin(j);
@@ -53,7 +57,7 @@ static void tensor_row(qg_json *j, const char *name, qg_dtype dt, int ndim, cons
 
 static void totals(qg_json *j, int n, int64_t params, int64_t bytes, long long file_bytes) {
   if (!j) {
-    printf("tensors: %d  parameters: %lld  tensor bytes: %lld  file bytes: %lld\n", n, (long long)params,
+    fprintf(txt, "tensors: %d  parameters: %lld  tensor bytes: %lld  file bytes: %lld\n", n, (long long)params,
            (long long)bytes, file_bytes);
     return;
   }
@@ -75,7 +79,7 @@ static qg_status inspect_state(const char *path, qg_json *j, long long fbytes) {
     qg_json_key(j, "tensors");
     qg_json_arr_begin(j);
   } else {
-    printf("%-40s %-9s %-14s %10s\n", "name", "dtype", "shape", "bytes");
+    fprintf(txt, "%-40s %-9s %-14s %10s\n", "name", "dtype", "shape", "bytes");
   }
   for (int i = 0; i < s.n; i++) tensor_row(j, s.t[i].name, s.t[i].dtype, s.t[i].ndim, s.t[i].shape, (int64_t)s.t[i].nbytes, NULL);
   if (j) qg_json_arr_end(j);
@@ -94,7 +98,7 @@ static qg_status inspect_ptz(const char *path, qg_json *j, long long fbytes) {
     qg_json_key(j, "tensors");
     qg_json_arr_begin(j);
   } else {
-    printf("quant format: %s\n%-40s %-9s %-14s %10s  %s\n", a.format, "name", "dtype", "shape", "bytes", "scheme");
+    fprintf(txt, "quant format: %s\n%-40s %-9s %-14s %10s  %s\n", a.format, "name", "dtype", "shape", "bytes", "scheme");
   }
   int64_t params = 0, bytes = 0;
   for (int i = 0; i < a.quantized.n; i++) {
@@ -150,7 +154,7 @@ static qg_status inspect_shards(const char *path, qg_json *j) {
       qg_json_int(j, f->count);
       qg_json_obj_end(j);
     } else {
-      printf("%-60s %12lld tokens\n", f->name, (long long)f->count);
+      fprintf(txt, "%-60s %12lld tokens\n", f->name, (long long)f->count);
     }
   }
   if (j) {
@@ -162,9 +166,9 @@ static qg_status inspect_shards(const char *path, qg_json *j) {
     qg_json_key(j, "max_token");
     if (s.total) qg_json_int(j, hi); else qg_json_null(j);
   } else {
-    printf("files: %d  tokens: %lld", s.n_files, (long long)s.total);
-    if (s.total) printf("  token ids: %d..%d", lo, hi);
-    printf("\n");
+    fprintf(txt, "files: %d  tokens: %lld", s.n_files, (long long)s.total);
+    if (s.total) fprintf(txt, "  token ids: %d..%d", lo, hi);
+    fprintf(txt, "\n");
   }
   qg_shards_close(&s);
   return QG_OK;
@@ -193,20 +197,20 @@ static qg_status inspect_spm(const char *path, qg_json *j) {
   const qg_spm_trainer *t = &m.trainer;
   const qg_spm_normalizer *nz = &m.normalizer;
   if (!j) {
-    printf("pieces: %d (", m.n_pieces);
+    fprintf(txt, "pieces: %d (", m.n_pieces);
     for (int k = 1, first = 1; k <= 6; k++)
       if (counts[k]) {
-        printf("%s%d %s", first ? "" : ", ", counts[k], tn[k]);
+        fprintf(txt, "%s%d %s", first ? "" : ", ", counts[k], tn[k]);
         first = 0;
       }
-    printf(")\n");
-    printf("trainer: model_type %d, vocab_size %d, byte_fallback %d, split_digits %d, character_coverage %g\n",
+    fprintf(txt, ")\n");
+    fprintf(txt, "trainer: model_type %d, vocab_size %d, byte_fallback %d, split_digits %d, character_coverage %g\n",
            t->model_type, t->vocab_size, t->byte_fallback, t->split_digits, t->character_coverage);
-    printf("ids: unk %d, bos %d, eos %d, pad %d\n", t->unk_id, t->bos_id, t->eos_id, t->pad_id);
-    printf("normalizer: %s, add_dummy_prefix %d, remove_extra_whitespaces %d, charsmap %zu bytes\n",
+    fprintf(txt, "ids: unk %d, bos %d, eos %d, pad %d\n", t->unk_id, t->bos_id, t->eos_id, t->pad_id);
+    fprintf(txt, "normalizer: %s, add_dummy_prefix %d, remove_extra_whitespaces %d, charsmap %zu bytes\n",
            nz->name, nz->add_dummy_prefix, nz->remove_extra_whitespaces, nz->charsmap_len);
-    if (m.specs_assumed) printf("note: read from a .vocab; trainer and normalizer settings are the contest's, assumed\n");
-    printf("bpb luts: %d boundary ids, %d with a leading space, %lld base bytes in all\n", boundary, lead, base);
+    if (m.specs_assumed) fprintf(txt, "note: read from a .vocab; trainer and normalizer settings are the contest's, assumed\n");
+    fprintf(txt, "bpb luts: %d boundary ids, %d with a leading space, %lld base bytes in all\n", boundary, lead, base);
   } else {
     qg_json_key(j, "pieces");
     qg_json_int(j, m.n_pieces);
@@ -283,9 +287,14 @@ int qg_cmd_inspect(int argc, char **argv) {
     qg_json_str(jp, path);
     qg_json_key(jp, "format");
     qg_json_str(jp, qg_format_name(f));
-  } else {
-    printf("file: %s\nformat: %s\n", path, qg_format_name(f));
   }
+  char *tbuf = NULL;
+  size_t tlen = 0;
+  if (!jp && !(txt = open_memstream(&tbuf, &tlen))) {
+    qg_buf_free(&b);
+    return qg_cli_report("inspect", qg_fail(QG_ERR_NOMEM, "out of memory"));
+  }
+  if (!jp) fprintf(txt, "file: %s\nformat: %s\n", path, qg_format_name(f));
   switch (f) {
     case QG_FMT_PTZ: s = inspect_ptz(path, jp, fbytes); break;
     case QG_FMT_PT: {
@@ -304,8 +313,13 @@ int qg_cmd_inspect(int argc, char **argv) {
     case QG_FMT_SHARD: s = inspect_shards(path, jp); break;
     default: s = inspect_spm(path, jp); break;
   }
+  if (!jp) {
+    fclose(txt);
+    txt = NULL;
+    if (!s) fwrite(tbuf, 1, tlen, stdout);
+    free(tbuf);
+  }
   if (s) {
-    fflush(stdout);
     qg_buf_free(&b);
     return qg_cli_report("inspect", s);
   }

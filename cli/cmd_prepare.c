@@ -4,12 +4,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "tok/prepare.h"
 
-int qg_cli_load_tokenizer(const char *cmd, const char *path, const char *normalizer_from,
-                          qg_tok *t); /* cli/cmd_encode.c */
+/* cli/cmd_encode.c */
+int qg_cli_load_tokenizer(const char *cmd, const char *path, const char *normalizer_from, qg_tok *t);
+void qg_cli_tokenizer_note(const char *cmd, const char *path, const char *normalizer_from, int specs_assumed);
 
 void qg_cmd_prepare_help(void) {
   printf("usage: quantgolf prepare --tokenizer T.model|T.vocab --input FILE [--input FILE ...] --out DIR\n"
@@ -81,12 +83,20 @@ int qg_cmd_prepare(int argc, char **argv) {
     else if (!strcmp(a, "--input") && i + 1 < argc) inputs[n_in++] = argv[++i];
     else if (!strcmp(a, "--out") && i + 1 < argc) o.out_dir = argv[++i];
     else if (!strcmp(a, "--name") && i + 1 < argc) o.name = argv[++i];
-    else if (!strcmp(a, "--val-docs") && i + 1 < argc && parse_i64(argv[i + 1], &v)) o.val_docs = v, i++;
-    else if (!strcmp(a, "--shard-tokens") && i + 1 < argc && parse_i64(argv[i + 1], &v) && v > 0 &&
-             v <= INT32_MAX)
-      o.shard_tokens = v, i++;
-    else if (!strcmp(a, "--threads") && i + 1 < argc && parse_i64(argv[i + 1], &v) && v >= 1 && v <= 64)
-      o.threads = (int)v, i++;
+    else if (!strcmp(a, "--val-docs") || !strcmp(a, "--shard-tokens") || !strcmp(a, "--threads")) {
+      /* each says its own range, so a bad value is named, not just "invalid" */
+      int64_t lo = !strcmp(a, "--val-docs") ? 0 : 1;
+      int64_t hi = !strcmp(a, "--val-docs") ? INT64_MAX : !strcmp(a, "--threads") ? 64 : INT32_MAX;
+      if (i + 1 >= argc) rc = qg_cli_usage_error("prepare", "%s needs a value", a);
+      else if (!parse_i64(argv[i + 1], &v) || v < lo || v > hi)
+        rc = hi == INT64_MAX ? qg_cli_usage_error("prepare", "%s %s: expected a non-negative integer", a, argv[i + 1])
+                             : qg_cli_usage_error("prepare", "%s %s: expected an integer in [%lld, %lld]", a, argv[i + 1],
+                                                  (long long)lo, (long long)hi);
+      else if (!strcmp(a, "--val-docs")) o.val_docs = v;
+      else if (!strcmp(a, "--threads")) o.threads = (int)v;
+      else o.shard_tokens = v;
+      i++;
+    }
     else rc = qg_cli_usage_error("prepare", "unexpected or invalid argument '%s'", a);
   }
   if (!rc && (!tokp || !n_in || !o.out_dir))
@@ -98,7 +108,8 @@ int qg_cmd_prepare(int argc, char **argv) {
     return rc;
   }
   struct stat sb;
-  if (stat(o.out_dir, &sb) != 0) mkdir(o.out_dir, 0777);
+  /* a folder made here is removed again when prepare fails: nothing left behind */
+  int made = stat(o.out_dir, &sb) != 0 && mkdir(o.out_dir, 0777) == 0;
   if (stat(o.out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     free(inputs);
     return qg_cli_report("prepare", qg_fail(QG_ERR_INPUT, "%s: not a directory and cannot be "
@@ -106,6 +117,7 @@ int qg_cmd_prepare(int argc, char **argv) {
   }
   qg_tok t;
   if ((rc = qg_cli_load_tokenizer("prepare", tokp, nfrom, &t))) {
+    if (made) rmdir(o.out_dir);
     free(inputs);
     return rc;
   }
@@ -121,6 +133,9 @@ int qg_cmd_prepare(int argc, char **argv) {
     summary("train", &s.train);
     fprintf(stderr, "quantgolf prepare: %.1f s; shards in %s as %s_{val,train}_NNNNNN.bin\n",
             now_s(&p.t0), o.out_dir, o.name);
+    qg_cli_tokenizer_note("prepare", tokp, nfrom, t.spm.specs_assumed);
+  } else if (made) {
+    rmdir(o.out_dir); /* only succeeds when empty: shards appear only on success */
   }
   qg_tok_free(&t);
   free(inputs);

@@ -13,6 +13,7 @@
 #include "quant/job.h"
 
 #define CAP_BYTES 16000000LL
+#define SELF_CALIB_MAX_LEN 4096
 
 void qg_cmd_quantize_help(void) {
   printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml)\n"
@@ -47,6 +48,7 @@ void qg_cmd_quantize_help(void) {
          "                     self-generated\" calibration) at --calib-temp; cost grows as len^2\n"
          "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
          "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)\n"
+         "  --force            allow --calib self with --calib-len above 4096\n"
          "\n--device cpu|cuda|auto (auto): where calibration and quantization run. On cuda the\n"
          "Hessians are accumulated on the GPU (fp64) and rowwise, lloydmax, e8 and gptq over\n"
          "those grids run there (rowwise codes identical to the CPU's); other methods stay on\n"
@@ -56,7 +58,7 @@ void qg_cmd_quantize_help(void) {
 typedef struct {
   const char *model, *spec, *spec_file, *out, *compress, *layout, *calib, *device;
   char **code;
-  int n_code, json, contest_passthrough, compare;
+  int n_code, json, contest_passthrough, compare, force;
   long long code_bytes, seed;
   long long calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
@@ -106,6 +108,7 @@ static int parse_args(int argc, char **argv, qargs *a) {
     else if (!strcmp(o, "--json")) a->json = 1;
     else if (!strcmp(o, "--contest-passthrough")) a->contest_passthrough = 1;
     else if (!strcmp(o, "--compare-compressors")) a->compare = 1;
+    else if (!strcmp(o, "--force")) a->force = 1;
     else if (!strcmp(o, "--code-bytes") || !strcmp(o, "--seed")) {
       const char *v;
       VAL(v);
@@ -127,6 +130,13 @@ static int parse_args(int argc, char **argv, qargs *a) {
   if (!a->out) return qg_cli_usage_error("quantize", "--out is required");
   if (!a->spec == !a->spec_file) return qg_cli_usage_error("quantize", "give exactly one of --spec and --spec-file");
   if (a->code_bytes >= 0 && a->n_code) return qg_cli_usage_error("quantize", "give --code-bytes or --code, not both");
+  /* the artifact's format follows the name: another extension would hide a .qgz under it */
+  if (!qg_ends_with(a->out, ".qgz") && !qg_ends_with(a->out, ".ptz"))
+    return qg_cli_usage_error("quantize", "--out %s: the artifact name must end in .qgz or .ptz", a->out);
+  /* self-generation costs grow as len^2 (4096 tokens already take minutes on a CPU) */
+  if (a->calib && !strcmp(a->calib, "self") && a->calib_len > SELF_CALIB_MAX_LEN && !a->force)
+    return qg_cli_usage_error("quantize", "--calib-len %lld: self-generated calibration is limited to %d tokens "
+                              "(cost grows as len^2); add --force to run it anyway", a->calib_len, SELF_CALIB_MAX_LEN);
   return 0;
 }
 
@@ -227,6 +237,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_obj_begin(&j);
     qg_json_key(&j, "model"), qg_json_str(&j, a.model);
     qg_json_key(&j, "spec"), qg_json_str(&j, a.spec ? a.spec : a.spec_file);
+    qg_json_key(&j, "seed"), qg_json_int(&j, (int64_t)spec.seed);
     qg_json_key(&j, "out"), qg_json_str(&j, a.out);
     qg_json_key(&j, "compressor"), qg_json_str(&j, jr.compressor);
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);

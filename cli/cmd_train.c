@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "core/json.h"
@@ -369,15 +370,23 @@ int qg_cmd_train(int argc, char **argv) {
   }
   ev->opts.seq_len = c.seq_len;
 
-  if (mkdir(c.out_dir, 0777) != 0 && errno != EEXIST) {
-    fprintf(stderr, "quantgolf train: %s: cannot create the output directory: %s\n", c.out_dir, strerror(errno));
+  int dir_made = mkdir(c.out_dir, 0777) == 0, mk_err = errno;
+  struct stat dst;
+  if (!dir_made && (mk_err != EEXIST || stat(c.out_dir, &dst) != 0 || !S_ISDIR(dst.st_mode))) {
+    /* a missing, read-only or non-directory parent, or a file in the way: bad usage */
+    int usage = mk_err == EEXIST || mk_err == ENOENT || mk_err == ENOTDIR || mk_err == EACCES || mk_err == EROFS ||
+                mk_err == EPERM;
+    fprintf(stderr, "quantgolf train: %s: cannot create the output directory: %s\n", c.out_dir,
+            mk_err == EEXIST ? "a file of that name is in the way" : strerror(mk_err));
     qg_spm_luts_free(&luts);
     qg_shards_close(&val);
     qg_train_kvs_free(&a.kvs);
-    return 1;
+    return usage ? 2 : 1;
   }
   char logpath[4096];
   snprintf(logpath, sizeof logpath, "%s/train.log", c.out_dir);
+  struct stat lst;
+  int log_existed = stat(logpath, &lst) == 0;
   progress_ctx pc = {fopen(logpath, "a"), 0, c.iterations, 0};
   if (pc.log) {
     qg_buf b;
@@ -402,6 +411,12 @@ int qg_cmd_train(int argc, char **argv) {
       fprintf(stderr, "qat: %d tensors fake-quantized on the GPU, %d by a host round trip each step (only rowwise "
               "rules run on the device)\n", t.qat.n_device, t.qat.n_host);
     s = qg_trainer_run(&t, on_event, &pc);
+  } else {
+    /* nothing was trained (bad data, bad checkpoint): leave nothing behind either */
+    if (pc.log) fclose(pc.log);
+    pc.log = NULL;
+    if (!log_existed) unlink(logpath);
+    if (dir_made) rmdir(c.out_dir);
   }
   if (s) {
     rc = qg_cli_report("train", s);

@@ -61,6 +61,20 @@ int qg_cli_wants_help(int argc, char **argv) {
   return 0;
 }
 
+/* Options given twice would silently keep the last value: each may appear once, except
+ * the ones documented as repeatable (--input of prepare and tokenizer train). Returns the
+ * first repeated option, or NULL. Values never start with "--", so only options count. */
+static const char *repeated_option(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0 || !a[2] || !strcmp(a, "--input")) continue;
+    size_t n = strcspn(a, "=");
+    for (int j = 1; j < i; j++)
+      if (strcspn(argv[j], "=") == n && !strncmp(argv[j], a, n)) return a;
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "quantgolf: missing COMMAND (see quantgolf --help)\n");
@@ -80,6 +94,10 @@ int main(int argc, char **argv) {
       commands[i].help();
       return 0;
     }
+    const char *rep = repeated_option(argc - 1, argv + 1);
+    if (rep)
+      return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
+                                (int)strcspn(rep, "="), rep);
     return commands[i].run(argc - 1, argv + 1);
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);

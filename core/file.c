@@ -13,15 +13,43 @@
 
 #include "core/util.h"
 
+static qg_status qg_open_regular_fd(const char *path, int *fd_out, struct stat *st) {
+  /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever,
+   * before fstat could tell it is not a file */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return qg_fail(QG_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    int dir = S_ISDIR(st->st_mode);
+    close(fd);
+    return qg_fail(QG_ERR_INPUT, "%s: %s", path, dir ? "is a directory, not a file" : "not a regular file");
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  *fd_out = fd;
+  return QG_OK;
+}
+
+qg_status qg_open_regular(const char *path, FILE **out) {
+  int fd;
+  struct stat st;
+  *out = NULL;
+  QG_TRY(qg_open_regular_fd(path, &fd, &st));
+  if (!(*out = fdopen(fd, "rb"))) {
+    close(fd);
+    return qg_fail(QG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  }
+  return QG_OK;
+}
+
 qg_status qg_read_file(const char *path, uint8_t **data, size_t *len, size_t max_len) {
   *data = NULL;
   *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return qg_fail(QG_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+  FILE *f;
+  QG_TRY(qg_open_regular(path, &f));
   struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fstat(fileno(f), &st) != 0) {
     fclose(f);
-    return qg_fail(QG_ERR_INPUT, "%s: not a regular file", path);
+    return qg_fail(QG_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
   }
   size_t n = (size_t)st.st_size;
   if (max_len && n > max_len) {
@@ -49,13 +77,9 @@ static const uint8_t qg_empty_byte = 0;
 
 qg_status qg_mmap_open(const char *path, qg_mmap *m) {
   memset(m, 0, sizeof *m);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return qg_fail(QG_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+  int fd;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return qg_fail(QG_ERR_INPUT, "%s: not a regular file", path);
-  }
+  QG_TRY(qg_open_regular_fd(path, &fd, &st));
   if (st.st_size == 0) {
     close(fd);
     m->data = &qg_empty_byte;
@@ -88,9 +112,22 @@ qg_status qg_atomic_open(qg_atomic_file *a, const char *path) {
     return qg_fail(QG_ERR_NOMEM, "out of memory");
   }
   snprintf(a->tmp, n, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&qg_tmp_counter, 1));
+  /* A directory named as the output would only fail at the final rename, after all the
+   * work; say so now. */
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return qg_fail(QG_ERR_INPUT, "%s: is a directory; give a file name for the output", path);
+  }
   a->f = fopen(a->tmp, "wb");
   if (!a->f) {
-    qg_status s = qg_fail(QG_ERR_IO, "%s: cannot create (temporary %s): %s", path, a->tmp, strerror(errno));
+    /* a missing, read-only or non-directory parent is a bad output path (exit 2), not a
+     * runtime failure */
+    int e = errno;
+    int usage = e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS || e == EPERM || e == ENAMETOOLONG;
+    qg_status s = qg_fail(usage ? QG_ERR_INPUT : QG_ERR_IO, "%s: cannot create the output: %s", path, strerror(e));
     free(a->tmp);
     free(a->path);
     a->tmp = a->path = NULL;

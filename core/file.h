@@ -13,6 +13,11 @@
  * max_len guards against absurd sizes (0 = no limit). */
 qg_status qg_read_file(const char *path, uint8_t **data, size_t *len, size_t max_len);
 
+/* Opens a regular file for reading; anything else (a FIFO, a device, a directory) is
+ * refused without blocking. Every reader opens input files through this or the two
+ * functions around it. */
+qg_status qg_open_regular(const char *path, FILE **out);
+
 /* A read-only memory map of a whole file. */
 typedef struct {
   const uint8_t *data;

@@ -7,13 +7,16 @@
 #include "core/util.h"
 
 int64_t qg_shape_numel(int ndim, const int64_t *shape) {
+  /* The product of the nonzero dims must fit too, even when a 0 dim makes the count 0:
+   * callers take sub-products (rows x cols views, strides) of the same shape. */
   int64_t n = 1;
+  int zero = 0;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) return -1;
-    if (shape[i] != 0 && n > INT64_MAX / shape[i]) return -1;
-    n *= shape[i];
+    if (shape[i] == 0) zero = 1;
+    else if (qg_mul_overflow_i64(n, shape[i], &n)) return -1;
   }
-  return n;
+  return zero ? 0 : n;
 }
 
 int64_t qg_tensor_numel(const qg_tensor *t) { return qg_shape_numel(t->ndim, t->shape); }

@@ -30,7 +30,8 @@ typedef struct {
   bool owns; /* free(data) on release */
 } qg_tensor;
 
-/* Product of dims, or -1 when a dim is negative or the product overflows int64. */
+/* Product of dims, or -1 when a dim is negative or the product of the nonzero dims
+ * overflows int64 (so every sub-product of a valid shape fits). */
 int64_t qg_shape_numel(int ndim, const int64_t *shape);
 int64_t qg_tensor_numel(const qg_tensor *t);
 /* "[1024, 512]" into buf. */

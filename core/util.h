@@ -43,6 +43,16 @@ static inline void qg_wr_u32le(uint8_t *p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Overflow-checked arithmetic for every size, count and shape product that file data
+ * determines: each stores a*b (a+b) in *r and returns 1 when the exact result does not fit
+ * (then *r must not be used), 0 otherwise. Signed overflow is undefined behaviour and
+ * unsigned wrap-around silently passes a bound check, so readers never multiply file
+ * numbers with a plain `*`. */
+static inline int qg_mul_overflow_i64(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r); }
+static inline int qg_add_overflow_i64(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r); }
+static inline int qg_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_mul_overflow(a, b, r); }
+static inline int qg_add_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_add_overflow(a, b, r); }
+
 /* True when the path ends with suffix (case-sensitive). */
 int qg_ends_with(const char *s, const char *suffix);
 

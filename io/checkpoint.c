@@ -43,8 +43,8 @@ qg_format qg_detect_format(const uint8_t *head, size_t n, const char *path) {
 
 qg_status qg_detect_file_format(const char *path, qg_format *out) {
   *out = QG_FMT_UNKNOWN;
-  FILE *f = fopen(path, "rb");
-  if (!f) return qg_fail(QG_ERR_INPUT, "%s: cannot open", path);
+  FILE *f;
+  QG_TRY(qg_open_regular(path, &f));
   uint8_t head[16];
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);

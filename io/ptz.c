@@ -196,7 +196,10 @@ qg_status qg_ptz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   size_t raw_len = 0;
   /* A zlib stream starts with CMF 0x78 (deflate, 32K window) and a header checksum. */
   if (len >= 2 && data[0] == 0x78 && ((data[0] << 8) | data[1]) % 31 == 0) {
-    QG_TRY(qg_zlib_inflate(data, len, fname, QG_PTZ_MAX_INFLATED, &raw, &raw_len));
+    size_t lim = QG_PTZ_MAX_INFLATED;
+    if (len < (QG_PTZ_MAX_INFLATED - QG_INFLATE_SLACK) / QG_MAX_INFLATE_RATIO)
+      lim = len * QG_MAX_INFLATE_RATIO + QG_INFLATE_SLACK;
+    QG_TRY(qg_zlib_inflate(data, len, fname, lim, &raw, &raw_len));
     data = raw;
     len = raw_len;
   } else if (!(len >= 4 && !memcmp(data, "PK\3\4", 4))) {

@@ -11,6 +11,11 @@
 /* Inflated payloads larger than this are refused (a zlib bomb guard; a 16 MB artifact
  * inflates to well under 100 MB). */
 #define QG_PTZ_MAX_INFLATED ((size_t)1 << 31)
+/* No real artifact inflates by more than this factor (int8 codes and fp16 scales compress
+ * by 1.1-4x); a stream that does is refused early instead of after 2 GiB of inflation.
+ * The slack keeps tiny test files unaffected. */
+#define QG_MAX_INFLATE_RATIO 64
+#define QG_INFLATE_SLACK ((size_t)16 << 20)
 
 typedef struct {
   char *format;         /* "__quant_format__", e.g. "int8_clean_per_row_v1" */

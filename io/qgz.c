@@ -385,9 +385,15 @@ static qg_status read_tensor(rd *r, qg_qtensor *t, qg_code_layout layout) {
     if (v > ((uint64_t)1 << 40)) return bad(r, "dim too large");
     t->shape[d] = (int64_t)v;
   }
-  int64_t numel = qg_shape_numel(nd, t->shape);
+  /* The product of the nonzero dims, checked: a 0 dim makes the count 0, but the
+   * dequantizers still size rows and columns from the others. */
+  uint64_t extent = 1;
+  for (int d = 0; d < nd; d++)
+    if (t->shape[d] && qg_mul_overflow_u64(extent, (uint64_t)t->shape[d], &extent))
+      return bad(r, "shape dims multiply past 64 bits");
   /* no quantizer stores fewer than 1 bit per 8 weights: a cheap bound on allocations */
-  if (numel < 0 || (uint64_t)numel > 64 * (uint64_t)r->n + 1024) return bad(r, "shape larger than the payload can hold");
+  if (qg_shape_numel(nd, t->shape) < 0 || extent > 64 * (uint64_t)r->n + 1024)
+    return bad(r, "shape larger than the payload can hold");
   qg_matrix_view(nd, t->shape, &t->rows, &t->cols);
   QG_TRY(get_u8(r, &ns));
   if (ns > QG_QT_MAX_SECTIONS) return bad(r, "too many sections");
@@ -413,6 +419,11 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
                    fname, (unsigned long long)zn, len - QG_QGZ_HEADER);
   if (raw > QG_QGZ_MAX_PAYLOAD) return qg_fail(QG_ERR_INPUT, "%s: offset 16: payload of %llu bytes beyond the limit",
                                                fname, (unsigned long long)raw);
+  /* checked before allocating and inflating: a few KiB claiming a 2 GiB payload is a bomb */
+  if (data[6] != QG_COMP_NONE && raw > zn * QG_MAX_INFLATE_RATIO + QG_INFLATE_SLACK)
+    return qg_fail(QG_ERR_INPUT, "%s: offset 16: payload of %llu bytes from %llu compressed is more than %dx "
+                   "(refusing a possible decompression bomb)", fname, (unsigned long long)raw,
+                   (unsigned long long)zn, QG_MAX_INFLATE_RATIO);
   out->comp = (qg_compressor)data[6];
   out->layout = (qg_code_layout)data[7];
   out->raw_bytes = raw;

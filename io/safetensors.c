@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/util.h"
 #include "io/json_parse.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -128,8 +129,8 @@ static qg_status parse_entry(const char *file, const qg_jnode *m, uint64_t data_
   QG_TRY(parse_offsets(file, tn, f[2], e));
   char sb[256];
   int64_t numel = qg_shape_numel(e->ndim, e->shape);
-  uint64_t es = qg_dtype_size(e->dtype);
-  if (numel < 0 || (uint64_t)numel > UINT64_MAX / es)
+  uint64_t es = qg_dtype_size(e->dtype), want;
+  if (numel < 0 || qg_mul_overflow_u64((uint64_t)numel, es, &want))
     return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': shape %s has too many elements", file, tn,
                    qg_shape_str(e->ndim, e->shape, sb, sizeof sb));
   if (e->begin > e->end)
@@ -139,7 +140,6 @@ static qg_status parse_entry(const char *file, const qg_jnode *m, uint64_t data_
     return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of "
                    "the %llu-byte data buffer", file, tn, (unsigned long long)e->begin,
                    (unsigned long long)e->end, (unsigned long long)data_len);
-  uint64_t want = (uint64_t)numel * es;
   if (e->end - e->begin != want)
     return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but "
                    "shape %s of %s needs %llu", file, tn, (unsigned long long)e->begin,

@@ -33,7 +33,7 @@ qg_status qg_shard_parse(const uint8_t *data, size_t len, const char *name,
   if (n < 0)
     return qg_fail(QG_ERR_INPUT, "%s: offset 8: token count is negative (%d)", name, n);
   /* The contest reader insists on the exact size; so do we (no trailing bytes either). */
-  uint64_t want = QG_SHARD_HEADER_BYTES + 2 * (uint64_t)n;
+  uint64_t want = QG_SHARD_HEADER_BYTES + 2 * (uint64_t)n; /* n < 2^31: cannot overflow */
   if ((uint64_t)len != want)
     return qg_fail(QG_ERR_INPUT,
                    "%s: offset 8: header counts %d tokens, so %llu bytes expected, the file has %zu",

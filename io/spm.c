@@ -14,6 +14,7 @@
 
 #include "core/file.h"
 #include "core/util.h"
+#include "io/json_parse.h"
 #include "io/protobuf.h"
 
 #define SPM_MAX_FILE ((size_t)256 << 20) /* the largest real models are a few MiB */
@@ -589,6 +590,11 @@ static qg_status parse_vocab_into(const uint8_t *data, size_t len, const char *n
     if (tab == pos)
       return qg_fail(QG_ERR_INPUT, "%s: line %d (offset %zu): empty piece before the TAB", name,
                      line, pos);
+    /* SentencePiece pieces are UTF-8; a .model assembled from others would be unloadable */
+    size_t ok = qg_utf8_valid_prefix((const uint8_t *)txt + pos, tab - pos);
+    if (ok != tab - pos)
+      return qg_fail(QG_ERR_INPUT, "%s: line %d (offset %zu): the piece is not valid UTF-8 (byte 0x%02X)", name, line,
+                     pos + ok, (unsigned)(uint8_t)txt[pos + ok]);
     qg_spm_piece *p = &s->pieces[s->n_pieces];
     if (parse_score(txt + tab + 1, end - tab - 1, &p->score) != QG_OK)
       return qg_fail(QG_ERR_INPUT, "%s: line %d (offset %zu): score \"%.*s\" is not a finite "

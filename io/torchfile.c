@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "core/util.h"
 
 void qg_torchfile_close(qg_torchfile *tf) {
   qg_zip_close(&tf->zip);
@@ -77,7 +78,8 @@ qg_status qg_torchfile_tensor(qg_torchfile *tf, const qg_py *t, const char *name
   qg_zip_entry *e = qg_zip_find(&tf->zip, ename);
   if (!e) return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': storage entry '%s' is missing", tf->fname, name, ename);
   size_t es = qg_dtype_size(t->dtype);
-  if ((uint64_t)st->numel > e->size / es || (uint64_t)st->numel * es != e->size)
+  uint64_t st_bytes;
+  if (qg_mul_overflow_u64((uint64_t)st->numel, es, &st_bytes) || st_bytes != e->size)
     return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': storage '%s' holds %llu bytes, expected %lld x %zu (%s)", tf->fname,
                    name, ename, (unsigned long long)e->size, (long long)st->numel, es, qg_dtype_name(t->dtype));
   int64_t numel = qg_shape_numel(t->ndim, t->shape);
@@ -87,9 +89,9 @@ qg_status qg_torchfile_tensor(qg_torchfile *tf, const qg_py *t, const char *name
     int64_t last = t->storage_offset;
     for (int i = 0; i < t->ndim; i++) {
       if (t->stride[i] < 0) return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': negative stride", tf->fname, name);
-      if (t->shape[i] > 1 && t->stride[i] > (INT64_MAX - last) / (t->shape[i] - 1))
+      int64_t reach;
+      if (qg_mul_overflow_i64(t->shape[i] - 1, t->stride[i], &reach) || qg_add_overflow_i64(last, reach, &last))
         return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': strides overflow", tf->fname, name);
-      last += (t->shape[i] - 1) * t->stride[i];
     }
     if (last >= st->numel)
       return qg_fail(QG_ERR_INPUT, "%s: tensor '%s': view reaches element %lld of a %lld-element storage", tf->fname,

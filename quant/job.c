@@ -53,6 +53,28 @@ qg_status qg_qjob_device(const char *device, int *cuda) {
   return QG_OK;
 }
 
+/* A non-finite weight is the checkpoint's fault, not a sign that it is no GPT: named on
+ * its own before the model is built (whose failures mean the layout does not fit). */
+static qg_status check_finite(const qg_state *st) {
+  for (int k = 0; k < st->n; k++) {
+    const qg_tensor *t = &st->t[k];
+    if (!qg_dtype_is_float(t->dtype)) continue;
+    int64_t n = qg_tensor_numel(t);
+    float *f = malloc(sizeof *f * (size_t)(n ? n : 1));
+    if (!f) return qg_fail(QG_ERR_NOMEM, "out of memory checking '%s'", t->name);
+    qg_tensor_to_f32(t, f);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++)
+      if (!isfinite(f[i])) bad = i;
+    float v = bad >= 0 ? f[bad] : 0;
+    free(f);
+    if (bad >= 0)
+      return qg_fail(QG_ERR_INPUT, "tensor '%s': element %lld is %s; calibration needs finite weights", t->name,
+                     (long long)bad, isnan(v) ? "NaN" : "infinite");
+  }
+  return QG_OK;
+}
+
 /* Builds the model from the float state, picks calibration sequences (shards or sampled
  * from the model itself) and collects every linear layer's input Hessian. */
 static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian_map *map, qg_qjob_result *r) {
@@ -63,6 +85,7 @@ static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian
   int len = o->calib_len > 0 ? o->calib_len : self ? 128 : 1024;
   qg_gpt m;
   qg_gpt_options go = {.mlp_power = o->mlp_power};
+  QG_TRY(check_finite(st));
   qg_status gs = qg_gpt_init(&m, st, &go, ops);
   if (gs) return qg_fail_prefix(gs, "--calib needs a contest GPT checkpoint");
   int32_t *seqs = malloc(sizeof *seqs * (size_t)n * (size_t)len);

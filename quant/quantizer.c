@@ -296,8 +296,14 @@ void qg_matrix_view(int ndim, const int64_t *shape, int64_t *rows, int64_t *cols
     *rows = 1, *cols = shape[0];
     return;
   }
+  /* checked: a shape that qg_shape_numel rejects gives cols -1 rather than undefined
+   * behaviour, and no caller accepts a negative view */
   int64_t c = 1;
-  for (int i = 1; i < ndim; i++) c *= shape[i];
+  for (int i = 1; i < ndim; i++)
+    if (qg_mul_overflow_i64(c, shape[i], &c)) {
+      c = -1;
+      break;
+    }
   *rows = shape[0], *cols = c;
 }
 

@@ -3,12 +3,14 @@
 #include "quant/spec.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 #include "core/file.h"
+#include "io/yaml_guard.h"
 
 #define KEEP_FLOAT_MAX_NUMEL 65536 /* the contest's INT8_KEEP_FLOAT_MAX_NUMEL */
 
@@ -227,6 +229,11 @@ static qg_status yrules(ydoc *y, yaml_node_t *n) {
 qg_status qg_spec_parse_yaml(const uint8_t *data, size_t len, const char *fname, qg_spec *out) {
   memset(out, 0, sizeof *out);
   if (!(out->source = qg_strdup(fname))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  qg_status dst = qg_yaml_check_depth(data, len, fname, QG_YAML_MAX_DEPTH);
+  if (dst) {
+    qg_spec_free(out);
+    return dst;
+  }
   yaml_parser_t parser;
   yaml_document_t doc;
   if (!yaml_parser_initialize(&parser)) {
@@ -268,8 +275,11 @@ qg_status qg_spec_parse_yaml(const uint8_t *data, size_t len, const char *fname,
         } else if (k && !strcmp(k, "seed")) {
           const char *v = yscalar(vn);
           char *end;
-          unsigned long long sd = v ? strtoull(v, &end, 10) : 0;
-          if (!v || !*v || *end) st = yerr(&y, vn, "seed must be a non-negative integer");
+          /* digits only: strtoull would take "-1" as 2^64 - 1; the bound is --seed's */
+          errno = 0;
+          unsigned long long sd = v && *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+          if (!v || *v < '0' || *v > '9' || *end || errno || sd > INT64_MAX)
+            st = yerr(&y, vn, "seed must be a non-negative integer");
           else out->seed = sd;
         } else {
           st = yerr(&y, kn, "unknown top-level key (expected 'rules', 'seed' or 'contest_passthrough')");

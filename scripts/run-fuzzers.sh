@@ -2,10 +2,16 @@
 # Runs every libFuzzer harness built in BUILD_DIR for RUNS executions each, seeded with the
 # real contest files (../shared/contest, when present) and the test data, and prints one
 # summary line per harness. Crashes leave reproducers in BUILD_DIR/fuzz-artifacts/.
-#   scripts/run-fuzzers.sh BUILD_DIR [RUNS]
+# The fuzz build makes UBSan fatal (-fno-sanitize-recover=undefined): undefined behaviour
+# aborts the run and counts as a finding, like a crash.
+#   scripts/run-fuzzers.sh BUILD_DIR [RUNS [SEED [HARNESS...]]]
+# SEED (default 0: libFuzzer picks one) makes a run repeatable; HARNESS names limit the run
+# to those harnesses (default: every fuzz_* in BUILD_DIR).
 set -euo pipefail
-build=${1:?usage: run-fuzzers.sh BUILD_DIR [RUNS]}
+build=${1:?usage: run-fuzzers.sh BUILD_DIR [RUNS [SEED [HARNESS...]]]}
 runs=${2:-1000000}
+seed=${3:-0}
+shift $(( $# < 3 ? $# : 3 ))
 root=$(cd "$(dirname "$0")/.." && pwd)
 contest="$root/../shared/contest"
 art="$build/fuzz-artifacts"
@@ -24,8 +30,15 @@ seeds_for() {
 }
 
 status=0
-for bin in "$build"/fuzz_*; do
-  [ -x "$bin" ] || continue
+bins=()
+if [ $# -gt 0 ]; then
+  for h in "$@"; do bins+=("$build/$h"); done
+else
+  bins=("$build"/fuzz_*)
+fi
+echo "fuzzing with UBSan fatal, $runs executions per harness, seed $seed"
+for bin in "${bins[@]}"; do
+  [ -x "$bin" ] && [ -f "$bin" ] || continue
   name=$(basename "$bin")
   corpus="$build/corpus-$name"
   rm -rf "$corpus"
@@ -47,10 +60,10 @@ PY
     fi
   done
   log="$build/$name.log"
-  if "$bin" "$corpus" -runs="$runs" -max_len=1048576 -rss_limit_mb=4096 -timeout=20 \
+  if "$bin" "$corpus" -runs="$runs" -seed="$seed" -max_len=1048576 -rss_limit_mb=4096 -timeout=20 \
        -artifact_prefix="$art/$name-" -print_final_stats=1 >"$log" 2>&1; then
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    echo "$name: ok, $execs executions, corpus $(ls "$corpus" | wc -l) files"
+    echo "$name: ok, $execs executions, 0 findings (UB fatal), corpus $(ls "$corpus" | wc -l) files"
   else
     status=1
     echo "$name: FAILED (see $log and $art)"

@@ -11,9 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "core/file.h"
+#include "core/util.h"
 #include "io/checkpoint.h"
+#include "io/qgz.h"
 #include "io/safetensors.h"
 #include "io/shards.h"
 #include "io/zip.h"
@@ -34,6 +40,12 @@ static void expect_bad(const char *args, const char *needle, const char *outdir,
   if (count_lines(err) != 1) fail_msg("'%s': stderr is not one line: %s", args, err);
   if (needle && !strstr(err, needle)) fail_msg("'%s': message lacks '%s': %s", args, needle, err);
   if (outdir) assert_int_equal(qg_test_count_entries(outdir), entries_before);
+}
+
+static double qg_test_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint8_t *slurp(const char *path, size_t *n) {
@@ -310,16 +322,219 @@ static void test_malformed_inputs(void **st) {
     free(m);
   }
 
-  /* an unwritable output is a runtime failure (exit 1), still with nothing left behind */
+  /* an output folder that is missing, under a file, or read-only, and a directory given
+   * as the output file: bad usage (exit 2), nothing left behind */
   snprintf(a, sizeof a, "convert '%s' '%s/no/such/dir/x.safetensors'", good, outdir);
-  assert_int_equal(qg_test_run_cli(a, out, sizeof out, err, sizeof err), 1);
-  assert_int_equal(count_lines(err), 1);
-  assert_int_equal(qg_test_count_entries(outdir), 0);
+  expect_bad(a, "No such file", outdir, 0);
+  cases++;
+  {
+    char d[4300];
+    snprintf(d, sizeof d, "%s/d.safetensors", outdir);
+    assert_int_equal(mkdir(d, 0777), 0);
+    snprintf(a, sizeof a, "convert '%s' '%s'", good, d);
+    expect_bad(a, "is a directory", outdir, 1);
+    rmdir(d);
+    snprintf(a, sizeof a, "convert '%s' '%s/x.safetensors'", good, good); /* a folder "under" a file */
+    expect_bad(a, "Not a directory", outdir, 0);
+    if (geteuid() != 0) { /* root writes anywhere */
+      snprintf(d, sizeof d, "%s/ro", outdir);
+      assert_int_equal(mkdir(d, 0555), 0);
+      snprintf(a, sizeof a, "convert '%s' '%s/x.safetensors'", good, d);
+      expect_bad(a, "Permission denied", NULL, 0);
+      assert_int_equal(qg_test_count_entries(d), 0);
+      rmdir(d);
+    }
+    cases += 2;
+  }
 
   print_message("%d malformed-input cases checked\n", cases);
   assert_true(cases >= 30);
   qg_test_rmdir(dir);
   qg_test_rmdir(outdir);
+}
+
+/* Shapes whose dims multiply past 2^63 must be rejected by every reader, never multiplied
+ * out (signed overflow is undefined behaviour: the ASan+UBSan build aborts on it). */
+static void test_overflowing_shapes(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char a[4400];
+  /* The 60-byte .qgz: --compress none, one tensor "fc" (rowwise) of shape [0, 2^40, 2^40]:
+   * 0 elements, so the element bound passes, but the rows x cols view is 2^80. */
+  static const uint8_t payload[] = {
+      2, 'f', 'c', 7, 'r', 'o', 'w', 'w', 'i', 's', 'e', 0, /* name, method, no options */
+      0, 3,                                            /* dtype f32, 3 dims */
+      0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20,           /* 0, 2^40 */
+      0x80, 0x80, 0x80, 0x80, 0x80, 0x20,              /* 2^40 */
+      0};                                              /* no sections */
+  uint8_t f[QG_QGZ_HEADER + sizeof payload];
+  memset(f, 0, sizeof f);
+  memcpy(f, QG_QGZ_MAGIC, 4);
+  qg_wr_u16le(f + 4, QG_QGZ_VERSION);
+  f[6] = QG_COMP_NONE;
+  qg_wr_u32le(f + 8, 1);
+  qg_wr_u32le(f + 12, (uint32_t)crc32(0L, payload, sizeof payload));
+  qg_wr_u32le(f + 16, sizeof payload);
+  qg_wr_u32le(f + 24, sizeof payload);
+  memcpy(f + QG_QGZ_HEADER, payload, sizeof payload);
+  assert_int_equal(sizeof f, 60);
+  const char *p = qg_test_path(dir, "overflow.qgz");
+  qg_test_write(p, f, sizeof f);
+  snprintf(a, sizeof a, "inspect '%s'", p);
+  expect_bad(a, "multiply past 64 bits", NULL, 0);
+  assert_int_equal(out[0], 0); /* nothing on stdout before the error */
+
+  /* safetensors: the same shape with empty data_offsets */
+  static const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[0,0]}}";
+  uint8_t sf[8 + sizeof hdr - 1];
+  uint64_t hl = sizeof hdr - 1;
+  for (int i = 0; i < 8; i++) sf[i] = (uint8_t)(hl >> (8 * i));
+  memcpy(sf + 8, hdr, sizeof hdr - 1);
+  p = qg_test_path(dir, "overflow.safetensors");
+  qg_test_write(p, sf, sizeof sf);
+  snprintf(a, sizeof a, "inspect '%s'", p);
+  expect_bad(a, "too many elements", NULL, 0);
+  qg_test_rmdir(dir);
+}
+
+/* Bad usage and bad input across commands: each one clear line on stderr, exit 2, nothing
+ * left behind, and refused quickly. */
+static void test_bad_usage(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char a[14000], m[4200], o[4200];
+  /* a small float checkpoint */
+  qg_state s;
+  qg_state_init(&s);
+  int64_t shape[2] = {64, 32};
+  qg_tensor *t;
+  assert_int_equal(qg_state_add(&s, "w", QG_F32, 2, shape, &t), QG_OK);
+  uint64_t rng = 9;
+  for (int i = 0; i < 64 * 32; i++) ((float *)t->data)[i] = qg_test_randf(&rng);
+  snprintf(m, sizeof m, "%s/m.safetensors", dir);
+  assert_int_equal(qg_safetensors_write(m, &s), QG_OK);
+  snprintf(o, sizeof o, "%s/a.qgz", dir);
+
+  /* the seed is echoed in quantize's JSON */
+  snprintf(a, sizeof a, "quantize --model '%s' --spec '*: fp16' --out '%s' --json --seed 7", m, o);
+  assert_int_equal(qg_test_run_cli(a, out, sizeof out, err, sizeof err), 0);
+  assert_non_null(strstr(out, "\"seed\": 7"));
+  unlink(o);
+  int before = qg_test_count_entries(dir);
+
+  /* an output name that is neither .qgz nor .ptz */
+  snprintf(a, sizeof a, "quantize --model '%s' --spec '*: fp16' --out '%s/x.txt'", m, dir);
+  expect_bad(a, "must end in .qgz or .ptz", dir, before);
+  /* options given twice */
+  snprintf(a, sizeof a, "quantize --model '%s' --model '%s' --spec '*: fp16' --out '%s'", m, m, o);
+  expect_bad(a, "'--model' is given twice", dir, before);
+  snprintf(a, sizeof a, "eval --model '%s' --val x.bin --tokenizer t.model --stride 1 --stride=2", m);
+  expect_bad(a, "'--stride' is given twice", dir, before);
+  /* a YAML seed of -1 (the CLI refuses --seed -1 too) */
+  const char *y = qg_test_path(dir, "neg.yaml");
+  qg_test_write(y, "rules:\n  '*': fp16\nseed: -1\n", 27);
+  snprintf(a, sizeof a, "quantize --model '%s' --spec-file '%s' --out '%s'", m, y, o);
+  expect_bad(a, "seed must be a non-negative integer", dir, before + 1);
+  unlink(y);
+  /* 100,000-deep YAML: refused at once */
+  char *deep = malloc(100000);
+  memset(deep, '[', 100000);
+  y = qg_test_path(dir, "deep.yaml");
+  qg_test_write(y, deep, 100000);
+  free(deep);
+  snprintf(a, sizeof a, "quantize --model '%s' --spec-file '%s' --out '%s'", m, y, o);
+  double t0 = qg_test_now();
+  expect_bad(a, "nested deeper than", dir, before + 1);
+  assert_true(qg_test_now() - t0 < 2.0);
+  unlink(y);
+  /* self-generated calibration beyond its length limit; a NaN weight named as such */
+  snprintf(a, sizeof a, "quantize --model '%s' --spec '*: fp16' --out '%s' --calib self --calib-len 200000", m, o);
+  expect_bad(a, "limited to 4096 tokens", dir, before);
+  ((float *)s.t[0].data)[5] = NAN;
+  char nanm[4200];
+  snprintf(nanm, sizeof nanm, "%s/nan.safetensors", dir);
+  assert_int_equal(qg_safetensors_write(nanm, &s), QG_OK);
+  qg_state_free(&s);
+  snprintf(a, sizeof a, "quantize --model '%s' --spec '*: fp16' --out '%s' --calib self --calib-seqs 1", nanm, o);
+  expect_bad(a, "element 5 is NaN", dir, before + 1);
+  if (strstr(err, "needs a contest GPT")) fail_msg("misleading prefix: %s", err);
+  unlink(nanm);
+  /* limits said as limits */
+  snprintf(a, sizeof a, "eval --model '%s' --val x.bin --tokenizer t.model --seq-len 1000000000", m);
+  expect_bad(a, "at most 1,000,000", dir, before);
+  snprintf(a, sizeof a, "prepare --tokenizer t.model --input x.txt --out '%s/p' --val-docs -1", dir);
+  expect_bad(a, "--val-docs -1: expected a non-negative integer", dir, before);
+
+  /* a FIFO as a checkpoint, shard or tokenizer: refused, not waited on */
+  const char *fifo = qg_test_path(dir, "fifo.bin");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  char fp[4200];
+  snprintf(fp, sizeof fp, "%s", fifo);
+  snprintf(a, sizeof a, "inspect '%s'", fp);
+  expect_bad(a, "not a regular file", NULL, 0);
+  snprintf(a, sizeof a, "quantize --model '%s' --spec '*: fp16' --out '%s'", fp, o);
+  expect_bad(a, "not a regular file", NULL, 0);
+  snprintf(a, sizeof a, "encode --tokenizer '%s' /dev/null", fp);
+  expect_bad(a, "not a regular file", NULL, 0);
+  unlink(fp);
+
+  /* .vocab pieces that are not UTF-8; the .vocab note never precedes an error line */
+  const char *v = qg_test_path(dir, "bad.vocab");
+  qg_test_write(v, "<unk>\t0\n\xff\xfe\t-1\n", 14);
+  snprintf(a, sizeof a, "inspect '%s'", v);
+  expect_bad(a, "not valid UTF-8", NULL, 0);
+  snprintf(a, sizeof a, "tokenizer assemble --vocab '%s' --out '%s/t.model'", v, dir);
+  expect_bad(a, "not valid UTF-8", dir, before + 1);
+  unlink(v);
+  snprintf(a, sizeof a, "encode --tokenizer '%s' '%s/missing.txt'", qg_test_data_file("tok_train_identity.vocab"), dir);
+  expect_bad(a, "missing.txt", NULL, 0);
+
+  /* prepare: a binary input, a missing input, malformed JSONL: no output folder left */
+  const char *tok = qg_test_data_file("tok_rules.model");
+  char tokp[4200];
+  snprintf(tokp, sizeof tokp, "%s", tok);
+  const char *bin = qg_test_path(dir, "blob.txt");
+  qg_test_write(bin, "text\x00\x01\x02\xff\xfe binary\n", 19);
+  char binp[4200];
+  snprintf(binp, sizeof binp, "%s", bin);
+  snprintf(a, sizeof a, "prepare --tokenizer '%s' --input '%s' --out '%s/p'", tokp, binp, dir);
+  expect_bad(a, "not valid UTF-8", dir, before + 1);
+  unlink(binp);
+  snprintf(a, sizeof a, "prepare --tokenizer '%s' --input '%s/none.txt' --out '%s/p'", tokp, dir, dir);
+  expect_bad(a, "none.txt", dir, before);
+  const char *j = qg_test_path(dir, "bad.jsonl");
+  qg_test_write(j, "{\"text\": \"a\"}\n{\"txt\": 1}\n", 25);
+  char jp[4200];
+  snprintf(jp, sizeof jp, "%s", j);
+  snprintf(a, sizeof a, "prepare --tokenizer '%s' --input '%s' --out '%s/p'", tokp, jp, dir);
+  expect_bad(a, "bad.jsonl", dir, before + 1);
+  unlink(jp);
+
+  /* a decompression bomb: 2 GiB claimed by a few KiB of zstd, refused before inflating */
+  {
+    size_t n = 1 << 20;
+    uint8_t *zeros = calloc(n, 1), *z = NULL;
+    size_t zn = 0;
+    assert_int_equal(qg_compress(QG_COMP_ZSTD, zeros, n, &z, &zn), QG_OK);
+    free(zeros);
+    uint8_t *f = calloc(QG_QGZ_HEADER + zn, 1);
+    memcpy(f, QG_QGZ_MAGIC, 4);
+    qg_wr_u16le(f + 4, QG_QGZ_VERSION);
+    f[6] = QG_COMP_ZSTD;
+    qg_wr_u32le(f + 8, 1);
+    qg_wr_u32le(f + 16, 0x7ff00000u); /* ~2 GiB, within the format's limit */
+    qg_wr_u32le(f + 24, (uint32_t)zn);
+    memcpy(f + QG_QGZ_HEADER, z, zn);
+    const char *bp = qg_test_path(dir, "bomb.qgz");
+    qg_test_write(bp, f, QG_QGZ_HEADER + zn);
+    free(f);
+    free(z);
+    snprintf(a, sizeof a, "inspect '%s'", bp);
+    t0 = qg_test_now();
+    expect_bad(a, "decompression bomb", NULL, 0);
+    assert_true(qg_test_now() - t0 < 2.0);
+  }
+  qg_test_rmdir(dir);
 }
 
 int main(void) {
@@ -328,6 +543,8 @@ int main(void) {
       cmocka_unit_test(test_inspect_real_files),
       cmocka_unit_test(test_convert_and_export),
       cmocka_unit_test(test_malformed_inputs),
+      cmocka_unit_test(test_overflowing_shapes),
+      cmocka_unit_test(test_bad_usage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -429,9 +429,9 @@ static void test_write_failures(void **st) {
   assert_int_equal(qg_state_add(&s, "w", QG_F32, 1, shape, &t), QG_OK);
   fill_random(t->data, t->nbytes, 3, QG_F32);
 
-  /* a directory that does not exist: I/O error, nothing created */
+  /* a directory that does not exist: a bad output path (exit 2), nothing created */
   snprintf(path, sizeof path, "%s/missing/out.safetensors", dir);
-  assert_int_equal(qg_safetensors_write(path, &s), QG_ERR_IO);
+  assert_int_equal(qg_safetensors_write(path, &s), QG_ERR_INPUT);
   assert_int_equal(qg_test_count_entries(dir), 0);
 
   snprintf(path, sizeof path, "%s/out.safetensors", dir);

@@ -290,9 +290,9 @@ static void test_open_and_write_failures(void **st) {
   assert_int_not_equal(qg_shards_open(dir, &s), QG_OK); /* a directory is not a shard */
 
   uint16_t tok[4] = {1, 2, 3, 4};
-  /* a directory that does not exist: an I/O error and nothing created anywhere */
+  /* a directory that does not exist: a bad output path (exit 2), nothing created anywhere */
   snprintf(path, sizeof path, "%s/no/such/dir/x.bin", dir);
-  assert_int_equal(qg_shard_write(path, tok, 4), QG_ERR_IO);
+  assert_int_equal(qg_shard_write(path, tok, 4), QG_ERR_INPUT);
   assert_int_equal(qg_test_count_entries(dir), 0);
   /* more tokens than the int32 header can count: refused before anything is created; the
    * data pointer is never read, so a 4-token buffer is safe to pass */

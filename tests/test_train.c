@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/file.h"
 #include "io/safetensors.h"
@@ -474,6 +475,19 @@ static void test_cli(void **st) {
   snprintf(cmd, sizeof cmd, "%s --out '%s/run2'", badbase, dir); /* ids >= vocab in the training data */
   assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 2);
   assert_non_null(strstr(err, "700"));
+  assert_false(qg_test_exists(qg_test_path(dir, "run2"))); /* no train.log (nor folder) left behind */
+  /* a 0-token validation shard: the message names the file */
+  assert_int_equal(qg_shard_write(qg_test_path(dir, "zzz.bin"), NULL, 0), QG_OK);
+  char zb[8192];
+  snprintf(zb, sizeof zb, "%s", base);
+  char *vp = strstr(zb, "/val.bin'");
+  assert_non_null(vp);
+  memcpy(vp, "/zzz.bin'", 9);
+  snprintf(cmd, sizeof cmd, "%s --out '%s/run3'", zb, dir);
+  assert_int_equal(qg_test_run_cli(cmd, out, sizeof out, err, sizeof err), 2);
+  if (!strstr(err, "zzz.bin") || !strstr(err, "0 tokens")) fail_msg("0-token shard: %s", err);
+  assert_false(qg_test_exists(qg_test_path(dir, "run3")));
+  unlink(qg_test_path(dir, "zzz.bin"));
   char rm[4300];
   snprintf(rm, sizeof rm, "rm -rf '%s/run' '%s/run2' x", dir, dir);
   assert_int_equal(system(rm), 0);
@@ -596,7 +610,11 @@ static void test_cli_config(void **st) {
   assert_non_null(strstr(out, "\"export\": null"));
   /* the same run from the command line alone gives the same figures */
   char out2[8192];
-  snprintf(cmd, sizeof cmd, "%s --iterations 5 --warmup-steps 0 --qat 'blocks.*.mlp.fc.weight: rowwise bits=4' "
+  /* each option once: base's iteration and warmup counts are swapped for the file's */
+  char *it = strstr(base, "--iterations 6 --warmup-steps 1");
+  assert_non_null(it);
+  memcpy(it, "--iterations 5 --warmup-steps 0", 31);
+  snprintf(cmd, sizeof cmd, "%s --qat 'blocks.*.mlp.fc.weight: rowwise bits=4' "
            "--out '%s/cfg3' --export none --json", base, dir);
   assert_int_equal(qg_test_run_cli(cmd, out2, sizeof out2, err, sizeof err), 0);
   char v1[64], v2[64];

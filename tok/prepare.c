@@ -223,6 +223,11 @@ qg_status qg_tok_prepare(const qg_tok *t, const char *const *inputs, int n_input
     rd[i].path = inputs[i];
     rd[i].jsonl = qg_ends_with(inputs[i], ".jsonl") || qg_ends_with(inputs[i], ".json");
     st = qg_mmap_open(inputs[i], &rd[i].m);
+    /* documents are UTF-8 text: a binary file would be tokenized as byte soup */
+    size_t ok = st ? 0 : qg_utf8_valid_prefix(rd[i].m.data, rd[i].m.len);
+    if (!st && ok != rd[i].m.len)
+      st = qg_fail(QG_ERR_INPUT, "%s: offset %zu: byte 0x%02X is not valid UTF-8 (a binary file?); prepare takes "
+                   "UTF-8 text or JSONL", inputs[i], ok, rd[i].m.data[ok]);
     if (!st) total += (int64_t)rd[i].m.len;
   }
   int nt = o->threads;

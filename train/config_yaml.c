@@ -9,6 +9,7 @@
 
 #include "core/file.h"
 #include "core/util.h"
+#include "io/yaml_guard.h"
 #include "train/train.h"
 
 void qg_train_kvs_free(qg_train_kvs *k) {
@@ -62,6 +63,11 @@ qg_status qg_train_kvs_load(const char *path, qg_train_kvs *out) {
   uint8_t *data;
   size_t len;
   QG_TRY(qg_read_file(path, &data, &len, 1 << 20));
+  qg_status ds = qg_yaml_check_depth(data, len, path, QG_YAML_MAX_DEPTH);
+  if (ds) {
+    free(data);
+    return ds;
+  }
   yaml_parser_t parser;
   yaml_document_t doc;
   if (!yaml_parser_initialize(&parser)) {
