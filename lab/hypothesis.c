@@ -12,6 +12,7 @@
 #include "core/file.h"
 #include "core/util.h"
 #include "io/qgz.h"
+#include "io/yaml_guard.h"
 #include "quant/pipeline.h"
 #include "quant/spec.h"
 #include "train/train.h"
@@ -576,6 +577,12 @@ qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path
   if (!h->path || !h->dir || !h->source_text || !h->compress || !h->device) {
     qg_lab_hypothesis_free(h);
     return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  /* refuse absurd nesting before libyaml builds the tree (it is slow on deep documents) */
+  qg_status ds = qg_yaml_check_depth((const uint8_t *)text, len, path, 64);
+  if (ds) {
+    qg_lab_hypothesis_free(h);
+    return ds;
   }
   yaml_parser_t parser;
   yaml_document_t doc;

@@ -83,6 +83,15 @@ static void test_validation(void **st) {
   qg_lab_hypothesis_free(&h);
 
   expect_error(dir, "hypothesis: [unclosed\n", "malformed YAML");
+  {
+    static char deep[20000];
+    size_t k = 0;
+    k += (size_t)snprintf(deep, sizeof deep, "hypothesis: ");
+    for (int i = 0; i < 5000; i++) deep[k++] = '[';
+    deep[k++] = '\n';
+    deep[k] = 0;
+    expect_error(dir, deep, "deep");
+  }
   snprintf(body, sizeof body, HEAD "%scolour: blue\n", arms);
   expect_error(dir, body, "colour: unknown key");
   snprintf(body, sizeof body, HEAD "baseline: zz\narms:\n  a: {spec: '*: rowwise bits=8'}\n  b: {spec: '*: fp16'}\n");
