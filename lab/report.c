@@ -398,7 +398,9 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
                 "(or, with a margin, entirely inside ±margin); otherwise it is inconclusive. An arm's verdict needs "
                 "every seed to agree; the hypothesis fails when any arm fails and succeeds when all succeed. "
                 "Confidence is the fraction of bootstrap replicates, pooled over seeds, beyond the margin in the "
-                "expected direction.\n\n", qg_metric_name(h->metric));
+                "expected direction. The seed-averaged interval resamples evaluation windows only: how much the "
+                "result moves between seeds (calibration draws, training runs) is what the reproductions column "
+                "shows%s.\n\n", qg_metric_name(h->metric), h->rule_contest ? " and the t-test over seeds tests" : "");
 }
 
 static void fits_md(qg_buf *o, const qg_lab_result *r) {

@@ -267,6 +267,15 @@ static void test_aa_budget_fit(void **st) {
            "  a: {spec: '*: rowwise bits=2'}\n  b: {spec: '*: rowwise bits=6'}\n");
   assert_int_equal(run_file(write_yaml(dir, "eq.yaml", body), out, &r, &h, 0), QG_ERR_INPUT);
   assert_non_null(strstr(qg_last_error(), "budget.equal"));
+  /* metric bytes: exact, the interval is the point itself */
+  snprintf(body, sizeof body, HEAD "id: bytes\nbaseline: a\nmetric: bytes\nexpect: higher\narms:\n"
+           "  a: {spec: '*: rowwise bits=4'}\n  b: {spec: '*: rowwise bits=6'}\n  c: {spec: '*: rowwise bits=2', expect: lower}\n");
+  assert_int_equal(run_file(write_yaml(dir, "bytes.yaml", body), out, &r, &h, 0), QG_OK);
+  assert_int_equal(r.verdict, QG_VERDICT_SUCCESS);
+  const qg_boot_result *db = &r.cells[1].d[QG_METRIC_BYTES];
+  assert_true(db->lo == db->hi && db->estimate == (double)(r.cells[1].artifact_bytes - r.cells[0].artifact_bytes));
+  assert_true(db->estimate > 0 && r.cells[2].d[QG_METRIC_BYTES].estimate < 0);
+  free_run(&r, &h);
   /* fit: the largest artifact within the budget (bits 6 fits exactly; 8 does not) */
   snprintf(body, sizeof body, HEAD "id: fit\nbaseline: a\nbudget: {bytes: %lld}\narms:\n"
            "  a: {spec: '*: rowwise bits=4'}\n"
