@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "core/progress.h"
 
 static const qg_command commands[] = {
     {"inspect", "list the tensors of a checkpoint, tokenizer or shard file", qg_cmd_inspect,
@@ -75,7 +76,17 @@ static const char *repeated_option(int argc, char **argv) {
   return NULL;
 }
 
+/* The library's progress reports, one refreshed line on stderr per piece of work. */
+static void print_progress(void *ctx, const qg_progress_report *r) {
+  (void)ctx;
+  fprintf(stderr, "\r%s: %lld/%lld %s (%.1f%%), %.1f %s/s, %s %d:%02d%s", r->label, (long long)r->done,
+          (long long)r->total, r->unit, r->total ? 100.0 * (double)r->done / (double)r->total : 100.0, r->rate, r->unit,
+          r->final ? "elapsed" : "ETA", (int)(r->seconds / 60), (int)r->seconds % 60, r->final ? "\n" : "");
+  fflush(stderr);
+}
+
 int main(int argc, char **argv) {
+  qg_progress_set_sink(print_progress, NULL);
   if (argc < 2) {
     fprintf(stderr, "quantgolf: missing COMMAND (see quantgolf --help)\n");
     return 2;

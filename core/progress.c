@@ -1,8 +1,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core/progress.h"
 
-#include <stdio.h>
 #include <time.h>
+
+static qg_progress_sink g_sink;
+static void *g_ctx;
+
+void qg_progress_set_sink(qg_progress_sink sink, void *ctx) {
+  g_sink = sink;
+  g_ctx = ctx;
+}
 
 double qg_now(void) {
   struct timespec t;
@@ -18,13 +25,11 @@ void qg_progress_start(qg_progress *p, const char *label, const char *unit, int6
   p->printed = 0;
 }
 
-static void line(qg_progress *p, int64_t done, double now, const char *end) {
+static void report(qg_progress *p, int64_t done, double now, int final) {
   double el = now - p->t0, rate = el > 0 ? (double)done / el : 0;
   double eta = rate > 0 && p->total > done ? (double)(p->total - done) / rate : 0;
-  fprintf(stderr, "\r%s: %lld/%lld %s (%.1f%%), %.1f %s/s, %s %d:%02d%s", p->label, (long long)done,
-          (long long)p->total, p->unit, p->total ? 100.0 * (double)done / (double)p->total : 100.0, rate, p->unit,
-          *end ? "elapsed" : "ETA", (int)((*end ? el : eta) / 60), (int)(*end ? el : eta) % 60, end);
-  fflush(stderr);
+  qg_progress_report r = {p->label, p->unit, done, p->total, rate, final ? el : eta, final};
+  if (g_sink) g_sink(g_ctx, &r);
   p->printed = 1;
 }
 
@@ -32,9 +37,9 @@ void qg_progress_update(qg_progress *p, int64_t done) {
   double now = qg_now();
   if (now - p->t0 < 2.0 || now - p->last < 1.0) return;
   p->last = now;
-  line(p, done, now, "");
+  report(p, done, now, 0);
 }
 
 void qg_progress_finish(qg_progress *p, int64_t done) {
-  if (p->printed) line(p, done, qg_now(), "\n");
+  if (p->printed) report(p, done, qg_now(), 1);
 }
