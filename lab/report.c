@@ -367,7 +367,8 @@ static void results_md(qg_buf *o, const qg_lab_result *r) {
       const qg_lab_cell *c = &r->cells[a * r->n_seeds + si];
       qg_buf_printf(o, "| %s | %llu | ", h->arms[a].name, (unsigned long long)c->seed);
       for (int m = 0; m < 3; m++) est_ci(o, c->d[m].estimate, c->d[m].lo, c->d[m].hi), qg_buf_printf(o, " | ");
-      qg_buf_printf(o, "%+lld | ", (long long)c->d[QG_METRIC_BYTES].estimate);
+      if (c->is_float || r->cells[base * r->n_seeds + si].is_float) qg_buf_printf(o, "n/a (float) | ");
+      else qg_buf_printf(o, "%+lld | ", (long long)c->d[QG_METRIC_BYTES].estimate);
       const qg_boot_result *d = &c->d[h->metric];
       char p[32], lo[32], hi[32];
       fmt(p, sizeof p, d->p_one_sided), fmt(lo, sizeof lo, d->iid_lo), fmt(hi, sizeof hi, d->iid_hi);
