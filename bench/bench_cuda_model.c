@@ -17,8 +17,8 @@
 #include "core/progress.h"
 #include "eval/eval.h"
 #include "io/checkpoint.h"
-#include "kernels/cuda_bench.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_bench.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
 

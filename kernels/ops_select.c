@@ -1,8 +1,8 @@
 /* Backend selection by name, and matmul precision (kernels/cuda_precision.h). */
 #include <string.h>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_bench.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
 

@@ -11,7 +11,7 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/ptz.h"
-#include "kernels/cuda_quant_bridge.h"
+#include "quant/cuda/cuda_quant_bridge.h"
 #include "model/gpt.h"
 #include "quant/calibrate.h"
 

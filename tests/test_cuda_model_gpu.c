@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "eval/eval.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
 #include "tests/testlib.h"

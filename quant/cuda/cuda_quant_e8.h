@@ -3,10 +3,10 @@
 // thread. Same float operations in the same order (the file is compiled with
 // --fmad=false), same tie-breaks (first minimum), so indices equal the CPU's. C++ only;
 // included by the .cu files that round with E8 (no separate compilation in this build).
-#ifndef QG_KERNELS_CUDA_QUANT_E8_H
-#define QG_KERNELS_CUDA_QUANT_E8_H
+#ifndef QG_QUANT_CUDA_QUANT_E8_H
+#define QG_QUANT_CUDA_QUANT_E8_H
 
-#include "kernels/cuda_quant_dev.h"
+#include "quant/cuda/cuda_quant_dev.h"
 
 __device__ __forceinline__ float qgq_clampf(float v) {
   if (!(v == v)) return 0.0f;

@@ -21,7 +21,7 @@
 // register arrays spill; correct, but a split-head or tensor-core variant would be faster.
 #include <math.h>
 
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 #define QB 128
 

@@ -4,14 +4,14 @@
 // Exactness against the CPU twin: the CPU code is C11 without FP contraction (and x86-64
 // without -march has no FMA), so a*b + c is two roundings there. nvcc would fuse it into
 // one FMA; the explicit __fmul_rn / __fadd_rn below forbid that, which makes these ops
-// bit-identical to kernels/cpu_ops.c rather than merely close. RoPE's cos/sin table is
+// bit-identical to kernels/cpu/cpu_ops.c rather than merely close. RoPE's cos/sin table is
 // computed on the host by the very expressions the CPU op uses (float32 angles, libm's
 // cosf/sinf), so its rotations are bit-identical too.
 #include <cuda_bf16.h>
 #include <math.h>
 #include <stdlib.h>
 
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 // Threads per block for a row of d columns: a whole number of warps, at most 256.
 static int row_threads(int d) {

@@ -2,7 +2,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 
 extern "C" int qg_cuda_compiled(void) { return 1; }
 

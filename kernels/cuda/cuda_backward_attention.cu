@@ -19,8 +19,8 @@
 // cores yet; a tensor-core (mma) version is the next step once it has been timed on a GPU.
 #include <math.h>
 
-#include "kernels/cuda_backward.h"
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_backward.h"
+#include "kernels/cuda/cuda_common.h"
 
 #define AQB 64 // queries per block (kernel 1)
 #define AKB 64 // keys per block (kernel 2)

@@ -1,4 +1,4 @@
-// The trainer's optimizers on the GPU: see kernels/cuda_optim.h for what each computes, its
+// The trainer's optimizers on the GPU: see train/cuda/cuda_optim.h for what each computes, its
 // CPU twin and the arithmetic. Work goes to the legacy default stream like every other op
 // of the CUDA backend, so it is ordered after the backward that produced the gradients
 // and before the next download without any events.
@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/cuda_common.h"
-#include "kernels/cuda_optim.h"
+#include "kernels/cuda/cuda_common.h"
+#include "train/cuda/cuda_optim.h"
 
 // ---- context and checked calls ------------------------------------------------------------
 

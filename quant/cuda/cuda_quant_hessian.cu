@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_quant_dev.h"
+#include "quant/cuda/cuda_quant_dev.h"
 
 #define CHUNK_ROWS 8192 // rows widened at a time (64 MiB of fp64 at k = 1024)
 

@@ -2,8 +2,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_bench.h"
+#include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda_precision.h"
 
 // Fills n floats with a cheap hash in [-1, 1): random data, never zeros (a GEMM on zeros

@@ -16,7 +16,7 @@
 // tanhf is not), so the two backends see the same capped logits.
 #include <math.h>
 
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 #define TS_THREADS 256
 

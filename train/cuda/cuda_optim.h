@@ -1,4 +1,4 @@
-/* The trainer's optimizers on the GPU (kernels/cuda_optim.cu): Muon (Nesterov momentum,
+/* The trainer's optimizers on the GPU (train/cuda/cuda_optim.cu): Muon (Nesterov momentum,
  * Newton-Schulz by cuBLAS GEMMs, the shape scale, the update) and Adam as one fused
  * elementwise kernel per tensor, plus the small device helpers a device training step
  * needs (zeroing gradients, the clip-range STE mask, a synchronisation point).
@@ -28,8 +28,8 @@
  *
  * Without CUDA compiled in, every function below returns QG_ERR_UNSUPPORTED (static
  * inline stubs at the end of this header), so callers compile in every build. */
-#ifndef QG_KERNELS_CUDA_OPTIM_H
-#define QG_KERNELS_CUDA_OPTIM_H
+#ifndef QG_TRAIN_CUDA_OPTIM_H
+#define QG_TRAIN_CUDA_OPTIM_H
 
 #include <stdint.h>
 

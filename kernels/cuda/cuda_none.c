@@ -2,7 +2,7 @@
 #ifndef QG_HAVE_CUDA
 #include <stdio.h>
 
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 
 int qg_cuda_compiled(void) { return 0; }
 int qg_cuda_device_count(void) { return 0; }

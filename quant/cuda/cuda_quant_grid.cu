@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_quant_e8.h"
+#include "quant/cuda/cuda_quant_e8.h"
 
 #define SCALE_THREADS 256 // limits on group sizes: QG_CUQ_PCT_MAX, QG_CUQ_E8_MAX (qg_cuq_grid_fits)
 

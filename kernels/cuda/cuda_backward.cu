@@ -2,7 +2,7 @@
 // embedding scatter, RMSNorm, the two matrix-product gradients (cuBLAS), RoPE's inverse
 // rotation, relu^p, the per-channel ops (head_scale, resid_mix, add_scaled, affine) with
 // their parameter-gradient column sums, and the fused softcap + cross-entropy + gradient.
-// Semantics: kernels/ops.h; CPU twins: kernels/cpu_ops_bwd.c.
+// Semantics: kernels/ops.h; CPU twins: kernels/cpu/cpu_ops_bwd.c.
 //
 // Rounding: like cuda_elementwise.cu, the elementwise arithmetic uses __fmul_rn /
 // __fadd_rn / __fsub_rn so nvcc cannot fuse a*b + c into one FMA; where the CPU twin is a
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_backward.h"
-#include "kernels/cuda_common.h"
+#include "kernels/cuda/cuda_backward.h"
+#include "kernels/cuda/cuda_common.h"
 
 // ---- private scratch -------------------------------------------------------------------
 

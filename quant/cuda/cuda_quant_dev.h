@@ -1,4 +1,4 @@
-// Internal to the quantizer kernels (kernels/cuda_quant_*.cu, kernels/cuda_gptq.cu; C++):
+// Internal to the quantizer kernels (quant/cuda/cuda_quant_*.cu, quant/cuda/cuda_gptq.cu; C++):
 // checked-call macros, the device-side grid description, and the __device__ functions
 // that round exactly as the CPU grids do. Kept apart from issue 7's cuda_common.h so the
 // two backends can evolve without touching each other's files.
@@ -6,8 +6,8 @@
 // Exactness: these files are compiled with --fmad=false, so a*b+c is two roundings as in
 // the CPU build (C11 mode: no contraction, no FMA on baseline x86-64); every sum that
 // decides a code or a scale runs sequentially in the CPU's order in one thread.
-#ifndef QG_KERNELS_CUDA_QUANT_DEV_H
-#define QG_KERNELS_CUDA_QUANT_DEV_H
+#ifndef QG_QUANT_CUDA_QUANT_DEV_H
+#define QG_QUANT_CUDA_QUANT_DEV_H
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -15,7 +15,7 @@
 #include <cusolverDn.h>
 #include <stdint.h>
 
-#include "kernels/cuda_quant.h"
+#include "quant/cuda/cuda_quant.h"
 
 // ---- checked calls ----------------------------------------------------------------------
 qg_status qgq_cu_fail(cudaError_t e, const char *call);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_quant_e8.h"
+#include "quant/cuda/cuda_quant_e8.h"
 extern "C" {
 #include "quant/lloydmax.h"
 }

@@ -1,6 +1,6 @@
-// The CUDA backend's backward ops (kernels/cuda_backward.cu, cuda_backward_attention.cu),
+// The CUDA backend's backward ops (kernels/cuda/cuda_backward.cu, cuda_backward_attention.cu),
 // with exactly the signatures of the op table's pointers (kernels/ops.h documents what each
-// computes), so kernels/cuda_ops.cu registers each with one assignment. Internal to
+// computes), so kernels/cuda/cuda_ops.cu registers each with one assignment. Internal to
 // kernels/ (C++).
 //
 // Determinism: no floating-point atomics anywhere. Parameter gradients are per-column

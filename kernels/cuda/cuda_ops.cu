@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_backward.h"
-#include "kernels/cuda_common.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_backward.h"
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 
 // ---- errors --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-/* The bridge between quant/'s plug-ins and the quantizer kernels (kernels/cuda_quant.h):
+/* The bridge between quant/'s plug-ins and the quantizer kernels (quant/cuda/cuda_quant.h):
  * the quantize step and the calibration pass of `quantgolf quantize --device cuda`. Plain
  * C, in every build: without CUDA compiled in, or without a GPU, the functions that need
  * one return QG_ERR_UNSUPPORTED / QG_ERR_DEVICE saying so, and qg_cuq_quantize_hook is
@@ -6,10 +6,10 @@
  *
  * This is the one file under kernels/ that knows quant/ and model/ types; it sits here
  * because it is the CUDA path's entry point, and it keeps quant/ free of CUDA. */
-#ifndef QG_KERNELS_CUDA_QUANT_BRIDGE_H
-#define QG_KERNELS_CUDA_QUANT_BRIDGE_H
+#ifndef QG_QUANT_CUDA_QUANT_BRIDGE_H
+#define QG_QUANT_CUDA_QUANT_BRIDGE_H
 
-#include "kernels/cuda_quant.h"
+#include "quant/cuda/cuda_quant.h"
 #include "model/gpt.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
@@ -37,7 +37,7 @@ qg_status qg_cuq_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *
 qg_status qg_cuq_quantize_hook(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
 
 /* qg_calib_hessians with the Hessians accumulated on the device (fp64, see
- * kernels/cuda_quant.h) straight from the CUDA model's activations: no activation ever
+ * quant/cuda/cuda_quant.h) straight from the CUDA model's activations: no activation ever
  * crosses to the host. m must run on a CUDA op table. Fills and finalizes map. When
  * seconds is non-NULL, seconds[0] gets the forward time and seconds[1] the Hessian time
  * (each step synchronised, for the benchmark). */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
-#include "kernels/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_ops_bwd.h"
 
 /* Columns per reduction task: small enough to feed 16 threads at d = 512. */
 #define COL_CHUNK 32

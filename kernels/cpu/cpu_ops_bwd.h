@@ -1,7 +1,7 @@
-/* The CPU backend's backward ops (kernels/cpu_ops_bwd.c), wired into the CPU table in
- * kernels/cpu_ops.c. Semantics are documented beside the pointers in kernels/ops.h. */
-#ifndef QG_KERNELS_CPU_OPS_BWD_H
-#define QG_KERNELS_CPU_OPS_BWD_H
+/* The CPU backend's backward ops (kernels/cpu/cpu_ops_bwd.c), wired into the CPU table in
+ * kernels/cpu/cpu_ops.c. Semantics are documented beside the pointers in kernels/ops.h. */
+#ifndef QG_KERNELS_CPU_CPU_OPS_BWD_H
+#define QG_KERNELS_CPU_CPU_OPS_BWD_H
 
 #include "kernels/ops.h"
 

@@ -3,7 +3,7 @@
  * raw ops they are built from (FWHT with sign flips, Lloyd-Max rounding, E8 nearest point
  * and codebook search). Plain C: every function returns a qg_status; a failing CUDA,
  * cuBLAS or cuSOLVER call is QG_ERR_DEVICE naming the call. Without CUDA compiled in,
- * every function returns QG_ERR_UNSUPPORTED (stubs in kernels/cuda_quant_bridge.c).
+ * every function returns QG_ERR_UNSUPPORTED (stubs in quant/cuda/cuda_quant_bridge.c).
  *
  * CPU twins: quant/hessian.c (qg_hessian_accumulate, fp64), quant/gptq.c, quant/rowwise.c,
  * quant/lloydmax_quantizer.c, quant/e8_quantizer.c, quant/fwht.c, quant/lloydmax.h, quant/e8.c.
@@ -11,7 +11,7 @@
  * Two layers:
  *  - qg_cuq_*: device ops on plain arrays, with a plain description of an inner grid
  *    (qg_cuq_grid). These know nothing of quant/'s plug-in types.
- *  - the bridge (kernels/cuda_quant_bridge.c): qg_cuq_quantize() takes a parsed
+ *  - the bridge (quant/cuda/cuda_quant_bridge.c): qg_cuq_quantize() takes a parsed
  *    qg_qconfig, builds the qg_cuq_grid from the CPU plug-in's own parsed options (the
  *    public option structs of quant/rowwise.h etc., so the device reads exactly what the
  *    CPU parsed), runs the device path and assembles the qg_qtensor sections the CPU
@@ -22,8 +22,8 @@
  * that decides a code or a scale runs in the CPU twin's order, so round-to-nearest with
  * the rowwise, lloydmax and e8 grids gives codes and scales bit-identical to the CPU.
  * GPTQ agrees up to the order of the cross-block GEMM (cuBLAS vs OpenBLAS). */
-#ifndef QG_KERNELS_CUDA_QUANT_H
-#define QG_KERNELS_CUDA_QUANT_H
+#ifndef QG_QUANT_CUDA_QUANT_H
+#define QG_QUANT_CUDA_QUANT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
-#include "kernels/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_ops_bwd.h"
 #include "kernels/ops.h"
 
 static qg_status cpu_alloc(const qg_ops *o, void **p, size_t bytes) {
@@ -390,7 +390,7 @@ static const qg_ops cpu_ops = {
     .add_scaled = cpu_add_scaled,
     .affine = cpu_affine,
     .token_stats = cpu_token_stats,
-    /* backward twins: kernels/cpu_ops_bwd.c */
+    /* backward twins: kernels/cpu/cpu_ops_bwd.c */
     .embed_bwd = qg_cpu_embed_bwd,
     .rmsnorm_bwd = qg_cpu_rmsnorm_bwd,
     .matmul_bwd_x = qg_cpu_matmul_bwd_x,

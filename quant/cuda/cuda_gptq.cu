@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_quant_e8.h"
+#include "quant/cuda/cuda_quant_e8.h"
 
 #define SLOTS 8 // columns per lane: blocks of up to 256 columns
 #define ROWS_PER_CTA 8

@@ -1,14 +1,14 @@
-/* quant/ plug-ins -> the quantizer kernels (see kernels/cuda_quant_bridge.h), the host-side
- * limits of those kernels, and the CPU-only build's stubs of kernels/cuda_quant.h. */
-#include "kernels/cuda_quant_bridge.h"
+/* quant/ plug-ins -> the quantizer kernels (see quant/cuda/cuda_quant_bridge.h), the host-side
+ * limits of those kernels, and the CPU-only build's stubs of quant/cuda/cuda_quant.h. */
+#include "quant/cuda/cuda_quant_bridge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/progress.h"
-#include "kernels/cuda_device.h"
-#include "kernels/cuda_quant.h"
+#include "kernels/cuda/cuda_device.h"
+#include "quant/cuda/cuda_quant.h"
 #include "quant/e8_quantizer.h"
 #include "quant/gptq.h"
 #include "quant/lloydmax_quantizer.h"
