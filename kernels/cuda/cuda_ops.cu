@@ -13,84 +13,15 @@
 
 #include "kernels/cuda/cuda_backward.h"
 #include "kernels/cuda/cuda_common.h"
-#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
-
-// ---- errors --------------------------------------------------------------------------
-
-qg_status qg_cu_fail(cudaError_t e, const char *call) {
-  qg_status st = qg_fail(QG_ERR_DEVICE, "cuda: %s failed: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
-  cudaGetLastError(); // clear a non-sticky error so the next call starts clean
-  return st;
-}
-
-qg_status qg_cublas_fail(cublasStatus_t e, const char *call) {
-  return qg_fail(QG_ERR_DEVICE, "cuda: %s failed: %s (%s)", call, cublasGetStatusString(e), cublasGetStatusName(e));
-}
-
-static int sync_every_launch = -1; // QG_CUDA_SYNC, read once
-
-qg_status qg_cu_launched(const char *kernel) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return qg_fail(QG_ERR_DEVICE, "cuda: launch of %s failed: %s", kernel, cudaGetErrorString(e));
-  if (sync_every_launch < 0) {
-    const char *s = getenv("QG_CUDA_SYNC");
-    sync_every_launch = s && *s && strcmp(s, "0") != 0;
-  }
-  if (sync_every_launch && (e = cudaDeviceSynchronize()) != cudaSuccess)
-    return qg_fail(QG_ERR_DEVICE, "cuda: kernel %s failed while running: %s", kernel, cudaGetErrorString(e));
-  return QG_OK;
-}
-
-// ---- the context ---------------------------------------------------------------------
-
-static std::mutex ctx_lock;
-static int ctx_ready;
-static cublasHandle_t ctx_blas;
-static int ctx_sms = 132;
-static void *scratch_p[QG_SCRATCH_COUNT];
-static size_t scratch_n[QG_SCRATCH_COUNT];
-
-cublasHandle_t qg_cu_blas(void) { return ctx_blas; }
-
-unsigned qg_cu_blocks(int64_t n, int threads) {
-  int64_t want = (n + threads - 1) / threads, cap = (int64_t)ctx_sms * 32;
-  if (want < 1) want = 1;
-  return (unsigned)(want < cap ? want : cap);
-}
-
-qg_status qg_cu_scratch(int slot, size_t bytes, void **p) {
-  if (bytes > scratch_n[slot]) {
-    if (scratch_p[slot]) QG_CU(cudaFree(scratch_p[slot]));
-    scratch_p[slot] = NULL;
-    scratch_n[slot] = 0;
-    size_t want = bytes + bytes / 4; // some headroom: batches grow a little at a time
-    QG_CU(cudaMalloc(&scratch_p[slot], want));
-    scratch_n[slot] = want;
-  }
-  *p = scratch_p[slot];
-  return QG_OK;
-}
 
 static void fill_tables(void);
 
-// Creates the context on first use: device 0, its multiprocessor count, a cuBLAS handle
-// on the default stream with TF32 excluded (CUBLAS_DEFAULT_MATH never uses it for fp32).
+// The context (cuda_context.cu) and, once, the two tables.
 static qg_status ctx_init(void) {
-  std::lock_guard<std::mutex> g(ctx_lock);
-  if (ctx_ready) return QG_OK;
-  if (qg_cuda_device_count() == 0) {
-    char why[256];
-    qg_cuda_describe(why, sizeof why);
-    return qg_fail(QG_ERR_DEVICE, "no usable CUDA GPU on this machine: %s", why);
-  }
-  QG_CU(cudaSetDevice(0));
-  QG_CU(cudaDeviceGetAttribute(&ctx_sms, cudaDevAttrMultiProcessorCount, 0));
-  QG_CUBLAS(cublasCreate(&ctx_blas));
-  QG_CUBLAS(cublasSetStream(ctx_blas, 0));
-  QG_CUBLAS(cublasSetMathMode(ctx_blas, CUBLAS_DEFAULT_MATH));
-  fill_tables();
-  ctx_ready = 1;
+  static std::once_flag tables;
+  QG_TRY(qg_cu_init());
+  std::call_once(tables, fill_tables);
   return QG_OK;
 }
 
@@ -147,7 +78,7 @@ static qg_status cu_matmul(const qg_ops *o, float *y, const float *x, const floa
   QG_TRY(mm_check(M, K, N, "matmul"));
   const float one = 1.0f, zero = 0.0f;
   // CUBLAS_COMPUTE_32F (not _FAST_TF32) under CUBLAS_DEFAULT_MATH: full fp32 products
-  QG_CUBLAS(cublasGemmEx(ctx_blas, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)M, K, &one, w, CUDA_R_32F, K, x, CUDA_R_32F, K,
+  QG_CUBLAS(cublasGemmEx(qg_cu_blas(), CUBLAS_OP_T, CUBLAS_OP_N, N, (int)M, K, &one, w, CUDA_R_32F, K, x, CUDA_R_32F, K,
                          &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return QG_OK;
 }
@@ -168,7 +99,7 @@ static qg_status cu_matmul_bf16(const qg_ops *o, float *y, const float *x, const
   QG_TRY(qg_cu_to_bf16(xb, x, M * (int64_t)K));
   QG_TRY(qg_cu_to_bf16(wb, w, (int64_t)N * K));
   const float one = 1.0f, zero = 0.0f;
-  QG_CUBLAS(cublasGemmEx(ctx_blas, CUBLAS_OP_T, CUBLAS_OP_N, N, (int)M, K, &one, wb, CUDA_R_16BF, K, xb, CUDA_R_16BF,
+  QG_CUBLAS(cublasGemmEx(qg_cu_blas(), CUBLAS_OP_T, CUBLAS_OP_N, N, (int)M, K, &one, wb, CUDA_R_16BF, K, xb, CUDA_R_16BF,
                          K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return QG_OK;
 }

@@ -3,7 +3,7 @@
  * raw ops they are built from (FWHT with sign flips, Lloyd-Max rounding, E8 nearest point
  * and codebook search). Plain C: every function returns a qg_status; a failing CUDA,
  * cuBLAS or cuSOLVER call is QG_ERR_DEVICE naming the call. Without CUDA compiled in,
- * every function returns QG_ERR_UNSUPPORTED (stubs in quant/cuda/cuda_quant_bridge.c).
+ * every function returns QG_ERR_UNSUPPORTED (stubs in quant/cuda/cuda_quant_none.c).
  *
  * CPU twins: quant/hessian.c (qg_hessian_accumulate, fp64), quant/gptq.c, quant/rowwise.c,
  * quant/lloydmax_quantizer.c, quant/e8_quantizer.c, quant/fwht.c, quant/lloydmax.h, quant/e8.c.

@@ -11,13 +11,7 @@ extern "C" {
 #include "quant/lloydmax.h"
 }
 
-// ---- errors and context ------------------------------------------------------------------
-
-qg_status qgq_cu_fail(cudaError_t e, const char *call) {
-  qg_status s = qg_fail(QG_ERR_DEVICE, "cuda: %s failed: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
-  cudaGetLastError(); // clear a non-sticky error so the next call starts clean
-  return s;
-}
+// ---- errors and handles ------------------------------------------------------------------
 
 qg_status qgq_blas_fail(cublasStatus_t e, const char *call) {
   return qg_fail(QG_ERR_DEVICE, "cublas: %s failed: %s", call, cublasGetStatusString(e));
@@ -33,30 +27,19 @@ qg_status qgq_launched(const char *kernel) {
   return QG_OK;
 }
 
-static std::mutex ctx_lock;
-static cublasHandle_t ctx_blas;
-static cusolverDnHandle_t ctx_solver;
-
+// The handles are the CUDA backend's one context (kernels/cuda/cuda_context.h); only the
+// message for a machine without a GPU is the quantizer kernels' own.
 qg_status qgq_ctx(cublasHandle_t *blas, cusolverDnHandle_t *solver) {
-  std::lock_guard<std::mutex> g(ctx_lock);
-  if (!ctx_blas) {
+  if (!qg_cu_ready()) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
       cudaGetLastError();
       return qg_fail(QG_ERR_DEVICE, "cuda: no usable CUDA GPU for the quantizer kernels");
     }
-    QGQ_CU(cudaSetDevice(0));
-    cublasHandle_t b;
-    QGQ_BLAS(cublasCreate(&b));
-    // fp64 throughout; the default math mode never substitutes lower precision for it
-    QGQ_BLAS(cublasSetStream(b, 0));
-    cusolverDnHandle_t sv;
-    QGQ_SOLVER(cusolverDnCreate(&sv));
-    QGQ_SOLVER(cusolverDnSetStream(sv, 0));
-    ctx_blas = b, ctx_solver = sv;
   }
-  if (blas) *blas = ctx_blas;
-  if (solver) *solver = ctx_solver;
+  QG_TRY(qg_cu_init());
+  if (blas) *blas = qg_cu_blas();
+  if (solver) QG_TRY(qg_cu_solver(solver));
   return QG_OK;
 }
 

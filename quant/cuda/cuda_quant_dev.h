@@ -1,7 +1,7 @@
 // Internal to the quantizer kernels (quant/cuda/cuda_quant_*.cu, quant/cuda/cuda_gptq.cu; C++):
 // checked-call macros, the device-side grid description, and the __device__ functions
-// that round exactly as the CPU grids do. Kept apart from issue 7's cuda_common.h so the
-// two backends can evolve without touching each other's files.
+// that round exactly as the CPU grids do. The device, its cuBLAS and cuSOLVER handles are
+// the CUDA backend's one context (kernels/cuda/cuda_context.h), reached through qgq_ctx.
 //
 // Exactness: these files are compiled with --fmad=false, so a*b+c is two roundings as in
 // the CPU build (C11 mode: no contraction, no FMA on baseline x86-64); every sum that
@@ -15,10 +15,11 @@
 #include <cusolverDn.h>
 #include <stdint.h>
 
+#include "kernels/cuda/cuda_context.h"
 #include "quant/cuda/cuda_quant.h"
 
 // ---- checked calls ----------------------------------------------------------------------
-qg_status qgq_cu_fail(cudaError_t e, const char *call);
+static inline qg_status qgq_cu_fail(cudaError_t e, const char *call) { return qg_cu_fail(e, call); }
 qg_status qgq_blas_fail(cublasStatus_t e, const char *call);
 qg_status qgq_solver_fail(cusolverStatus_t e, const char *call);
 qg_status qgq_launched(const char *kernel);
@@ -44,7 +45,7 @@ qg_status qgq_launched(const char *kernel);
     if ((s = (expr))) goto done; \
   } while (0)
 
-// The handles of this module (device 0, legacy default stream), created on first use.
+// The context's handles (device 0, legacy default stream), created on first use.
 qg_status qgq_ctx(cublasHandle_t *blas, cusolverDnHandle_t *solver);
 
 // ---- the device-side grid ----------------------------------------------------------------

@@ -12,17 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_context.h"
 #include "train/cuda/cuda_optim.h"
 
 // ---- context and checked calls ------------------------------------------------------------
 
-// The cuBLAS handle belongs to the backend's context (cuda_ops.cu), created on first use of
-// the CUDA op table; the optimizer may be the first caller (the tests), so it asks for it.
-static qg_status ensure_ctx(void) {
-  const qg_ops *o;
-  return qg_ops_cuda(&o);
-}
+// The cuBLAS handle belongs to the one CUDA context (kernels/cuda/cuda_context.h); the
+// optimizer may be its first user (the tests), so it asks for it.
+static qg_status ensure_ctx(void) { return qg_cu_init(); }
 
 static qg_status blas_fail(cublasStatus_t e, const char *what) {
   return qg_fail(QG_ERR_DEVICE, "cuda: cublasGemmEx(%s) failed: %s (%s)", what, cublasGetStatusString(e),

@@ -26,8 +26,8 @@
  *    before the first rounding to bf16 (the contest rounds G to bf16 first and takes a
  *    bf16 norm), one rounding fewer.
  *
- * Without CUDA compiled in, every function below returns QG_ERR_UNSUPPORTED (static
- * inline stubs at the end of this header), so callers compile in every build. */
+ * Without CUDA compiled in, every function below returns QG_ERR_UNSUPPORTED (stubs in
+ * train/cuda/cuda_optim_none.c), so callers compile in every build. */
 #ifndef QG_TRAIN_CUDA_OPTIM_H
 #define QG_TRAIN_CUDA_OPTIM_H
 
@@ -39,8 +39,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#ifdef QG_HAVE_CUDA
 
 /* p[0..n) = 0 (cudaMemsetAsync on the default stream). */
 qg_status qg_cuda_optim_zero(float *p, int64_t n);
@@ -70,40 +68,6 @@ qg_status qg_cuda_optim_sync(void);
 
 /* Frees the optimizer's private device scratch (it grows to the largest matrix seen). */
 void qg_cuda_optim_release(void);
-
-#else /* ---- the CPU-only build ---------------------------------------------------------- */
-
-static inline qg_status qg_cuda_optim_none_(void) {
-  return qg_fail(QG_ERR_UNSUPPORTED, "the CUDA optimizer kernels are not compiled in (configured with -DQG_CUDA=OFF "
-                                     "or no nvcc)");
-}
-static inline qg_status qg_cuda_optim_zero(float *p, int64_t n) {
-  (void)p, (void)n;
-  return qg_cuda_optim_none_();
-}
-static inline qg_status qg_cuda_adam_step(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1,
-                                          double b2, double eps, int64_t t) {
-  (void)p, (void)g, (void)m, (void)v, (void)n, (void)lr, (void)b1, (void)b2, (void)eps, (void)t;
-  return qg_cuda_optim_none_();
-}
-static inline qg_status qg_cuda_newton_schulz5(float *out, const float *G, int rows, int cols, int steps,
-                                               qg_precision prec) {
-  (void)out, (void)G, (void)rows, (void)cols, (void)steps, (void)prec;
-  return qg_cuda_optim_none_();
-}
-static inline qg_status qg_cuda_muon_step(float *p, const float *g, float *buf, int rows, int cols, double lr,
-                                          double momentum, int steps, qg_precision prec) {
-  (void)p, (void)g, (void)buf, (void)rows, (void)cols, (void)lr, (void)momentum, (void)steps, (void)prec;
-  return qg_cuda_optim_none_();
-}
-static inline qg_status qg_cuda_qat_mask(const float *w, const float *weff, float *g, int64_t rows, int64_t cols) {
-  (void)w, (void)weff, (void)g, (void)rows, (void)cols;
-  return qg_cuda_optim_none_();
-}
-static inline qg_status qg_cuda_optim_sync(void) { return qg_cuda_optim_none_(); }
-static inline void qg_cuda_optim_release(void) {}
-
-#endif
 
 #ifdef __cplusplus
 }
