@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
 #include "core/file.h"
+#include "core/json.h"
 #include "core/progress.h"
 #include "kernels/cuda/cuda_device.h"
 #include "quant/cuda/cuda_quant_bridge.h"

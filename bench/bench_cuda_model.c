@@ -21,6 +21,7 @@
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 
 enum { SEQ = 1024, BATCH = 8, REPS = 10 };
 

@@ -10,6 +10,7 @@
 #include "io/ptz.h"
 #include "io/shards.h"
 #include "io/spm.h"
+#include "quant/artifact.h"
 
 void qg_cmd_inspect_help(void) {
   printf(

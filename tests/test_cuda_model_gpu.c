@@ -23,6 +23,7 @@
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 #include "tests/testlib.h"
 #include "tests/twin.h"
 

@@ -35,10 +35,10 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_device.h"
-#include "train/cuda/cuda_optim.h"
 #include "kernels/ops.h"
 #include "tests/testlib.h"
 #include "tests/twin.h"
+#include "train/cuda/cuda_optim.h"
 #include "train/train.h"
 
 #define TOL_FP32 1e-5

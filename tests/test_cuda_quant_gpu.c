@@ -24,9 +24,9 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_device.h"
+#include "quant/calibrate.h"
 #include "quant/cuda/cuda_quant.h"
 #include "quant/cuda/cuda_quant_bridge.h"
-#include "quant/calibrate.h"
 #include "quant/fwht.h"
 #include "quant/lloydmax.h"
 #include "quant/pipeline.h"

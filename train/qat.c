@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/cuda/cuda_optim.h"
 #include "quant/cuda/cuda_quant.h"
+#include "train/cuda/cuda_optim.h"
 #include "train/train.h"
 
 /* Whether the device's rowwise fake quantization (quant/cuda/cuda_quant.h) takes assignment a

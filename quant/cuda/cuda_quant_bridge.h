@@ -9,8 +9,8 @@
 #ifndef QG_QUANT_CUDA_QUANT_BRIDGE_H
 #define QG_QUANT_CUDA_QUANT_BRIDGE_H
 
-#include "quant/cuda/cuda_quant.h"
 #include "model/gpt.h"
+#include "quant/cuda/cuda_quant.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
 
