@@ -78,7 +78,7 @@ __device__ void rw_scale(const qgq_dgrid &g, const double *x, const double *imp,
         }
         __syncthreads();
       }
-    if (threadIdx.x == 0) { // grid.c qg_quantile_f32 on the sorted values
+    if (threadIdx.x == 0) { // io/contest.c qg_quantile_f32 on the sorted values
       float qf = (float)(g.pct / 100.0);
       float rank = qf * (float)(n - 1);
       int64_t below = (int64_t)rank, above = (int64_t)ceilf(rank);
