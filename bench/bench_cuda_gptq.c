@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
 #include "core/file.h"
+#include "core/json.h"
 #include "core/progress.h"
-#include "kernels/cuda_device.h"
-#include "kernels/cuda_quant_bridge.h"
+#include "kernels/cuda/cuda_device.h"
+#include "quant/cuda/cuda_quant_bridge.h"
 #include "quant/pipeline.h"
 
 static uint64_t rng = 2024;

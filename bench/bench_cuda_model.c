@@ -17,10 +17,11 @@
 #include "core/progress.h"
 #include "eval/eval.h"
 #include "io/checkpoint.h"
-#include "kernels/cuda_bench.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_bench.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 
 enum { SEQ = 1024, BATCH = 8, REPS = 10 };
 

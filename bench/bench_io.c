@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "io/shards.h"
 #include "io/torchfile.h"
+#include "quant/artifact.h"
 
 static double now(void) {
   struct timespec t;

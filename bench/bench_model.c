@@ -15,6 +15,7 @@
 #include "core/threadpool.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 
 /* Forward FLOPs per token at sequence length T (causal attention counted at half). */
 static double flops_per_token(const qg_gpt_config *c, int T) {

@@ -19,7 +19,7 @@
 #include "core/progress.h"
 #include "core/threadpool.h"
 #include "io/shards.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "train/train.h"
 

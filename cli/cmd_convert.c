@@ -6,6 +6,7 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "quant/artifact.h"
 
 void qg_cmd_convert_help(void) {
   printf("usage: quantgolf convert IN OUT.safetensors\n\n"

@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/json.h"
 #include "eval/eval.h"
+#include "quant/artifact.h"
 
 void qg_cmd_eval_help(void) {
   printf(

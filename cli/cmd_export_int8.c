@@ -6,6 +6,7 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/ptz.h"
+#include "quant/artifact.h"
 
 void qg_cmd_export_int8_help(void) {
   printf("usage: quantgolf export-int8 IN OUT.int8.ptz\n\n"

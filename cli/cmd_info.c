@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "cli/commands.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 
 void qg_cmd_info_help(void) {
   printf("usage: quantgolf info\n\nPrints the version, whether the CUDA backend was compiled "

@@ -10,6 +10,7 @@
 #include "io/ptz.h"
 #include "io/shards.h"
 #include "io/spm.h"
+#include "quant/artifact.h"
 
 /* The text report is gathered here and written only once the whole file has been read:
  * a failing inspect prints its one error line and nothing on stdout. */

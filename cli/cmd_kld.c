@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "eval/eval.h"
 #include "eval/kldstats.h"
+#include "quant/artifact.h"
 
 void qg_cmd_kld_help(void) {
   printf(

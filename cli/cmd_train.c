@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "eval/eval.h"
 #include "io/checkpoint.h"
+#include "quant/artifact.h"
 #include "train/train.h"
 
 void qg_cmd_train_help(void) {

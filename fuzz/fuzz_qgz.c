@@ -12,6 +12,7 @@
 
 #include "core/util.h"
 #include "io/qgz.h"
+#include "quant/artifact.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;

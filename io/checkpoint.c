@@ -64,13 +64,15 @@ static int zip_is_int8_artifact(const uint8_t *d, size_t n, const char *path) {
   return r;
 }
 
-qg_status qg_checkpoint_load(const char *path, qg_state *out, qg_format *fmt) {
+qg_status qg_checkpoint_read(const char *path, qg_state *out, qg_format *fmt) {
   qg_state_init(out);
   qg_format f;
   QG_TRY(qg_detect_file_format(path, &f));
   if (fmt) *fmt = f;
   if (f == QG_FMT_SAFETENSORS) return qg_safetensors_read(path, out);
-  if (f == QG_FMT_QGZ) return qg_qgz_load_state(path, out);
+  if (f == QG_FMT_QGZ)
+    return qg_fail(QG_ERR_UNSUPPORTED, "%s: a %s is loaded by qg_checkpoint_load (quant/artifact.h)", path,
+                   qg_format_name(f));
   if (f != QG_FMT_PT && f != QG_FMT_PTZ)
     return qg_fail(QG_ERR_INPUT, "%s: a %s, not a checkpoint", path, qg_format_name(f));
   uint8_t *d;

@@ -1,5 +1,5 @@
-/* One entry point for every file format quantgolf reads: content sniffing, and loading
- * any checkpoint (safetensors, torch .pt, contest .int8.ptz) into a qg_state with the
+/* Content sniffing for every file format quantgolf reads, and loading the checkpoints io/
+ * reads by itself (safetensors, torch .pt, contest .int8.ptz) into a qg_state with the
  * contest's tensor names and the dtypes its loader would see (.ptz dequantized). */
 #ifndef QG_IO_CHECKPOINT_H
 #define QG_IO_CHECKPOINT_H
@@ -27,7 +27,9 @@ const char *qg_format_name(qg_format f);
 qg_format qg_detect_format(const uint8_t *head, size_t n, const char *path);
 qg_status qg_detect_file_format(const char *path, qg_format *out);
 
-/* Loads a checkpoint of any readable format. *fmt (may be NULL) receives the format. */
-qg_status qg_checkpoint_load(const char *path, qg_state *out, qg_format *fmt);
+/* Loads a checkpoint of a format io/ reads by itself (safetensors, torch .pt, contest
+ * .ptz). *fmt (may be NULL) receives the format. A .qgz needs its quantizers to
+ * dequantize: qg_checkpoint_load (quant/artifact.h) takes every format, .qgz included. */
+qg_status qg_checkpoint_read(const char *path, qg_state *out, qg_format *fmt);
 
 #endif

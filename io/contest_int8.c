@@ -1,78 +1,14 @@
 /* The contest's int8 export (train_gpt.py quantize_state_dict_int8), reproduced
  * bit-exactly: per-row clip at torch.quantile(|w|, 0.9999984) with torch's semantics,
- * fp16 row scales with a 1/127 floor, round-half-even codes. */
+ * fp16 row scales with a 1/127 floor, round-half-even codes. The constants, the control
+ * names and the quantile are io/contest.h. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+#include "io/contest.h"
 #include "io/ptz.h"
-
-#define INT8_KEEP_FLOAT_MAX_NUMEL 65536
-#define INT8_CLIP_Q 0.9999984 /* INT8_CLIP_PERCENTILE 99.99984 / 100 */
-
-/* CONTROL_TENSOR_NAME_PATTERNS: matched as substrings, as the contest does. */
-static const char *control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-                                         "resid_mixes", "q_gain", "skip_weight", "skip_weights"};
-
-static int is_control(const char *name) {
-  for (size_t i = 0; i < sizeof control_patterns / sizeof control_patterns[0]; i++)
-    if (strstr(name, control_patterns[i])) return 1;
-  return 0;
-}
-
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
-/* Order statistics sorted[below] and sorted[above] of v (n values). The contest's level
- * sits within the top few elements of any row, so the top k = n - below values are kept
- * by insertion in O(n k); a full sort serves when k is large. */
-static void order_stats(float *v, int64_t n, int64_t below, int64_t above, float *lo, float *hi) {
-  int64_t k = n - below;
-  if (k > 64) {
-    qsort(v, (size_t)n, sizeof *v, cmp_float);
-    *lo = v[below];
-    *hi = v[above];
-    return;
-  }
-  float top[64]; /* ascending: top[0] is the k-th largest seen so far */
-  int64_t m = 0;
-  for (int64_t i = 0; i < n; i++) {
-    float x = v[i];
-    if (m < k) {
-      int64_t j = m++;
-      while (j > 0 && top[j - 1] > x) top[j] = top[j - 1], j--;
-      top[j] = x;
-    } else if (x > top[0]) {
-      int64_t j = 0;
-      while (j + 1 < k && top[j + 1] < x) top[j] = top[j + 1], j++;
-      top[j] = x;
-    }
-  }
-  *lo = top[0];                  /* sorted[n - k] = sorted[below] */
-  *hi = top[above - below];      /* sorted[above] */
-}
-
-/* torch.quantile(v, q) with linear interpolation, as ATen computes it: q is a float32
- * tensor, rank = q * (n - 1) in float32, below = floor, above = ceil, weight = rank - below,
- * then lerp(lo, hi, weight). ATen's vectorised CPU lerp evaluates base + coeff*(hi-lo) as
- * one fused multiply-add with (coeff, base) = (w, lo) for w < 0.5 and (w - 1, hi) otherwise.
- * `scratch` (n values) may be reordered. */
-static float torch_quantile(float *scratch, int64_t n) {
-  float qf = (float)INT8_CLIP_Q;
-  float rank = qf * (float)(n - 1);
-  int64_t below = (int64_t)rank;
-  int64_t above = (int64_t)ceilf(rank);
-  if (above > n - 1) above = n - 1;
-  if (below > n - 1) below = n - 1;
-  float w = rank - (float)below;
-  float lo, hi;
-  order_stats(scratch, n, below, above, &lo, &hi);
-  if (fabsf(w) < 0.5f) return fmaf(w, hi - lo, lo);
-  return fmaf(w - 1.0f, hi - lo, hi);
-}
 
 static qg_status check_finite(const qg_tensor *t, const float *v, int64_t n) {
   for (int64_t i = 0; i < n; i++)
@@ -117,7 +53,7 @@ static qg_status quantize_rows(const qg_tensor *t, const float *w, qg_int8_artif
     float clip = 0.0f;
     if (cols > 0) {
       for (int64_t j = 0; j < cols; j++) scratch[j] = fabsf(row[j]);
-      clip = torch_quantile(scratch, cols);
+      clip = qg_contest_clip(scratch, cols);
     }
     float scale = clip / 127.0f;
     if (scale < floor_scale) scale = floor_scale;
@@ -144,7 +80,7 @@ static qg_status quantize_tensor(const qg_tensor *t, const float *w, int64_t n, 
     float *scratch = malloc((size_t)n * sizeof *scratch);
     if (!scratch) return qg_fail(QG_ERR_NOMEM, "out of memory");
     for (int64_t j = 0; j < n; j++) scratch[j] = fabsf(w[j]);
-    clip = torch_quantile(scratch, n);
+    clip = qg_contest_clip(scratch, n);
     free(scratch);
   }
   /* scale = torch.tensor(clip/127.0 if clip > 0 else 1.0): the division is in Python
@@ -168,7 +104,7 @@ static qg_status keep_float(const qg_tensor *t, const float *w, int64_t n, qg_in
   qg_tensor *p;
   const char *orig = NULL;
   qg_dtype store = t->dtype;
-  if (is_control(t->name))
+  if (qg_contest_is_control(t->name))
     store = QG_F32;
   else if (t->dtype == QG_F32 || t->dtype == QG_BF16) {
     store = QG_F16;
@@ -211,7 +147,7 @@ qg_status qg_int8_quantize(const qg_state *in, qg_int8_artifact *a) {
     }
     qg_tensor_to_f32(t, w);
     if ((s = check_finite(t, w, n))) break;
-    if (n <= INT8_KEEP_FLOAT_MAX_NUMEL) {
+    if (n <= QG_CONTEST_KEEP_FLOAT_MAX_NUMEL) {
       s = keep_float(t, w, n, a);
       continue;
     }

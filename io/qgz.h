@@ -10,8 +10,9 @@
  *   then the data: codes bit-packed (LSB first) or ceil(bits/8) bytes each (the header's
  *   layout), f16/bf16 as u16 LE, f32 LE, raw bytes as they are.
  * Every length is checked before use; a corrupt or truncated file is QG_ERR_INPUT naming
- * the file and the header field or payload offset and tensor. Loading gives exactly the
- * dequantized weights the writer computed (quant/pipeline.h). */
+ * the file and the header field or payload offset and tensor. This is the container only:
+ * loading the dequantized weights and converting to the contest's int8 container need the
+ * quantizers and live in quant/artifact.h. */
 #ifndef QG_IO_QGZ_H
 #define QG_IO_QGZ_H
 
@@ -19,8 +20,9 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "core/util.h"
 #include "io/ptz.h"
-#include "quant/quantizer.h"
+#include "io/qtensor.h"
 
 #define QG_QGZ_MAGIC "QGZA"
 #define QG_QGZ_VERSION 1
@@ -70,14 +72,4 @@ void qg_qgz_free(qg_qgz *a);
 int qg_qgz_sniff(const uint8_t *head, size_t n);
 qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg_qgz *out);
 qg_status qg_qgz_read(const char *path, qg_qgz *out);
-/* Read + dequantize every tensor (exactly the writer's dequantized weights). */
-qg_status qg_qgz_load_state_mem(const uint8_t *data, size_t len, const char *fname, qg_state *out);
-qg_status qg_qgz_load_state(const char *path, qg_state *out);
-
-/* The contest's int8 container from quantized tensors: every quantized tensor must be
- * codes of <= 8 bits with one fp16 scale per row (rowwise or gptq-rowwise per row,
- * contest-int8) or a passthrough (fp16, bf16, fp32, raw); the container then reproduces
- * the same weights (checked value for value). Otherwise QG_ERR_INPUT naming the tensor. */
-qg_status qg_qtensors_to_int8(const qg_qtensor *const *q, int n, qg_int8_artifact *out);
-
 #endif

@@ -70,7 +70,7 @@ struct qg_ops {
   qg_status (*token_stats)(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
                            int V, float softcap, qg_token_stat *out);
 
-  /* ---- backward twins (the trainer; kernels/cpu_ops_bwd.c). NULL where a backend has
+  /* ---- backward twins (the trainer; kernels/cpu/cpu_ops_bwd.c). NULL where a backend has
    * none yet. Naming: dX is the gradient of the loss w.r.t. X. Parameter gradients (dw,
    * dgain, dmix, ds, dscale, dshift, demb) are always ACCUMULATED (+=), so shared blocks
    * and gradient accumulation need no extra pass; activation gradients are overwritten

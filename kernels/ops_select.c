@@ -1,26 +1,9 @@
 /* Backend selection by name, and matmul precision (kernels/cuda_precision.h). */
 #include <string.h>
 
-#include "kernels/cuda_bench.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
-
-#ifndef QG_HAVE_CUDA
-qg_status qg_ops_cuda(const qg_ops **out) {
-  *out = NULL;
-  return qg_fail(QG_ERR_UNSUPPORTED, "the CUDA backend is not compiled in (configured with -DQG_CUDA=OFF or no nvcc)");
-}
-qg_status qg_ops_cuda_bf16(const qg_ops **out) { return qg_ops_cuda(out); }
-qg_status qg_cuda_gemm_bf16_tflops(int n, int reps, double *tflops) {
-  (void)n, (void)reps, (void)tflops;
-  return qg_ops_cuda(&(const qg_ops *){NULL});
-}
-qg_status qg_cuda_copy_gbps(size_t bytes, int reps, double *gbps) {
-  (void)bytes, (void)reps, (void)gbps;
-  return qg_ops_cuda(&(const qg_ops *){NULL});
-}
-#endif
 
 qg_status qg_ops_by_name(const char *name, const qg_ops **out) {
   if (!strcmp(name, "cpu")) {

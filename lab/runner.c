@@ -24,6 +24,7 @@
 #include "core/util.h"
 #include "eval/eval.h"
 #include "io/spm.h"
+#include "quant/artifact.h"
 #include "quant/job.h"
 #include "train/train.h"
 

@@ -1,6 +1,5 @@
 #include "model/gpt.h"
 
-#include "io/checkpoint.h"
 
 #include <float.h>
 #include <stdio.h>
@@ -398,11 +397,3 @@ qg_status qg_gpt_score(qg_gpt *m, const int32_t *seqs, int64_t B, int T, qg_toke
   return st;
 }
 
-qg_status qg_gpt_load(qg_gpt *m, const char *path, const qg_gpt_options *opt, const qg_ops *ops) {
-  qg_state s;
-  memset(m, 0, sizeof *m);
-  QG_TRY(qg_checkpoint_load(path, &s, NULL));
-  qg_status st = qg_gpt_init(m, &s, opt, ops);
-  qg_state_free(&s);
-  return st ? qg_fail_prefix(st, "%s", path) : QG_OK;
-}

@@ -67,8 +67,6 @@ qg_status qg_gpt_forward(qg_gpt *m, const int32_t *tokens, int64_t B, int T);
  * sequence of T + 1 tokens (B sequences laid out back to back, B*(T+1) ids). out gets
  * B*T entries (host memory). */
 qg_status qg_gpt_score(qg_gpt *m, const int32_t *seqs, int64_t B, int T, qg_token_stat *out);
-/* Loads any checkpoint quantgolf reads (dequantizing where needed) and builds the model. */
-qg_status qg_gpt_load(qg_gpt *m, const char *path, const qg_gpt_options *opt, const qg_ops *ops);
 /* Parameter count of the model as stored. */
 int64_t qg_gpt_param_count(const qg_gpt_config *c);
 /* One line such as "7L (3 enc + 4 dec) d=384 H=8 KVH=4 hd=48 mlp=768 V=1024 tied". */

@@ -1,6 +1,6 @@
 /* The e8 quantizer's parsed options (quant/e8_quantizer.c): the codebooks of its stages,
  * their RMS coordinates and the scale search's candidates, computed once at parse. The
- * CPU quantizer and the device path (kernels/cuda_quant_bridge.c) both read this struct,
+ * CPU quantizer and the device path (quant/cuda/cuda_quant_bridge.c) both read this struct,
  * so they try the same scales. A qg_qconfig of method "e8" holds one as its cfg. */
 #ifndef QG_QUANT_E8_QUANTIZER_H
 #define QG_QUANT_E8_QUANTIZER_H

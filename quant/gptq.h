@@ -1,5 +1,5 @@
 /* The gptq quantizer's parsed options (quant/gptq.c): its own and, as a config of its
- * own, the inner grid's. The CPU quantizer and the device path (kernels/cuda_quant_bridge.c)
+ * own, the inner grid's. The CPU quantizer and the device path (quant/cuda/cuda_quant_bridge.c)
  * both read this struct. A qg_qconfig of method "gptq" holds one as its cfg. */
 #ifndef QG_QUANT_GPTQ_H
 #define QG_QUANT_GPTQ_H

@@ -11,9 +11,10 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/ptz.h"
-#include "kernels/cuda_quant_bridge.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 #include "quant/calibrate.h"
+#include "quant/cuda/cuda_quant_bridge.h"
 
 void qg_qjob_result_free(qg_qjob_result *r) {
   qg_qmodel_free(&r->qm);

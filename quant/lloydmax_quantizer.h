@@ -1,5 +1,5 @@
 /* The lloydmax quantizer's parsed options (quant/lloydmax_quantizer.c): the CPU quantizer
- * and the device path (kernels/cuda_quant_bridge.c) both read this struct and the scale
+ * and the device path (quant/cuda/cuda_quant_bridge.c) both read this struct and the scale
  * search's multipliers below. A qg_qconfig of method "lloydmax" holds one as its cfg. */
 #ifndef QG_QUANT_LLOYDMAX_QUANTIZER_H
 #define QG_QUANT_LLOYDMAX_QUANTIZER_H

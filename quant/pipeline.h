@@ -19,7 +19,7 @@ typedef struct {
   void (*progress)(void *ctx, int i, int n, const char *name);
   void *progress_ctx;
   /* Optional replacement for qg_quantize with the same contract (checks, bookkeeping,
-   * sections), e.g. the CUDA path (kernels/cuda_quant_bridge.h: qg_cuq_quantize_hook),
+   * sections), e.g. the CUDA path (quant/cuda/cuda_quant_bridge.h: qg_cuq_quantize_hook),
    * which cli/cmd_quantize.c installs for --device cuda. NULL: qg_quantize on the CPU.
    * quant/ stays free of any CUDA knowledge: it only calls the pointer. */
   qg_status (*quantize)(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);

@@ -3,6 +3,7 @@
 #ifndef QG_QUANT_INTERNAL_H
 #define QG_QUANT_INTERNAL_H
 
+#include "io/contest.h"
 #include "quant/quantizer.h"
 
 /* The built-in quantizers, one file each: quant/<name>.c, except e8 (quant/e8_quantizer.c,
@@ -27,10 +28,6 @@ extern const char *const qg_objective_names[];
 /* v as a stored fp16 scale: fp16-representable, finite (at most 65504), and 0 for v <= 0
  * or NaN, so what is stored is what the rounding used. */
 float qg_f16r(double v);
-
-/* torch.quantile(v, q) with linear interpolation as ATen computes it (q converted to
- * float32, rank = q * (n - 1) in float32, fused lerp). v (n values) is reordered. */
-float qg_quantile_f32(float *v, int64_t n, double q);
 
 /* Round-to-nearest through a grid: every scale from W (importance: in->importance, else
  * diag of in->hessian, else none), every column rounded, sections into out. */

@@ -29,7 +29,7 @@ static qg_status rw_parse(qg_opts *o, void **out) {
   if (!s) s = qg_opt_choice(o, "rowwise", "range", range_names, 0, &c->full);
   if (!s) s = qg_opt_int(o, "rowwise", "group", 0, (int64_t)1 << 30, 0, &group);
   if (!s) s = qg_opt_choice(o, "rowwise", "clip", clip_names, QG_RW_CLIP_PCT, &c->clip);
-  if (!s) s = qg_opt_num(o, "rowwise", "pct", 50.0, 100.0, 99.99984, &c->pct);
+  if (!s) s = qg_opt_num(o, "rowwise", "pct", 50.0, 100.0, QG_CONTEST_CLIP_PERCENTILE, &c->pct);
   /* SDClip defaults from the contest: 12.85 sigma at 6 bits (matrices), 20 at 8 bits
    * (embeddings); other widths interpolate linearly in bits. */
   if (!s) s = qg_opt_num(o, "rowwise", "k", 0.1, 1000.0, 12.85 + (20.0 - 12.85) * ((double)bits - 6.0) / 2.0, &c->k);

@@ -1,5 +1,5 @@
 /* The rowwise quantizer's parsed options (quant/rowwise.c): one struct that the CPU
- * quantizer and the device path (kernels/cuda_quant_bridge.c) both read, so the defaults
+ * quantizer and the device path (quant/cuda/cuda_quant_bridge.c) both read, so the defaults
  * and derived values exist once. A qg_qconfig of method "rowwise" holds one as its cfg. */
 #ifndef QG_QUANT_ROWWISE_H
 #define QG_QUANT_ROWWISE_H

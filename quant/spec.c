@@ -10,19 +10,8 @@
 #include <yaml.h>
 
 #include "core/file.h"
+#include "io/contest.h"
 #include "io/yaml_guard.h"
-
-#define KEEP_FLOAT_MAX_NUMEL 65536 /* the contest's INT8_KEEP_FLOAT_MAX_NUMEL */
-
-/* CONTROL_TENSOR_NAME_PATTERNS (substrings), as io/contest_int8.c */
-static const char *control_patterns[] = {"attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-                                         "resid_mixes", "q_gain", "skip_weight", "skip_weights"};
-
-static int is_control(const char *name) {
-  for (size_t i = 0; i < sizeof control_patterns / sizeof control_patterns[0]; i++)
-    if (strstr(name, control_patterns[i])) return 1;
-  return 0;
-}
 
 int qg_glob_match(const char *p, const char *s) {
   /* iterative matcher with one backtrack point: linear-ish, no recursion blow-up */
@@ -325,7 +314,7 @@ const char *qg_spec_assign_why(const qg_spec *s, const qg_state *st, const qg_sp
     snprintf(buf, cap, "default (no rule matches)");
   else
     snprintf(buf, cap, "contest passthrough (%s)",
-             !qg_dtype_is_float(t->dtype) ? "not float" : is_control(t->name) ? "control" : "small");
+             !qg_dtype_is_float(t->dtype) ? "not float" : qg_contest_is_control(t->name) ? "control" : "small");
   return buf;
 }
 
@@ -350,10 +339,10 @@ qg_status qg_spec_plan_make(const qg_spec *s, const qg_state *st, qg_spec_plan *
     qg_spec_assign *a = &plan->a[i];
     a->index = i, a->rule = -1;
     int64_t numel = qg_tensor_numel(t);
-    int small = !qg_dtype_is_float(t->dtype) || numel <= KEEP_FLOAT_MAX_NUMEL;
+    int small = !qg_dtype_is_float(t->dtype) || numel <= QG_CONTEST_KEEP_FLOAT_MAX_NUMEL;
     /* what a glob rule leaves alone: non-float, control and 1-D tensors, and with the
      * contest's passthrough also every small float tensor */
-    int guarded = !qg_dtype_is_float(t->dtype) || is_control(t->name) || t->ndim < 2 ||
+    int guarded = !qg_dtype_is_float(t->dtype) || qg_contest_is_control(t->name) || t->ndim < 2 ||
                   (s->contest_passthrough && small);
     for (int r = 0; r < s->n; r++) {
       if (!qg_glob_match(s->rules[r].glob, t->name)) continue;
@@ -371,9 +360,9 @@ qg_status qg_spec_plan_make(const qg_spec *s, const qg_state *st, qg_spec_plan *
                              s->rules[a->rule].method);
     } else if (small) {
       a->kind = QG_ASSIGN_PASSTHROUGH;
-      a->cfg = !qg_dtype_is_float(t->dtype) ? &plan->builtin[B_RAW]
-               : is_control(t->name)        ? &plan->builtin[B_FP32]
-                                            : &plan->builtin[B_FP16];
+      a->cfg = !qg_dtype_is_float(t->dtype)    ? &plan->builtin[B_RAW]
+               : qg_contest_is_control(t->name) ? &plan->builtin[B_FP32]
+                                                : &plan->builtin[B_FP16];
     } else {
       a->kind = QG_ASSIGN_DEFAULT;
       a->cfg = qg_dtype_is_float(t->dtype) ? &plan->builtin[B_INT8] : &plan->builtin[B_RAW];

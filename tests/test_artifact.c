@@ -18,6 +18,7 @@
 #include "io/checkpoint.h"
 #include "io/qgz.h"
 #include "io/safetensors.h"
+#include "quant/artifact.h"
 #include "quant/pipeline.h"
 #include "tests/testlib.h"
 

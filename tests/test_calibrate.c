@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "io/checkpoint.h"
+#include "quant/artifact.h"
 #include "quant/calibrate.h"
 #include "quant/pipeline.h"
 #include "tests/testlib.h"

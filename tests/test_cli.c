@@ -23,6 +23,7 @@
 #include "io/safetensors.h"
 #include "io/shards.h"
 #include "io/zip.h"
+#include "quant/artifact.h"
 #include "tests/testlib.h"
 
 static char out[1 << 16], err[1 << 14];

@@ -1,7 +1,7 @@
 /* kernels/ (backward): each of the 12 backward ops, two ways, as rows of the twin harness
  * (tests/twin.h).
  *
- * Twin rows: the CUDA tables against the CPU twin (kernels/cpu_ops_bwd.c) on fresh random
+ * Twin rows: the CUDA tables against the CPU twin (kernels/cpu/cpu_ops_bwd.c) on fresh random
  * inputs, several shapes, sizes that are not powers of two among them. Outputs an op
  * overwrites are poisoned with NaN (an element never written fails); outputs it
  * accumulates into (parameter gradients, dx0, the accumulate flag) start from the same
@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
 #include "tests/testlib.h"

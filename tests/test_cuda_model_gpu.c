@@ -20,9 +20,10 @@
 #include <string.h>
 
 #include "eval/eval.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 #include "tests/testlib.h"
 #include "tests/twin.h"
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda_precision.h"
 #include "kernels/ops.h"
 #include "tests/testlib.h"

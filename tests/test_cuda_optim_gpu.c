@@ -1,4 +1,4 @@
-/* kernels/cuda_optim.h and the trainer on the GPU: Adam, Newton-Schulz, Muon and the
+/* train/cuda/cuda_optim.h and the trainer on the GPU: Adam, Newton-Schulz, Muon and the
  * clip-range STE mask against their CPU twins (train/optim.c, train/qat.c) on fresh random
  * inputs (rows of the twin harness, tests/twin.h); then whole training runs with --device
  * cuda against the CPU trainer.
@@ -34,11 +34,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
-#include "kernels/cuda_optim.h"
+#include "kernels/cuda/cuda_device.h"
 #include "kernels/ops.h"
 #include "tests/testlib.h"
 #include "tests/twin.h"
+#include "train/cuda/cuda_optim.h"
 #include "train/train.h"
 
 #define TOL_FP32 1e-5

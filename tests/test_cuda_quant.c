@@ -1,4 +1,4 @@
-/* kernels/cuda_quant_bridge.c, the host side of the CUDA quantizers, on any machine: the
+/* quant/cuda/cuda_quant_bridge.c, the host side of the CUDA quantizers, on any machine: the
  * device grid of a config against the CPU plug-in's own parsed options (every field the
  * kernels read, defaults included) and against the scales the CPU quantizer chooses (its
  * picks must be among the device's candidates), which configs the device takes,
@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
-#include "kernels/cuda_quant.h"
-#include "kernels/cuda_quant_bridge.h"
+#include "kernels/cuda/cuda_device.h"
+#include "quant/cuda/cuda_quant.h"
+#include "quant/cuda/cuda_quant_bridge.h"
 #include "quant/e8_quantizer.h"
 #include "quant/gptq.h"
 #include "quant/lloydmax_quantizer.h"

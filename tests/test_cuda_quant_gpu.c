@@ -1,4 +1,4 @@
-/* kernels/cuda_quant*.cu, kernels/cuda_gptq.cu: every quantizer op on the GPU against its
+/* quant/cuda/cuda_quant*.cu, quant/cuda/cuda_gptq.cu: every quantizer op on the GPU against its
  * CPU twin in quant/, on fresh random inputs of several shapes (non-powers of two among
  * them). Host outputs are poisoned (NaN floats, 0xFFFFFFFF codes) before each run and the
  * device output of fake quantization is poisoned with NaN in device memory, so anything
@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
-#include "kernels/cuda_quant.h"
-#include "kernels/cuda_quant_bridge.h"
+#include "kernels/cuda/cuda_device.h"
 #include "quant/calibrate.h"
+#include "quant/cuda/cuda_quant.h"
+#include "quant/cuda/cuda_quant_bridge.h"
 #include "quant/fwht.h"
 #include "quant/lloydmax.h"
 #include "quant/pipeline.h"

@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "eval/eval.h"
 #include "eval/kldstats.h"
+#include "quant/artifact.h"
 #include "tests/testlib.h"
 
 static void test_plan_contest(void **st) {

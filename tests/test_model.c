@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
+#include "quant/artifact.h"
 #include "tests/testlib.h"
 
 /* Reads the next line of a reference file into buf; 0 at end. */

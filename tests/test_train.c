@@ -15,7 +15,7 @@
 
 #include "core/file.h"
 #include "io/safetensors.h"
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "tests/testlib.h"
 #include "train/train.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_device.h"
+#include "kernels/cuda/cuda_device.h"
 #include "tests/testlib.h"
 
 /* ---- preamble ------------------------------------------------------------------------- */

@@ -1,12 +1,12 @@
 /* Host or device for each part of a training step (see train/device.h). The CPU branch of
  * every function is the code trainer.c ran inline before; the GPU branch keeps the state
- * in device memory and calls kernels/cuda_optim.h (optimizers, gradient zeroing, the STE
+ * in device memory and calls train/cuda/cuda_optim.h (optimizers, gradient zeroing, the STE
  * mask) and train/qat.c's device fake quantization. The data loader stays on the host:
  * qg_gpt_forward_train uploads each micro-batch's tokens itself. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_optim.h"
+#include "train/cuda/cuda_optim.h"
 #include "train/device.h"
 
 qg_status qg_train_backend(const qg_train_config *c, const qg_ops **out) {

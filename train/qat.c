@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda_optim.h"
-#include "kernels/cuda_quant.h"
+#include "quant/cuda/cuda_quant.h"
+#include "train/cuda/cuda_optim.h"
 #include "train/train.h"
 
-/* Whether the device's rowwise fake quantization (kernels/cuda_quant.h) takes assignment a
+/* Whether the device's rowwise fake quantization (quant/cuda/cuda_quant.h) takes assignment a
  * over parameter p: a rowwise rule whose canonical options make a device grid that fits
  * the tensor. Host code in every build; the grid is parsed from the same canonical string
  * the CPU quantizer parsed, so both round on the same grid. */

@@ -23,8 +23,8 @@
  *
  * On the GPU (device "cuda", train/device.c): parameters, gradients and the optimizer
  * state (Muon momentum, Adam moments) live in device memory; forward and backward run on
- * the CUDA op table, Muon (Newton-Schulz by cuBLAS) and Adam on kernels/cuda_optim.h, QAT's
- * rowwise fake quantization on kernels/cuda_quant.h (other quantizers by a host round
+ * the CUDA op table, Muon (Newton-Schulz by cuBLAS) and Adam on train/cuda/cuda_optim.h, QAT's
+ * rowwise fake quantization on quant/cuda/cuda_quant.h (other quantizers by a host round
  * trip). Only the token batches go up and, for checkpoints and the final weights, the
  * state comes down. precision bf16: bf16 matrix products (fp32 accumulation, fp32 master
  * weights) and Newton-Schulz in bf16, as the contest runs; fp32: fp32 throughout. */
@@ -106,7 +106,7 @@ qg_status qg_loader_open(qg_token_loader *l, const char *glob, int vocab);
 qg_status qg_loader_take(qg_token_loader *l, int64_t n, int32_t *out);
 void qg_loader_close(qg_token_loader *l);
 
-/* Optimizers (train/optim.c), host fp32 arrays. Device twins: kernels/cuda_optim.h. */
+/* Optimizers (train/optim.c), host fp32 arrays. Device twins: train/cuda/cuda_optim.h. */
 /* torch.optim.Adam step t (1-based) on n values. */
 void qg_adam_step(float *p, const float *g, float *m, float *v, int64_t n, double lr, double b1, double b2, double eps,
                   int64_t t);
@@ -127,7 +127,7 @@ typedef struct {
   int *quantized; /* per layout parameter: 1 when fake-quantized */
   int *on_device; /* per layout parameter: 1 when the device's rowwise fake-quant takes it */
   int n_device, n_host; /* quantized tensors by device kernel / by host round trip (GPU) */
-  void *grid;           /* a qg_cuq_grid (kernels/cuda_quant.h), rebuilt per tensor */
+  void *grid;           /* a qg_cuq_grid (quant/cuda/cuda_quant.h), rebuilt per tensor */
 } qg_qat;
 
 qg_status qg_qat_init(qg_qat *q, const char *spec_text, const qg_gpt_layout *l);

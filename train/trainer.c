@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "quant/artifact.h"
 #include "train/device.h"
 #include "train/train.h"
 
