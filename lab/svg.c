@@ -145,7 +145,11 @@ int qg_svg_fmt(char *buf, size_t cap, double v, int max_sig) {
   t[n] = 0;
   strip_zeros(t);
   if (sci) return snprintf(buf, cap, "%se%d", t, ex);
-  return snprintf(buf, cap, "%s%.*s", t, k ? 1 : 0, k ? &"kMGTPE"[k - 1] : "");
+  /* ex < 21 keeps k <= 6 (a string-literal subscript inside %.*s crashes GCC 12's format
+   * checker at -O0, so the suffix is a plain char) */
+  static const char suffix[] = "kMGTPE";
+  char sfx[2] = {k ? suffix[k - 1] : 0, 0};
+  return snprintf(buf, cap, "%s%s", t, sfx);
 }
 
 /* ---- axes ------------------------------------------------------------------------- */
