@@ -200,7 +200,9 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
     arm_v[n_cmp++] = sum->verdict;
     if (sum->agree < r->agree) r->agree = sum->agree;
     if (sum->confidence < r->confidence) r->confidence = sum->confidence;
-    if (r->headline < 0 && !h->arms[a].is_float) r->headline = a;
+    /* the headline is the question's arm: the first one expected to move as the hypothesis says
+     * (not a sanity arm with its own direction) */
+    if (r->headline < 0 && !h->arms[a].is_float && qg_lab_arm_expect(h, a) == h->expect) r->headline = a;
   }
   if (!st) {
     r->verdict = qg_verdict_all(arm_v, n_cmp);
