@@ -495,7 +495,8 @@ static void test_bad_usage(void **st) {
   char tokp[4200];
   snprintf(tokp, sizeof tokp, "%s", tok);
   const char *bin = qg_test_path(dir, "blob.txt");
-  qg_test_write(bin, "text\x00\x01\x02\xff\xfe binary\n", 19);
+  static const char blob[] = "text\x00\x01\x02\xff\xfe binary\n";
+  qg_test_write(bin, blob, sizeof blob - 1);
   char binp[4200];
   snprintf(binp, sizeof binp, "%s", bin);
   snprintf(a, sizeof a, "prepare --tokenizer '%s' --input '%s' --out '%s/p'", tokp, binp, dir);
