@@ -110,15 +110,19 @@ static void print_json(const char *base, const char *model, const qg_eval_totals
   qg_json_key(&j, "max"), qg_json_num(&j, s->kld_max);
   pct_json(&j, s->kld_pct);
   qg_json_obj_end(&j);
+  /* in percentage points, as the text report prints them, and labelled so */
   qg_json_key(&j, "delta_p");
   qg_json_obj_begin(&j);
-  qg_json_key(&j, "mean"), qg_json_num(&j, s->dp.value);
-  qg_json_key(&j, "se"), qg_json_num(&j, s->dp.unc);
-  qg_json_key(&j, "rms"), qg_json_num(&j, s->dp_rms.value);
-  qg_json_key(&j, "rms_se"), qg_json_num(&j, s->dp_rms.unc);
-  qg_json_key(&j, "min"), qg_json_num(&j, s->dp_min);
-  qg_json_key(&j, "max"), qg_json_num(&j, s->dp_max);
-  pct_json(&j, s->dp_pct);
+  qg_json_key(&j, "unit"), qg_json_str(&j, "percent");
+  qg_json_key(&j, "mean"), qg_json_num(&j, 100 * s->dp.value);
+  qg_json_key(&j, "se"), qg_json_num(&j, 100 * s->dp.unc);
+  qg_json_key(&j, "rms"), qg_json_num(&j, 100 * s->dp_rms.value);
+  qg_json_key(&j, "rms_se"), qg_json_num(&j, 100 * s->dp_rms.unc);
+  qg_json_key(&j, "min"), qg_json_num(&j, 100 * s->dp_min);
+  qg_json_key(&j, "max"), qg_json_num(&j, 100 * s->dp_max);
+  double dp_pct[QG_KLD_NPCT];
+  for (int i = 0; i < QG_KLD_NPCT; i++) dp_pct[i] = 100 * s->dp_pct[i];
+  pct_json(&j, dp_pct);
   qg_json_obj_end(&j);
   qg_json_key(&j, "same_top");
   qg_json_obj_begin(&j);

@@ -34,10 +34,11 @@ void qg_cmd_quantize_help(void) {
          "Quantizers: ");
   for (int i = 0; qg_quantizers[i]; i++) printf("%s%s", i ? ", " : "", qg_quantizers[i]->name);
   printf(".\nExample: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n\n"
-         "Prints per tensor: method, bits/weight, packed bytes, weight MSE, relative\n"
-         "Hessian-weighted error (with calibration), order-0 entropy of the codes; totals:\n"
-         "artifact bytes, raw payload (with --compare-compressors its size under each compressor),\n"
-         "the order-0 entropy of the codes, code\n"
+         "Prints per tensor: method, bits/weight, packed bytes (bit-packed sections before\n"
+         "compression), weight MSE, relative Hessian-weighted error ('-' without calibration),\n"
+         "order-0 entropy of the codes; totals: artifact bytes, raw payload (with\n"
+         "--compare-compressors its size under each compressor), the order-0 entropy of the\n"
+         "codes plus side data (an estimate, not a bound: zstd/brotli may beat it), code\n"
          "bytes and the total against the 16,000,000-byte cap. --json prints the same as JSON.\n"
          "\nCalibration (GPTQ's Hessians H = 2/n sum x x^T at every linear's input, one forward\n"
          "pass per batch; the tied embedding gets the output head's):\n"
@@ -310,7 +311,9 @@ int qg_cmd_quantize(int argc, char **argv) {
     if (!b.failed) fwrite(b.p, 1, b.n, stdout);
     qg_buf_free(&b);
   } else {
-    printf("%-32s %-12s %6s %10s %11s %9s %7s  %s\n", "tensor", "method", "bits/w", "bytes", "mse", "herr", "H0 b/w",
+    /* bytes are the tensor's bit-packed sections before general compression: per-tensor
+     * shares of the compressed file are not defined */
+    printf("%-32s %-12s %6s %10s %11s %9s %7s  %s\n", "tensor", "method", "bits/w", "packed B", "mse", "herr", "H0 b/w",
            "assigned by");
     for (int i = 0; i < qm.n; i++) {
       const qg_qresult *r = &qm.t[i];
@@ -318,8 +321,10 @@ int qg_cmd_quantize(int argc, char **argv) {
       const char *bits = strstr(r->q.options, "bits=");
       snprintf(m, sizeof m, "%s%s%.*s", r->q.method, bits ? " " : "", bits ? (int)strcspn(bits, " ") : 0,
                bits ? bits : "");
-      printf("%-32s %-12s %6.3f %10lld %11.4e %9.3g %7.3f  %s%s%s\n", r->q.name, m, r->bits_per_weight,
-             (long long)r->packed_bytes, r->mse, r->herr, r->numel ? r->entropy_bits / (double)r->numel : 0, r->why,
+      char herr[16] = "-"; /* no Hessian (uncalibrated), not a failed measurement */
+      if (!isnan(r->herr)) snprintf(herr, sizeof herr, "%.3g", r->herr);
+      printf("%-32s %-12s %6.3f %10lld %11.4e %9s %7.3f  %s%s%s\n", r->q.name, m, r->bits_per_weight,
+             (long long)r->packed_bytes, r->mse, herr, r->numel ? r->entropy_bits / (double)r->numel : 0, r->why,
              r->q.note ? "; " : "", r->q.note ? r->q.note : "");
     }
     printf("\ntensors %d, params %lld, packed %lld bytes (%.3f bits/weight)\n", qm.n, numel, packed,
@@ -333,7 +338,9 @@ int qg_cmd_quantize(int argc, char **argv) {
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);
-    printf("entropy   %12lld bytes (order-0 bound on codes + side data)\ncode      %12lld bytes\n",
+    /* an order-0 figure, not a bound: a compressor that models context beats it */
+    printf("order-0   %12lld bytes (order-0 entropy of the codes + side data at packed size)\n"
+           "code      %12lld bytes\n",
            (long long)ceil(ent), code_bytes);
     printf("total     %12lld bytes of %lld cap: %s by %lld\n", total, CAP_BYTES, total <= CAP_BYTES ? "fits" : "OVER",
            llabs(CAP_BYTES - total));

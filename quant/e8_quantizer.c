@@ -102,8 +102,8 @@ static qg_status e8_parse(qg_opts *o, void **out) {
 
 static void e8_canon(const void *cfg, qg_buf *b) {
   const qg_e8_opts *c = cfg;
-  qg_buf_printf(b, "cb=%s bits=%.17g group=%lld lo=%.17g hi=%.17g steps=%d objective=%s", cb_names[c->cb], c->bits,
-                (long long)c->group, c->lo, c->hi, c->steps, qg_objective_names[c->objective]);
+  qg_buf_printf(b, "cb=%s bits=%s group=%lld lo=%s hi=%s steps=%d objective=%s", cb_names[c->cb], QG_NUMSTR(c->bits),
+                (long long)c->group, QG_NUMSTR(c->lo), QG_NUMSTR(c->hi), c->steps, qg_objective_names[c->objective]);
 }
 
 static qg_status e8_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {

@@ -80,8 +80,8 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
 
 static void gptq_canon(const void *p, qg_buf *b) {
   const qg_gptq_opts *c = p;
-  qg_buf_printf(b, "grid=%s percdamp=%.17g blocksize=%lld act_order=%d static_groups=%d ", c->grid.q->name,
-                c->percdamp, (long long)c->blocksize, c->act_order, c->static_groups);
+  qg_buf_printf(b, "grid=%s percdamp=%s blocksize=%lld act_order=%d static_groups=%d ", c->grid.q->name,
+                QG_NUMSTR(c->percdamp), (long long)c->blocksize, c->act_order, c->static_groups);
   c->grid.q->canon(c->grid.cfg, b);
 }
 

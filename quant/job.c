@@ -29,7 +29,7 @@ static int64_t file_size(const char *p) {
   return stat(p, &sb) == 0 ? (int64_t)sb.st_size : -1;
 }
 
-/* Order-0 entropy bound: code entropy plus every non-code section at its packed size. */
+/* Order-0 entropy (not a bound on what a context-modelling compressor reaches): code entropy plus every non-code section at its packed size. */
 static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
   double b = code_entropy_bits / 8.0;
   for (int i = 0; i < q->nsec; i++)

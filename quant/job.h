@@ -3,7 +3,7 @@
  *   load (or take a state) -> calibrate (GPTQ's Hessians, when asked) -> quantize every
  *   tensor -> write the artifact atomically (.qgz, or the contest's .int8.ptz) -> measure
  *   (per-tensor figures, the file's real bytes, optionally the same payload under every
- *   compressor and the order-0 entropy bound).
+ *   compressor and the codes' order-0 entropy).
  * The library never prints: each stage is reported through the event callback. */
 #ifndef QG_QUANT_JOB_H
 #define QG_QUANT_JOB_H
@@ -68,7 +68,8 @@ struct qg_qjob_result {
   int64_t params, packed_bytes;
   size_t raw_bytes;            /* uncompressed payload (compare_compressors, or .ptz) */
   size_t compressed[QG_COMP_COUNT]; /* the payload under each compressor (compare only) */
-  double entropy_bytes;        /* order-0 bound on codes + packed side data */
+  double entropy_bytes;        /* order-0 entropy of the codes + packed side data (not a
+                                * bound: context-modelling compressors go below it) */
   int calibrated;
   int calib_seqs, calib_len, hessians;
   double calib_seconds, quant_seconds;

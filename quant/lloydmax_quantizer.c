@@ -37,7 +37,7 @@ static void lm_canon(const void *cfg, qg_buf *b) {
   const qg_lloydmax_opts *c = cfg;
   qg_buf_printf(b, "bits=%d group=%lld scale=%s", c->bits, (long long)c->group, scale_names[c->scale]);
   if (c->scale == QG_LM_SCALE_SEARCH)
-    qg_buf_printf(b, " lo=%.17g hi=%.17g steps=%d objective=%s", c->lo, c->hi, c->steps, qg_objective_names[c->objective]);
+    qg_buf_printf(b, " lo=%s hi=%s steps=%d objective=%s", QG_NUMSTR(c->lo), QG_NUMSTR(c->hi), c->steps, qg_objective_names[c->objective]);
 }
 
 static qg_status lm_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {

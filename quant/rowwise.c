@@ -50,10 +50,10 @@ static void rw_canon(const void *cfg, qg_buf *b) {
   const qg_rowwise_opts *c = cfg;
   qg_buf_printf(b, "bits=%d range=%s group=%lld clip=%s", c->bits, range_names[c->full], (long long)c->group,
                 clip_names[c->clip]);
-  if (c->clip == QG_RW_CLIP_PCT) qg_buf_printf(b, " pct=%.17g", c->pct);
-  if (c->clip == QG_RW_CLIP_SD) qg_buf_printf(b, " k=%.17g", c->k);
+  if (c->clip == QG_RW_CLIP_PCT) qg_buf_printf(b, " pct=%s", QG_NUMSTR(c->pct));
+  if (c->clip == QG_RW_CLIP_SD) qg_buf_printf(b, " k=%s", QG_NUMSTR(c->k));
   if (c->clip == QG_RW_CLIP_SEARCH)
-    qg_buf_printf(b, " maxshrink=%.17g steps=%d objective=%s", c->maxshrink, c->steps,
+    qg_buf_printf(b, " maxshrink=%s steps=%d objective=%s", QG_NUMSTR(c->maxshrink), c->steps,
                   qg_objective_names[c->objective]);
 }
 

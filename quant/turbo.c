@@ -58,8 +58,8 @@ static qg_status tb_parse(qg_opts *o, void **out) {
 
 static void tb_canon(const void *cfg, qg_buf *b) {
   const qg_turbo_opts *c = cfg;
-  qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%.17g", c->bits, (long long)c->group,
-                norm_names[c->norm], c->eq);
+  qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%s", c->bits, (long long)c->group,
+                norm_names[c->norm], QG_NUMSTR(c->eq));
 }
 
 static qg_status tb_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
