@@ -13,7 +13,8 @@ void qg_cmd_eval_help(void) {
   printf(
       "usage: quantgolf eval --model M --val 'DIR/fineweb_val_*.bin' --tokenizer T.model|T.vocab\n"
       "                      [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
-      "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n\n"
+      "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
+      "                      [--threads N] [--allow-tokenizer-mismatch]\n\n"
       "Prints val_loss (nats/token), val_bpb, perplexity, and the token and byte counts.\n"
       "  --model       any checkpoint: .pt, .safetensors, .int8.ptz (dequantized as the contest does)\n"
       "  --val         token shards (a quoted glob is concatenated in sorted order)\n"
@@ -29,7 +30,12 @@ void qg_cmd_eval_help(void) {
       "  --device      backend (default auto: CUDA where a GPU is present)\n"
       "  --precision   matrix products in fp32 (default; TF32 off on CUDA) or bf16 inputs with\n"
       "                fp32 accumulation (CUDA only)\n"
-      "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n");
+      "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n"
+      "  --threads     CPU threads (default: the QG_THREADS environment variable, else every\n"
+      "                online CPU)\n"
+      "  --allow-tokenizer-mismatch  evaluate although the shards' manifest (written by\n"
+      "                `prepare`) names another tokenizer: bytes per token, and so val_bpb,\n"
+      "                would then be counted with the wrong pieces\n");
 }
 
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {
@@ -126,7 +132,7 @@ int qg_cmd_eval(int argc, char **argv) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc)
       model = argv[++i];
     else
-      return qg_cli_usage_error("eval", "unknown or incomplete option '%s'", argv[i]);
+      return qg_cli_unknown_arg("eval", "unknown or incomplete option", argv[i]);
   }
   if (!model || !c.val || !c.tokenizer) return qg_cli_usage_error("eval", "--model, --val and --tokenizer are required");
   const qg_ops *ops;

@@ -17,7 +17,7 @@ void qg_cmd_kld_help(void) {
       "usage: quantgolf kld --base M0 --model M1 --val 'DIR/fineweb_val_*.bin' --tokenizer T\n"
       "                     [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
       "                     [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
-      "                     [--dump-token-kld FILE]\n\n"
+      "                     [--dump-token-kld FILE] [--threads N] [--allow-tokenizer-mismatch]\n\n"
       "Runs both models over the same windows (as in `quantgolf eval`) and prints:\n"
       "  PPL of each, their ratio and ln-ratio with uncertainties from the covariance of the\n"
       "  two runs, the correlation of per-token ln-probabilities; KLD(base || model) mean +-\n"
@@ -178,7 +178,7 @@ int qg_cmd_kld(int argc, char **argv) {
     else if (!strcmp(argv[i], "--dump-token-kld") && i + 1 < argc)
       dump = argv[++i];
     else
-      return qg_cli_usage_error("kld", "unknown or incomplete option '%s'", argv[i]);
+      return qg_cli_unknown_arg("kld", "unknown or incomplete option", argv[i]);
   }
   if (!base || !model || !c.val || !c.tokenizer)
     return qg_cli_usage_error("kld", "--base, --model, --val and --tokenizer are required");

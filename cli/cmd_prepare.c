@@ -97,7 +97,7 @@ int qg_cmd_prepare(int argc, char **argv) {
       else o.shard_tokens = v;
       i++;
     }
-    else rc = qg_cli_usage_error("prepare", "unexpected or invalid argument '%s'", a);
+    else rc = qg_cli_unknown_arg("prepare", "unexpected or invalid argument", a);
   }
   if (!rc && (!tokp || !n_in || !o.out_dir))
     rc = qg_cli_usage_error("prepare", "--tokenizer, --input and --out are required");

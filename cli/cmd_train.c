@@ -30,6 +30,7 @@ void qg_cmd_train_help(void) {
       "                       where a GPU is present. The final evaluation runs there too (fp32)\n"
       "  --precision fp32|bf16    matrix products and Newton-Schulz (default fp32; bf16: the\n"
       "                       contest's mixed precision, fp32 master weights; cuda only)\n"
+      "  --threads N          CPU threads (default: QG_THREADS, else every online CPU)\n"
       "model (defaults: the contest baseline)\n"
       "  --layers 9 --dim 512 --heads 8 --kv-heads 4 --mlp-mult 2 [--untied] [--mlp-power 2]\n"
       "  the vocabulary is the tokenizer's piece count\n"
@@ -203,7 +204,7 @@ static int parse_args(int argc, char **argv, targs *t) {
       i++;
       continue;
     }
-    if (strncmp(a, "--", 2) || !a[2]) return qg_cli_usage_error("train", "unexpected argument '%s'", a);
+    if (strncmp(a, "--", 2) || !a[2]) return qg_cli_unknown_arg("train", "unexpected argument", a);
     const char *name = a + 2;
     int rc;
     if (is_flag(name)) {

@@ -56,6 +56,13 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
 
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);
+/* The usage error for an argument nobody takes ("unknown option 'X'"), returning 2. When
+ * X names an existing file, the line adds the likely cause: an unquoted glob the shell
+ * expanded into several words, of which only the first reached its option. */
+int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg);
+/* --threads N for the commands that run the thread pool: removes it from argv (updating
+ * *argc) and fixes the pool size before first use. 0 done (or absent), 2 usage error. */
+int qg_cli_take_threads(const char *cmd, int *argc, char **argv);
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
 /* True when argv holds -h or --help. */

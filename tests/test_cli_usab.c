@@ -14,9 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "io/shards.h"
 #include "quant/quantizer.h"
 #include "tests/testlib.h"
 
@@ -76,9 +78,107 @@ static void test_honest_numbers(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* Item: requantizing. A quantized source gets one note on stderr after the figures and
+ * source_quantized in the JSON; a float source gets neither. */
+static void test_requantize_note(void **st) {
+  (void)st;
+  const char *p;
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.int8.ptz");
+  char ptz[4096];
+  snprintf(ptz, sizeof ptz, "%s", p);
+  char *dir = qg_test_tmpdir();
+  char m[4200], o[4200];
+  snprintf(m, sizeof m, "%s/m.safetensors", dir);
+  snprintf(o, sizeof o, "%s/a.qgz", dir);
+  small_model(m);
+  assert_int_equal(run("quantize --model '%s' --spec '*: rowwise bits=6' --out '%s' --json", ptz, o), 0);
+  assert_non_null(strstr(out, "\"source_quantized\": true"));
+  const char *note = strstr(err, "already a quantized artifact");
+  assert_non_null(note);
+  assert_null(strstr(note + 1, "already a quantized artifact")); /* once */
+  assert_null(strstr(note, "written")); /* after the figures, not before */
+  assert_int_equal(run("quantize --model '%s' --spec '*: rowwise bits=6' --out '%s' --json", m, o), 0);
+  assert_non_null(strstr(out, "\"source_quantized\": false"));
+  assert_null(strstr(err, "already a quantized"));
+  qg_test_rmdir(dir);
+}
+
+/* Item: what llama.cpp users look for. --dry-run writes nothing and prints the plan,
+ * --threads is taken by the threaded commands, a shell-expanded glob gets a hint, and
+ * saved Hessians reproduce the calibrated artifact byte for byte and refuse another
+ * model or other calibration tokens. */
+static void test_llama_habits(void **st) {
+  (void)st;
+  const char *p;
+  char *dir = qg_test_tmpdir();
+  char m[4200], o[4200], sh[4200], sh2[4200];
+  snprintf(m, sizeof m, "%s/m.safetensors", dir);
+  snprintf(o, sizeof o, "%s/a.qgz", dir);
+  small_model(m);
+  int before = qg_test_count_entries(dir);
+  assert_int_equal(run("quantize --model '%s' --spec 'w: gptq bits=4' --dry-run --threads 2", m), 0);
+  assert_non_null(strstr(out, "gptq bits=4"));
+  assert_non_null(strstr(out, "no artifact written"));
+  assert_non_null(strstr(out, "packed B"));
+  assert_int_equal(qg_test_count_entries(dir), before);
+  assert_int_equal(run("quantize --model '%s' --spec '*: fp16' --out '%s' --threads 0", m, o), 2);
+  assert_non_null(strstr(err, "--threads 0"));
+  /* the shell expanded a glob of shards into two words: the second one is "unknown" */
+  snprintf(sh, sizeof sh, "%s/fineweb_val_000000.bin", dir);
+  snprintf(sh2, sizeof sh2, "%s/fineweb_val_000001.bin", dir);
+  uint16_t toks[64] = {1};
+  assert_int_equal(qg_shard_write(sh, toks, 64), QG_OK);
+  assert_int_equal(qg_shard_write(sh2, toks, 64), QG_OK);
+  assert_int_equal(run("eval --model '%s' --val '%s' '%s' --tokenizer x.model", m, sh, sh2), 2);
+  assert_non_null(strstr(err, "unquoted glob"));
+  assert_int_equal(run("quantize --model '%s' --calib '%s' '%s' --spec '*: fp16' --out '%s'", m, sh, sh2, o), 2);
+  assert_non_null(strstr(err, "unquoted glob"));
+  assert_int_equal(run("quantize --model '%s' --spec '*: fp16' --out '%s' --bogus", m, o), 2);
+  assert_null(strstr(err, "unquoted glob"));
+
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.pt");
+  char pt[4096];
+  snprintf(pt, sizeof pt, "%s", p);
+  /* calibration tokens: a shard of seeded random ids below the vocabulary */
+  uint16_t *tk = malloc(sizeof *tk * 8192);
+  uint64_t rng = 5;
+  for (int i = 0; i < 8192; i++) tk[i] = (uint16_t)(qg_test_rand(&rng) % 1024);
+  char cal[4200], hf[4200], o2[4200];
+  snprintf(cal, sizeof cal, "%s/calib.bin", dir);
+  snprintf(hf, sizeof hf, "%s/h.safetensors", dir);
+  snprintf(o2, sizeof o2, "%s/b.qgz", dir);
+  assert_int_equal(qg_shard_write(cal, tk, 8192), QG_OK);
+  free(tk);
+  const char *spec = "blocks.0.*: gptq bits=4; *: rowwise bits=8";
+  assert_int_equal(run("quantize --model '%s' --spec '%s' --out '%s' --calib '%s' --calib-seqs 4 --calib-len 64 "
+                       "--mlp-power 3 --save-hessians '%s'", pt, spec, o, cal, hf), 0);
+  assert_int_equal(run("quantize --model '%s' --spec '%s' --out '%s' --load-hessians '%s' --mlp-power 3 --json", pt, spec,
+                       o2, hf), 0);
+  assert_non_null(strstr(out, "\"hessians_loaded\": true"));
+  size_t n1, n2;
+  uint8_t *a1, *a2;
+  assert_int_equal(qg_read_file(o, &a1, &n1, 0), QG_OK);
+  assert_int_equal(qg_read_file(o2, &a2, &n2, 0), QG_OK);
+  assert_int_equal(n1, n2);
+  assert_memory_equal(a1, a2, n1);
+  free(a1), free(a2);
+  /* the same tokens again pass; other tokens or another model are refused */
+  assert_int_equal(run("quantize --model '%s' --spec '%s' --out '%s' --load-hessians '%s' --calib '%s' --calib-seqs 4 "
+                       "--calib-len 64 --mlp-power 3", pt, spec, o2, hf, cal), 0);
+  assert_int_equal(run("quantize --model '%s' --spec '%s' --out '%s' --load-hessians '%s' --calib '%s' --calib-seqs 4 "
+                       "--calib-len 64 --calib-seed 9 --mlp-power 3", pt, spec, o2, hf, cal), 2);
+  assert_non_null(strstr(err, "calibration tokens"));
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.int8.ptz");
+  assert_int_equal(run("quantize --model '%s' --spec '%s' --out '%s' --load-hessians '%s'", p, spec, o2, hf), 2);
+  assert_non_null(strstr(err, "another model"));
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_numbers),
+      cmocka_unit_test(test_requantize_note),
+      cmocka_unit_test(test_llama_habits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
