@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "core/json.h"
 #include "eval/eval.h"
+#include "io/shard_manifest.h"
 
 void qg_cmd_eval_help(void) {
   printf(
@@ -41,6 +42,7 @@ void qg_cmd_eval_help(void) {
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {
   const char *a = argv[*i];
   const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+  c->cmd = cmd;
 #define TAKE()                                                            \
   do {                                                                    \
     if (!v) {                                                             \
@@ -91,6 +93,8 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
     }
   } else if (!strcmp(a, "--json")) {
     c->json = 1;
+  } else if (!strcmp(a, "--allow-tokenizer-mismatch")) {
+    c->allow_tok_mismatch = 1;
   } else {
     return 0;
   }
@@ -98,7 +102,18 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
   return 1;
 }
 
-/* Opens shards and tokenizer, checks them against the vocabulary. */
+qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_spm *tok, const char *tok_path,
+                                 int allow) {
+  qg_status s = qg_shards_check_tokenizer(sh, tok, tok_path, NULL);
+  if (s && allow) {
+    fprintf(stderr, "quantgolf %s: warning (--allow-tokenizer-mismatch): %s\n", cmd, qg_last_error());
+    s = QG_OK;
+  }
+  return s;
+}
+
+/* Opens shards and tokenizer, checks them against the vocabulary and the shards'
+ * tokenizer manifest. */
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts) {
   qg_spm tok;
   qg_shards_init(val);
@@ -109,8 +124,9 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
     s = qg_fail(QG_ERR_INPUT, "%s: tokenizer has %d pieces but the model's vocabulary is %d", c->tokenizer, tok.n_pieces,
                 vocab);
   if (!s) s = qg_spm_luts_init(luts, &tok, vocab);
-  qg_spm_free(&tok);
   if (!s) s = qg_shards_open(c->val, val);
+  if (!s) s = qg_cli_check_tokenizer(c->cmd ? c->cmd : "train", val, &tok, c->tokenizer, c->allow_tok_mismatch);
+  qg_spm_free(&tok);
   if (!s) s = qg_shards_check_vocab(val, vocab);
   /* named here: the window planner only sees a token count */
   if (!s && qg_shards_count(val) < 2)

@@ -48,11 +48,17 @@ typedef struct {
   qg_eval_opts opts;
   qg_gpt_options gopt;
   int json;
+  int allow_tok_mismatch; /* --allow-tokenizer-mismatch: a manifest mismatch only warns */
+  const char *cmd;        /* for warnings (set by qg_cli_parse_eval_common; NULL: none) */
 } qg_eval_cli;
 /* Consumes argv[*i] (and its value) if it is a shared option: 1 taken, 0 not ours, -1
  * usage error (already printed). */
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c);
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts);
+/* The shards' tokenizer manifest (io/shard_manifest.h) against tok; with allow a mismatch
+ * is a warning on stderr instead of the error. */
+qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_spm *tok, const char *tok_path,
+                                 int allow);
 
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);

@@ -18,7 +18,9 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "io/shard_manifest.h"
 #include "io/shards.h"
+#include "io/spm.h"
 #include "quant/quantizer.h"
 #include "tests/testlib.h"
 
@@ -174,11 +176,66 @@ static void test_llama_habits(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* Item: a wrong tokenizer. prepare records the tokenizer beside the shards (and the
+ * contest's byte count); eval refuses another tokenizer unless told, a .vocab of the same
+ * tokenizer passes, and the library check names the mismatch for other callers. */
+static void test_tokenizer_manifest(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char sd[4200], tokm[4200], corpus[4200];
+  snprintf(sd, sizeof sd, "%s/shards", dir);
+  snprintf(tokm, sizeof tokm, "%s", qg_test_data_file("tok_rules.model"));
+  snprintf(corpus, sizeof corpus, "%s", qg_test_data_file("tok_corpus.txt"));
+  assert_int_equal(run("prepare --tokenizer '%s' --input '%s' --out '%s' --val-docs 5", tokm, corpus, sd), 0);
+  assert_non_null(strstr(err, "bytes by the contest's tables"));
+  char man[4300], shard[4300];
+  snprintf(man, sizeof man, "%s/fineweb_tokenizer.json", sd);
+  snprintf(shard, sizeof shard, "%s/fineweb_val_000000.bin", sd);
+  assert_true(qg_test_exists(man));
+  char mp[4300];
+  assert_int_equal(qg_shard_manifest_path(shard, mp, sizeof mp), 1);
+  assert_string_equal(mp, man);
+  assert_int_equal(qg_shard_manifest_path("x/other.bin", mp, sizeof mp), 0);
+  qg_shards sh;
+  assert_int_equal(qg_shards_open(shard, &sh), QG_OK);
+  qg_spm tok;
+  assert_int_equal(qg_spm_load(tokm, &tok), QG_OK);
+  int checked = 0;
+  assert_int_equal(qg_shards_check_tokenizer(&sh, &tok, tokm, &checked), QG_OK);
+  assert_int_equal(checked, 1);
+  tok.pieces[tok.n_pieces - 1].type = tok.pieces[tok.n_pieces - 1].type == 1 ? 4 : 1; /* another tokenizer */
+  assert_int_equal(qg_shards_check_tokenizer(&sh, &tok, tokm, &checked), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "prepared with tokenizer"));
+  qg_spm_free(&tok);
+  qg_shards_close(&sh);
+
+  const char *p;
+  QG_REQUIRE_CONTEST_FILE(p, "fineweb_1024_bpe.vocab");
+  char vocab[4096], other[4096], pt[4096];
+  snprintf(vocab, sizeof vocab, "%s", p);
+  QG_REQUIRE_CONTEST_FILE(p, "noncontest_sp1024_nobytefallback_CiprianFlorin-Ifrim.model");
+  snprintf(other, sizeof other, "%s", p);
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.pt");
+  snprintf(pt, sizeof pt, "%s", p);
+  char sd2[4200];
+  snprintf(sd2, sizeof sd2, "%s/fw", dir);
+  assert_int_equal(run("prepare --tokenizer '%s' --input '%s' --out '%s' --val-docs 1000", vocab, corpus, sd2), 0);
+  const char *ev = "eval --model '%s' --mlp-power 3 --val '%s/fineweb_val_*.bin' --tokenizer '%s' --seq-len 64 "
+                   "--max-tokens 200 %s";
+  assert_int_equal(run(ev, pt, sd2, vocab, ""), 0);
+  assert_int_equal(run(ev, pt, sd2, other, ""), 2);
+  assert_non_null(strstr(err, "prepared with tokenizer"));
+  assert_int_equal(run(ev, pt, sd2, other, "--allow-tokenizer-mismatch"), 0);
+  assert_non_null(strstr(err, "warning"));
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_numbers),
       cmocka_unit_test(test_requantize_note),
       cmocka_unit_test(test_llama_habits),
+      cmocka_unit_test(test_tokenizer_manifest),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
