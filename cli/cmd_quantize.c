@@ -16,7 +16,8 @@
 #define SELF_CALIB_MAX_LEN 4096
 
 void qg_cmd_quantize_help(void) {
-  printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml)\n"
+  printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml |\n"
+         "                          --preset NAME)\n"
          "                          --out A.qgz|A.int8.ptz [--compress brotli|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
@@ -34,7 +35,10 @@ void qg_cmd_quantize_help(void) {
          "passthrough, as the contest's int8 export does.\n\n"
          "Quantizers: ");
   for (int i = 0; qg_quantizers[i]; i++) printf("%s%s", i ? ", " : "", qg_quantizers[i]->name);
-  printf(".\nExample: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n\n"
+  printf(".\nEvery option, its range, default and meaning, and the presets: quantgolf quantizers.\n"
+         "Example: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n"
+         "         --preset int6   (= 'tok_emb.weight: rowwise bits=8; *: rowwise bits=6')\n"
+         "--compress none writes the .qgz uncompressed.\n\n"
          "Prints per tensor: method, bits/weight, packed bytes (bit-packed sections before\n"
          "compression), weight MSE, relative Hessian-weighted error ('-' without calibration),\n"
          "order-0 entropy of the codes; totals: artifact bytes, raw payload (with\n"
@@ -66,7 +70,7 @@ void qg_cmd_quantize_help(void) {
 }
 
 typedef struct {
-  const char *model, *spec, *spec_file, *out, *compress, *layout, *calib, *device, *save_h, *load_h;
+  const char *model, *spec, *spec_file, *preset, *out, *compress, *layout, *calib, *device, *save_h, *load_h;
   char **code;
   int n_code, json, contest_passthrough, compare, force, dry_run;
   long long code_bytes, seed;
@@ -89,6 +93,7 @@ static int parse_args(int argc, char **argv, qargs *a) {
     if (!strcmp(o, "--model")) VAL(a->model);
     else if (!strcmp(o, "--spec")) VAL(a->spec);
     else if (!strcmp(o, "--spec-file")) VAL(a->spec_file);
+    else if (!strcmp(o, "--preset")) VAL(a->preset);
     else if (!strcmp(o, "--out")) VAL(a->out);
     else if (!strcmp(o, "--compress")) VAL(a->compress);
     else if (!strcmp(o, "--layout")) VAL(a->layout);
@@ -143,7 +148,8 @@ static int parse_args(int argc, char **argv, qargs *a) {
   if (!a->out && !a->dry_run) return qg_cli_usage_error("quantize", "--out is required (or --dry-run)");
   if (a->save_h && !a->calib) return qg_cli_usage_error("quantize", "--save-hessians needs --calib (the Hessians it saves)");
   if (a->save_h && a->load_h) return qg_cli_usage_error("quantize", "give --save-hessians or --load-hessians, not both");
-  if (!a->spec == !a->spec_file) return qg_cli_usage_error("quantize", "give exactly one of --spec and --spec-file");
+  if (!!a->spec + !!a->spec_file + !!a->preset != 1)
+    return qg_cli_usage_error("quantize", "give exactly one of --spec, --spec-file and --preset");
   if (a->code_bytes >= 0 && a->n_code) return qg_cli_usage_error("quantize", "give --code-bytes or --code, not both");
   /* the artifact's format follows the name: another extension would hide a .qgz under it */
   if (a->out && !qg_ends_with(a->out, ".qgz") && !qg_ends_with(a->out, ".ptz"))
@@ -264,6 +270,11 @@ int qg_cmd_quantize(int argc, char **argv) {
   }
 
   qg_spec spec;
+  char preset_rule[160];
+  if (a.preset) { /* the spec of one rule "preset: NAME", which names the valid ones when unknown */
+    snprintf(preset_rule, sizeof preset_rule, "preset: %.100s", a.preset);
+    a.spec = preset_rule;
+  }
   s = a.spec ? qg_spec_parse_inline(a.spec, &spec) : qg_spec_load_yaml(a.spec_file, &spec);
   if (s) return qg_cli_report("quantize", s);
   if (a.seed) spec.seed = (uint64_t)a.seed;

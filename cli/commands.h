@@ -22,6 +22,8 @@ int qg_cmd_info(int argc, char **argv);
 void qg_cmd_info_help(void);
 int qg_cmd_quantize(int argc, char **argv);
 void qg_cmd_quantize_help(void);
+int qg_cmd_quantizers(int argc, char **argv);
+void qg_cmd_quantizers_help(void);
 int qg_cmd_tokenizer(int argc, char **argv);
 void qg_cmd_tokenizer_help(void);
 int qg_cmd_encode(int argc, char **argv);

@@ -27,6 +27,8 @@ static const qg_command commands[] = {
     {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
     {"quantize", "quantize a checkpoint by a spec into a .qgz (or contest .int8.ptz) artifact",
      qg_cmd_quantize, qg_cmd_quantize_help},
+    {"quantizers", "every quantizer and option (type, range, default, meaning) and the spec presets",
+     qg_cmd_quantizers, qg_cmd_quantizers_help},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
      qg_cmd_train_help},
     {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
@@ -40,6 +42,8 @@ static void usage(FILE *f) {
           "usage: quantgolf COMMAND [ARGS...]\n       quantgolf COMMAND --help\n\ncommands:\n",
           QG_VERSION);
   for (int i = 0; i < n_commands; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nenvironment: QG_THREADS=N  CPU threads (default every online CPU); quantize, eval, kld and\n"
+             "                           train also take --threads N\n");
   fprintf(f, "\nexit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 

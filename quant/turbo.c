@@ -314,10 +314,18 @@ static void tb_free_cfg(void *c) { free(c); }
  * Lloyd-Max levels, and GPTQ feeds the group's error back in the original basis through
  * its block update (E = (W_b - Q_b) U_bb^-1), as for E8's 8 columns. GPTQ's blocksize must
  * be a multiple of the group; act_order is not available (width > 1). */
+static const char *const tb_docs[] = {
+    "bits", "code width: 2^bits Gaussian Lloyd-Max levels after the rotation",
+    "group", "rotation group in input columns (a power of two)",
+    "norm", "l2: store |x|; ls: store the least-squares gain (never worse in MSE)",
+    "eq", "column equalisation exponent alpha (0 off; needs --calib; 1/4 is the optimum)",
+    NULL};
+
 const qg_quantizer qg_quantizer_turbo = {
     .name = "turbo",
     .summary = "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
     .parse = tb_parse,
+    .option_docs = tb_docs,
     .free_cfg = tb_free_cfg,
     .canon = tb_canon,
     .can_take = tb_can_take,

@@ -22,6 +22,7 @@
 #include "io/shards.h"
 #include "io/spm.h"
 #include "quant/quantizer.h"
+#include "quant/spec.h"
 #include "tests/testlib.h"
 
 static char out[1 << 17], err[1 << 14];
@@ -230,12 +231,80 @@ static void test_tokenizer_manifest(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* Item: the spec language. The listing comes from the parsers (every key parse() asks
+ * for is documented, every documented key is asked for), presets expand inline, in YAML
+ * and through --preset, and an unknown preset names the valid ones. */
+static void test_spec_language(void **st) {
+  (void)st;
+  for (int i = 0; qg_quantizers[i]; i++) {
+    const qg_quantizer *q = qg_quantizers[i];
+    qg_opts o;
+    assert_int_equal(qg_quantizer_describe(q, &o), QG_OK);
+    for (int k = 0; k < o.n_desc; k++)
+      if (!qg_quantizer_option_doc(q, o.desc[k].key)) fail_msg("%s: option %s has no meaning", q->name, o.desc[k].key);
+    for (int k = 0; q->option_docs && q->option_docs[k]; k += 2) {
+      int asked = 0;
+      for (int j = 0; j < o.n_desc; j++) asked |= !strcmp(o.desc[j].key, q->option_docs[k]);
+      if (!asked) fail_msg("%s: documented option %s is not parsed", q->name, q->option_docs[k]);
+    }
+    qg_opts_free(&o);
+  }
+  assert_int_equal(run("quantizers"), 0);
+  assert_non_null(strstr(out, "number [50, 100] = 99.99984"));
+  assert_non_null(strstr(out, "int [2, 8] = 6"));
+  assert_non_null(strstr(out, "int5mlp-int6attn-fp16emb"));
+  assert_non_null(strstr(out, "contest-int8"));
+  assert_int_equal(run("--help"), 0);
+  assert_non_null(strstr(out, "QG_THREADS"));
+  assert_int_equal(run("quantize --help"), 0);
+  assert_non_null(strstr(out, "--compress none"));
+  assert_non_null(strstr(out, "--preset"));
+
+  qg_spec sp;
+  assert_int_equal(qg_spec_parse_inline("blocks.0.*: fp16; preset: int6", &sp), QG_OK);
+  assert_int_equal(sp.n, 3);
+  assert_string_equal(sp.rules[1].glob, "tok_emb.weight");
+  qg_spec_free(&sp);
+  const char *y = "rules:\n  - preset: int5mlp-int6attn-fp16emb\n";
+  assert_int_equal(qg_spec_parse_yaml((const uint8_t *)y, strlen(y), "t.yaml", &sp), QG_OK);
+  assert_int_equal(sp.n, 3);
+  assert_string_equal(sp.rules[1].method, "rowwise");
+  qg_spec_free(&sp);
+  assert_int_equal(qg_spec_parse_inline("preset: int7", &sp), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "valid: contest-int8"));
+
+  const char *p;
+  QG_REQUIRE_CONTEST_FILE(p, "tiny3L128d_nolanvild_3c063e5.pt");
+  char pt[4096];
+  snprintf(pt, sizeof pt, "%s", p);
+  assert_int_equal(run("quantize --model '%s' --preset int6 --dry-run --json", pt), 0);
+  assert_non_null(strstr(out, "\"name\": \"tok_emb.weight\",\n      \"method\": \"rowwise\",\n      \"options\": \"bits=8"));
+  /* contest-int8 is export-int8's artifact */
+  char *dir = qg_test_tmpdir();
+  char a1[4200], a2[4200];
+  snprintf(a1, sizeof a1, "%s/a.int8.ptz", dir);
+  snprintf(a2, sizeof a2, "%s/b.int8.ptz", dir);
+  assert_int_equal(run("quantize --model '%s' --preset contest-int8 --out '%s'", pt, a1), 0);
+  assert_int_equal(run("export-int8 '%s' '%s'", pt, a2), 0);
+  size_t n1, n2;
+  uint8_t *d1, *d2;
+  assert_int_equal(qg_read_file(a1, &d1, &n1, 0), QG_OK);
+  assert_int_equal(qg_read_file(a2, &d2, &n2, 0), QG_OK);
+  assert_int_equal(n1, n2);
+  assert_memory_equal(d1, d2, n1);
+  free(d1), free(d2);
+  qg_test_rmdir(dir);
+  assert_int_equal(run("quantize --model '%s' --preset nope --dry-run", pt), 2);
+  assert_non_null(strstr(err, "unknown preset"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_numbers),
       cmocka_unit_test(test_requantize_note),
       cmocka_unit_test(test_llama_habits),
       cmocka_unit_test(test_tokenizer_manifest),
+      cmocka_unit_test(test_spec_language),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
