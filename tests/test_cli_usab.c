@@ -298,6 +298,36 @@ static void test_spec_language(void **st) {
   assert_non_null(strstr(err, "unknown preset"));
 }
 
+/* Item: inspecting artifacts. A .qgz shows each tensor's method, options, bits per
+ * weight, levels used and packed bytes; a .int8.ptz from 6-bit codes says so. */
+static void test_inspect_artifacts(void **st) {
+  (void)st;
+  char *dir = qg_test_tmpdir();
+  char m[4200], o[4200], z[4200];
+  snprintf(m, sizeof m, "%s/m.safetensors", dir);
+  snprintf(o, sizeof o, "%s/a.qgz", dir);
+  snprintf(z, sizeof z, "%s/a.int8.ptz", dir);
+  small_model(m);
+  assert_int_equal(run("quantize --model '%s' --spec 'w: rowwise bits=4' --out '%s'", m, o), 0);
+  assert_int_equal(run("inspect '%s'", o), 0);
+  assert_non_null(strstr(out, "levels"));
+  assert_non_null(strstr(out, "rowwise bits=4"));
+  assert_non_null(strstr(out, "packed B"));
+  assert_null(strstr(out, "float32   [64, 32]")); /* not the dequantized view */
+  assert_int_equal(run("inspect --json '%s'", o), 0);
+  assert_non_null(strstr(out, "\"method\": \"rowwise\""));
+  assert_non_null(strstr(out, "\"code_bits\": 4"));
+  const char *lv = strstr(out, "\"levels_used\": ");
+  assert_non_null(lv);
+  long n = strtol(lv + 16, NULL, 10);
+  assert_true(n >= 2 && n <= 15); /* symmetric int4: at most 15 levels */
+  assert_non_null(strstr(out, "\"packed_bytes\": "));
+  assert_int_equal(run("quantize --model '%s' --spec 'w: rowwise bits=6' --out '%s'", m, z), 0);
+  assert_int_equal(run("inspect '%s'", z), 0);
+  assert_non_null(strstr(out, "(6-bit codes)"));
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_honest_numbers),
@@ -305,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_llama_habits),
       cmocka_unit_test(test_tokenizer_manifest),
       cmocka_unit_test(test_spec_language),
+      cmocka_unit_test(test_inspect_artifacts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
