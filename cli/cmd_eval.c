@@ -9,12 +9,14 @@
 #include "core/json.h"
 #include "eval/eval.h"
 #include "quant/artifact.h"
+#include "io/shard_manifest.h"
 
 void qg_cmd_eval_help(void) {
   printf(
       "usage: quantgolf eval --model M --val 'DIR/fineweb_val_*.bin' --tokenizer T.model|T.vocab\n"
       "                      [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
-      "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n\n"
+      "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
+      "                      [--threads N] [--allow-tokenizer-mismatch]\n\n"
       "Prints val_loss (nats/token), val_bpb, perplexity, and the token and byte counts.\n"
       "  --model       any checkpoint: .pt, .safetensors, .int8.ptz (dequantized as the contest does)\n"
       "  --val         token shards (a quoted glob is concatenated in sorted order)\n"
@@ -30,12 +32,18 @@ void qg_cmd_eval_help(void) {
       "  --device      backend (default auto: CUDA where a GPU is present)\n"
       "  --precision   matrix products in fp32 (default; TF32 off on CUDA) or bf16 inputs with\n"
       "                fp32 accumulation (CUDA only)\n"
-      "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n");
+      "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n"
+      "  --threads     CPU threads (default: the QG_THREADS environment variable, else every\n"
+      "                online CPU)\n"
+      "  --allow-tokenizer-mismatch  evaluate although the shards' manifest (written by\n"
+      "                `prepare`) names another tokenizer: bytes per token, and so val_bpb,\n"
+      "                would then be counted with the wrong pieces\n");
 }
 
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {
   const char *a = argv[*i];
   const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+  c->cmd = cmd;
 #define TAKE()                                                            \
   do {                                                                    \
     if (!v) {                                                             \
@@ -86,6 +94,8 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
     }
   } else if (!strcmp(a, "--json")) {
     c->json = 1;
+  } else if (!strcmp(a, "--allow-tokenizer-mismatch")) {
+    c->allow_tok_mismatch = 1;
   } else {
     return 0;
   }
@@ -93,7 +103,18 @@ int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_
   return 1;
 }
 
-/* Opens shards and tokenizer, checks them against the vocabulary. */
+qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_spm *tok, const char *tok_path,
+                                 int allow) {
+  qg_status s = qg_shards_check_tokenizer(sh, tok, tok_path, NULL);
+  if (s && allow) {
+    fprintf(stderr, "quantgolf %s: warning (--allow-tokenizer-mismatch): %s\n", cmd, qg_last_error());
+    s = QG_OK;
+  }
+  return s;
+}
+
+/* Opens shards and tokenizer, checks them against the vocabulary and the shards'
+ * tokenizer manifest. */
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts) {
   qg_spm tok;
   qg_shards_init(val);
@@ -104,8 +125,9 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
     s = qg_fail(QG_ERR_INPUT, "%s: tokenizer has %d pieces but the model's vocabulary is %d", c->tokenizer, tok.n_pieces,
                 vocab);
   if (!s) s = qg_spm_luts_init(luts, &tok, vocab);
-  qg_spm_free(&tok);
   if (!s) s = qg_shards_open(c->val, val);
+  if (!s) s = qg_cli_check_tokenizer(c->cmd ? c->cmd : "train", val, &tok, c->tokenizer, c->allow_tok_mismatch);
+  qg_spm_free(&tok);
   if (!s) s = qg_shards_check_vocab(val, vocab);
   /* named here: the window planner only sees a token count */
   if (!s && qg_shards_count(val) < 2)
@@ -127,7 +149,7 @@ int qg_cmd_eval(int argc, char **argv) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc)
       model = argv[++i];
     else
-      return qg_cli_usage_error("eval", "unknown or incomplete option '%s'", argv[i]);
+      return qg_cli_unknown_arg("eval", "unknown or incomplete option", argv[i]);
   }
   if (!model || !c.val || !c.tokenizer) return qg_cli_usage_error("eval", "--model, --val and --tokenizer are required");
   const qg_ops *ops;

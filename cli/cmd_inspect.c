@@ -8,6 +8,7 @@
 #include "core/json.h"
 #include "io/checkpoint.h"
 #include "io/ptz.h"
+#include "io/qgz.h"
 #include "io/shards.h"
 #include "io/spm.h"
 #include "quant/artifact.h"
@@ -89,6 +90,91 @@ static qg_status inspect_state(const char *path, qg_json *j, long long fbytes) {
   return QG_OK;
 }
 
+/* Distinct values among the codes of a section (bits <= 16), or -1 when too wide to count
+ * cheaply: how many of the 2^bits levels the quantizer actually used. */
+static int64_t levels_used(const qg_qsection *c) {
+  if (c->kind != QG_SEC_CODES || c->bits > 16) return -1;
+  size_t m = (size_t)1 << c->bits;
+  uint8_t *seen = calloc(m, 1);
+  if (!seen) return -1;
+  int64_t n = 0;
+  const uint32_t *v = c->data;
+  for (int64_t i = 0; i < c->count; i++)
+    if (!seen[v[i] & (m - 1)]) seen[v[i] & (m - 1)] = 1, n++;
+  free(seen);
+  return n;
+}
+
+/* The .qgz as stored: per tensor the quantizer and its canonical options, bits per
+ * weight and bytes of its bit-packed sections, and how many code levels it uses. */
+static qg_status inspect_qgz(const char *path, qg_json *j, long long fbytes) {
+  qg_qgz a;
+  QG_TRY(qg_qgz_read(path, &a));
+  const char *layout = a.layout == QG_LAYOUT_PACKED ? "packed" : "bytes";
+  if (j) {
+    qg_json_key(j, "compressor"), qg_json_str(j, qg_compressor_name(a.comp));
+    qg_json_key(j, "code_layout"), qg_json_str(j, layout);
+    qg_json_key(j, "tensors");
+    qg_json_arr_begin(j);
+  } else {
+    fprintf(txt, "compressor: %s, codes %s\n%-40s %-14s %-9s %7s %7s %10s  %s\n", qg_compressor_name(a.comp), layout,
+            "name", "shape", "orig", "bits/w", "levels", "packed B", "method options");
+  }
+  int64_t params = 0, bytes = 0;
+  for (int i = 0; i < a.n; i++) {
+    const qg_qtensor *q = &a.t[i];
+    int64_t numel = q->rows * q->cols, pb = qg_qtensor_packed_bytes(q);
+    const qg_qsection *codes = qg_qtensor_find(q, "codes");
+    int64_t lv = codes ? levels_used(codes) : -1;
+    double bpw = numel ? 8.0 * (double)pb / (double)numel : 0;
+    char sh[128], lvs[32] = "-";
+    qg_shape_str(q->ndim, q->shape, sh, sizeof sh);
+    if (lv >= 0) snprintf(lvs, sizeof lvs, "%lld", (long long)lv);
+    if (!j) {
+      fprintf(txt, "%-40s %-14s %-9s %7.3f %7s %10lld  %s %s\n", q->name, sh, qg_dtype_name(q->orig_dtype), bpw, lvs,
+              (long long)pb, q->method, q->options ? q->options : "");
+    } else {
+      qg_json_obj_begin(j);
+      qg_json_key(j, "name"), qg_json_str(j, q->name);
+      qg_json_key(j, "orig_dtype"), qg_json_str(j, qg_dtype_name(q->orig_dtype));
+      qg_json_key(j, "shape");
+      qg_json_arr_begin(j);
+      for (int d = 0; d < q->ndim; d++) qg_json_int(j, q->shape[d]);
+      qg_json_arr_end(j);
+      qg_json_key(j, "method"), qg_json_str(j, q->method);
+      qg_json_key(j, "options"), qg_json_str(j, q->options ? q->options : "");
+      qg_json_key(j, "code_bits");
+      if (codes) qg_json_int(j, codes->bits);
+      else qg_json_null(j);
+      qg_json_key(j, "levels_used");
+      if (lv >= 0) qg_json_int(j, lv);
+      else qg_json_null(j);
+      qg_json_key(j, "bits_per_weight"), qg_json_num(j, bpw);
+      qg_json_key(j, "packed_bytes"), qg_json_int(j, pb);
+      qg_json_obj_end(j);
+    }
+    params += numel, bytes += pb;
+  }
+  if (j) qg_json_arr_end(j);
+  totals(j, a.n, params, bytes, fbytes);
+  qg_qgz_free(&a);
+  return QG_OK;
+}
+
+/* Levels an int8 code tensor uses and its largest |q|: an int8 artifact written from
+ * 6-bit codes shows |q| <= 31, which the container's "int8" label hides. */
+static void int8_levels(const qg_tensor *q, int *levels, int *maxabs) {
+  int seen[256] = {0};
+  *levels = 0, *maxabs = 0;
+  const int8_t *v = q->data;
+  int64_t n = qg_tensor_numel(q);
+  for (int64_t i = 0; i < n; i++) {
+    int x = v[i];
+    if (!seen[x + 128]) seen[x + 128] = 1, (*levels)++;
+    if (abs(x) > *maxabs) *maxabs = abs(x);
+  }
+}
+
 /* The .ptz as stored: codes and scales per quantized tensor, passthrough as kept. */
 static qg_status inspect_ptz(const char *path, qg_json *j, long long fbytes) {
   qg_int8_artifact a;
@@ -104,9 +190,15 @@ static qg_status inspect_ptz(const char *path, qg_json *j, long long fbytes) {
   int64_t params = 0, bytes = 0;
   for (int i = 0; i < a.quantized.n; i++) {
     const qg_tensor *q = &a.quantized.t[i], *sc = &a.scales.t[i];
-    char scheme[128];
-    snprintf(scheme, sizeof scheme, "int8 %s, %s scale%s (orig %s)", a.per_row[i] ? "per-row" : "per-tensor",
-             qg_dtype_name(sc->dtype), a.per_row[i] ? "s" : "", a.orig_dtype[i]);
+    char scheme[192];
+    int lv, mx;
+    int8_levels(q, &lv, &mx);
+    /* the codes' real width: ceil(log2(2 |q|max + 1)) bits, whatever the container holds */
+    int bits = 1;
+    while ((1 << bits) < 2 * mx + 1) bits++;
+    snprintf(scheme, sizeof scheme, "int8 %s, %s scale%s (orig %s); %d levels used, |q| <= %d (%d-bit codes)",
+             a.per_row[i] ? "per-row" : "per-tensor", qg_dtype_name(sc->dtype), a.per_row[i] ? "s" : "",
+             a.orig_dtype[i], lv, mx, bits);
     int64_t b = (int64_t)(q->nbytes + sc->nbytes);
     tensor_row(j, q->name, q->dtype, q->ndim, q->shape, b, scheme);
     params += qg_tensor_numel(q);
@@ -310,7 +402,7 @@ int qg_cmd_inspect(int argc, char **argv) {
       break;
     }
     case QG_FMT_SAFETENSORS: s = inspect_state(path, jp, fbytes); break;
-    case QG_FMT_QGZ: s = inspect_state(path, jp, fbytes); break; /* dequantized weights */
+    case QG_FMT_QGZ: s = inspect_qgz(path, jp, fbytes); break;
     case QG_FMT_SHARD: s = inspect_shards(path, jp); break;
     default: s = inspect_spm(path, jp); break;
   }

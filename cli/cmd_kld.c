@@ -18,7 +18,7 @@ void qg_cmd_kld_help(void) {
       "usage: quantgolf kld --base M0 --model M1 --val 'DIR/fineweb_val_*.bin' --tokenizer T\n"
       "                     [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
       "                     [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
-      "                     [--dump-token-kld FILE]\n\n"
+      "                     [--dump-token-kld FILE] [--threads N] [--allow-tokenizer-mismatch]\n\n"
       "Runs both models over the same windows (as in `quantgolf eval`) and prints:\n"
       "  PPL of each, their ratio and ln-ratio with uncertainties from the covariance of the\n"
       "  two runs, the correlation of per-token ln-probabilities; KLD(base || model) mean +-\n"
@@ -111,15 +111,19 @@ static void print_json(const char *base, const char *model, const qg_eval_totals
   qg_json_key(&j, "max"), qg_json_num(&j, s->kld_max);
   pct_json(&j, s->kld_pct);
   qg_json_obj_end(&j);
+  /* in percentage points, as the text report prints them, and labelled so */
   qg_json_key(&j, "delta_p");
   qg_json_obj_begin(&j);
-  qg_json_key(&j, "mean"), qg_json_num(&j, s->dp.value);
-  qg_json_key(&j, "se"), qg_json_num(&j, s->dp.unc);
-  qg_json_key(&j, "rms"), qg_json_num(&j, s->dp_rms.value);
-  qg_json_key(&j, "rms_se"), qg_json_num(&j, s->dp_rms.unc);
-  qg_json_key(&j, "min"), qg_json_num(&j, s->dp_min);
-  qg_json_key(&j, "max"), qg_json_num(&j, s->dp_max);
-  pct_json(&j, s->dp_pct);
+  qg_json_key(&j, "unit"), qg_json_str(&j, "percent");
+  qg_json_key(&j, "mean"), qg_json_num(&j, 100 * s->dp.value);
+  qg_json_key(&j, "se"), qg_json_num(&j, 100 * s->dp.unc);
+  qg_json_key(&j, "rms"), qg_json_num(&j, 100 * s->dp_rms.value);
+  qg_json_key(&j, "rms_se"), qg_json_num(&j, 100 * s->dp_rms.unc);
+  qg_json_key(&j, "min"), qg_json_num(&j, 100 * s->dp_min);
+  qg_json_key(&j, "max"), qg_json_num(&j, 100 * s->dp_max);
+  double dp_pct[QG_KLD_NPCT];
+  for (int i = 0; i < QG_KLD_NPCT; i++) dp_pct[i] = 100 * s->dp_pct[i];
+  pct_json(&j, dp_pct);
   qg_json_obj_end(&j);
   qg_json_key(&j, "same_top");
   qg_json_obj_begin(&j);
@@ -175,7 +179,7 @@ int qg_cmd_kld(int argc, char **argv) {
     else if (!strcmp(argv[i], "--dump-token-kld") && i + 1 < argc)
       dump = argv[++i];
     else
-      return qg_cli_usage_error("kld", "unknown or incomplete option '%s'", argv[i]);
+      return qg_cli_unknown_arg("kld", "unknown or incomplete option", argv[i]);
   }
   if (!base || !model || !c.val || !c.tokenizer)
     return qg_cli_usage_error("kld", "--base, --model, --val and --tokenizer are required");

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "io/shard_manifest.h"
+#include "io/spm.h"
 #include "tok/prepare.h"
 
 /* cli/cmd_encode.c */
@@ -24,7 +26,13 @@ void qg_cmd_prepare_help(void) {
          "--shard-tokens tokens (default 100000000).\n\n"
          "Inputs: plain text, documents separated by blank lines; or JSONL (.jsonl/.json), one\n"
          "object per line with a \"text\" string. Encodes with --threads threads (default 2);\n"
-         "progress on stderr; shards appear only when everything succeeded.\n");
+         "progress on stderr; shards appear only when everything succeeded.\n\n"
+         "Also writes DIR/{name}_tokenizer.json (the tokenizer's path, SHA-256, piece count and\n"
+         "a hash of its pieces): eval, kld and train refuse another tokenizer for these shards\n"
+         "(--allow-tokenizer-mismatch overrides), since bytes per token come from the tokenizer.\n"
+         "Per split it reports the documents' text bytes and the bytes the contest's tables\n"
+         "count (val_bpb's denominator); they differ because the normalizer rewrites text\n"
+         "(whitespace runs, NFKC) and the dummy-prefix space after BOS is not counted.\n");
 }
 
 typedef struct {
@@ -59,11 +67,36 @@ static int parse_i64(const char *s, int64_t *v) {
   return 1;
 }
 
-static void summary(const char *split, const qg_tok_split_stats *s) {
+/* The bytes the contest's tables count over a split's written shards, as eval sums them
+ * over the whole stream (every token after the first, with its predecessor): val_bpb's
+ * denominator, which differs from the documents' text bytes (see README, prepare). */
+static qg_status lut_bytes(const char *dir, const char *name, const char *split, const qg_spm *spm, int64_t *out) {
+  *out = 0;
+  char glob[4200];
+  snprintf(glob, sizeof glob, "%s/%s_%s_*.bin", dir, name, split);
+  qg_shards sh;
+  QG_TRY(qg_shards_open(glob, &sh));
+  qg_spm_luts l;
+  qg_status s = qg_spm_luts_init(&l, spm, spm->n_pieces);
+  int have = !s, prev = -1;
+  for (int i = 0; !s && i < sh.n_files; i++) {
+    const uint16_t *t = (const uint16_t *)sh.files[i].tokens;
+    int64_t n = sh.files[i].count, b = 0;
+    if (n == 0) continue;
+    if (prev >= 0 && t[0] < l.size) *out += qg_spm_token_bytes(&l, prev, t[0]);
+    if (!(s = qg_spm_count_bytes(&l, t, (size_t)n, &b))) *out += b;
+    prev = t[n - 1] < l.size ? t[n - 1] : -1;
+  }
+  if (have) qg_spm_luts_free(&l);
+  qg_shards_close(&sh);
+  return s;
+}
+
+static void summary(const char *split, const qg_tok_split_stats *s, int64_t lut) {
   fprintf(stderr, "quantgolf prepare: %-5s %lld documents, %lld tokens (BOS included), %lld text "
-          "bytes (%.3f bytes/token), %d shard%s\n", split, (long long)s->docs,
-          (long long)s->tokens, (long long)s->text_bytes,
-          s->tokens ? (double)s->text_bytes / (double)s->tokens : 0.0, s->shards,
+          "bytes (%.3f bytes/token), %lld bytes by the contest's tables (val_bpb's count), %d shard%s\n", split,
+          (long long)s->docs, (long long)s->tokens, (long long)s->text_bytes,
+          s->tokens ? (double)s->text_bytes / (double)s->tokens : 0.0, (long long)lut, s->shards,
           s->shards == 1 ? "" : "s");
 }
 
@@ -97,7 +130,7 @@ int qg_cmd_prepare(int argc, char **argv) {
       else o.shard_tokens = v;
       i++;
     }
-    else rc = qg_cli_usage_error("prepare", "unexpected or invalid argument '%s'", a);
+    else rc = qg_cli_unknown_arg("prepare", "unexpected or invalid argument", a);
   }
   if (!rc && (!tokp || !n_in || !o.out_dir))
     rc = qg_cli_usage_error("prepare", "--tokenizer, --input and --out are required");
@@ -128,9 +161,15 @@ int qg_cmd_prepare(int argc, char **argv) {
   qg_tok_prepare_stats s;
   qg_status st = qg_tok_prepare(&t, inputs, n_in, &o, &s);
   if (p.shown) fputc('\n', stderr);
+  int64_t lut_val = 0, lut_train = 0;
+  if (!st && s.val.shards) st = lut_bytes(o.out_dir, o.name, "val", &t.spm, &lut_val);
+  if (!st && s.train.shards) st = lut_bytes(o.out_dir, o.name, "train", &t.spm, &lut_train);
+  /* which tokenizer these ids belong to: eval, kld and train check it */
+  if (!st) st = qg_shard_manifest_write(o.out_dir, o.name, tokp, &t.spm);
   if (!st) {
-    summary("val", &s.val);
-    summary("train", &s.train);
+    summary("val", &s.val, lut_val);
+    summary("train", &s.train, lut_train);
+    fprintf(stderr, "quantgolf prepare: tokenizer recorded in %s/%s_tokenizer.json\n", o.out_dir, o.name);
     fprintf(stderr, "quantgolf prepare: %.1f s; shards in %s as %s_{val,train}_NNNNNN.bin\n",
             now_s(&p.t0), o.out_dir, o.name);
     qg_cli_tokenizer_note("prepare", tokp, nfrom, t.spm.specs_assumed);

@@ -16,11 +16,13 @@
 #define SELF_CALIB_MAX_LEN 4096
 
 void qg_cmd_quantize_help(void) {
-  printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml)\n"
+  printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml |\n"
+         "                          --preset NAME)\n"
          "                          --out A.qgz|A.int8.ptz [--compress brotli|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
-         "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n\n"
+         "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n"
+         "                          [--dry-run] [--threads N] [--save-hessians F | --load-hessians F]\n\n"
          "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins; a\n"
          "rule takes every floating matrix it matches; non-float, control and 1-D tensors keep\n"
          "the contest's passthrough unless a rule names them; tensors no rule matches get the\n"
@@ -33,11 +35,15 @@ void qg_cmd_quantize_help(void) {
          "passthrough, as the contest's int8 export does.\n\n"
          "Quantizers: ");
   for (int i = 0; qg_quantizers[i]; i++) printf("%s%s", i ? ", " : "", qg_quantizers[i]->name);
-  printf(".\nExample: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n\n"
-         "Prints per tensor: method, bits/weight, packed bytes, weight MSE, relative\n"
-         "Hessian-weighted error (with calibration), order-0 entropy of the codes; totals:\n"
-         "artifact bytes, raw payload (with --compare-compressors its size under each compressor),\n"
-         "the order-0 entropy of the codes, code\n"
+  printf(".\nEvery option, its range, default and meaning, and the presets: quantgolf quantizers.\n"
+         "Example: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n"
+         "         --preset int6   (= 'tok_emb.weight: rowwise bits=8; *: rowwise bits=6')\n"
+         "--compress none writes the .qgz uncompressed.\n\n"
+         "Prints per tensor: method, bits/weight, packed bytes (bit-packed sections before\n"
+         "compression), weight MSE, relative Hessian-weighted error ('-' without calibration),\n"
+         "order-0 entropy of the codes; totals: artifact bytes, raw payload (with\n"
+         "--compare-compressors its size under each compressor), the order-0 entropy of the\n"
+         "codes plus side data (an estimate, not a bound: zstd/brotli may beat it), code\n"
          "bytes and the total against the 16,000,000-byte cap. --json prints the same as JSON.\n"
          "\nCalibration (GPTQ's Hessians H = 2/n sum x x^T at every linear's input, one forward\n"
          "pass per batch; the tied embedding gets the output head's):\n"
@@ -49,6 +55,14 @@ void qg_cmd_quantize_help(void) {
          "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
          "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)\n"
          "  --force            allow --calib self with --calib-len above 4096\n"
+         "  --save-hessians F  also save the Hessians to F (safetensors, fp64, with the SHA-256 of\n"
+         "                     the model file and of the calibration tokens)\n"
+         "  --load-hessians F  use F's Hessians instead of calibrating; refused when F was collected\n"
+         "                     on another model file, or (with --calib too) on other tokens\n"
+         "\n--dry-run: the plan only: per tensor the method, bits/weight and exact packed bytes\n"
+         "(before compression); no artifact, no calibration, --out optional.\n"
+         "--threads N: CPU threads (default: QG_THREADS, else every online CPU).\n"
+         "A quantized source (.int8.ptz, .qgz) is dequantized and requantized; a note says so.\n"
          "\n--device cpu|cuda|auto (auto): where calibration and quantization run. On cuda the\n"
          "Hessians are accumulated on the GPU (fp64) and rowwise, lloydmax, e8 and gptq over\n"
          "those grids run there (rowwise codes identical to the CPU's); other methods stay on\n"
@@ -56,9 +70,9 @@ void qg_cmd_quantize_help(void) {
 }
 
 typedef struct {
-  const char *model, *spec, *spec_file, *out, *compress, *layout, *calib, *device;
+  const char *model, *spec, *spec_file, *preset, *out, *compress, *layout, *calib, *device, *save_h, *load_h;
   char **code;
-  int n_code, json, contest_passthrough, compare, force;
+  int n_code, json, contest_passthrough, compare, force, dry_run;
   long long code_bytes, seed;
   long long calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
@@ -79,11 +93,15 @@ static int parse_args(int argc, char **argv, qargs *a) {
     if (!strcmp(o, "--model")) VAL(a->model);
     else if (!strcmp(o, "--spec")) VAL(a->spec);
     else if (!strcmp(o, "--spec-file")) VAL(a->spec_file);
+    else if (!strcmp(o, "--preset")) VAL(a->preset);
     else if (!strcmp(o, "--out")) VAL(a->out);
     else if (!strcmp(o, "--compress")) VAL(a->compress);
     else if (!strcmp(o, "--layout")) VAL(a->layout);
     else if (!strcmp(o, "--calib")) VAL(a->calib);
     else if (!strcmp(o, "--device")) VAL(a->device);
+    else if (!strcmp(o, "--save-hessians")) VAL(a->save_h);
+    else if (!strcmp(o, "--load-hessians")) VAL(a->load_h);
+    else if (!strcmp(o, "--dry-run")) a->dry_run = 1;
     else if (!strcmp(o, "--calib-temp") || !strcmp(o, "--mlp-power")) {
       const char *v;
       VAL(v);
@@ -122,16 +140,19 @@ static int parse_args(int argc, char **argv, qargs *a) {
       a->code = argv + i + 1;
       while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) i++, a->n_code++;
     } else {
-      return qg_cli_usage_error("quantize", "unknown argument '%s'", o);
+      return qg_cli_unknown_arg("quantize", "unknown argument", o);
     }
 #undef VAL
   }
   if (!a->model) return qg_cli_usage_error("quantize", "--model is required");
-  if (!a->out) return qg_cli_usage_error("quantize", "--out is required");
-  if (!a->spec == !a->spec_file) return qg_cli_usage_error("quantize", "give exactly one of --spec and --spec-file");
+  if (!a->out && !a->dry_run) return qg_cli_usage_error("quantize", "--out is required (or --dry-run)");
+  if (a->save_h && !a->calib) return qg_cli_usage_error("quantize", "--save-hessians needs --calib (the Hessians it saves)");
+  if (a->save_h && a->load_h) return qg_cli_usage_error("quantize", "give --save-hessians or --load-hessians, not both");
+  if (!!a->spec + !!a->spec_file + !!a->preset != 1)
+    return qg_cli_usage_error("quantize", "give exactly one of --spec, --spec-file and --preset");
   if (a->code_bytes >= 0 && a->n_code) return qg_cli_usage_error("quantize", "give --code-bytes or --code, not both");
   /* the artifact's format follows the name: another extension would hide a .qgz under it */
-  if (!qg_ends_with(a->out, ".qgz") && !qg_ends_with(a->out, ".ptz"))
+  if (a->out && !qg_ends_with(a->out, ".qgz") && !qg_ends_with(a->out, ".ptz"))
     return qg_cli_usage_error("quantize", "--out %s: the artifact name must end in .qgz or .ptz", a->out);
   /* self-generation costs grow as len^2 (4096 tokens already take minutes on a CPU) */
   if (a->calib && !strcmp(a->calib, "self") && a->calib_len > SELF_CALIB_MAX_LEN && !a->force)
@@ -143,7 +164,7 @@ static int parse_args(int argc, char **argv, qargs *a) {
 typedef struct {
   qg_progress pr;
   const char *calib;
-  int compare;
+  int compare, dry_run;
 } job_view;
 
 /* The job's stages as the CLI shows them: the calibration line, the tensor progress. */
@@ -157,7 +178,8 @@ static void on_job(void *ctx, qg_qjob_stage stage, int i, int n, const char *nam
     qg_progress_start(&v->pr, "quantize", "tensors", n);
   if (stage == QG_QJOB_TENSOR) qg_progress_update(&v->pr, i);
   else if (stage == QG_QJOB_QUANTIZED && v->pr.label) qg_progress_finish(&v->pr, n);
-  if (stage == QG_QJOB_QUANTIZED) fprintf(stderr, "quantize: %d tensors quantized; compressing and writing\n", n);
+  if (stage == QG_QJOB_QUANTIZED)
+    fprintf(stderr, "quantize: %d tensors %s\n", n, v->dry_run ? "planned (dry run)" : "quantized; compressing and writing");
   else if (stage == QG_QJOB_WRITTEN)
     fprintf(stderr, "quantize: %s written, %lld bytes (%s)%s\n", name, (long long)r->artifact_bytes, r->compressor,
             v->compare ? "; measuring the other compressors" : "");
@@ -166,6 +188,59 @@ static void on_job(void *ctx, qg_qjob_stage stage, int i, int n, const char *nam
 static long long file_size(const char *p) {
   struct stat st;
   return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* "rowwise bits=6" from a tensor's method and its canonical options. */
+static void method_bits(const qg_qtensor *q, char *m, size_t cap) {
+  const char *bits = strstr(q->options, "bits=");
+  snprintf(m, cap, "%s%s%.*s", q->method, bits ? " " : "", bits ? (int)strcspn(bits, " ") : 0, bits ? bits : "");
+}
+
+/* --dry-run: the assignment and exact packed sizes, no artifact (compressed size needs
+ * the compressor, so it is not estimated). */
+static void print_plan(const qargs *a, const qg_qjob_result *jr) {
+  const qg_qmodel *qm = &jr->qm;
+  if (a->json) {
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_json j;
+    qg_json_init(&j, &b, 1);
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "model"), qg_json_str(&j, a->model);
+    qg_json_key(&j, "dry_run"), qg_json_bool(&j, 1);
+    qg_json_key(&j, "tensors");
+    qg_json_arr_begin(&j);
+    for (int i = 0; i < qm->n; i++) {
+      const qg_qresult *r = &qm->t[i];
+      qg_json_obj_begin(&j);
+      qg_json_key(&j, "name"), qg_json_str(&j, r->q.name);
+      qg_json_key(&j, "method"), qg_json_str(&j, r->q.method);
+      qg_json_key(&j, "options"), qg_json_str(&j, r->q.options);
+      qg_json_key(&j, "assigned_by"), qg_json_str(&j, r->why);
+      qg_json_key(&j, "numel"), qg_json_int(&j, r->numel);
+      qg_json_key(&j, "packed_bytes"), qg_json_int(&j, r->packed_bytes);
+      qg_json_key(&j, "bits_per_weight"), qg_json_num(&j, r->bits_per_weight);
+      qg_json_obj_end(&j);
+    }
+    qg_json_arr_end(&j);
+    qg_json_key(&j, "params"), qg_json_int(&j, jr->params);
+    qg_json_key(&j, "packed_bytes"), qg_json_int(&j, jr->packed_bytes);
+    qg_json_obj_end(&j);
+    qg_buf_byte(&b, '\n');
+    if (!b.failed) fwrite(b.p, 1, b.n, stdout);
+    qg_buf_free(&b);
+    return;
+  }
+  printf("%-32s %-12s %6s %10s  %s\n", "tensor", "method", "bits/w", "packed B", "assigned by");
+  for (int i = 0; i < qm->n; i++) {
+    const qg_qresult *r = &qm->t[i];
+    char m[64];
+    method_bits(&r->q, m, sizeof m);
+    printf("%-32s %-12s %6.3f %10lld  %s\n", r->q.name, m, r->bits_per_weight, (long long)r->packed_bytes, r->why);
+  }
+  printf("\ndry run: tensors %d, params %lld, packed %lld bytes (%.3f bits/weight) before compression; "
+         "no artifact written\n", qm->n, (long long)jr->params, (long long)jr->packed_bytes,
+         jr->params ? 8.0 * (double)jr->packed_bytes / (double)jr->params : 0);
 }
 
 int qg_cmd_quantize(int argc, char **argv) {
@@ -184,7 +259,7 @@ int qg_cmd_quantize(int argc, char **argv) {
                           : !strcmp(a.layout, "auto")  ? QG_LAYOUT_AUTO
                                                        : (qg_code_layout)99;
   if ((int)layout == 99) return qg_cli_usage_error("quantize", "--layout %s: expected auto, packed or bytes", a.layout);
-  int ptz = qg_ends_with(a.out, ".ptz");
+  int ptz = a.out && qg_ends_with(a.out, ".ptz");
   if (ptz && a.compress && strcmp(a.compress, "zlib"))
     return qg_cli_usage_error("quantize", "a .int8.ptz is always zlib-compressed (the contest's container)");
   long long code_bytes = a.code_bytes >= 0 ? a.code_bytes : 0;
@@ -195,21 +270,33 @@ int qg_cmd_quantize(int argc, char **argv) {
   }
 
   qg_spec spec;
+  char preset_rule[160];
+  if (a.preset) { /* the spec of one rule "preset: NAME", which names the valid ones when unknown */
+    snprintf(preset_rule, sizeof preset_rule, "preset: %.100s", a.preset);
+    a.spec = preset_rule;
+  }
   s = a.spec ? qg_spec_parse_inline(a.spec, &spec) : qg_spec_load_yaml(a.spec_file, &spec);
   if (s) return qg_cli_report("quantize", s);
   if (a.seed) spec.seed = (uint64_t)a.seed;
   if (a.contest_passthrough) spec.contest_passthrough = 1;
-  job_view view = {.calib = a.calib, .compare = a.compare};
+  job_view view = {.calib = a.load_h ? a.load_h : a.calib, .compare = a.compare, .dry_run = a.dry_run};
   qg_qjob_opts jo = {.model = a.model, .spec = &spec, .out = a.out, .compressor = ptz ? QG_COMP_ZLIB : comp,
                      .best_compressor = best && !ptz, .layout = layout, .compare_compressors = a.compare, .calib = a.calib, .calib_seqs = (int)a.calib_seqs,
                      .calib_len = (int)a.calib_len, .calib_seed = (uint64_t)a.calib_seed, .calib_skip = a.calib_skip,
                      .calib_temp = a.calib_temp, .mlp_power = (float)a.mlp_power, .device = a.device,
+                     .dry_run = a.dry_run, .save_hessians = a.save_h, .load_hessians = a.load_h,
                      .cb = on_job, .cb_ctx = &view};
   qg_qjob_result jr;
   s = qg_quantize_job(&jo, &jr);
   if (s) {
     qg_spec_free(&spec);
     return qg_cli_report("quantize", s);
+  }
+  if (jr.dry_run) {
+    print_plan(&a, &jr);
+    qg_qjob_result_free(&jr);
+    qg_spec_free(&spec);
+    return 0;
   }
   const qg_qmodel qm = jr.qm;
   int by_rule = 0, by_pass = 0, by_default = 0;
@@ -242,16 +329,23 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_key(&j, "compressor"), qg_json_str(&j, jr.compressor);
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);
     qg_json_key(&j, "quantize_device"), qg_json_str(&j, on_cuda ? "cuda" : "cpu");
+    qg_json_key(&j, "source_format"), qg_json_str(&j, jr.source_format ? jr.source_format : "state");
+    qg_json_key(&j, "source_quantized"), qg_json_bool(&j, jr.source_quantized);
     qg_json_key(&j, "calibration");
-    if (a.calib) {
+    if (jr.calibrated) {
       qg_json_obj_begin(&j);
-      qg_json_key(&j, "source"), qg_json_str(&j, a.calib);
-      qg_json_key(&j, "sequences"), qg_json_int(&j, a.calib_seqs);
+      qg_json_key(&j, "source"), qg_json_str(&j, a.calib ? a.calib : a.load_h);
+      qg_json_key(&j, "sequences"), qg_json_int(&j, jr.calib_seqs);
       qg_json_key(&j, "length"), qg_json_int(&j, a.calib_len);
       qg_json_key(&j, "seed"), qg_json_int(&j, a.calib_seed);
-      if (!strcmp(a.calib, "self")) qg_json_key(&j, "temperature"), qg_json_num(&j, a.calib_temp);
+      if (a.calib && !strcmp(a.calib, "self")) qg_json_key(&j, "temperature"), qg_json_num(&j, a.calib_temp);
       else qg_json_key(&j, "skip_tokens"), qg_json_int(&j, a.calib_skip);
       qg_json_key(&j, "seconds"), qg_json_num(&j, calib_seconds);
+      qg_json_key(&j, "tokens_sha256"), qg_json_str(&j, jr.tokens_sha256);
+      qg_json_key(&j, "hessians_file");
+      if (a.save_h || a.load_h) qg_json_str(&j, a.save_h ? a.save_h : a.load_h);
+      else qg_json_null(&j);
+      qg_json_key(&j, "hessians_loaded"), qg_json_bool(&j, jr.hessians_loaded);
       qg_json_obj_end(&j);
     } else {
       qg_json_null(&j);
@@ -310,16 +404,18 @@ int qg_cmd_quantize(int argc, char **argv) {
     if (!b.failed) fwrite(b.p, 1, b.n, stdout);
     qg_buf_free(&b);
   } else {
-    printf("%-32s %-12s %6s %10s %11s %9s %7s  %s\n", "tensor", "method", "bits/w", "bytes", "mse", "herr", "H0 b/w",
+    /* bytes are the tensor's bit-packed sections before general compression: per-tensor
+     * shares of the compressed file are not defined */
+    printf("%-32s %-12s %6s %10s %11s %9s %7s  %s\n", "tensor", "method", "bits/w", "packed B", "mse", "herr", "H0 b/w",
            "assigned by");
     for (int i = 0; i < qm.n; i++) {
       const qg_qresult *r = &qm.t[i];
       char m[64];
-      const char *bits = strstr(r->q.options, "bits=");
-      snprintf(m, sizeof m, "%s%s%.*s", r->q.method, bits ? " " : "", bits ? (int)strcspn(bits, " ") : 0,
-               bits ? bits : "");
-      printf("%-32s %-12s %6.3f %10lld %11.4e %9.3g %7.3f  %s%s%s\n", r->q.name, m, r->bits_per_weight,
-             (long long)r->packed_bytes, r->mse, r->herr, r->numel ? r->entropy_bits / (double)r->numel : 0, r->why,
+      method_bits(&r->q, m, sizeof m);
+      char herr[16] = "-"; /* no Hessian (uncalibrated), not a failed measurement */
+      if (!isnan(r->herr)) snprintf(herr, sizeof herr, "%.3g", r->herr);
+      printf("%-32s %-12s %6.3f %10lld %11.4e %9s %7.3f  %s%s%s\n", r->q.name, m, r->bits_per_weight,
+             (long long)r->packed_bytes, r->mse, herr, r->numel ? r->entropy_bits / (double)r->numel : 0, r->why,
              r->q.note ? "; " : "", r->q.note ? r->q.note : "");
     }
     printf("\ntensors %d, params %lld, packed %lld bytes (%.3f bits/weight)\n", qm.n, numel, packed,
@@ -333,11 +429,19 @@ int qg_cmd_quantize(int argc, char **argv) {
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);
-    printf("entropy   %12lld bytes (order-0 bound on codes + side data)\ncode      %12lld bytes\n",
+    /* an order-0 figure, not a bound: a compressor that models context beats it */
+    printf("order-0   %12lld bytes (order-0 entropy of the codes + side data at packed size)\n"
+           "code      %12lld bytes\n",
            (long long)ceil(ent), code_bytes);
     printf("total     %12lld bytes of %lld cap: %s by %lld\n", total, CAP_BYTES, total <= CAP_BYTES ? "fits" : "OVER",
            llabs(CAP_BYTES - total));
   }
+  /* after the figures, once: the usual surprise when a shrunk artifact barely shrinks */
+  if (jr.source_quantized)
+    fprintf(stderr, "quantize: note: %s is already a quantized artifact (%s): its weights are dequantized codes, so "
+            "requantizing adds error on top of the first rounding, and fewer bits save little when its codes use few "
+            "levels (inspect it to see them); quantize the float checkpoint when you have it\n", a.model,
+            jr.source_format);
   qg_qjob_result_free(&jr);
   qg_spec_free(&spec);
   return 0;

@@ -31,6 +31,9 @@ void qg_cmd_train_help(void) {
       "                       where a GPU is present. The final evaluation runs there too (fp32)\n"
       "  --precision fp32|bf16    matrix products and Newton-Schulz (default fp32; bf16: the\n"
       "                       contest's mixed precision, fp32 master weights; cuda only)\n"
+      "  --threads N          CPU threads (default: QG_THREADS, else every online CPU)\n"
+      "  --allow-tokenizer-mismatch  train although a shard manifest (from `prepare`) names\n"
+      "                       another tokenizer\n"
       "model (defaults: the contest baseline)\n"
       "  --layers 9 --dim 512 --heads 8 --kv-heads 4 --mlp-mult 2 [--untied] [--mlp-power 2]\n"
       "  the vocabulary is the tokenizer's piece count\n"
@@ -132,12 +135,18 @@ static int integer(const char *a, const char *v, long long lo, long long hi, lon
 }
 
 /* Flags take no value on the command line; in a YAML file they take true/false. */
-static int is_flag(const char *name) { return !strcmp(name, "json") || qg_train_option_is_flag(name); }
+static int is_flag(const char *name) {
+  return !strcmp(name, "json") || !strcmp(name, "allow-tokenizer-mismatch") || qg_train_option_is_flag(name);
+}
 
 /* Sets option `name` (without the dashes) to v; `a` names it for messages. 0, or 2 after a
  * usage error was printed. v is NULL for a flag given on the command line. The training
  * options are the library's (qg_train_config_set); the rest are the command's own. */
 static int set_option(targs *t, const char *name, const char *a, const char *v) {
+  if (!strcmp(name, "allow-tokenizer-mismatch")) {
+    t->ev.allow_tok_mismatch = !v || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1");
+    return 0;
+  }
   if (!strcmp(name, "json")) {
     int on = 1;
     if (v) {
@@ -204,7 +213,7 @@ static int parse_args(int argc, char **argv, targs *t) {
       i++;
       continue;
     }
-    if (strncmp(a, "--", 2) || !a[2]) return qg_cli_usage_error("train", "unexpected argument '%s'", a);
+    if (strncmp(a, "--", 2) || !a[2]) return qg_cli_unknown_arg("train", "unexpected argument", a);
     const char *name = a + 2;
     int rc;
     if (is_flag(name)) {
@@ -355,6 +364,12 @@ int qg_cmd_train(int argc, char **argv) {
   qg_status s = qg_spm_load(ev->tokenizer, &tok);
   if (!s) {
     cp->vocab = tok.n_pieces;
+    /* the training shards' manifest too: a model trained on other pieces is no contest model */
+    qg_shards tr;
+    if (!(s = qg_shards_open(cp->train_glob, &tr))) {
+      s = qg_cli_check_tokenizer("train", &tr, &tok, ev->tokenizer, ev->allow_tok_mismatch);
+      qg_shards_close(&tr);
+    }
     qg_spm_free(&tok);
   }
   if (!s && a.export_spec) s = qg_train_export_check(cp, a.export_spec);

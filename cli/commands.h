@@ -22,6 +22,8 @@ int qg_cmd_info(int argc, char **argv);
 void qg_cmd_info_help(void);
 int qg_cmd_quantize(int argc, char **argv);
 void qg_cmd_quantize_help(void);
+int qg_cmd_quantizers(int argc, char **argv);
+void qg_cmd_quantizers_help(void);
 int qg_cmd_tokenizer(int argc, char **argv);
 void qg_cmd_tokenizer_help(void);
 int qg_cmd_encode(int argc, char **argv);
@@ -48,14 +50,27 @@ typedef struct {
   qg_eval_opts opts;
   qg_gpt_options gopt;
   int json;
+  int allow_tok_mismatch; /* --allow-tokenizer-mismatch: a manifest mismatch only warns */
+  const char *cmd;        /* for warnings (set by qg_cli_parse_eval_common; NULL: none) */
 } qg_eval_cli;
 /* Consumes argv[*i] (and its value) if it is a shared option: 1 taken, 0 not ours, -1
  * usage error (already printed). */
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c);
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts);
+/* The shards' tokenizer manifest (io/shard_manifest.h) against tok; with allow a mismatch
+ * is a warning on stderr instead of the error. */
+qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_spm *tok, const char *tok_path,
+                                 int allow);
 
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);
+/* The usage error for an argument nobody takes ("unknown option 'X'"), returning 2. When
+ * X names an existing file, the line adds the likely cause: an unquoted glob the shell
+ * expanded into several words, of which only the first reached its option. */
+int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg);
+/* --threads N for the commands that run the thread pool: removes it from argv (updating
+ * *argc) and fixes the pool size before first use. 0 done (or absent), 2 usage error. */
+int qg_cli_take_threads(const char *cmd, int *argc, char **argv);
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
 /* True when argv holds -h or --help. */

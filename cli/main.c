@@ -1,7 +1,11 @@
 /* quantgolf: the command-line entry point. Parses the subcommand and hands over. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "core/threadpool.h"
 
 #include "cli/commands.h"
 #include "core/progress.h"
@@ -24,6 +28,8 @@ static const qg_command commands[] = {
     {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
     {"quantize", "quantize a checkpoint by a spec into a .qgz (or contest .int8.ptz) artifact",
      qg_cmd_quantize, qg_cmd_quantize_help},
+    {"quantizers", "every quantizer and option (type, range, default, meaning) and the spec presets",
+     qg_cmd_quantizers, qg_cmd_quantizers_help},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
      qg_cmd_train_help},
     {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
@@ -37,6 +43,8 @@ static void usage(FILE *f) {
           "usage: quantgolf COMMAND [ARGS...]\n       quantgolf COMMAND --help\n\ncommands:\n",
           QG_VERSION);
   for (int i = 0; i < n_commands; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nenvironment: QG_THREADS=N  CPU threads (default every online CPU); quantize, eval, kld and\n"
+             "                           train also take --threads N\n");
   fprintf(f, "\nexit codes: 0 success, 1 runtime failure, 2 bad usage or bad input\n");
 }
 
@@ -54,6 +62,31 @@ int qg_cli_usage_error(const char *cmd, const char *fmt, ...) {
   fprintf(stderr, " (see quantgolf %s --help)\n", cmd);
   va_end(ap);
   return 2;
+}
+
+int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg) {
+  struct stat sb;
+  if (arg[0] != '-' && stat(arg, &sb) == 0)
+    return qg_cli_usage_error(cmd, "%s '%s': it is an existing file, so an unquoted glob was probably expanded by the "
+                              "shell into several arguments; quote it, e.g. --val 'DIR/fineweb_val_*.bin'", what, arg);
+  return qg_cli_usage_error(cmd, "%s '%s'", what, arg);
+}
+
+int qg_cli_take_threads(const char *cmd, int *argc, char **argv) {
+  for (int i = 1; i < *argc; i++) {
+    if (strcmp(argv[i], "--threads")) continue;
+    if (i + 1 >= *argc) return qg_cli_usage_error(cmd, "--threads needs a value");
+    char *end;
+    long n = strtol(argv[i + 1], &end, 10);
+    if (!argv[i + 1][0] || *end || n < 1 || n > 256)
+      return qg_cli_usage_error(cmd, "--threads %s: expected an integer in [1, 256]", argv[i + 1]);
+    if (qg_threads_request((int)n))
+      return qg_cli_usage_error(cmd, "--threads: the thread pool is already running with %d threads", qg_threads());
+    for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+    *argc -= 2;
+    return 0;
+  }
+  return 0;
 }
 
 int qg_cli_wants_help(int argc, char **argv) {
@@ -109,7 +142,12 @@ int main(int argc, char **argv) {
     if (rep)
       return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
                                 (int)strcspn(rep, "="), rep);
-    return commands[i].run(argc - 1, argv + 1);
+    /* the commands that run the thread pool take --threads N (QG_THREADS otherwise) */
+    int sub_argc = argc - 1;
+    static const char *const threaded[] = {"quantize", "eval", "kld", "train"};
+    for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
+      if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
+    return commands[i].run(sub_argc, argv + 1);
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
   return 2;

@@ -40,12 +40,16 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+static int requested; /* qg_threads_request before first use; 0 = none */
+static int started;
+
 static void pool_init(void) {
   const char *env = getenv("QG_THREADS");
-  long n = env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  long n = requested ? requested : env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
   if (n > 256) n = 256;
   pool.n = (int)n;
+  started = 1;
   pthread_mutex_init(&pool.mu, NULL);
   pthread_cond_init(&pool.start, NULL);
   pthread_cond_init(&pool.done, NULL);
@@ -57,6 +61,13 @@ static void pool_init(void) {
     }
     pthread_detach(pool.th[t]);
   }
+}
+
+int qg_threads_request(int n) {
+  /* the CLI asks before any work starts: single-threaded, so no lock is needed */
+  if (started) return qg_threads() == n ? 0 : -1;
+  requested = n;
+  return 0;
 }
 
 int qg_threads(void) {

@@ -1,5 +1,6 @@
 #include "core/util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,4 +91,15 @@ qg_status qg_buf_status(const qg_buf *b) {
 int qg_ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
   return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+char *qg_num_str(double x, char *buf) {
+  /* at least as many digits as the integer part has, so 20 prints as "20", not "2e+01" */
+  int lead = 1;
+  for (double a = fabs(x); a >= 10 && lead < 17; a /= 10) lead++;
+  for (int prec = lead; prec <= 17; prec++) {
+    snprintf(buf, 32, "%.*g", prec, x);
+    if (strtod(buf, NULL) == x) return buf;
+  }
+  return buf; /* NaN: %.17g already printed "nan" */
 }

@@ -53,6 +53,12 @@ static inline int qg_add_overflow_i64(int64_t a, int64_t b, int64_t *r) { return
 static inline int qg_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_mul_overflow(a, b, r); }
 static inline int qg_add_overflow_u64(uint64_t a, uint64_t b, uint64_t *r) { return __builtin_add_overflow(a, b, r); }
 
+/* x in the fewest significant digits (%.1g .. %.17g) that strtod reads back exactly:
+ * 99.99984 rather than 99.999840000000006. Canonical option strings use it, so they
+ * stay readable and still parse back to the same double. buf holds >= 32 chars. */
+char *qg_num_str(double x, char *buf);
+#define QG_NUMSTR(x) qg_num_str((x), (char[32]){0})
+
 /* True when the path ends with suffix (case-sensitive). */
 int qg_ends_with(const char *s, const char *suffix);
 

@@ -102,8 +102,8 @@ static qg_status e8_parse(qg_opts *o, void **out) {
 
 static void e8_canon(const void *cfg, qg_buf *b) {
   const qg_e8_opts *c = cfg;
-  qg_buf_printf(b, "cb=%s bits=%.17g group=%lld lo=%.17g hi=%.17g steps=%d objective=%s", cb_names[c->cb], c->bits,
-                (long long)c->group, c->lo, c->hi, c->steps, qg_objective_names[c->objective]);
+  qg_buf_printf(b, "cb=%s bits=%s group=%lld lo=%s hi=%s steps=%d objective=%s", cb_names[c->cb], QG_NUMSTR(c->bits),
+                (long long)c->group, QG_NUMSTR(c->lo), QG_NUMSTR(c->hi), c->steps, qg_objective_names[c->objective]);
 }
 
 static qg_status e8_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
@@ -366,11 +366,22 @@ static qg_status e8_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
   return QG_OK;
 }
 
+static const char *const e8_docs[] = {
+    "cb", "codebook: e8p (2-bit E8P, residual stages above 2 bits) or ball (E8 points in a ball)",
+    "bits", "bits per weight (8 weights share one codeword)",
+    "group", "input columns per fp16 scale (a multiple of 8); 0 = one scale per row",
+    "lo", "lowest scale multiple searched",
+    "hi", "highest scale multiple searched",
+    "steps", "scale candidates over [lo, hi]",
+    "objective", "error minimised, mse or hessian (needs --calib)",
+    NULL};
+
 const qg_quantizer qg_quantizer_e8 = {
     .name = "e8",
     .summary = "E8 lattice VQ over 8 columns: E8P 2-bit codebook (+ residual stages for 3-4 bits) or an E8 ball; "
                "fp16 scales",
     .parse = e8_parse,
+    .option_docs = e8_docs,
     .free_cfg = e8_free_cfg,
     .canon = e8_canon,
     .can_take = e8_can_take,

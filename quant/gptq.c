@@ -80,8 +80,8 @@ static qg_status gptq_parse(qg_opts *o, void **out) {
 
 static void gptq_canon(const void *p, qg_buf *b) {
   const qg_gptq_opts *c = p;
-  qg_buf_printf(b, "grid=%s percdamp=%.17g blocksize=%lld act_order=%d static_groups=%d ", c->grid.q->name,
-                c->percdamp, (long long)c->blocksize, c->act_order, c->static_groups);
+  qg_buf_printf(b, "grid=%s percdamp=%s blocksize=%lld act_order=%d static_groups=%d ", c->grid.q->name,
+                QG_NUMSTR(c->percdamp), (long long)c->blocksize, c->act_order, c->static_groups);
   c->grid.q->canon(c->grid.cfg, b);
 }
 
@@ -278,10 +278,19 @@ done:
 
 /* needs_hessian: GPTQ's error feedback is H^-1 itself, whatever the inner grid; the grid
  * is never run on its own here, so its quantizer's flag plays no part. */
+static const char *const gptq_docs[] = {
+    "grid", "the inner grid that rounds (rowwise, lloydmax, turbo, e8); its options are given alongside",
+    "percdamp", "damping added to diag H, as a fraction of its mean",
+    "blocksize", "columns per lazy-update block",
+    "act_order", "1: visit columns by decreasing diag H",
+    "static_groups", "1: group scales from the original weights before any update (default: act_order)",
+    NULL};
+
 const qg_quantizer qg_quantizer_gptq = {
     .name = "gptq",
     .summary = "GPTQ with lazy blocks, act_order, static groups; rounding by an inner grid (grid=rowwise default)",
     .parse = gptq_parse,
+    .option_docs = gptq_docs,
     .free_cfg = gptq_free_cfg,
     .canon = gptq_canon,
     .can_take = gptq_can_take,

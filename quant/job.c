@@ -2,11 +2,13 @@
 #include "quant/job.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/file.h"
+#include "core/sha256.h"
 #include "core/progress.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
@@ -15,6 +17,7 @@
 #include "quant/artifact.h"
 #include "quant/calibrate.h"
 #include "quant/cuda/cuda_quant_bridge.h"
+#include "quant/hessian_file.h"
 
 void qg_qjob_result_free(qg_qjob_result *r) {
   qg_qmodel_free(&r->qm);
@@ -30,7 +33,7 @@ static int64_t file_size(const char *p) {
   return stat(p, &sb) == 0 ? (int64_t)sb.st_size : -1;
 }
 
-/* Order-0 entropy bound: code entropy plus every non-code section at its packed size. */
+/* Order-0 entropy (not a bound on what a context-modelling compressor reaches): code entropy plus every non-code section at its packed size. */
 static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
   double b = code_entropy_bits / 8.0;
   for (int i = 0; i < q->nsec; i++)
@@ -78,6 +81,9 @@ static qg_status check_finite(const qg_state *st) {
 
 /* Builds the model from the float state, picks calibration sequences (shards or sampled
  * from the model itself) and collects every linear layer's input Hessian. */
+/* With map NULL only the calibration tokens are drawn and hashed (checking a loaded
+ * calibration file against --calib); self-generation needs the model's forward passes
+ * either way. */
 static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian_map *map, qg_qjob_result *r) {
   const qg_ops *ops = o->calib_ops;
   if (!ops) QG_TRY(qg_ops_by_name(o->device ? o->device : "cpu", &ops));
@@ -103,11 +109,62 @@ static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian
       qg_shards_close(&sh);
     }
   }
-  if (!s && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
-  else if (!s) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  if (!s) qg_sha256_buf(seqs, sizeof *seqs * (size_t)n * (size_t)len, r->tokens_sha256);
+  if (!s && map && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
+  else if (!s && map) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
   free(seqs);
   qg_gpt_free(&m);
-  r->calib_seqs = n, r->calib_len = len, r->hessians = map->n;
+  r->calib_seqs = n, r->calib_len = len;
+  if (map) r->hessians = map->n;
+  return s;
+}
+
+/* A calibration file in place of a forward pass, refused when it was collected on
+ * another checkpoint file or (with calib given too) on other calibration tokens. */
+static qg_status load_hessians(const qg_qjob_opts *o, const qg_state *st, qg_hessian_map *map, qg_qjob_result *r) {
+  qg_hessian_meta hm;
+  QG_TRY(qg_hessians_load(o->load_hessians, map, &hm));
+  qg_status s = QG_OK;
+  if (o->model) {
+    char sha[65];
+    s = qg_sha256_file(o->model, sha);
+    if (!s && strcmp(sha, hm.model_sha256))
+      s = qg_fail(QG_ERR_INPUT, "--load-hessians %s: collected on another model (sha256 %.12s..., %s is %.12s...); "
+                  "calibrate this model once with --save-hessians", o->load_hessians, hm.model_sha256, o->model, sha);
+  }
+  if (!s && (o->calib || o->calib_shards)) {
+    s = calibrate(o, st, NULL, r);
+    if (!s && strcmp(r->tokens_sha256, hm.tokens_sha256))
+      s = qg_fail(QG_ERR_INPUT, "--load-hessians %s: its calibration tokens (sha256 %.12s..., %d x %d from %s) differ "
+                  "from this run's --calib (%.12s..., %d x %d)", o->load_hessians, hm.tokens_sha256, hm.sequences,
+                  hm.length, hm.source, r->tokens_sha256, r->calib_seqs, r->calib_len);
+  }
+  if (s) {
+    qg_hessian_map_free(map);
+    return s;
+  }
+  memcpy(r->tokens_sha256, hm.tokens_sha256, sizeof r->tokens_sha256);
+  r->calib_seqs = hm.sequences, r->calib_len = hm.length, r->hessians = map->n;
+  return QG_OK;
+}
+
+/* The dry run's stand-in Hessians: packed sizes do not depend on the Hessian, so the
+ * identity lets GPTQ-style quantizers report their exact sizes without calibration. */
+static qg_status identity_hessians(const qg_spec *spec, const qg_state *st, qg_hessian_map *map) {
+  qg_spec_plan plan;
+  QG_TRY(qg_spec_plan_make(spec, st, &plan));
+  qg_status s = QG_OK;
+  for (int i = 0; !s && i < plan.n; i++) {
+    const qg_tensor *t = &st->t[plan.a[i].index];
+    if (!plan.a[i].cfg->q->needs_hessian) continue;
+    int64_t rows, cols;
+    qg_matrix_view(t->ndim, t->shape, &rows, &cols);
+    qg_hessian *h;
+    if ((s = qg_hessian_map_get(map, t->name, cols, &h))) break;
+    for (int64_t j = 0; j < cols; j++) h->H[j * cols + j] = 1;
+    h->n = 1, h->finalized = 1;
+  }
+  qg_spec_plan_free(&plan);
   return s;
 }
 
@@ -174,11 +231,11 @@ static qg_status write_artifact(const qg_qjob_opts *o, const qg_qtensor **qp, qg
 
 qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
   memset(r, 0, sizeof *r);
-  if (!o->spec || !o->out || (!o->model && !o->state))
+  if (!o->spec || (!o->out && !o->dry_run) || (!o->model && !o->state))
     return qg_fail(QG_ERR_INPUT, "quantize job: a model, a spec and an output path are required");
   QG_TRY(qg_qjob_device(o->device, &r->on_cuda));
   qg_compressor comp = o->compressor;
-  r->ptz = qg_ends_with(o->out, ".ptz");
+  r->ptz = o->out && qg_ends_with(o->out, ".ptz");
   if (r->ptz && (o->best_compressor || (comp != QG_COMP_ZSTD && comp != QG_COMP_ZLIB)))
     return qg_fail(QG_ERR_INPUT, "a .int8.ptz is always zlib-compressed (the contest's container)");
   r->compressor = r->ptz ? "zlib-9" : qg_compressor_name(comp);
@@ -189,23 +246,41 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
     qg_format fmt;
     QG_TRY(qg_checkpoint_load(o->model, &own, &fmt));
     st = &own;
+    r->source_format = qg_format_name(fmt);
+    r->source_quantized = fmt == QG_FMT_PTZ || fmt == QG_FMT_QGZ;
   }
   emit(o, QG_QJOB_LOADED, 0, st->n, NULL, r);
   qg_hessian_map hmap;
   qg_hessian_map_init(&hmap);
   qg_status s = QG_OK;
-  if (o->calib || o->calib_shards) {
+  if (o->dry_run) {
+    r->dry_run = 1;
+    s = identity_hessians(o->spec, st, &hmap);
+  } else if (o->load_hessians) {
+    double t0 = qg_now();
+    s = load_hessians(o, st, &hmap, r);
+    r->calib_seconds = qg_now() - t0;
+    r->calibrated = r->hessians_loaded = !s;
+    if (!s) emit(o, QG_QJOB_CALIBRATED, 0, hmap.n, NULL, r);
+  } else if (o->calib || o->calib_shards) {
     double t0 = qg_now();
     s = calibrate(o, st, &hmap, r);
     r->calib_seconds = qg_now() - t0;
     r->calibrated = !s;
     if (!s) emit(o, QG_QJOB_CALIBRATED, 0, hmap.n, NULL, r);
+    if (!s && o->save_hessians) {
+      qg_hessian_meta hm = {.sequences = r->calib_seqs, .length = r->calib_len};
+      memcpy(hm.tokens_sha256, r->tokens_sha256, sizeof hm.tokens_sha256);
+      snprintf(hm.source, sizeof hm.source, "%s", o->calib_shards ? "(shards)" : o->calib);
+      if (o->model) s = qg_sha256_file(o->model, hm.model_sha256);
+      if (!s) s = qg_hessians_save(o->save_hessians, &hmap, &hm);
+    }
   }
   double t0 = qg_now();
   if (!s) {
     tensor_ctx tc = {o, r};
-    qg_quantize_opts qo = {.hessians = r->calibrated ? &hmap : NULL, .progress = on_tensor, .progress_ctx = &tc,
-                           .quantize = r->on_cuda ? qg_cuq_quantize_hook : NULL};
+    qg_quantize_opts qo = {.hessians = r->calibrated || r->dry_run ? &hmap : NULL, .progress = on_tensor,
+                           .progress_ctx = &tc, .quantize = r->on_cuda ? qg_cuq_quantize_hook : NULL};
     s = qg_quantize_model(st, o->spec, &qo, &r->qm);
   }
   if (st == &own) qg_state_free(&own);
@@ -218,19 +293,19 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
   size_t raw_n = 0;
   if (!qp) s = qg_fail(QG_ERR_NOMEM, "out of memory");
   for (int i = 0; !s && i < r->qm.n; i++) qp[i] = &r->qm.t[i].q;
-  if (!s) s = write_artifact(o, qp, r, &raw, &raw_n);
+  if (!s && !r->dry_run) s = write_artifact(o, qp, r, &raw, &raw_n);
   r->quant_seconds = qg_now() - t0;
   if (!s) {
-    r->artifact_bytes = file_size(o->out);
+    r->artifact_bytes = r->dry_run ? 0 : file_size(o->out);
     for (int i = 0; i < r->qm.n; i++) {
       r->params += r->qm.t[i].numel, r->packed_bytes += r->qm.t[i].packed_bytes;
       r->entropy_bytes += entropy_bytes(&r->qm.t[i].q, r->qm.t[i].entropy_bits);
     }
     r->raw_bytes = r->ptz || o->compare_compressors ? raw_n : r->info.raw_bytes;
-    emit(o, QG_QJOB_WRITTEN, 0, r->qm.n, o->out, r);
+    if (!r->dry_run) emit(o, QG_QJOB_WRITTEN, 0, r->qm.n, o->out, r);
   }
   /* the same payload under every compressor, for comparison */
-  if (!s && o->compare_compressors) {
+  if (!s && o->compare_compressors && !r->dry_run) {
     for (int c = QG_COMP_ZSTD; !s && c < QG_COMP_COUNT; c++) {
       uint8_t *z;
       if (!(s = qg_compress((qg_compressor)c, raw ? raw : (const uint8_t *)"", raw_n, &z, &r->compressed[c]))) free(z);

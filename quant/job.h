@@ -3,7 +3,7 @@
  *   load (or take a state) -> calibrate (GPTQ's Hessians, when asked) -> quantize every
  *   tensor -> write the artifact atomically (.qgz, or the contest's .int8.ptz) -> measure
  *   (per-tensor figures, the file's real bytes, optionally the same payload under every
- *   compressor and the order-0 entropy bound).
+ *   compressor and the codes' order-0 entropy).
  * The library never prints: each stage is reported through the event callback. */
 #ifndef QG_QUANT_JOB_H
 #define QG_QUANT_JOB_H
@@ -54,6 +54,13 @@ typedef struct {
    * set, is the backend calibration runs on instead (e.g. the trainer's). */
   const char *device;
   const qg_ops *calib_ops;
+  /* Plan only: every tensor is quantized for its exact packed size (quantizers that need
+   * a Hessian get the identity, so no calibration runs) and nothing is written. */
+  int dry_run;
+  /* Calibration files (quant/hessian_file.h): save the Hessians this run collects, or
+   * load them instead of calibrating. A loaded file must come from the same checkpoint
+   * file (SHA-256) and, when calib is also given, from the same calibration tokens. */
+  const char *save_hessians, *load_hessians;
   qg_qjob_cb cb;
   void *cb_ctx;
 } qg_qjob_opts;
@@ -68,8 +75,16 @@ struct qg_qjob_result {
   int64_t params, packed_bytes;
   size_t raw_bytes;            /* uncompressed payload (compare_compressors, or .ptz) */
   size_t compressed[QG_COMP_COUNT]; /* the payload under each compressor (compare only) */
-  double entropy_bytes;        /* order-0 bound on codes + packed side data */
+  double entropy_bytes;        /* order-0 entropy of the codes + packed side data (not a
+                                * bound: context-modelling compressors go below it) */
   int calibrated;
+  int dry_run;                 /* nothing was written (artifact_bytes is 0) */
+  int hessians_loaded;         /* from load_hessians rather than a forward pass */
+  /* the model file is itself a quantized artifact (.int8.ptz or .qgz): its weights are
+   * dequantized codes, so requantizing compounds errors and saves little */
+  int source_quantized;
+  const char *source_format;   /* qg_format_name of the model file; NULL for a state */
+  char tokens_sha256[65];      /* of the calibration tokens, when calibrated */
   int calib_seqs, calib_len, hessians;
   double calib_seconds, quant_seconds;
 };

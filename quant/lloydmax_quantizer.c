@@ -37,7 +37,7 @@ static void lm_canon(const void *cfg, qg_buf *b) {
   const qg_lloydmax_opts *c = cfg;
   qg_buf_printf(b, "bits=%d group=%lld scale=%s", c->bits, (long long)c->group, scale_names[c->scale]);
   if (c->scale == QG_LM_SCALE_SEARCH)
-    qg_buf_printf(b, " lo=%.17g hi=%.17g steps=%d objective=%s", c->lo, c->hi, c->steps, qg_objective_names[c->objective]);
+    qg_buf_printf(b, " lo=%s hi=%s steps=%d objective=%s", QG_NUMSTR(c->lo), QG_NUMSTR(c->hi), c->steps, qg_objective_names[c->objective]);
 }
 
 static qg_status lm_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
@@ -210,10 +210,21 @@ static qg_status lm_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
 
 static void lm_free_cfg(void *c) { free(c); }
 
+static const char *const lm_docs[] = {
+    "bits", "code width: 2^bits Gaussian Lloyd-Max levels",
+    "group", "input columns per fp16 scale; 0 = one scale per row",
+    "scale", "rms: sigma = the RMS; search: the best sigma / RMS over [lo, hi]",
+    "lo", "scale=search: lowest multiple of the RMS tried",
+    "hi", "scale=search: highest multiple of the RMS tried",
+    "steps", "scale=search: candidates, geometrically spaced",
+    "objective", "scale=search: error minimised, mse or hessian (needs --calib)",
+    NULL};
+
 const qg_quantizer qg_quantizer_lloydmax = {
     .name = "lloydmax",
     .summary = "Gaussian Lloyd-Max levels (1..8 bits) times an fp16 scale per row or group (RMS or searched)",
     .parse = lm_parse,
+    .option_docs = lm_docs,
     .free_cfg = lm_free_cfg,
     .canon = lm_canon,
     .can_take = lm_can_take,

@@ -16,8 +16,10 @@ static int is_sep(char c) { return c == ' ' || c == '\t' || c == ',' || c == '\n
 void qg_opts_free(qg_opts *o) {
   for (int i = 0; i < o->n; i++) free(o->v[i].key), free(o->v[i].val);
   for (int i = 0; i < o->n_asked; i++) free(o->asked[i]);
+  for (int i = 0; i < o->n_desc; i++) free(o->desc[i].key);
   free(o->v);
   free(o->asked);
+  free(o->desc);
   memset(o, 0, sizeof *o);
 }
 
@@ -62,6 +64,19 @@ qg_status qg_opts_parse(const char *text, qg_opts *o) {
   return QG_OK;
 }
 
+/* Describe mode: records a key's declaration (first one wins: a composite's inner
+ * parser may ask again). */
+static void declare(qg_opts *o, const char *key, qg_opt_desc d) {
+  if (!o->describe) return;
+  for (int i = 0; i < o->n_desc; i++)
+    if (!strcmp(o->desc[i].key, key)) return;
+  qg_opt_desc *nd = realloc(o->desc, sizeof *nd * (size_t)(o->n_desc + 1));
+  if (!nd) return;
+  o->desc = nd;
+  d.key = qg_strdup(key);
+  if (d.key) o->desc[o->n_desc++] = d;
+}
+
 /* Remembers that key is a valid option and returns its entry (or NULL when absent). */
 static qg_opt *take(qg_opts *o, const char *key) {
   int known = 0;
@@ -84,6 +99,7 @@ static qg_opt *take(qg_opts *o, const char *key) {
 
 qg_status qg_opt_int(qg_opts *o, const char *who, const char *key, int64_t lo, int64_t hi, int64_t def,
                      int64_t *out) {
+  declare(o, key, (qg_opt_desc){.type = QG_OPT_INT, .lo = (double)lo, .hi = (double)hi, .def = (double)def});
   qg_opt *e = take(o, key);
   *out = def;
   if (!e) return QG_OK;
@@ -100,6 +116,7 @@ qg_status qg_opt_int(qg_opts *o, const char *who, const char *key, int64_t lo, i
 }
 
 qg_status qg_opt_num(qg_opts *o, const char *who, const char *key, double lo, double hi, double def, double *out) {
+  declare(o, key, (qg_opt_desc){.type = QG_OPT_NUM, .lo = lo, .hi = hi, .def = def});
   qg_opt *e = take(o, key);
   *out = def;
   if (!e) return QG_OK;
@@ -115,6 +132,7 @@ qg_status qg_opt_num(qg_opts *o, const char *who, const char *key, double lo, do
 }
 
 qg_status qg_opt_choice(qg_opts *o, const char *who, const char *key, const char *const *choices, int def, int *out) {
+  declare(o, key, (qg_opt_desc){.type = QG_OPT_CHOICE, .choices = choices, .def = def});
   qg_opt *e = take(o, key);
   *out = def;
   if (!e) return QG_OK;
@@ -135,6 +153,7 @@ qg_status qg_opt_choice(qg_opts *o, const char *who, const char *key, const char
 
 qg_status qg_opt_str(qg_opts *o, const char *who, const char *key, const char *def, const char **out) {
   (void)who;
+  declare(o, key, (qg_opt_desc){.type = QG_OPT_STR, .sdef = def});
   qg_opt *e = take(o, key);
   *out = e ? e->val : def;
   return QG_OK;

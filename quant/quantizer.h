@@ -48,11 +48,26 @@ typedef struct {
   int used; /* set when a qg_opt_*() call consumed it */
 } qg_opt;
 
+/* What one qg_opt_*() call declares about its key: the parser's own type, range and
+ * default, recorded in describe mode (qg_quantizer_describe) so the listing cannot drift
+ * from what parse() accepts. */
+typedef enum { QG_OPT_INT = 0, QG_OPT_NUM, QG_OPT_CHOICE, QG_OPT_STR } qg_opt_type;
+typedef struct {
+  char *key;
+  qg_opt_type type;
+  double lo, hi, def;          /* INT and NUM (INT values are exact below 2^53) */
+  const char *const *choices;  /* CHOICE: the words (static); def is the default's index */
+  const char *sdef;            /* STR: the default (static, may be NULL) */
+} qg_opt_desc;
+
 typedef struct {
   qg_opt *v;
   int n;
   char **asked; /* every key a parser asked for, in order (for "valid options: ...") */
   int n_asked;
+  int describe;       /* set by the caller: record each key's declaration in desc */
+  qg_opt_desc *desc;  /* one per distinct key, in the order parse() asked */
+  int n_desc;
 } qg_opts;
 
 qg_status qg_opts_parse(const char *text, qg_opts *o); /* duplicate keys are an error */
@@ -147,6 +162,10 @@ typedef struct qg_quantizer {
   /* Optional: reconstruct in the tensor's own dtype (non-float passthrough); when NULL the
    * loaded tensor is float32 from dequantize(). out is allocated by the callee. */
   qg_status (*dequantize_native)(const void *cfg, const qg_qtensor *q, qg_tensor *out);
+  /* What each option means: pairs {"key", "meaning", ..., NULL}, one for every key
+   * parse() asks for (tests/test_cli_usab.c checks both ways). Type, range and default
+   * come from parse() itself (qg_quantizer_describe). */
+  const char *const *option_docs;
   /* Optional: non-NULL when this quantizer can be GPTQ's inner grid. */
   const qg_grid *grid;
   /* 1 when quantize() cannot run without a calibration Hessian (in->hessian), for every
@@ -163,6 +182,16 @@ extern const qg_quantizer *const qg_quantizers[];
 const qg_quantizer *qg_quantizer_find(const char *name);
 /* By name; unknown is QG_ERR_INPUT "unknown quantizer 'x' (valid: rowwise, gptq, ...)". */
 qg_status qg_quantizer_lookup(const char *name, const qg_quantizer **out);
+
+/* The options of q as parse() declares them, with meanings from option_docs (and, for a
+ * composite such as gptq, its default inner grid's): runs parse() on no options in
+ * describe mode. *desc (n entries, owned: qg_opts_free of *o) lives in o. */
+qg_status qg_quantizer_describe(const qg_quantizer *q, qg_opts *o);
+/* The meaning of key for q (or its inner grids), or NULL. */
+const char *qg_quantizer_option_doc(const qg_quantizer *q, const char *key);
+/* The listing `quantgolf quantizers` prints: every quantizer, every option with its type,
+ * range, default and meaning. */
+qg_status qg_quantizers_help(qg_buf *out);
 
 /* ---- a parsed, validated configuration ---------------------------------------------- */
 

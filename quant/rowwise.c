@@ -50,10 +50,10 @@ static void rw_canon(const void *cfg, qg_buf *b) {
   const qg_rowwise_opts *c = cfg;
   qg_buf_printf(b, "bits=%d range=%s group=%lld clip=%s", c->bits, range_names[c->full], (long long)c->group,
                 clip_names[c->clip]);
-  if (c->clip == QG_RW_CLIP_PCT) qg_buf_printf(b, " pct=%.17g", c->pct);
-  if (c->clip == QG_RW_CLIP_SD) qg_buf_printf(b, " k=%.17g", c->k);
+  if (c->clip == QG_RW_CLIP_PCT) qg_buf_printf(b, " pct=%s", QG_NUMSTR(c->pct));
+  if (c->clip == QG_RW_CLIP_SD) qg_buf_printf(b, " k=%s", QG_NUMSTR(c->k));
   if (c->clip == QG_RW_CLIP_SEARCH)
-    qg_buf_printf(b, " maxshrink=%.17g steps=%d objective=%s", c->maxshrink, c->steps,
+    qg_buf_printf(b, " maxshrink=%s steps=%d objective=%s", QG_NUMSTR(c->maxshrink), c->steps,
                   qg_objective_names[c->objective]);
 }
 
@@ -258,10 +258,24 @@ static qg_status rw_dequantize(const void *cfg, const qg_qtensor *q, float *w) {
 
 static void rw_free_cfg(void *c) { free(c); }
 
+static const char *const rw_docs[] = {
+    "bits", "code width: symmetric int-N codes per weight",
+    "range", "sym: q in +-(2^(N-1)-1); full: also -2^(N-1) (one more level)",
+    "group", "input columns per fp16 scale; 0 = one scale per row",
+    "clip", "where the scale clips: pct (quantile of |w|, the contest's), sd (k * std, SDClip), absmax, "
+            "search (best ratio of absmax)",
+    "pct", "clip=pct: the quantile of |w| in percent",
+    "k", "clip=sd: the clip in standard deviations (default 12.85 at 6 bits, 20 at 8, linear in between)",
+    "maxshrink", "clip=search: ratios searched over [1 - maxshrink, 1] of absmax",
+    "steps", "clip=search: ratios tried",
+    "objective", "clip=search: error minimised, mse or hessian (diag H weighted, needs --calib)",
+    NULL};
+
 const qg_quantizer qg_quantizer_rowwise = {
     .name = "rowwise",
     .summary = "symmetric int-N (2..8 bits), fp16 scale per row or group; pct/sd/absmax/search clipping",
     .parse = rw_parse,
+    .option_docs = rw_docs,
     .free_cfg = rw_free_cfg,
     .canon = rw_canon,
     .can_take = rw_can_take,

@@ -54,10 +54,62 @@ static char *trim_dup(const char *a, const char *b) {
   return qg_strndup(a, (size_t)(b - a));
 }
 
+/* The contest's common mixes (shared/contest/mixes.md): int6 with int8 embeddings is the
+ * most used; int5 MLP / int6 attention / fp16 embeddings is the trade-off chart's
+ * "Mixed (SOTA)". Control and 1-D tensors keep the contest's passthrough. contest-int8
+ * names only the embedding: every other tensor then gets the contest's own export (the
+ * default for unmatched tensors), so the preset equals export-int8 on any model. */
+const qg_spec_preset qg_spec_presets[] = {
+    {"contest-int8", "the contest's int8 export (as export-int8)", "tok_emb.weight: contest-int8", 0},
+    {"int8", "every matrix rowwise int8 (pct clip)", "*: rowwise bits=8", 0},
+    {"int6", "block matrices int6, embeddings int8", "tok_emb.weight: rowwise bits=8; *: rowwise bits=6", 0},
+    {"int5mlp-int6attn-fp16emb", "MLP int5, attention int6, embeddings fp16",
+     "tok_emb.weight: fp16; blocks.*.mlp.*: rowwise bits=5; blocks.*.attn.*: rowwise bits=6", 0},
+    {"gptq-int6", "int6 by GPTQ (needs --calib), embeddings int8", "tok_emb.weight: rowwise bits=8; *: gptq bits=6", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+const qg_spec_preset *qg_spec_preset_find(const char *name) {
+  for (int i = 0; qg_spec_presets[i].name; i++)
+    if (!strcmp(qg_spec_presets[i].name, name)) return &qg_spec_presets[i];
+  return NULL;
+}
+
+static qg_status add_rule_text(qg_spec *s, const char *a, const char *b, int line);
+
+/* "preset: NAME": the preset's rules in this rule's place. */
+static qg_status add_preset(qg_spec *s, const char *name, const char *options, int line) {
+  const char *where = line > 0 ? "line" : "rule";
+  int at = line < 0 ? -line : line;
+  const qg_spec_preset *p = qg_spec_preset_find(name);
+  if (!p) {
+    qg_buf b;
+    qg_buf_init(&b);
+    for (int i = 0; qg_spec_presets[i].name; i++) qg_buf_printf(&b, "%s%s", i ? ", " : "", qg_spec_presets[i].name);
+    qg_buf_byte(&b, 0);
+    qg_status st = qg_fail(QG_ERR_INPUT, "%s: %s %d: unknown preset '%s' (valid: %s)", s->source, where, at, name,
+                           b.failed ? "?" : (char *)b.p);
+    qg_buf_free(&b);
+    return st;
+  }
+  if (options && *options)
+    return qg_fail(QG_ERR_INPUT, "%s: %s %d: preset '%s' takes no options (write its rules out to change them: "
+                   "%s)", s->source, where, at, name, p->rules);
+  if (p->contest_passthrough) s->contest_passthrough = 1;
+  for (const char *q = p->rules; *q;) {
+    const char *e = strchr(q, ';');
+    if (!e) e = q + strlen(q);
+    QG_TRY(add_rule_text(s, q, e, line));
+    q = *e ? e + 1 : e;
+  }
+  return QG_OK;
+}
+
 /* Adds a rule: glob, then "METHOD [options]" in text (or method + options separately). */
 static qg_status add_rule(qg_spec *s, const char *glob, const char *method, const char *options, int line) {
   const char *where = line > 0 ? "line" : "rule";
   int at = line < 0 ? -line : line;
+  if (!strcmp(glob, "preset") && *method) return add_preset(s, method, options, line);
   if (!*glob) return qg_fail(QG_ERR_INPUT, "%s: %s %d: empty pattern", s->source, where, at);
   if (!*method) return qg_fail(QG_ERR_INPUT, "%s: %s %d ('%s'): no quantizer given", s->source, where, at, glob);
   qg_spec_rule *nr = realloc(s->rules, sizeof *nr * (size_t)(s->n + 1));

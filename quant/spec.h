@@ -47,6 +47,17 @@ typedef struct {
                             * elements) to the contest's passthrough */
 } qg_spec;
 
+/* Named specs for the contest's common mixes, NULL-name terminated. A rule "preset: NAME"
+ * (inline or YAML; no tensor is named "preset") expands to the preset's rules in its
+ * place, and quantize --preset NAME is the spec of that one rule. */
+typedef struct {
+  const char *name, *summary;
+  const char *rules;       /* inline form */
+  int contest_passthrough; /* the preset also sets the spec's contest_passthrough */
+} qg_spec_preset;
+extern const qg_spec_preset qg_spec_presets[];
+const qg_spec_preset *qg_spec_preset_find(const char *name);
+
 void qg_spec_free(qg_spec *s);
 qg_status qg_spec_parse_inline(const char *text, qg_spec *out);
 qg_status qg_spec_load_yaml(const char *path, qg_spec *out);

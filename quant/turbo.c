@@ -58,8 +58,8 @@ static qg_status tb_parse(qg_opts *o, void **out) {
 
 static void tb_canon(const void *cfg, qg_buf *b) {
   const qg_turbo_opts *c = cfg;
-  qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%.17g", c->bits, (long long)c->group,
-                norm_names[c->norm], c->eq);
+  qg_buf_printf(b, "bits=%d group=%lld norm=%s eq=%s", c->bits, (long long)c->group,
+                norm_names[c->norm], QG_NUMSTR(c->eq));
 }
 
 static qg_status tb_can_take(const void *cfg, const char *name, int ndim, const int64_t *shape) {
@@ -314,10 +314,18 @@ static void tb_free_cfg(void *c) { free(c); }
  * Lloyd-Max levels, and GPTQ feeds the group's error back in the original basis through
  * its block update (E = (W_b - Q_b) U_bb^-1), as for E8's 8 columns. GPTQ's blocksize must
  * be a multiple of the group; act_order is not available (width > 1). */
+static const char *const tb_docs[] = {
+    "bits", "code width: 2^bits Gaussian Lloyd-Max levels after the rotation",
+    "group", "rotation group in input columns (a power of two)",
+    "norm", "l2: store |x|; ls: store the least-squares gain (never worse in MSE)",
+    "eq", "column equalisation exponent alpha (0 off; needs --calib; 1/4 is the optimum)",
+    NULL};
+
 const qg_quantizer qg_quantizer_turbo = {
     .name = "turbo",
     .summary = "FWHT rotation (seeded signs) + Gaussian Lloyd-Max levels per group of 2^k columns, fp16 norms",
     .parse = tb_parse,
+    .option_docs = tb_docs,
     .free_cfg = tb_free_cfg,
     .canon = tb_canon,
     .can_take = tb_can_take,

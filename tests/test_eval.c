@@ -251,6 +251,8 @@ static void test_kld(void **st) {
   assert_non_null(k);
   assert_true(fabs(strtod(strstr(k, "\"mean\": ") + 8, NULL)) < 1e-12); /* a model against itself */
   assert_non_null(strstr(out, "\"rate\": 1"));
+  /* delta_p is in percent, as kld's text report prints it, and says so */
+  assert_non_null(strstr(out, "\"delta_p\": {\n    \"unit\": \"percent\""));
   snprintf(args, sizeof args,
            "kld --base '%s' --model '%s' --val '%s' --tokenizer '%s' --mlp-power 3 --seq-len 256 --json --dump-token-kld '%s'",
            pt, ptz, shard, vp, dump);
