@@ -23,6 +23,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "eval/eval.h"
+#include "io/shard_manifest.h"
 #include "io/spm.h"
 #include "quant/artifact.h"
 #include "quant/job.h"
@@ -660,12 +661,17 @@ qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_re
   QG_TRY(qg_spm_load(h->tokenizer, &tok));
   R.vocab = tok.n_pieces;
   qg_spm_luts luts;
+  memset(&luts, 0, sizeof luts);
   qg_status s = qg_spm_luts_init(&luts, &tok, tok.n_pieces);
-  qg_spm_free(&tok);
-  if (s) return s;
   qg_shards val;
   qg_shards_init(&val);
-  if ((s = qg_shards_open(h->val, &val)) || (s = qg_shards_check_vocab(&val, R.vocab))) {
+  /* the tokenizer must be the one the shards were prepared with (their manifest), or
+   * every BPB would count the wrong bytes */
+  if (!s && (s = qg_shards_open(h->val, &val))) qg_shards_init(&val);
+  if (!s) s = qg_shards_check_vocab(&val, R.vocab);
+  if (!s) s = qg_shards_check_tokenizer(&val, &tok, h->tokenizer, NULL);
+  qg_spm_free(&tok);
+  if (s) {
     qg_spm_luts_free(&luts);
     qg_shards_close(&val);
     return s;
