@@ -5,17 +5,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/commands.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "eval/eval.h"
 #include "eval/kldstats.h"
+#include "lab/stats.h"
 #include "quant/artifact.h"
 
 void qg_cmd_kld_help(void) {
   printf(
-      "usage: quantgolf kld --base M0 --model M1 --val 'DIR/fineweb_val_*.bin' --tokenizer T\n"
+      "usage: quantgolf kld --base M0 --model M1 [--model M2 ...] --val 'DIR/fineweb_val_*.bin' --tokenizer T\n"
       "                     [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
       "                     [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
       "                     [--dump-token-kld FILE] [--threads N] [--allow-tokenizer-mismatch]\n\n"
@@ -25,9 +27,18 @@ void qg_cmd_kld_help(void) {
       "  standard error, median, min, max and the 99.9/99/95/90/10/5/1/0.1%% points (exact over\n"
       "  the full vocabulary, fp64, no clamping); the change in the correct token's probability\n"
       "  (mean, RMS, percentiles); the same-top-token rate; val_loss and val_bpb of both.\n"
+      "  Several --model: the base's forward pass runs once; each model is reported as above\n"
+      "  (with its file's bytes), then each against the first, paired on the same tokens:\n"
+      "  dKLD, dNLL, dBPB with 95%% paired block-bootstrap intervals over the windows (the\n"
+      "  experiment runner's statistics) and the iid interval beside them.\n"
       "  --dump-token-kld FILE  per-token records for paired statistics later: an 16-byte\n"
       "                         header (\"QGKLD001\", uint64 count), then per scored token\n"
       "                         three little-endian float32: kld, nll_base, nll_model\n");
+}
+
+static long long file_bytes(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
 typedef struct {
@@ -79,12 +90,11 @@ static void pct_json(qg_json *j, const double *v) {
   }
 }
 
-static void print_json(const char *base, const char *model, const qg_eval_totals *t, const qg_kld_summary *s,
-                       const qg_eval_cli *c) {
-  qg_buf b;
-  qg_buf_init(&b);
-  qg_json j;
-  qg_json_init(&j, &b, 1);
+/* One base-model comparison as a JSON object (j is a pointer so the same writer serves the
+ * single-model output and each entry of the several-model one). */
+static void kld_json(qg_json *jp, const char *base, const char *model, const qg_eval_totals *t,
+                     const qg_kld_summary *s, const qg_eval_cli *c) {
+#define j (*jp)
   qg_json_obj_begin(&j);
   qg_json_key(&j, "tokens"), qg_json_int(&j, t->tokens);
   qg_json_key(&j, "bytes"), qg_json_int(&j, t->bytes);
@@ -130,7 +140,18 @@ static void print_json(const char *base, const char *model, const qg_eval_totals
   qg_json_key(&j, "rate"), qg_json_num(&j, s->same_top.value);
   qg_json_key(&j, "se"), qg_json_num(&j, s->same_top.unc);
   qg_json_obj_end(&j);
+  qg_json_key(&j, "model_file_bytes"), qg_json_int(&j, file_bytes(model));
   qg_json_obj_end(&j);
+#undef j
+}
+
+static void print_json(const char *base, const char *model, const qg_eval_totals *t, const qg_kld_summary *s,
+                       const qg_eval_cli *c) {
+  qg_buf b;
+  qg_buf_init(&b);
+  qg_json j;
+  qg_json_init(&j, &b, 1);
+  kld_json(&j, base, model, t, s, c);
   qg_buf_byte(&b, '\n');
   fwrite(b.p, 1, b.n, stdout);
   qg_buf_free(&b);
@@ -163,19 +184,184 @@ static void print_text(const char *base, const char *model, const qg_eval_totals
   printf("====== Contest metrics ======\n");
   printf("base : val_loss %.8f  val_bpb %.8f\n", t->nll_a / (double)t->tokens, qg_bpb(t->nll_a, t->bytes));
   printf("model: val_loss %.8f  val_bpb %.8f\n", t->nll_b / (double)t->tokens, qg_bpb(t->nll_b, t->bytes));
+  printf("model file: %lld bytes\n", file_bytes(model));
+}
+
+/* ---- several models over one base pass ------------------------------------------------ */
+
+typedef struct {
+  int n;                 /* models */
+  size_t cap, count;     /* tokens per model */
+  qg_kldstats *st;
+  double *kld, *nll, *bytes; /* [model][token] (bytes: one row) */
+  qg_status err;
+} many_ctx;
+
+static void many_sink(void *c, int model, const qg_token_stat *t, int32_t prev, int32_t tgt, int bytes) {
+  (void)prev, (void)tgt;
+  many_ctx *k = c;
+  if (k->err) return;
+  qg_kld_token r = {t->nll_a, t->nll_b, t->kld < 0 ? 0 : t->kld, t->p_a, t->p_b, t->top_a == t->top_b};
+  k->err = qg_kldstats_add(&k->st[model], &r);
+  size_t i = (size_t)k->st[model].count - 1;
+  if (i >= k->cap) {
+    k->err = qg_fail(QG_ERR_INTERNAL, "more scored tokens than the plan holds");
+    return;
+  }
+  k->kld[(size_t)model * k->cap + i] = r.kld;
+  k->nll[(size_t)model * k->cap + i] = r.nll_model;
+  if (model == 0) k->bytes[i] = bytes;
+}
+
+/* model m minus model 0 on the same tokens: the paired block bootstrap of the experiment
+ * runner (blocks = evaluation windows), 95 % percentile interval */
+static qg_status paired(const many_ctx *k, int m, const size_t *ws, size_t nw, int metric, qg_boot_result *out) {
+  size_t n = k->cap;
+  double *d = malloc(sizeof *d * (n ? n : 1));
+  if (!d) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  const double *x = metric == 0 ? k->kld : k->nll;
+  for (size_t i = 0; i < n; i++) d[i] = (x[(size_t)m * n + i] - x[i]) / (metric == 2 ? 0.69314718055994530942 : 1.0);
+  qg_boot_data bd = {d, metric == 2 ? k->bytes : NULL, n, ws, nw};
+  qg_boot_opts o = {2000, 1, 0.05, 0, 0};
+  qg_status s = qg_boot_ratio(&bd, &o, out);
+  free(d);
+  return s;
+}
+
+static int kld_many(const char *base, const char *const *models, int n, qg_eval_cli *c) {
+  const qg_ops *ops;
+  qg_status s = qg_ops_by_name(c->device, &ops);
+  if (s) return qg_cli_report("kld", s);
+  qg_gpt m0, *m = calloc((size_t)n, sizeof *m);
+  qg_gpt **mp = calloc((size_t)n, sizeof *mp);
+  many_ctx k = {.n = n, .st = calloc((size_t)n, sizeof *k.st)};
+  if (!m || !mp || !k.st) {
+    free(m), free(mp), free(k.st);
+    return qg_cli_report("kld", qg_fail(QG_ERR_NOMEM, "out of memory"));
+  }
+  int loaded = 0, data_open = 0;
+  if (!(s = qg_gpt_load(&m0, base, &c->gopt, ops))) loaded = 1;
+  int nm = 0;
+  for (; !s && nm < n; nm++) {
+    if ((s = qg_gpt_load(&m[nm], models[nm], &c->gopt, ops))) break;
+    mp[nm] = &m[nm];
+    if (m[nm].cfg.vocab != m0.cfg.vocab)
+      s = qg_fail(QG_ERR_INPUT, "models of different vocabularies: %s has %d, %s has %d", base, m0.cfg.vocab,
+                  models[nm], m[nm].cfg.vocab);
+  }
+  qg_shards val;
+  qg_spm_luts luts;
+  qg_eval_plan plan = {0};
+  size_t *ws = NULL;
+  if (!s && !(s = qg_cli_open_eval_data(c, m0.cfg.vocab, &val, &luts))) data_open = 1;
+  if (!s) s = qg_eval_plan_make(qg_shards_count(&val), &c->opts, &plan);
+  if (!s) {
+    k.cap = (size_t)plan.n_scored;
+    k.kld = malloc(sizeof(double) * k.cap * (size_t)n);
+    k.nll = malloc(sizeof(double) * k.cap * (size_t)n);
+    k.bytes = malloc(sizeof(double) * (k.cap ? k.cap : 1));
+    ws = malloc(sizeof *ws * (size_t)(plan.n + 1));
+    if (!k.kld || !k.nll || !k.bytes || !ws) s = qg_fail(QG_ERR_NOMEM, "out of memory for per-token records");
+    for (int i = 0; i < n; i++) qg_kldstats_init(&k.st[i], 1);
+  }
+  if (!s) {
+    ws[0] = 0;
+    for (int64_t w = 0; w < plan.n; w++) ws[w + 1] = ws[w] + (size_t)(plan.seq - plan.w[w].score_from);
+  }
+  qg_eval_totals *t = calloc((size_t)n, sizeof *t);
+  qg_kld_summary *sum = calloc((size_t)n, sizeof *sum);
+  if (!s && (!t || !sum)) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  if (!s) s = qg_eval_run_many(&m0, mp, n, &val, &luts, &c->opts, many_sink, &k, t);
+  if (!s) s = k.err;
+  for (int i = 0; !s && i < n; i++) s = qg_kldstats_summarize(&k.st[i], &sum[i]);
+  qg_boot_result *d = calloc((size_t)n * 3, sizeof *d);
+  if (!s && !d) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int i = 1; !s && i < n; i++)
+    for (int mtr = 0; !s && mtr < 3; mtr++) s = paired(&k, i, ws, (size_t)plan.n, mtr, &d[i * 3 + mtr]);
+  static const char *const mname[3] = {"kld", "nll", "bpb"};
+  if (!s && c->json) {
+    qg_buf b;
+    qg_buf_init(&b);
+    qg_json j;
+    qg_json_init(&j, &b, 1);
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "models");
+    qg_json_arr_begin(&j);
+    for (int i = 0; i < n; i++) kld_json(&j, base, models[i], &t[i], &sum[i], c);
+    qg_json_arr_end(&j);
+    qg_json_key(&j, "paired");
+    qg_json_arr_begin(&j);
+    for (int i = 1; i < n; i++) {
+      qg_json_obj_begin(&j);
+      qg_json_key(&j, "model"), qg_json_str(&j, models[i]);
+      qg_json_key(&j, "minus"), qg_json_str(&j, models[0]);
+      qg_json_key(&j, "interval"), qg_json_str(&j, "95% percentile, paired block bootstrap over evaluation windows, "
+                                                 "2000 resamples, seed 1");
+      for (int mtr = 0; mtr < 3; mtr++) {
+        const qg_boot_result *x = &d[i * 3 + mtr];
+        qg_json_key(&j, mname[mtr]);
+        qg_json_obj_begin(&j);
+        qg_json_key(&j, "estimate"), qg_json_num(&j, x->estimate);
+        qg_json_key(&j, "lo"), qg_json_num(&j, x->lo);
+        qg_json_key(&j, "hi"), qg_json_num(&j, x->hi);
+        qg_json_key(&j, "iid_lo"), qg_json_num(&j, x->iid_lo);
+        qg_json_key(&j, "iid_hi"), qg_json_num(&j, x->iid_hi);
+        qg_json_obj_end(&j);
+      }
+      qg_json_key(&j, "file_bytes_diff"), qg_json_int(&j, file_bytes(models[i]) - file_bytes(models[0]));
+      qg_json_obj_end(&j);
+    }
+    qg_json_arr_end(&j);
+    qg_json_obj_end(&j);
+    qg_buf_byte(&b, '\n');
+    fwrite(b.p, 1, b.n, stdout);
+    qg_buf_free(&b);
+  } else if (!s) {
+    for (int i = 0; i < n; i++) {
+      if (i) printf("\n");
+      print_text(base, models[i], &t[i], &sum[i]);
+    }
+    printf("\n====== Paired against %s (95%% paired block bootstrap over windows) ======\n", models[0]);
+    for (int i = 1; i < n; i++) {
+      printf("%s (%+lld bytes):\n", models[i], file_bytes(models[i]) - file_bytes(models[0]));
+      for (int mtr = 0; mtr < 3; mtr++) {
+        const qg_boot_result *x = &d[i * 3 + mtr];
+        printf("  d%-4s %+.6g [%+.6g, %+.6g]  (iid [%+.6g, %+.6g])\n", mname[mtr], x->estimate, x->lo, x->hi, x->iid_lo,
+               x->iid_hi);
+      }
+    }
+  }
+  free(d), free(t), free(sum), free(ws);
+  free(k.kld), free(k.nll), free(k.bytes);
+  for (int i = 0; i < n; i++) qg_kldstats_free(&k.st[i]);
+  free(k.st);
+  qg_eval_plan_free(&plan);
+  if (data_open) {
+    qg_shards_close(&val);
+    qg_spm_luts_free(&luts);
+  }
+  for (int i = 0; i < nm && i < n; i++)
+    if (mp[i]) qg_gpt_free(&m[i]);
+  if (loaded) qg_gpt_free(&m0);
+  free(m), free(mp);
+  return s ? qg_cli_report("kld", s) : 0;
 }
 
 int qg_cmd_kld(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
   const char *base = NULL, *model = NULL, *dump = NULL;
+  const char *models[16];
+  int n_models = 0;
   for (int i = 1; i < argc; i++) {
     int r = qg_cli_parse_eval_common("kld", argc, argv, &i, &c);
     if (r < 0) return 2;
     if (r > 0) continue;
     if (!strcmp(argv[i], "--base") && i + 1 < argc)
       base = argv[++i];
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc)
-      model = argv[++i];
+    else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
+      if (n_models == 16) return qg_cli_usage_error("kld", "at most 16 --model");
+      model = models[n_models++] = argv[++i];
+    }
     else if (!strcmp(argv[i], "--dump-token-kld") && i + 1 < argc)
       dump = argv[++i];
     else
@@ -183,6 +369,10 @@ int qg_cmd_kld(int argc, char **argv) {
   }
   if (!base || !model || !c.val || !c.tokenizer)
     return qg_cli_usage_error("kld", "--base, --model, --val and --tokenizer are required");
+  if (n_models > 1) {
+    if (dump) return qg_cli_usage_error("kld", "--dump-token-kld takes one --model");
+    return kld_many(base, models, n_models, &c);
+  }
   const qg_ops *ops;
   qg_status s = qg_ops_by_name(c.device, &ops);
   if (s) return qg_cli_report("kld", s);

@@ -96,12 +96,13 @@ int qg_cli_wants_help(int argc, char **argv) {
 }
 
 /* Options given twice would silently keep the last value: each may appear once, except
- * the ones documented as repeatable (--input of prepare and tokenizer train). Returns the
+ * the ones documented as repeatable (--input of prepare and tokenizer train, --model of kld). Returns the
  * first repeated option, or NULL. Values never start with "--", so only options count. */
 static const char *repeated_option(int argc, char **argv) {
+  int kld = argc > 0 && !strcmp(argv[0], "kld"); /* kld compares several --model */
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (strncmp(a, "--", 2) != 0 || !a[2] || !strcmp(a, "--input")) continue;
+    if (strncmp(a, "--", 2) != 0 || !a[2] || !strcmp(a, "--input") || (kld && !strcmp(a, "--model"))) continue;
     size_t n = strcspn(a, "=");
     for (int j = 1; j < i; j++)
       if (strcspn(argv[j], "=") == n && !strncmp(argv[j], a, n)) return a;

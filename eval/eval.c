@@ -56,12 +56,14 @@ void qg_eval_plan_free(qg_eval_plan *p) {
   memset(p, 0, sizeof *p);
 }
 
-qg_status qg_eval_run(qg_gpt *a, qg_gpt *b, const qg_shards *val, const qg_spm_luts *luts, const qg_eval_opts *o,
-                      qg_eval_sink sink, void *ctx, qg_eval_totals *out) {
-  memset(out, 0, sizeof *out);
-  if (b && (b->ops != a->ops || b->cfg.vocab != a->cfg.vocab))
-    return qg_fail(QG_ERR_INPUT, "the two models differ in %s (vocab %d vs %d)", b->ops != a->ops ? "backend" : "vocabulary",
-                   a->cfg.vocab, b->cfg.vocab);
+qg_status qg_eval_run_many(qg_gpt *a, qg_gpt *const *bs, int nb, const qg_shards *val, const qg_spm_luts *luts,
+                           const qg_eval_opts *o, qg_eval_sink_many sink, void *ctx, qg_eval_totals *out) {
+  int nstat = nb > 0 ? nb : 1; /* without models to compare, one pass of a's own statistics */
+  memset(out, 0, sizeof *out * (size_t)nstat);
+  for (int k = 0; k < nb; k++)
+    if (bs[k]->ops != a->ops || bs[k]->cfg.vocab != a->cfg.vocab)
+      return qg_fail(QG_ERR_INPUT, "the two models differ in %s (vocab %d vs %d)",
+                     bs[k]->ops != a->ops ? "backend" : "vocabulary", a->cfg.vocab, bs[k]->cfg.vocab);
   if (luts->size < a->cfg.vocab)
     return qg_fail(QG_ERR_INPUT, "tokenizer has %d pieces but the model's vocabulary is %d", luts->size, a->cfg.vocab);
   qg_eval_plan plan;
@@ -80,11 +82,11 @@ qg_status qg_eval_run(qg_gpt *a, qg_gpt *b, const qg_shards *val, const qg_spm_l
   }
   int32_t *tg = in + B * T;
   qg_progress pr;
-  qg_progress_start(&pr, b ? "kld" : "eval", "tokens", plan.n_scored);
+  qg_progress_start(&pr, nb ? "kld" : "eval", "tokens", plan.n_scored);
   double t0 = qg_now();
   for (int64_t w0 = 0; w0 < plan.n; w0 += B) {
-    int64_t nb = plan.n - w0 < B ? plan.n - w0 : B;
-    for (int64_t i = 0; i < nb; i++) {
+    int64_t nw = plan.n - w0 < B ? plan.n - w0 : B;
+    for (int64_t i = 0; i < nw; i++) {
       if ((s = qg_shards_read(val, plan.w[w0 + i].start, T + 1, raw))) goto done;
       for (int t = 0; t <= T; t++) {
         if (raw[t] >= a->cfg.vocab) {
@@ -99,27 +101,31 @@ qg_status qg_eval_run(qg_gpt *a, qg_gpt *b, const qg_shards *val, const qg_spm_l
         tg[i * T + t] = raw[t + 1];
       }
     }
-    if ((s = qg_gpt_forward(a, in, nb, T))) goto done;
-    if (b && (s = qg_gpt_forward(b, in, nb, T))) goto done;
-    if ((s = a->ops->upload(a->ops, a->targets, tg, sizeof *tg * (size_t)(nb * T)))) goto done;
-    if ((s = a->ops->token_stats(a->ops, a->logits, b ? b->logits : NULL, a->targets, nb * T, a->cfg.vocab,
-                                 a->cfg.softcap, st)))
-      goto done;
-    for (int64_t i = 0; i < nb; i++)
-      for (int t = plan.w[w0 + i].score_from; t < T; t++) {
-        const qg_token_stat *x = &st[i * T + t];
-        int32_t prev = seqs[i * (T + 1) + t], tgt = seqs[i * (T + 1) + t + 1];
-        int bytes = qg_spm_token_bytes(luts, prev, tgt);
-        out->nll_a += x->nll_a;
-        out->nll_b += x->nll_b;
-        out->tokens++;
-        out->bytes += bytes;
-        if (sink) sink(ctx, x, prev, tgt, bytes);
-      }
-    qg_progress_update(&pr, out->tokens);
+    /* the base once per batch; each compared model against its logits in turn */
+    if ((s = qg_gpt_forward(a, in, nw, T))) goto done;
+    if ((s = a->ops->upload(a->ops, a->targets, tg, sizeof *tg * (size_t)(nw * T)))) goto done;
+    for (int k = 0; k < nstat; k++) {
+      qg_gpt *b = nb ? bs[k] : NULL;
+      if (b && (s = qg_gpt_forward(b, in, nw, T))) goto done;
+      if ((s = a->ops->token_stats(a->ops, a->logits, b ? b->logits : NULL, a->targets, nw * T, a->cfg.vocab,
+                                   a->cfg.softcap, st)))
+        goto done;
+      for (int64_t i = 0; i < nw; i++)
+        for (int t = plan.w[w0 + i].score_from; t < T; t++) {
+          const qg_token_stat *x = &st[i * T + t];
+          int32_t prev = seqs[i * (T + 1) + t], tgt = seqs[i * (T + 1) + t + 1];
+          int bytes = qg_spm_token_bytes(luts, prev, tgt);
+          out[k].nll_a += x->nll_a;
+          out[k].nll_b += x->nll_b;
+          out[k].tokens++;
+          out[k].bytes += bytes;
+          if (sink) sink(ctx, k, x, prev, tgt, bytes);
+        }
+    }
+    qg_progress_update(&pr, out[0].tokens);
   }
-  qg_progress_finish(&pr, out->tokens);
-  out->seconds = qg_now() - t0;
+  qg_progress_finish(&pr, out[0].tokens);
+  for (int k = 0; k < nstat; k++) out[k].seconds = qg_now() - t0;
 done:
   free(seqs);
   free(raw);
@@ -127,4 +133,21 @@ done:
   free(in);
   qg_eval_plan_free(&plan);
   return s;
+}
+
+typedef struct {
+  qg_eval_sink sink;
+  void *ctx;
+} one_sink;
+
+static void forward_one(void *ctx, int model, const qg_token_stat *st, int32_t prev, int32_t tgt, int bytes) {
+  (void)model;
+  one_sink *o = ctx;
+  if (o->sink) o->sink(o->ctx, st, prev, tgt, bytes);
+}
+
+qg_status qg_eval_run(qg_gpt *a, qg_gpt *b, const qg_shards *val, const qg_spm_luts *luts, const qg_eval_opts *o,
+                      qg_eval_sink sink, void *ctx, qg_eval_totals *out) {
+  one_sink os = {sink, ctx};
+  return qg_eval_run_many(a, b ? &b : NULL, b ? 1 : 0, val, luts, o, forward_one, &os, out);
 }

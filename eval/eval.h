@@ -56,6 +56,14 @@ typedef struct {
 qg_status qg_eval_run(qg_gpt *a, qg_gpt *b, const qg_shards *val, const qg_spm_luts *luts, const qg_eval_opts *o,
                       qg_eval_sink sink, void *ctx, qg_eval_totals *out);
 
+/* The same with several models against one base: a's forward pass runs once per batch
+ * and each of bs[0..nb) is scored against it in turn; the sink gets the model's index;
+ * out has nb entries (one when nb = 0: a alone, as qg_eval_run with b = NULL). */
+typedef void (*qg_eval_sink_many)(void *ctx, int model, const qg_token_stat *st, int32_t prev, int32_t tgt,
+                                  int bytes);
+qg_status qg_eval_run_many(qg_gpt *a, qg_gpt *const *bs, int nb, const qg_shards *val, const qg_spm_luts *luts,
+                           const qg_eval_opts *o, qg_eval_sink_many sink, void *ctx, qg_eval_totals *out);
+
 static inline double qg_bpb(double nll_nats, int64_t bytes) {
   return bytes > 0 ? nll_nats / 0.69314718055994530942 / (double)bytes : 0.0;
 }
