@@ -128,10 +128,14 @@ qg_status qg_gpt_config_from_state(const qg_state *s, const qg_gpt_options *opt,
   c->n_enc = c->n_layers / 2;
   c->n_dec = c->n_layers - c->n_enc;
   c->n_skip = c->n_enc < c->n_dec ? c->n_enc : c->n_dec;
-  if ((st = need(&l, "skip_weights", &t))) goto done;
-  if (t->ndim != 2 || t->shape[0] != c->n_skip || t->shape[1] != d) {
-    st = check_shape(t, 2, c->n_skip, d);
-    goto done;
+  /* a single-layer model has no skips: the contest stores skip_weights as [0, d], and a
+   * checkpoint without the tensor (quantgolf's trainer writes none) is the same model */
+  if (c->n_skip > 0 || qg_state_find_c(s, "skip_weights")) {
+    if ((st = need(&l, "skip_weights", &t))) goto done;
+    if (t->ndim != 2 || t->shape[0] != c->n_skip || t->shape[1] != d) {
+      st = check_shape(t, 2, c->n_skip, d);
+      goto done;
+    }
   }
   /* anything left over is not part of this model */
   {
@@ -203,7 +207,8 @@ qg_status qg_gpt_init(qg_gpt *m, const qg_state *s, const qg_gpt_options *opt, c
   m->blocks = calloc((size_t)c->n_blocks, sizeof *m->blocks);
   if (!m->blocks) return qg_fail(QG_ERR_NOMEM, "out of memory");
   qg_status st;
-  if ((st = upload(m, s, "tok_emb.weight", &m->tok_emb)) || (st = upload(m, s, "skip_weights", &m->skip_weights))) goto fail;
+  if ((st = upload(m, s, "tok_emb.weight", &m->tok_emb))) goto fail;
+  if (c->n_skip > 0 && (st = upload(m, s, "skip_weights", &m->skip_weights))) goto fail;
   if (!c->tied && (st = upload(m, s, "lm_head.weight", &m->lm_head))) goto fail;
   if (c->recurrent &&
       ((st = upload(m, s, "repeat_scales", &m->repeat_scales)) || (st = upload(m, s, "repeat_shifts", &m->repeat_shifts))))

@@ -298,11 +298,12 @@ static void test_trained_arms(void **st) {
   char *dir = qg_test_tmpdir();
   char out[4096], body[4096];
   snprintf(out, sizeof out, "%s/reports", dir);
-  /* plain and QAT trained at the same steps; KLD to the plain float model */
+  /* plain and QAT trained at the same steps; KLD to the plain float model (one layer: a
+   * model without skips, which the trainer writes without skip_weights) */
   snprintf(body, sizeof body,
            "id: trained\nhypothesis: \"STE QAT int4 beats post-training int4\"\ntokenizer: VOCAB\n"
            "data: {val: 'VAL', seq_len: 32, max_tokens: 1024}\nreference: plain\nbaseline: ptq\n"
-           "train: {train: 'VAL', layers: 2, dim: 32, heads: 2, kv-heads: 1, seq-len: 32, batch-tokens: 256,\n"
+           "train: {train: 'VAL', layers: 1, dim: 32, heads: 2, kv-heads: 1, seq-len: 32, batch-tokens: 256,\n"
            "        grad-accum: 1, iterations: 3, warmup-steps: 0, warmdown: 1}\n"
            "arms:\n  plain: {spec: none, train: {}}\n  ptq: {spec: '*: rowwise bits=4', train: {}}\n"
            "  qat: {spec: '*: rowwise bits=4', train: {qat: '*: rowwise bits=4'}}\nseeds: [7]\n");
