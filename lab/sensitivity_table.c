@@ -44,6 +44,13 @@ static qg_status need_int(const rd *r, const qg_jnode *obj, const char *key, int
   return QG_OK;
 }
 
+static qg_status no_dups(const rd *r, const qg_jnode *obj) {
+  const qg_jnode *dup;
+  QG_TRY(qg_jobj_duplicate(obj, &dup));
+  if (dup) return qg_fail(QG_ERR_INPUT, "%s: offset %zu: duplicate key '%s'", r->name, dup->key_offset, dup->key);
+  return QG_OK;
+}
+
 static double num_of(const rd *r, const qg_jnode *v) { return v->is_int ? (double)v->i : strtod(r->text + v->offset, NULL); }
 
 static qg_status need_num(const rd *r, const qg_jnode *obj, const char *key, double *out) {
@@ -88,15 +95,15 @@ static int find_cand(const qg_sens_table *t, const char *s) {
 
 static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t) {
   if (root->type != QG_JOBJ) return qg_fail(QG_ERR_INPUT, "%s: a sensitivity table is a JSON object", r->name);
-  const qg_jnode *dup, *v, *m;
-  QG_TRY(qg_jobj_duplicate(root, &dup));
-  if (dup) return qg_fail(QG_ERR_INPUT, "%s: offset %zu: duplicate key '%s'", r->name, dup->key_offset, dup->key);
+  const qg_jnode *v, *m;
+  QG_TRY(no_dups(r, root));
   int64_t ver;
   QG_TRY(need_int(r, root, "schema_version", 0, &ver));
   if (ver != 1) return bad(r, qg_jobj_get(root, "schema_version"), "schema_version", "must be 1 (the version this build reads)");
   QG_TRY(need(r, root, "command", QG_JSTR, &v));
   if (strcmp(v->s, "sensitivity")) return bad(r, v, "command", "must be \"sensitivity\"");
   QG_TRY(need(r, root, "model", QG_JOBJ, &m));
+  QG_TRY(no_dups(r, m));
   QG_TRY(need_str(r, m, "path", &t->model_path));
   QG_TRY(need(r, m, "sha256", QG_JSTR, &v));
   if (v->len != 64 || strspn(v->s, "0123456789abcdef") != 64) return bad(r, v, "model.sha256", "must be 64 lowercase hex digits");
@@ -121,6 +128,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
   if (!t->groups || !t->cands || !t->cells) return qg_fail(QG_ERR_NOMEM, "out of memory");
   for (const qg_jnode *g = ga->child; g; g = g->next) {
     if (g->type != QG_JOBJ) return bad(r, g, "groups[]", "must be an object {name, tensors}");
+    QG_TRY(no_dups(r, g));
     qg_sens_group *G = &t->groups[t->n_groups];
     char *name;
     QG_TRY(need_str(r, g, "name", &name));
@@ -147,6 +155,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
   }
   for (const qg_jnode *c = cl->child; c; c = c->next) {
     if (c->type != QG_JOBJ) return bad(r, c, "cells[]", "must be an object");
+    QG_TRY(no_dups(r, c));
     qg_sens_cell *C = &t->cells[t->n_cells];
     const qg_jnode *gn, *cn, *ci, *roi;
     QG_TRY(need(r, c, "group", QG_JSTR, &gn));
