@@ -13,6 +13,7 @@
 #include "core/file.h"
 #include "core/sha256.h"
 #include "core/util.h"
+#include "lab/hypothesis.h"
 #include "lab/sensitivity_table.h"
 #include "quant/spec.h"
 #include "tests/testlib.h"
@@ -244,8 +245,49 @@ static void test_cli(void **s) {
   qg_test_rmdir(dir);
 }
 
+/* A hypothesis arm `allocate:` becomes the solver's spec when the file is read. */
+static void test_runner_arm(void **s) {
+  (void)s;
+  const char *model;
+  QG_REQUIRE_CONTEST_FILE(model, "tiny3L128d_nolanvild_3c063e5.pt");
+  char mpath[4200];
+  snprintf(mpath, sizeof mpath, "%s", model);
+  char *dir = qg_test_tmpdir();
+  char sha[65];
+  assert_int_equal(qg_sha256_file(mpath, sha), QG_OK);
+  char *text = table_text(sha, "");
+  assert_int_equal(qg_write_file_atomic(qg_test_path(dir, "sens.json"), text, strlen(text)), QG_OK);
+  free(text);
+  assert_int_equal(qg_write_file_atomic(qg_test_path(dir, "tok.model"), "x", 1), QG_OK);
+  assert_int_equal(qg_write_file_atomic(qg_test_path(dir, "val.bin"), "x", 1), QG_OK);
+  const char *fmt = "hypothesis: h\nmodel: %s\ntokenizer: tok.model\ndata: {val: val.bin}\nbaseline: a\n"
+                    "arms:\n  a: {spec: 'blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8'}\n"
+                    "  s: {allocate: {budget: %s, candidates: 'rowwise bits=8', groups: roles%s}}\n";
+  char yaml[8192], hpath[4200];
+  snprintf(hpath, sizeof hpath, "%s", qg_test_path(dir, "h.yaml"));
+  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", ", sensitivity: sens.json");
+  qg_lab_hypothesis h;
+  assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_OK);
+  const qg_lab_arm *a = &h.arms[qg_lab_arm_index(&h, "s")];
+  assert_true(a->allocates);
+  assert_string_equal(a->spec, "blocks.0.mlp.fc.weight: rowwise bits=8; blocks.1.mlp.fc.weight: rowwise bits=8; "
+                               "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
+  assert_int_equal(a->alloc_predicted_bytes, 1200);
+  assert_true(a->alloc_predicted_kld == 0.01 - 0.005);
+  qg_lab_hypothesis_free(&h);
+  /* too small a budget, no table: one line naming the file and the arm, before any work */
+  snprintf(yaml, sizeof yaml, fmt, mpath, "10", ", sensitivity: sens.json");
+  assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
+  if (!strstr(qg_last_error(), "arms.s.allocate")) fail_msg("%s", qg_last_error());
+  assert_non_null(strstr(qg_last_error(), "smallest achievable total"));
+  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", "");
+  assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "needs sensitivity"));
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_parse_and_solve), cmocka_unit_test(test_malformed),
-                                     cmocka_unit_test(test_expand), cmocka_unit_test(test_cli)};
+                                     cmocka_unit_test(test_expand), cmocka_unit_test(test_cli), cmocka_unit_test(test_runner_arm)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
