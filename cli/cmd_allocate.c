@@ -18,8 +18,9 @@ void qg_cmd_allocate_help(void) {
          "Chooses one candidate per group of the sensitivity table (or the group's base spec) to\n"
          "minimise the predicted metric (base + the sum of measured per-group deltas) with the\n"
          "artifact's bytes (fixed bytes + per-group bytes + --code-bytes) within the budget: an\n"
-         "exact multiple-choice knapsack, DP over bytes at --granularity (default 1024; the\n"
-         "rounding's worst case, groups x (granularity - 1) bytes, is printed; 1 is exact). Prints\n"
+         "exact multiple-choice knapsack, DP over bytes at --granularity (default: 1 byte, exact,\n"
+         "while the table stays within 2^24 cells, else the finest power of two that does; the\n"
+         "rounding's worst case, groups x (granularity - 1) bytes, is printed). Prints\n"
          "the choice, the prediction and the Pareto frontier; --out writes the allocation as a\n"
          "spec YAML for quantize --spec-file. --verify quantizes it, measures the artifact's real\n"
          "bytes and its KLD to the float model, and prints predicted vs measured.\n");

@@ -25,6 +25,23 @@ void qg_alloc_solution_free(qg_alloc_solution *s) {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+int64_t qg_alloc_auto_granularity(const qg_alloc_problem *p, int64_t budget, int64_t max_cells) {
+  int64_t base = p->fixed_bytes, span = 0;
+  for (int g = 0; g < p->n_groups; g++) {
+    int64_t mn = INT64_MAX, mx = 0;
+    for (int j = 0; j < p->n_opts[g]; j++) {
+      if (p->opts[g][j].bytes < mn) mn = p->opts[g][j].bytes;
+      if (p->opts[g][j].bytes > mx) mx = p->opts[g][j].bytes;
+    }
+    base += mn, span += mx - mn;
+  }
+  int64_t cap = budget - base < span ? budget - base : span;
+  if (cap < 0) cap = 0;
+  int64_t n = p->n_groups ? p->n_groups : 1;
+  for (int64_t g = 1;; g *= 2)
+    if (n * (cap / g + 1) <= max_cells) return g;
+}
+
 qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t gran, int64_t max_cells,
                          qg_alloc_solution *out) {
   memset(out, 0, sizeof *out);

@@ -49,6 +49,8 @@ typedef struct {
 qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int64_t max_cells,
                          qg_alloc_solution *out);
 void qg_alloc_solution_free(qg_alloc_solution *s);
+/* The finest granularity whose DP table stays within max_cells (1: exact, when it fits). */
+int64_t qg_alloc_auto_granularity(const qg_alloc_problem *p, int64_t budget, int64_t max_cells);
 /* The objective and exact bytes of a choice vector, summed in group order. */
 void qg_alloc_eval(const qg_alloc_problem *p, const int *choice, double *delta, int64_t *bytes);
 

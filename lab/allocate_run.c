@@ -122,7 +122,9 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   if (!s) s = qg_sens_problem_make(&r->t, objective, (const char *const *)only, n_only, o->code_bytes, &r->sp);
   for (int k = 0; k < n_only; k++) free(only[k]);
   free(only);
-  if (!s) s = qg_alloc_solve(&r->sp.p, o->budget, o->granularity ? o->granularity : 1024, 0, &r->sol);
+  /* exact (1 byte) whenever the table stays within 2^24 cells, else the finest power of two that does */
+  int64_t gran = o->granularity ? o->granularity : s ? 1 : qg_alloc_auto_granularity(&r->sp.p, o->budget, (int64_t)1 << 24);
+  if (!s) s = qg_alloc_solve(&r->sp.p, o->budget, gran, 0, &r->sol);
   if (!s) s = qg_sens_alloc_spec(&r->t, &r->sp, r->sol.best.choice, &st, 0, NULL, &r->spec_inline,
                                  &r->contest_passthrough);
   if (!s) r->base_metric = strcmp(objective, "nll") ? r->t.base_kld : r->t.base_nll;

@@ -15,7 +15,8 @@
 
 typedef struct {
   const char *model, *sensitivity;
-  int64_t budget, code_bytes, granularity; /* granularity 0: 1024 bytes */
+  int64_t budget, code_bytes, granularity; /* granularity 0: 1 byte (exact) while the DP
+                                            * table stays within 2^24 cells, else coarser */
   const char *objective;                   /* kld (default) | nll */
   const char *candidates;                  /* restrict to these (expanded list), or NULL */
   const char *out;                         /* spec YAML path, or NULL */

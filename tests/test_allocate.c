@@ -141,6 +141,24 @@ static void test_known(void **st) {
   qg_alloc_solution_free(&s);
 }
 
+static void test_auto_granularity(void **st) {
+  (void)st;
+  qg_alloc_option a[] = {{1000, 0.0}, {1000000, -1.0}}, b[] = {{0, 0.0}, {3000000, -1.0}};
+  qg_alloc_option *ops[] = {a, b};
+  int no[] = {2, 2};
+  qg_alloc_problem p = {2, no, ops, 0};
+  /* capacity is min(budget - 1000, span 3,999,000): 2 x 4,000,000 cells need g = 1 at 2^23 */
+  assert_int_equal(qg_alloc_auto_granularity(&p, 10000000, (int64_t)1 << 23), 1);
+  int64_t g = qg_alloc_auto_granularity(&p, 10000000, 100000);
+  /* the finest power of two within the cap: half of it would not fit */
+  assert_true(2 * (3999000 / g + 1) <= 100000);
+  assert_true(2 * (3999000 / (g / 2) + 1) > 100000);
+  qg_alloc_solution s;
+  assert_int_equal(qg_alloc_solve(&p, 10000000, g, 100000, &s), QG_OK);
+  assert_true(s.best.delta == -2.0);
+  qg_alloc_solution_free(&s);
+}
+
 static void test_errors(void **st) {
   (void)st;
   qg_alloc_option a[] = {{60, 0.0}, {40, 0.5}};
@@ -160,6 +178,7 @@ static void test_errors(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_exact_vs_brute), cmocka_unit_test(test_granularity_bound),
-                                     cmocka_unit_test(test_known), cmocka_unit_test(test_errors)};
+                                     cmocka_unit_test(test_known), cmocka_unit_test(test_auto_granularity),
+                                     cmocka_unit_test(test_errors)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
