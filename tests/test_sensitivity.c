@@ -190,8 +190,20 @@ static void test_errors(void **st) {
   char *dir = qg_test_tmpdir();
   static char out[1 << 16], err[1 << 14];
   char pre[8192], args[16384];
-  snprintf(pre, sizeof pre, "sensitivity --model '%s' --val '%s' --tokenizer '%s' --seq-len 64 --out '%s/o'",
-           qg_test_data_file("train_ref/init.safetensors"), qg_test_data_file("train_ref/train.bin"), vocab, dir);
+  char model[2048], val[2048]; /* qg_test_data_file returns one static buffer */
+  snprintf(model, sizeof model, "%s", qg_test_data_file("train_ref/init.safetensors"));
+  snprintf(val, sizeof val, "%s", qg_test_data_file("train_ref/train.bin"));
+  snprintf(pre, sizeof pre, "sensitivity --model '%s' --val '%s' --tokenizer '%s' --seq-len 64 --out '%s/o'", model,
+           val, vocab, dir);
+  /* the same line with good arguments works, so each failure below is its own argument's */
+  snprintf(args, sizeof args, "%s --base '*: rowwise bits=8' --candidates 'rowwise bits=4' --max-tokens 129", pre);
+  int ok = qg_test_run_cli(args, out, sizeof out, err, sizeof err);
+  if (ok) fail_msg("good arguments: exit %d: %s", ok, err);
+  assert_non_null(strstr(out, "ROI"));
+  qg_test_rmdir(dir);
+  dir = qg_test_tmpdir();
+  snprintf(pre, sizeof pre, "sensitivity --model '%s' --val '%s' --tokenizer '%s' --seq-len 64 --out '%s/o'", model,
+           val, vocab, dir);
   const char *bad[] = {
       "--base '*: rowwise bits=8' --candidates 'rowwise bits=99'",
       "--base '*: rowwise bits=8' --candidates 'rowwise bits=4' --groups 'blocks.*.nothing.*'",
