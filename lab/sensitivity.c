@@ -366,7 +366,6 @@ static qg_status check_inputs(sens_run *R) {
   qg_sens_result *r = R->r;
   if (!o->model || !o->val || !o->tokenizer || !o->base)
     return qg_fail(QG_ERR_INPUT, "sensitivity: --model, --val, --tokenizer and --base are required");
-  if (o->comp == QG_COMP_NONE && o->comp != 0) return qg_fail(QG_ERR_INPUT, "sensitivity: a compressor is required");
   QG_TRY(qg_ops_by_name(o->device ? o->device : "cpu", &R->ops));
   qg_status s = qg_spec_parse_inline(o->base, &R->base);
   if (s) return qg_fail_prefix(s, "--base");

@@ -39,7 +39,7 @@ typedef struct {
   const char *device;     /* cpu (NULL), cuda, auto */
   float mlp_power;
   int allow_tokenizer_mismatch;
-  qg_compressor comp;     /* brotli when 0 (QG_COMP_NONE is refused) */
+  qg_compressor comp;     /* 0 (QG_COMP_NONE) means brotli: costs are always compressed bytes */
   int chunk;              /* cell models evaluated per float pass (8 when 0) */
   qg_sens_progress progress;
   void *progress_ctx;
