@@ -16,12 +16,13 @@
 #include "io/shards.h"
 #include "io/spm.h"
 #include "kernels/ops.h"
+#include "lab/sensitivity.h"
 #include "quant/artifact.h"
 #include "quant/job.h"
 
 void qg_allocate_result_free(qg_allocate_result *r) {
-  qg_sens_table_free(&r->t);
-  qg_sens_problem_free(&r->sp);
+  qg_alloc_table_free(&r->t);
+  qg_alloc_tproblem_free(&r->sp);
   qg_alloc_solution_free(&r->sol);
   free(r->spec_inline), free(r->spec_yaml);
   memset(r, 0, sizeof *r);
@@ -108,7 +109,7 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   if (o->verify && (!o->val || !o->tokenizer))
     return qg_fail(QG_ERR_INPUT, "--verify needs --val and --tokenizer (the KLD is measured on them)");
   if (o->code_bytes < 0) return qg_fail(QG_ERR_INPUT, "--code-bytes must be >= 0");
-  QG_TRY(qg_sens_table_load(o->sensitivity, &r->t));
+  QG_TRY(qg_alloc_table_load(o->sensitivity, &r->t));
   char **only = NULL;
   int n_only = 0;
   qg_status s = QG_OK;
@@ -118,14 +119,14 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   char sha[65];
   if (!s) s = qg_sha256_file(o->model, sha);
   if (!s) s = qg_checkpoint_load(o->model, &st, NULL);
-  if (!s) s = qg_sens_table_check(&r->t, &st, sha);
-  if (!s) s = qg_sens_problem_make(&r->t, objective, (const char *const *)only, n_only, o->code_bytes, &r->sp);
+  if (!s) s = qg_alloc_table_check(&r->t, &st, sha);
+  if (!s) s = qg_alloc_tproblem_make(&r->t, objective, (const char *const *)only, n_only, o->code_bytes, &r->sp);
   for (int k = 0; k < n_only; k++) free(only[k]);
   free(only);
   /* exact (1 byte) whenever the table stays within 2^24 cells, else the finest power of two that does */
   int64_t gran = o->granularity ? o->granularity : s ? 1 : qg_alloc_auto_granularity(&r->sp.p, o->budget, (int64_t)1 << 24);
   if (!s) s = qg_alloc_solve(&r->sp.p, o->budget, gran, 0, &r->sol);
-  if (!s) s = qg_sens_alloc_spec(&r->t, &r->sp, r->sol.best.choice, &st, 0, NULL, &r->spec_inline,
+  if (!s) s = qg_alloc_table_spec(&r->t, &r->sp, r->sol.best.choice, &st, 0, NULL, &r->spec_inline,
                                  &r->contest_passthrough);
   if (!s) r->base_metric = strcmp(objective, "nll") ? r->t.base_kld : r->t.base_nll;
   if (!s) {
@@ -133,7 +134,7 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
     snprintf(hdr, sizeof hdr, "chosen by quantgolf allocate: budget %lld bytes, objective %s, predicted %s %.6g, "
              "predicted bytes %lld\ntable %s (model sha256 %s)", (long long)o->budget, objective, objective,
              r->base_metric + r->sol.best.delta, (long long)r->sol.best.bytes, o->sensitivity, r->t.model_sha);
-    s = qg_sens_alloc_spec(&r->t, &r->sp, r->sol.best.choice, &st, 1, hdr, &r->spec_yaml, NULL);
+    s = qg_alloc_table_spec(&r->t, &r->sp, r->sol.best.choice, &st, 1, hdr, &r->spec_yaml, NULL);
   }
   qg_state_free(&st);
   if (!s) r->predicted = r->base_metric + r->sol.best.delta;

@@ -11,7 +11,7 @@
 
 #include "core/json.h"
 #include "lab/allocate.h"
-#include "lab/sensitivity_table.h"
+#include "lab/alloc_table.h"
 
 typedef struct {
   const char *model, *sensitivity;
@@ -28,8 +28,8 @@ typedef struct {
 } qg_allocate_opts;
 
 typedef struct {
-  qg_sens_table t;
-  qg_sens_problem sp;
+  qg_alloc_table t;
+  qg_alloc_tproblem sp;
   qg_alloc_solution sol;
   char *spec_inline, *spec_yaml;
   int contest_passthrough;

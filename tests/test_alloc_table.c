@@ -14,7 +14,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "lab/hypothesis.h"
-#include "lab/sensitivity_table.h"
+#include "lab/alloc_table.h"
 #include "quant/spec.h"
 #include "tests/testlib.h"
 
@@ -57,8 +57,8 @@ static void model_state(qg_state *st) {
 static void test_parse_and_solve(void **s) {
   (void)s;
   char *text = table_text(SHA, "");
-  qg_sens_table t;
-  assert_int_equal(qg_sens_table_parse(text, strlen(text), "t.json", &t), QG_OK);
+  qg_alloc_table t;
+  assert_int_equal(qg_alloc_table_parse(text, strlen(text), "t.json", &t), QG_OK);
   free(text);
   assert_int_equal(t.n_groups, 2);
   assert_int_equal(t.n_cands, 2);
@@ -67,11 +67,11 @@ static void test_parse_and_solve(void **s) {
   assert_int_equal(t.groups[0].base_bytes, 500);
   qg_state st;
   model_state(&st);
-  assert_int_equal(qg_sens_table_check(&t, &st, SHA), QG_OK);
-  assert_int_equal(qg_sens_table_check(&t, &st, "00"), QG_ERR_INPUT);
+  assert_int_equal(qg_alloc_table_check(&t, &st, SHA), QG_OK);
+  assert_int_equal(qg_alloc_table_check(&t, &st, "00"), QG_ERR_INPUT);
   assert_non_null(strstr(qg_last_error(), "not this model"));
-  qg_sens_problem sp;
-  assert_int_equal(qg_sens_problem_make(&t, "kld", NULL, 0, 50, &sp), QG_OK);
+  qg_alloc_tproblem sp;
+  assert_int_equal(qg_alloc_tproblem_make(&t, "kld", NULL, 0, 50, &sp), QG_OK);
   /* group 0: base + two cells; group 1: base + one */
   assert_int_equal(sp.p.n_opts[0], 3);
   assert_int_equal(sp.p.n_opts[1], 2);
@@ -91,8 +91,8 @@ static void test_parse_and_solve(void **s) {
   assert_int_equal(sol.best.bytes, 1250);
   char *yaml, *inl;
   int cp;
-  assert_int_equal(qg_sens_alloc_spec(&t, &sp, sol.best.choice, &st, 1, "head\nline two", &yaml, &cp), QG_OK);
-  assert_int_equal(qg_sens_alloc_spec(&t, &sp, sol.best.choice, &st, 0, NULL, &inl, &cp), QG_OK);
+  assert_int_equal(qg_alloc_table_spec(&t, &sp, sol.best.choice, &st, 1, "head\nline two", &yaml, &cp), QG_OK);
+  assert_int_equal(qg_alloc_table_spec(&t, &sp, sol.best.choice, &st, 0, NULL, &inl, &cp), QG_OK);
   assert_string_equal(inl, "blocks.0.mlp.fc.weight: rowwise bits=8; blocks.1.mlp.fc.weight: rowwise bits=8; "
                            "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
   /* the YAML is a spec that plans every tensor as chosen */
@@ -115,7 +115,7 @@ static void test_parse_and_solve(void **s) {
    * match nothing), and the spec still plans */
   assert_int_equal(qg_alloc_solve(&sp.p, 150 + 300 + 200, 1, 0, &sol), QG_OK);
   assert_int_equal(sol.best.choice[1], 1);
-  assert_int_equal(qg_sens_alloc_spec(&t, &sp, sol.best.choice, &st, 0, NULL, &inl, &cp), QG_OK);
+  assert_int_equal(qg_alloc_table_spec(&t, &sp, sol.best.choice, &st, 0, NULL, &inl, &cp), QG_OK);
   assert_null(strstr(inl, "tok_emb.weight: rowwise bits=8"));
   assert_int_equal(qg_spec_parse_inline(inl, &spec), QG_OK);
   assert_int_equal(qg_spec_plan_make(&spec, &st, &pl), QG_OK);
@@ -124,24 +124,24 @@ static void test_parse_and_solve(void **s) {
   free(inl);
   qg_alloc_solution_free(&sol);
   /* a restriction to one candidate; an unmeasured one is an error */
-  qg_sens_problem_free(&sp);
+  qg_alloc_tproblem_free(&sp);
   const char *only[] = {"rowwise bits=8"};
-  assert_int_equal(qg_sens_problem_make(&t, "nll", only, 1, 0, &sp), QG_OK);
+  assert_int_equal(qg_alloc_tproblem_make(&t, "nll", only, 1, 0, &sp), QG_OK);
   assert_int_equal(sp.p.n_opts[0], 2);
   assert_true(sp.p.opts[0][1].delta == -0.001);
-  qg_sens_problem_free(&sp);
+  qg_alloc_tproblem_free(&sp);
   const char *bad[] = {"gptq bits=3"};
-  assert_int_equal(qg_sens_problem_make(&t, "kld", bad, 1, 0, &sp), QG_ERR_INPUT);
-  assert_int_equal(qg_sens_problem_make(&t, "bpb", NULL, 0, 0, &sp), QG_ERR_INPUT);
+  assert_int_equal(qg_alloc_tproblem_make(&t, "kld", bad, 1, 0, &sp), QG_ERR_INPUT);
+  assert_int_equal(qg_alloc_tproblem_make(&t, "bpb", NULL, 0, 0, &sp), QG_ERR_INPUT);
   /* a group whose tensor the model lacks */
   qg_state_free(&st);
   qg_state_init(&st);
   int64_t shape[2] = {64, 32};
   assert_int_equal(qg_state_add(&st, "tok_emb.weight", QG_F32, 2, shape, NULL), QG_OK);
-  assert_int_equal(qg_sens_table_check(&t, &st, NULL), QG_ERR_INPUT);
+  assert_int_equal(qg_alloc_table_check(&t, &st, NULL), QG_ERR_INPUT);
   assert_non_null(strstr(qg_last_error(), "'blocks.0.mlp.fc.weight' is not in the model"));
   qg_state_free(&st);
-  qg_sens_table_free(&t);
+  qg_alloc_table_free(&t);
 }
 
 /* Each malformation: one line naming the key. */
@@ -171,8 +171,8 @@ static void test_malformed(void **s) {
     qg_buf_init(&b);
     qg_buf_append(&b, text, (size_t)(at - text));
     qg_buf_printf(&b, "%s%s", cases[i].to, at + strlen(cases[i].from));
-    qg_sens_table t;
-    qg_status st = qg_sens_table_parse((const char *)b.p, b.n, "t.json", &t);
+    qg_alloc_table t;
+    qg_status st = qg_alloc_table_parse((const char *)b.p, b.n, "t.json", &t);
     if (st != QG_ERR_INPUT || !strstr(qg_last_error(), cases[i].msg))
       fail_msg("case %zu: status %d, message '%s'", i, st, qg_last_error());
     assert_null(strchr(qg_last_error(), '\n'));
@@ -180,22 +180,6 @@ static void test_malformed(void **s) {
     qg_buf_free(&b);
     free(text);
   }
-}
-
-static void test_expand(void **s) {
-  (void)s;
-  char **c;
-  int n;
-  assert_int_equal(qg_sens_expand_candidates("rowwise bits=4|5 group=64|0; fp16", &c, &n), QG_OK);
-  assert_int_equal(n, 5);
-  assert_string_equal(c[0], "rowwise bits=4 group=64");
-  assert_string_equal(c[1], "rowwise bits=4 group=0");
-  assert_string_equal(c[3], "rowwise bits=5 group=0");
-  assert_string_equal(c[4], "fp16");
-  for (int i = 0; i < n; i++) free(c[i]);
-  free(c);
-  assert_int_equal(qg_sens_expand_candidates("rowwise |4", &c, &n), QG_ERR_INPUT);
-  assert_int_equal(qg_sens_expand_candidates(" ; ", &c, &n), QG_ERR_INPUT);
 }
 
 /* The CLI on the contest's float checkpoint: exit 2 with one line before any work, and a
@@ -288,6 +272,6 @@ static void test_runner_arm(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_parse_and_solve), cmocka_unit_test(test_malformed),
-                                     cmocka_unit_test(test_expand), cmocka_unit_test(test_cli), cmocka_unit_test(test_runner_arm)};
+                                     cmocka_unit_test(test_cli), cmocka_unit_test(test_runner_arm)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,8 +8,8 @@
  * names unique, every cell naming a listed group and candidate once, bytes_saved equal
  * to base_bytes - bytes, one base_bytes per group, finite deltas, ci95 lo <= hi. Each
  * error is one line naming the file, the byte offset and the key. */
-#ifndef QG_LAB_SENSITIVITY_TABLE_H
-#define QG_LAB_SENSITIVITY_TABLE_H
+#ifndef QG_LAB_ALLOC_TABLE_H
+#define QG_LAB_ALLOC_TABLE_H
 
 #include <stdint.h>
 
@@ -21,13 +21,13 @@ typedef struct {
   char **tensors;
   int n_tensors;
   int64_t base_bytes;      /* from its cells (-1 when it has none) */
-} qg_sens_group;
+} qg_alloc_tgroup;
 
 typedef struct {
   int group, cand;
   double delta_kld, ci_lo, ci_hi, delta_nll, roi;
   int64_t bytes, base_bytes, bytes_saved;
-} qg_sens_cell;
+} qg_alloc_tcell;
 
 typedef struct {
   char *path;
@@ -36,22 +36,22 @@ typedef struct {
   char *metric, *base;
   double base_kld, base_nll;
   int64_t base_artifact_bytes, fixed_bytes;
-  qg_sens_group *groups;
+  qg_alloc_tgroup *groups;
   int n_groups;
   char **cands;
   int n_cands;
-  qg_sens_cell *cells;
+  qg_alloc_tcell *cells;
   int n_cells;
-} qg_sens_table;
+} qg_alloc_table;
 
-qg_status qg_sens_table_load(const char *path, qg_sens_table *t);
-qg_status qg_sens_table_parse(const char *text, size_t len, const char *name, qg_sens_table *t);
-void qg_sens_table_free(qg_sens_table *t);
+qg_status qg_alloc_table_load(const char *path, qg_alloc_table *t);
+qg_status qg_alloc_table_parse(const char *text, size_t len, const char *name, qg_alloc_table *t);
+void qg_alloc_table_free(qg_alloc_table *t);
 
 /* The table against a model's state (and its file's SHA-256, when not NULL): the same
  * model, every group's tensors present and in no other group, the base spec and every
  * cell's candidate applicable to its group's tensors (planned, not quantized). */
-qg_status qg_sens_table_check(const qg_sens_table *t, const qg_state *st, const char *model_sha);
+qg_status qg_alloc_table_check(const qg_alloc_table *t, const qg_state *st, const char *model_sha);
 
 /* objective: "kld" or "nll". only: when not NULL, a list of n_only candidate texts the
  * allocation may use (each must be in the table). code_bytes are added to fixed bytes.
@@ -60,21 +60,17 @@ qg_status qg_sens_table_check(const qg_sens_table *t, const qg_state *st, const 
 typedef struct {
   qg_alloc_problem p;
   int **opt_cell;          /* per group, per option: the cell index, -1 for the base */
-} qg_sens_problem;
-qg_status qg_sens_problem_make(const qg_sens_table *t, const char *objective, const char *const *only, int n_only,
-                               int64_t code_bytes, qg_sens_problem *out);
-void qg_sens_problem_free(qg_sens_problem *sp);
+} qg_alloc_tproblem;
+qg_status qg_alloc_tproblem_make(const qg_alloc_table *t, const char *objective, const char *const *only, int n_only,
+                               int64_t code_bytes, qg_alloc_tproblem *out);
+void qg_alloc_tproblem_free(qg_alloc_tproblem *sp);
 
 /* The chosen allocation as spec text: per group away from the base, one rule per tensor
  * (its exact name) with the candidate, then the base spec's rules that still assign a
  * tensor. Inline form (rules joined by "; ") or YAML (a `rules:` list, with comment
  * lines from header). *contest_passthrough gets the base spec's flag. */
-qg_status qg_sens_alloc_spec(const qg_sens_table *t, const qg_sens_problem *sp, const int *choice,
+qg_status qg_alloc_table_spec(const qg_alloc_table *t, const qg_alloc_tproblem *sp, const int *choice,
                              const qg_state *st, int yaml, const char *header, char **text, int *contest_passthrough);
 
-/* Expands a candidate list as the sensitivity command takes it: '; '-separated
- * "METHOD k=v|w ..." items, each '|' alternative of one option a separate candidate
- * ("rowwise bits=4|5" -> "rowwise bits=4", "rowwise bits=5"). */
-qg_status qg_sens_expand_candidates(const char *list, char ***out, int *n);
 
 #endif

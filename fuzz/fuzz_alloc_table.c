@@ -3,18 +3,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lab/sensitivity_table.h"
+#include "lab/alloc_table.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  qg_sens_table t;
-  if (qg_sens_table_parse((const char *)data, size, "fuzz.json", &t) != QG_OK) return 0;
-  qg_sens_problem sp;
-  if (qg_sens_problem_make(&t, "kld", NULL, 0, 0, &sp) == QG_OK) {
+  qg_alloc_table t;
+  if (qg_alloc_table_parse((const char *)data, size, "fuzz.json", &t) != QG_OK) return 0;
+  qg_alloc_tproblem sp;
+  if (qg_alloc_tproblem_make(&t, "kld", NULL, 0, 0, &sp) == QG_OK) {
     qg_alloc_solution s;
     /* a capped table keeps each run fast; a refusal is a valid outcome */
     if (qg_alloc_solve(&sp.p, t.base_artifact_bytes, 64, 1 << 20, &s) == QG_OK) qg_alloc_solution_free(&s);
-    qg_sens_problem_free(&sp);
+    qg_alloc_tproblem_free(&sp);
   }
-  qg_sens_table_free(&t);
+  qg_alloc_table_free(&t);
   return 0;
 }

@@ -1,6 +1,6 @@
 /* The sensitivity table: strict reader, model check, knapsack instance, spec writer (see
- * lab/sensitivity_table.h). */
-#include "lab/sensitivity_table.h"
+ * lab/alloc_table.h). */
+#include "lab/alloc_table.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -69,7 +69,7 @@ static qg_status need_str(const rd *r, const qg_jnode *obj, const char *key, cha
   return *out ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory");
 }
 
-void qg_sens_table_free(qg_sens_table *t) {
+void qg_alloc_table_free(qg_alloc_table *t) {
   free(t->path), free(t->model_path), free(t->metric), free(t->base);
   for (int g = 0; g < t->n_groups; g++) {
     free(t->groups[g].name);
@@ -82,18 +82,18 @@ void qg_sens_table_free(qg_sens_table *t) {
   memset(t, 0, sizeof *t);
 }
 
-static int find_group(const qg_sens_table *t, const char *s) {
+static int find_group(const qg_alloc_table *t, const char *s) {
   for (int g = 0; g < t->n_groups; g++)
     if (!strcmp(t->groups[g].name, s)) return g;
   return -1;
 }
-static int find_cand(const qg_sens_table *t, const char *s) {
+static int find_cand(const qg_alloc_table *t, const char *s) {
   for (int c = 0; c < t->n_cands; c++)
     if (!strcmp(t->cands[c], s)) return c;
   return -1;
 }
 
-static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t) {
+static qg_status parse_root(const rd *r, const qg_jnode *root, qg_alloc_table *t) {
   if (root->type != QG_JOBJ) return qg_fail(QG_ERR_INPUT, "%s: a sensitivity table is a JSON object", r->name);
   const qg_jnode *v, *m;
   QG_TRY(no_dups(r, root));
@@ -129,7 +129,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
   for (const qg_jnode *g = ga->child; g; g = g->next) {
     if (g->type != QG_JOBJ) return bad(r, g, "groups[]", "must be an object {name, tensors}");
     QG_TRY(no_dups(r, g));
-    qg_sens_group *G = &t->groups[t->n_groups];
+    qg_alloc_tgroup *G = &t->groups[t->n_groups];
     char *name;
     QG_TRY(need_str(r, g, "name", &name));
     if (find_group(t, name) >= 0) {
@@ -156,7 +156,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
   for (const qg_jnode *c = cl->child; c; c = c->next) {
     if (c->type != QG_JOBJ) return bad(r, c, "cells[]", "must be an object");
     QG_TRY(no_dups(r, c));
-    qg_sens_cell *C = &t->cells[t->n_cells];
+    qg_alloc_tcell *C = &t->cells[t->n_cells];
     const qg_jnode *gn, *cn, *ci, *roi;
     QG_TRY(need(r, c, "group", QG_JSTR, &gn));
     QG_TRY(need(r, c, "candidate", QG_JSTR, &cn));
@@ -182,7 +182,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
     if (!roi) return qg_fail(QG_ERR_INPUT, "%s: offset %zu: missing key 'roi'", r->name, c->offset);
     if (roi->type != QG_JNULL && roi->type != QG_JNUM) return bad(r, roi, "cells[].roi", "must be a number or null");
     C->roi = roi->type == QG_JNUM ? num_of(r, roi) : NAN;
-    qg_sens_group *G = &t->groups[C->group];
+    qg_alloc_tgroup *G = &t->groups[C->group];
     if (G->base_bytes >= 0 && G->base_bytes != C->base_bytes) return bad(r, c, "cells[].base_bytes", "differs from another cell of the same group");
     G->base_bytes = C->base_bytes;
     t->n_cells++;
@@ -193,7 +193,7 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_sens_table *t)
   return QG_OK;
 }
 
-qg_status qg_sens_table_parse(const char *text, size_t len, const char *name, qg_sens_table *t) {
+qg_status qg_alloc_table_parse(const char *text, size_t len, const char *name, qg_alloc_table *t) {
   memset(t, 0, sizeof *t);
   qg_jdoc doc;
   const qg_jnode *root;
@@ -203,22 +203,22 @@ qg_status qg_sens_table_parse(const char *text, size_t len, const char *name, qg
   qg_status s = parse_root(&r, root, t);
   qg_jdoc_free(&doc);
   if (!s && !(t->path = qg_strdup(name))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-  if (s) qg_sens_table_free(t);
+  if (s) qg_alloc_table_free(t);
   return s;
 }
 
-qg_status qg_sens_table_load(const char *path, qg_sens_table *t) {
+qg_status qg_alloc_table_load(const char *path, qg_alloc_table *t) {
   uint8_t *d;
   size_t len;
   memset(t, 0, sizeof *t);
   QG_TRY(qg_read_file(path, &d, &len, (size_t)1 << 28));
-  qg_status s = qg_sens_table_parse((const char *)d, len, path, t);
+  qg_status s = qg_alloc_table_parse((const char *)d, len, path, t);
   free(d);
   return s;
 }
 
 /* Spec text that moves one group to a candidate: one rule per tensor, exact names. */
-static char *group_rules(const qg_sens_group *G, const char *cand) {
+static char *group_rules(const qg_alloc_tgroup *G, const char *cand) {
   qg_buf b;
   qg_buf_init(&b);
   for (int i = 0; i < G->n_tensors; i++) qg_buf_printf(&b, "%s%s: %s", i ? "; " : "", G->tensors[i], cand);
@@ -230,7 +230,7 @@ static char *group_rules(const qg_sens_group *G, const char *cand) {
   return (char *)b.p;
 }
 
-qg_status qg_sens_table_check(const qg_sens_table *t, const qg_state *st, const char *model_sha) {
+qg_status qg_alloc_table_check(const qg_alloc_table *t, const qg_state *st, const char *model_sha) {
   if (model_sha && strcmp(model_sha, t->model_sha))
     return qg_fail(QG_ERR_INPUT, "%s: measured on model sha256 %.12s… (%s), not this model (sha256 %.12s…)", t->path,
                    t->model_sha, t->model_path, model_sha);
@@ -255,7 +255,7 @@ qg_status qg_sens_table_check(const qg_sens_table *t, const qg_state *st, const 
   }
   if (s) return qg_fail_prefix(s, "%s: base spec", t->path);
   for (int c = 0; c < t->n_cells; c++) {
-    const qg_sens_cell *C = &t->cells[c];
+    const qg_alloc_tcell *C = &t->cells[c];
     char *text = group_rules(&t->groups[C->group], t->cands[C->cand]);
     if (!text) return qg_fail(QG_ERR_NOMEM, "out of memory");
     s = qg_spec_parse_inline(text, &sp);
@@ -270,7 +270,7 @@ qg_status qg_sens_table_check(const qg_sens_table *t, const qg_state *st, const 
   return QG_OK;
 }
 
-void qg_sens_problem_free(qg_sens_problem *sp) {
+void qg_alloc_tproblem_free(qg_alloc_tproblem *sp) {
   for (int g = 0; g < sp->p.n_groups; g++) {
     free(sp->p.opts ? sp->p.opts[g] : NULL);
     free(sp->opt_cell ? sp->opt_cell[g] : NULL);
@@ -279,8 +279,8 @@ void qg_sens_problem_free(qg_sens_problem *sp) {
   memset(sp, 0, sizeof *sp);
 }
 
-qg_status qg_sens_problem_make(const qg_sens_table *t, const char *objective, const char *const *only, int n_only,
-                               int64_t code_bytes, qg_sens_problem *out) {
+qg_status qg_alloc_tproblem_make(const qg_alloc_table *t, const char *objective, const char *const *only, int n_only,
+                               int64_t code_bytes, qg_alloc_tproblem *out) {
   memset(out, 0, sizeof *out);
   int nll;
   if (!strcmp(objective, "kld")) nll = 0;
@@ -297,21 +297,21 @@ qg_status qg_sens_problem_make(const qg_sens_table *t, const char *objective, co
   out->p.opts = calloc((size_t)n, sizeof *out->p.opts);
   out->opt_cell = calloc((size_t)n, sizeof *out->opt_cell);
   if (!out->p.n_opts || !out->p.opts || !out->opt_cell) {
-    qg_sens_problem_free(out);
+    qg_alloc_tproblem_free(out);
     return qg_fail(QG_ERR_NOMEM, "out of memory");
   }
   for (int g = 0; g < n; g++) {
     out->p.opts[g] = calloc((size_t)t->n_cells + 1, sizeof **out->p.opts);
     out->opt_cell[g] = calloc((size_t)t->n_cells + 1, sizeof **out->opt_cell);
     if (!out->p.opts[g] || !out->opt_cell[g]) {
-      qg_sens_problem_free(out);
+      qg_alloc_tproblem_free(out);
       return qg_fail(QG_ERR_NOMEM, "out of memory");
     }
     out->p.opts[g][0] = (qg_alloc_option){t->groups[g].base_bytes, 0.0};
     out->opt_cell[g][0] = -1;
     int m = 1;
     for (int c = 0; c < t->n_cells; c++) {
-      const qg_sens_cell *C = &t->cells[c];
+      const qg_alloc_tcell *C = &t->cells[c];
       if (C->group != g) continue;
       int ok = !n_only;
       for (int k = 0; k < n_only && !ok; k++) ok = !strcmp(only[k], t->cands[C->cand]);
@@ -333,7 +333,7 @@ static void quoted(qg_buf *b, const char *s) {
   qg_buf_byte(b, '"');
 }
 
-qg_status qg_sens_alloc_spec(const qg_sens_table *t, const qg_sens_problem *sp, const int *choice,
+qg_status qg_alloc_table_spec(const qg_alloc_table *t, const qg_alloc_tproblem *sp, const int *choice,
                              const qg_state *st, int yaml, const char *header, char **text, int *contest_passthrough) {
   *text = NULL;
   qg_spec base;
@@ -363,7 +363,7 @@ qg_status qg_sens_alloc_spec(const qg_sens_table *t, const qg_sens_problem *sp, 
   int nr = 0;
   for (int g = 0; !s && g < t->n_groups; g++) {
     int cell = sp->opt_cell[g][choice[g]];
-    const qg_sens_group *G = &t->groups[g];
+    const qg_alloc_tgroup *G = &t->groups[g];
     for (int i = 0; i < G->n_tensors; i++) {
       for (int k = 0; k < st->n; k++)
         if (st->t[k].name && !strcmp(st->t[k].name, G->tensors[i])) taken[k] = 1;
@@ -423,64 +423,4 @@ qg_status qg_sens_alloc_spec(const qg_sens_table *t, const qg_sens_problem *sp, 
   }
   *text = (char *)b.p;
   return QG_OK;
-}
-
-qg_status qg_sens_expand_candidates(const char *list, char ***out, int *n) {
-  *out = NULL, *n = 0;
-  qg_status s = QG_OK;
-  char *copy = qg_strdup(list);
-  if (!copy) return qg_fail(QG_ERR_NOMEM, "out of memory");
-  char *save = NULL;
-  for (char *item = strtok_r(copy, ";", &save); item && !s; item = strtok_r(NULL, ";", &save)) {
-    while (*item == ' ') item++;
-    size_t l = strlen(item);
-    while (l && item[l - 1] == ' ') item[--l] = 0;
-    if (!l) continue;
-    /* the first '|' option: expand it, recursively through the rest */
-    char *bar = strchr(item, '|');
-    if (!bar) {
-      char **nv = realloc(*out, sizeof *nv * (size_t)(*n + 1));
-      if (!nv || !(nv[*n] = qg_strdup(item))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-      if (nv) *out = nv;
-      if (!s) (*n)++;
-      continue;
-    }
-    char *eq = bar;
-    while (eq > item && *eq != '=') eq--;
-    if (*eq != '=') {
-      s = qg_fail(QG_ERR_INPUT, "candidates: '%s': '|' separates values of one option (k=v|w)", item);
-      break;
-    }
-    char *end = eq + 1;
-    while (*end && *end != ' ') end++;
-    char *vals = qg_strndup(eq + 1, (size_t)(end - eq - 1));
-    char *vs = NULL;
-    for (char *v = strtok_r(vals, "|", &vs); v && !s; v = strtok_r(NULL, "|", &vs)) {
-      qg_buf b;
-      qg_buf_init(&b);
-      qg_buf_printf(&b, "%.*s%s%s", (int)(eq + 1 - item), item, v, end);
-      qg_buf_byte(&b, 0);
-      char **sub;
-      int ns;
-      if (!(s = qg_buf_status(&b)) && !(s = qg_sens_expand_candidates((char *)b.p, &sub, &ns))) {
-        char **nv = realloc(*out, sizeof *nv * (size_t)(*n + ns));
-        if (!nv) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-        else {
-          *out = nv;
-          for (int k = 0; k < ns; k++) nv[(*n)++] = sub[k];
-        }
-        free(sub);
-      }
-      qg_buf_free(&b);
-    }
-    free(vals);
-  }
-  free(copy);
-  if (!s && !*n) s = qg_fail(QG_ERR_INPUT, "candidates: none given");
-  if (s) {
-    for (int k = 0; k < *n; k++) free((*out)[k]);
-    free(*out);
-    *out = NULL, *n = 0;
-  }
-  return s;
 }
