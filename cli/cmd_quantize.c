@@ -401,6 +401,7 @@ int qg_cmd_quantize(int argc, char **argv) {
         qg_json_key(&j, "rans_streams_own"), qg_json_int(&j, info.streams_own);
         qg_json_key(&j, "rans_streams_shared"), qg_json_int(&j, info.streams_shared);
         qg_json_key(&j, "rans_streams_brotli"), qg_json_int(&j, info.streams_brotli);
+        qg_json_key(&j, "rans_streams_context"), qg_json_int(&j, info.streams_ctx);
       }
     }
     qg_json_key(&j, "entropy_bytes"), qg_json_int(&j, (int64_t)ceil(ent));
@@ -438,9 +439,9 @@ int qg_cmd_quantize(int argc, char **argv) {
     printf("raw       %12zu bytes\n", raw_n);
     if (!ptz && info.comp == QG_COMP_RANS)
       printf("rans      meta %zu (scales %zu raw) + codes %zu + tables %zu + stream headers %zu + header %d; "
-             "streams: %d own table, %d shared (%d tables), %d brotli\n",
+             "streams: %d own table, %d shared (%d tables), %d context, %d brotli\n",
              info.meta_compressed, info.scale_raw, info.code_payload, info.code_tables, info.code_stream_headers,
-             QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_brotli);
+             QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_ctx, info.streams_brotli);
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);

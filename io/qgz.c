@@ -293,7 +293,7 @@ static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, 
     inf->packed_compressed = body.n - QG_QGZ_HEADER;
     inf->file_bytes = body.n;
     inf->code_payload = st.code_payload, inf->code_tables = st.tables, inf->code_stream_headers = st.stream_headers;
-    inf->streams_own = st.own, inf->streams_shared = st.shared, inf->streams_brotli = st.brotli;
+    inf->streams_ctx = st.ctx, inf->streams_own = st.own, inf->streams_shared = st.shared, inf->streams_brotli = st.brotli;
     inf->shared_tables = st.shared_tables;
     *file = body.p, *len = body.n;
   } else {

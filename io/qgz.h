@@ -61,7 +61,7 @@ typedef struct {
   size_t meta_compressed;    /* varint + brotli meta (names, shapes, scales, wide codes) */
   size_t scale_raw;          /* raw bytes of the f16/bf16/f32 sections inside meta */
   size_t code_payload, code_tables, code_stream_headers;
-  int streams_own, streams_shared, streams_brotli, shared_tables;
+  int streams_own, streams_shared, streams_brotli, streams_ctx, shared_tables;
 } qg_qgz_info;
 
 /* The whole file image; layout AUTO compresses both layouts and keeps the smaller. */

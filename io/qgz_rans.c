@@ -2,6 +2,7 @@
 #include "io/qgz_rans.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/types.h>
 #include <stdlib.h>
@@ -47,10 +48,16 @@ static void pack_codes(const qg_qsection *s, qg_buf *b) {
 typedef struct {
   const qg_qsection *s;
   int group;
-  int mode;          /* 0 own, 1 shared, 2 brotli */
+  int mode;          /* 0 own, 1 shared, 2 brotli, 3 previous-code contexts */
+  qg_rans_table ctx[QG_RANS_NCTX];
+  size_t ctx_pay, ctx_total;
+  int ctx_mode;      /* 3 previous code, 4 column classes */
+  int64_t cols;
+  uint8_t *cls, *cv; /* mode 4: class per column, context per code */
   qg_rans_table own; /* the stream's own table */
   size_t own_pay, shared_pay, own_total, shared_total, brotli_total;
   uint8_t *z; /* brotli bytes */
+  int brotli_bytes; /* z holds one byte per code (mode 5) rather than packed codes (mode 2) */
   size_t zn;
 } stream;
 
@@ -62,6 +69,63 @@ typedef struct {
   int used;  /* streams choosing it */
   int index; /* in the file */
 } group;
+
+/* Context tables of a stream for the contexts cv (NULL: previous code): per context the
+ * precision with the smallest table plus ideal payload, then the exact payload; *total
+ * = tables + payload length varint + payload. */
+static qg_status ctx_tables(const qg_qsection *sec, const uint8_t *cv, qg_rans_table *tab, size_t *pay, size_t *total) {
+  const int nsym = 1 << sec->bits;
+  const uint32_t mid = (uint32_t)nsym / 2;
+  const uint32_t *sym = sec->data;
+  uint64_t *c = calloc((size_t)QG_RANS_NCTX * (size_t)nsym, sizeof *c);
+  if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  qg_status s = QG_OK;
+  if (cv) for (int64_t i = 0; i < sec->count; i++) c[(size_t)cv[i] * nsym + (sym[i] & (nsym - 1))]++;
+  else s = qg_rans_ctx_count(sym, (size_t)sec->count, nsym, mid, c);
+  size_t tb = 0;
+  for (int k = 0; !s && k < QG_RANS_NCTX; k++) {
+    double best = INFINITY;
+    for (int pb = QG_RANS_MIN_BITS; !s && pb <= QG_RANS_MAX_BITS; pb += 2) {
+      qg_rans_table t;
+      s = qg_rans_table_build(c + (size_t)k * nsym, nsym, pb, &t);
+      if (s) break;
+      double v = qg_rans_cross_entropy_bits(&t, c + (size_t)k * nsym, nsym) / 8 + (double)qg_rans_table_bytes(&t);
+      if (v < best) best = v, qg_rans_table_free(&tab[k]), tab[k] = t;
+      else qg_rans_table_free(&t);
+    }
+    tb += qg_rans_table_bytes(&tab[k]);
+  }
+  free(c);
+  if (!s) s = qg_rans_ctx_payload_cost(tab, mid, cv, sym, (size_t)sec->count, pay);
+  *total = s ? SIZE_MAX : tb + qg_varint_len(*pay) + *pay;
+  return s;
+}
+
+/* Column classes: columns ranked by their mean |code - mid| and cut into four equal
+ * groups, so outlier input features get their own tables. */
+static qg_status column_classes(const qg_qsection *sec, int64_t cols, uint8_t **cls, uint8_t **cv) {
+  const uint32_t *sym = sec->data, mid = 1u << (sec->bits - 1);
+  double *m = calloc((size_t)cols, sizeof *m);
+  int64_t *ord = malloc((size_t)cols * sizeof *ord);
+  *cls = calloc((size_t)cols, 1), *cv = malloc((size_t)sec->count + 1);
+  if (!m || !ord || !*cls || !*cv) {
+    free(m), free(ord), free(*cls), free(*cv), *cls = *cv = NULL;
+    return qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  for (int64_t i = 0; i < sec->count; i++) m[i % cols] += sym[i] > mid ? sym[i] - mid : mid - sym[i];
+  for (int64_t j = 0; j < cols; j++) ord[j] = j;
+  for (int64_t j = 1; j < cols; j++) /* insertion sort: cols is at most a few thousand */
+    for (int64_t k = j; k > 0 && m[ord[k - 1]] > m[ord[k]]; k--) {
+      int64_t tmp = ord[k];
+      ord[k] = ord[k - 1], ord[k - 1] = tmp;
+    }
+  for (int64_t r = 0; r < cols; r++) (*cls)[ord[r]] = (uint8_t)(r * 4 / cols);
+  for (int64_t i = 0; i < sec->count; i++) (*cv)[i] = (*cls)[i % cols];
+  free(m), free(ord);
+  return QG_OK;
+}
+
+static size_t class_bytes(int64_t cols) { return qg_varint_len((uint64_t)cols) + (size_t)(cols + 3) / 4; }
 
 qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_qgz_rans_stats *stp) {
   qg_qgz_rans_stats st = {0};
@@ -114,6 +178,21 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
         else qg_rans_table_free(&t);
       }
       free(c);
+      if (!s) s = ctx_tables(sec, NULL, x->ctx, &x->ctx_pay, &x->ctx_total);
+      x->ctx_mode = 3;
+      int64_t cols = q[i]->cols;
+      if (!s && cols >= 8 && cols <= 65536 && q[i]->rows > 1 && sec->count == q[i]->rows * cols) {
+        qg_rans_table ct[QG_RANS_NCTX] = {{0}};
+        size_t cp = 0, ctot = SIZE_MAX;
+        s = column_classes(sec, cols, &x->cls, &x->cv);
+        if (!s) s = ctx_tables(sec, x->cv, ct, &cp, &ctot);
+        if (!s && ctot + class_bytes(cols) < x->ctx_total) {
+          for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&x->ctx[k]), x->ctx[k] = ct[k];
+          x->ctx_pay = cp, x->ctx_total = ctot + class_bytes(cols), x->ctx_mode = 4, x->cols = cols;
+        } else {
+          for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
+        }
+      }
       /* brotli over the bit-packed codes: the fallback when it is smaller */
       qg_buf pk;
       qg_buf_init(&pk);
@@ -121,6 +200,18 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
       if (!s) s = qg_buf_status(&pk);
       if (!s) s = qg_compress(QG_COMP_BROTLI, pk.p ? pk.p : (const uint8_t *)"", pk.n, &x->z, &x->zn);
       qg_buf_free(&pk);
+      /* and over one byte per code, which brotli's byte contexts often model better */
+      x->brotli_bytes = 0;
+      if (!s && sec->bits <= 8 && sec->count > 0) {
+        uint8_t *by = malloc((size_t)sec->count), *z2 = NULL;
+        size_t z2n = 0;
+        if (!by) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+        for (int64_t j = 0; !s && j < sec->count; j++) by[j] = (uint8_t)((const uint32_t *)sec->data)[j];
+        if (!s) s = qg_compress(QG_COMP_BROTLI, by, (size_t)sec->count, &z2, &z2n);
+        if (!s && z2n < x->zn) free(x->z), x->z = z2, x->zn = z2n, x->brotli_bytes = 1;
+        else free(z2);
+        free(by);
+      }
       x->brotli_total = x->zn + qg_varint_len(x->zn);
     }
   for (int g = 0; !s && g < ng; g++) {
@@ -135,15 +226,20 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
     x->shared_total = x->shared_pay + qg_varint_len(x->shared_pay) + 1;
     x->mode = x->shared_total < x->own_total ? 1 : 0;
     size_t best = x->mode ? x->shared_total : x->own_total;
-    if (x->brotli_total < best) x->mode = 2;
+    if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
+    if (x->ctx_total < best) x->mode = x->ctx_mode;
     if (x->mode == 1) gv[x->group].used++;
   }
   /* a shared table used by one stream costs more than that stream's own table would save */
   for (int i = 0; !s && i < ns; i++) {
     stream *x = &sv[i];
     group *g = &gv[x->group];
-    if (x->mode == 1 && g->used == 1 && x->shared_total + qg_rans_table_bytes(&g->table) > x->own_total)
-      g->used = 0, x->mode = x->brotli_total < x->own_total ? 2 : 0;
+    if (x->mode == 1 && g->used == 1 && x->shared_total + qg_rans_table_bytes(&g->table) > x->own_total) {
+      g->used = 0, x->mode = 0;
+      size_t best = x->own_total;
+      if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
+      if (x->ctx_total < best) x->mode = x->ctx_mode;
+    }
   }
   int nt = 0;
   for (int g = 0; g < ng; g++)
@@ -156,12 +252,29 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
     st.shared_tables = nt;
     for (int i = 0; !s && i < ns; i++) {
       stream *x = &sv[i];
-      qg_buf_byte(out, (uint8_t)x->mode);
+      qg_buf_byte(out, (uint8_t)(x->mode == 2 && x->brotli_bytes ? 5 : x->mode));
       st.stream_headers++;
       if (x->mode == 2) {
         qg_varint_put(out, x->zn);
         qg_buf_append(out, x->z, x->zn);
         st.stream_headers += qg_varint_len(x->zn), st.code_payload += x->zn, st.brotli++;
+        continue;
+      }
+      if (x->mode >= 3) {
+        if (x->mode == 4) {
+          qg_varint_put(out, (uint64_t)x->cols);
+          for (int64_t j = 0; j < x->cols; j += 4) {
+            uint8_t b = 0;
+            for (int64_t k = 0; k < 4 && j + k < x->cols; k++) b |= (uint8_t)(x->cls[j + k] << (2 * k));
+            qg_buf_byte(out, b);
+          }
+          st.tables += class_bytes(x->cols);
+        }
+        for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_write(&x->ctx[k], out), st.tables += qg_rans_table_bytes(&x->ctx[k]);
+        qg_varint_put(out, x->ctx_pay);
+        st.stream_headers += qg_varint_len(x->ctx_pay), st.code_payload += x->ctx_pay, st.ctx++;
+        s = qg_rans_ctx_encode(x->ctx, 1u << (x->s->bits - 1), x->mode == 4 ? x->cv : NULL, x->s->data,
+                               (size_t)x->s->count, out);
         continue;
       }
       const qg_rans_table *t = x->mode ? &gv[x->group].table : &x->own;
@@ -178,7 +291,10 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
       s = qg_fail(QG_ERR_INTERNAL, "code block accounting is off by %zd bytes",
                   (ssize_t)(out->n - before) - (ssize_t)(st.tables + st.code_payload + st.stream_headers));
   }
-  for (int i = 0; sv && i < ns; i++) qg_rans_table_free(&sv[i].own), free(sv[i].z);
+  for (int i = 0; sv && i < ns; i++) {
+    qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].cls), free(sv[i].cv);
+    for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&sv[i].ctx[k]);
+  }
   for (int g = 0; gv && g < ng; g++) free(gv[g].key), free(gv[g].counts), qg_rans_table_free(&gv[g].table);
   free(sv), free(gv);
   if (!s && stp) *stp = st;
@@ -221,16 +337,20 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
       }
       uint8_t mode = p[pos++];
       uint64_t v;
-      if (mode > 2) {
+      if (mode > 5) {
         s = FAIL_AT("unknown stream mode %u", mode);
         break;
       }
-      if (mode == 2) {
+      if (mode == 5 && sec->bits > 8) {
+        s = FAIL_AT("%s", "byte-per-code brotli stream for codes over 8 bits");
+        break;
+      }
+      if (mode == 2 || mode == 5) {
         if (qg_varint_get(p, len, &pos, &v) || v > len - pos) {
           s = FAIL_AT("%s", "brotli stream length runs past the block");
           break;
         }
-        size_t pn = (size_t)((sec->count * sec->bits + 7) / 8);
+        size_t pn = mode == 5 ? (size_t)sec->count : (size_t)((sec->count * sec->bits + 7) / 8);
         uint8_t *pk = malloc(pn + 8);
         if (!pk) {
           s = qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -243,12 +363,59 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
         uint64_t acc = 0, mask = ((uint64_t)1 << sec->bits) - 1;
         int have = 0;
         size_t b = 0;
-        for (int64_t j = 0; !s && j < sec->count; j++) {
+        for (int64_t j = 0; !s && mode == 5 && j < sec->count; j++) {
+          c[j] = pk[j];
+          if (c[j] >> sec->bits) s = FAIL_AT("code %u at %lld: a symbol outside the %d-bit alphabet", c[j], (long long)j, sec->bits);
+        }
+        for (int64_t j = 0; !s && mode == 2 && j < sec->count; j++) {
           while (have < sec->bits) acc |= (uint64_t)pk[b++] << have, have += 8;
           c[j] = (uint32_t)(acc & mask), acc >>= sec->bits, have -= sec->bits;
         }
         free(pk);
         pos += (size_t)v;
+        continue;
+      }
+      if (mode >= 3) {
+        qg_rans_table ct[QG_RANS_NCTX] = {{0}};
+        uint8_t *cv = NULL;
+        if (mode == 4) {
+          int64_t cols = t[i].cols;
+          if (qg_varint_get(p, len, &pos, &v) || (int64_t)v != cols || cols < 1 || sec->count != t[i].rows * cols) {
+            s = FAIL_AT("%s", "column classes do not match the tensor's shape");
+            break;
+          }
+          if ((size_t)(cols + 3) / 4 > len - pos) {
+            s = FAIL_AT("%s", "column classes run past the block");
+            break;
+          }
+          cv = malloc((size_t)sec->count + 1);
+          if (!cv) {
+            s = qg_fail(QG_ERR_NOMEM, "out of memory");
+            break;
+          }
+          for (int64_t j = 0; j < sec->count; j++) {
+            int64_t c = j % cols;
+            cv[j] = (uint8_t)((p[pos + (size_t)(c / 4)] >> (2 * (c % 4))) & 3);
+          }
+          pos += (size_t)(cols + 3) / 4;
+        }
+        for (int c = 0; !s && c < QG_RANS_NCTX; c++) {
+          size_t used;
+          s = qg_rans_table_read(p + pos, len - pos, &used, &ct[c]);
+          if (s) s = PREFIX_AT();
+          else if (ct[c].nsym > 1 << sec->bits)
+            s = FAIL_AT("context table alphabet of %d symbols: a symbol outside the %d-bit alphabet", ct[c].nsym,
+                        sec->bits);
+          pos += s ? 0 : used;
+        }
+        if (!s && (qg_varint_get(p, len, &pos, &v) || v > len - pos)) s = FAIL_AT("%s", "rANS payload length runs past the block");
+        if (!s) {
+          s = qg_rans_ctx_decode(ct, 1u << (sec->bits - 1), cv, p + pos, (size_t)v, sec->data, (size_t)sec->count);
+          if (s) s = PREFIX_AT();
+          pos += (size_t)v;
+        }
+        for (int c = 0; c < QG_RANS_NCTX; c++) qg_rans_table_free(&ct[c]);
+        free(cv);
         continue;
       }
       qg_rans_table own = {0};

@@ -6,12 +6,16 @@
  * blocks.7.attn.c_q.weight share "blocks.#.attn.c_q.weight"), plus section name and bit
  * width. Each group may carry one shared table, built from the group's summed counts;
  * each stream then picks by exact bytes the cheapest of: its own table, the group's
- * table, or brotli-11 over its bit-packed codes. A shared table is kept only when some
+ * table, its own previous-code or column-class context tables, or brotli-11 over its bit-packed codes. A shared table is kept only when some
  * stream picks it.
  *
  * Block = varint table count, the tables (io/rans.h format), then per external section
- * in payload order: u8 mode (0 own table, 1 shared table, 2 brotli), mode 0: table;
- * mode 1: varint table index; modes 0/1: varint payload bytes + rANS payload;
+ * in payload order: u8 mode (0 own table, 1 shared table, 2 brotli, 3 previous-code
+ * contexts: QG_RANS_NCTX own tables, io/rans.h; 4 column classes: varint cols, 2 bits a
+ * column, then QG_RANS_NCTX tables, class c coded with table c), mode 0: table;
+ * modes 3/4: as said;
+ * mode 5: as mode 2 over one byte per code (codes <= 8 bits);
+ * mode 1: varint table index; modes 0/1/3/4: varint payload bytes + rANS payload;
  * mode 2: varint compressed bytes + brotli stream of the bit-packed codes. */
 #ifndef QG_IO_QGZ_RANS_H
 #define QG_IO_QGZ_RANS_H
@@ -28,7 +32,7 @@ typedef struct {
   size_t tables;        /* bytes of all tables (shared and own) */
   size_t code_payload;  /* rANS payload bytes and brotli stream bytes */
   size_t stream_headers; /* mode bytes, indices, lengths */
-  int own, shared, brotli, shared_tables; /* streams per mode; shared tables kept */
+  int own, shared, brotli, ctx, shared_tables; /* streams per mode; shared tables kept */
 } qg_qgz_rans_stats;
 
 /* True when a section's codes live in the code block. */

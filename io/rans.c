@@ -411,3 +411,117 @@ qg_status qg_rans_decompress(const uint8_t *p, size_t len, size_t *used, uint32_
   if (st == QG_OK) *used = pos + (size_t)pay;
   return st;
 }
+
+/* ---- previous-symbol contexts ------------------------------------------------------- */
+
+int qg_rans_ctx_of(uint32_t prev, uint32_t mid) {
+  uint32_t d = prev > mid ? prev - mid : mid - prev;
+  static const uint8_t b[16] = {0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 6, 7, 7};
+  return d < 16 ? b[d] : 7;
+}
+
+qg_status qg_rans_ctx_count(const uint32_t *sym, size_t n, int nsym, uint32_t mid, uint64_t *counts) {
+  memset(counts, 0, (size_t)QG_RANS_NCTX * (size_t)nsym * sizeof *counts);
+  uint32_t prev = mid;
+  for (size_t i = 0; i < n; i++) {
+    if (sym[i] >= (uint32_t)nsym)
+      return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the alphabet of %d", sym[i], i, nsym);
+    counts[(size_t)qg_rans_ctx_of(prev, mid) * (size_t)nsym + sym[i]]++;
+    prev = sym[i];
+  }
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                                   size_t *bytes) {
+  *bytes = 0;
+  if (!n) return QG_OK;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  size_t out = 0;
+  for (size_t i = n; i-- > 0;) {
+    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    uint32_t s = sym[i];
+    if (s >= (uint32_t)tc->nsym || !tc->freq[s]) return bad_symbol(tc, s, i);
+    uint32_t f = tc->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *xs >>= 8, out++;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  *bytes = out + QG_RANS_FLUSH_BYTES;
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                             qg_buf *out) {
+  size_t bytes;
+  QG_TRY(qg_rans_ctx_payload_cost(t, mid, cv, sym, n, &bytes));
+  if (!bytes) return QG_OK;
+  size_t base = out->n;
+  qg_buf_zeros(out, bytes);
+  QG_TRY(qg_buf_status(out));
+  uint8_t *beg = out->p + base, *p = beg + bytes;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  for (size_t i = n; i-- > 0;) {
+    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    uint32_t s = sym[i], f = tc->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *--p = (uint8_t)*xs, *xs >>= 8;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  for (int k = NSTATE; k-- > 0;) p -= 4, qg_wr_u32le(p, x[k]);
+  if (p != beg) return qg_fail(QG_ERR_INTERNAL, "rANS encoder wrote %td bytes more than its cost", beg - p);
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
+                             uint32_t *sym, size_t n) {
+  if (!n) {
+    if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
+    return QG_OK;
+  }
+  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
+  uint32_t x[NSTATE];
+  for (int k = 0; k < NSTATE; k++) {
+    x[k] = qg_rd_u32le(p + 4 * k);
+    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
+      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
+  }
+  slot_t *slot[QG_RANS_NCTX] = {0};
+  qg_status st = QG_OK;
+  for (int c = 0; c < QG_RANS_NCTX && !st; c++) {
+    if (!t[c].nsym) continue; /* a context never seen; reaching it is an error below */
+    slot[c] = malloc(((size_t)1 << t[c].prob_bits) * sizeof **slot);
+    if (!slot[c]) st = qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+    for (int s = 0; !st && s < t[c].nsym; s++)
+      for (uint32_t j = t[c].cum[s]; j < t[c].cum[s + 1]; j++)
+        slot[c][j] = (slot_t){(uint16_t)s, (uint16_t)(t[c].freq[s] - 1), (uint16_t)t[c].cum[s]};
+  }
+  const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
+  uint32_t prev = mid;
+  for (size_t i = 0; !st && i < n; i++) {
+    int c = cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(prev, mid);
+    if (!slot[c]) {
+      st = qg_fail(QG_ERR_INPUT, "rANS payload: symbol %zu falls in context %d, which has no table", i, c);
+      break;
+    }
+    const int pb = t[c].prob_bits;
+    const uint32_t mask = (1u << pb) - 1;
+    uint32_t *xs = &x[i & 3];
+    slot_t e = slot[c][*xs & mask];
+    sym[i] = prev = e.sym;
+    *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
+    while (*xs < RANS_L) {
+      if (q >= end) {
+        st = qg_fail(QG_ERR_INPUT, "rANS payload: stream decodes past its end at symbol %zu of %zu", i, n);
+        break;
+      }
+      *xs = (*xs << 8) | *q++;
+    }
+  }
+  for (int c = 0; c < QG_RANS_NCTX; c++) free(slot[c]);
+  if (st) return st;
+  if (q != end) return qg_fail(QG_ERR_INPUT, "rANS payload: %td trailing bytes after %zu symbols", end - q, n);
+  for (int k = 0; k < NSTATE; k++)
+    if (x[k] != RANS_L) return qg_fail(QG_ERR_INPUT, "rANS payload: state %d does not return to its start (corrupt)", k);
+  return QG_OK;
+}

@@ -82,6 +82,24 @@ qg_status qg_rans_compress(const uint32_t *sym, size_t n, int nsym, int prob_bit
  * must be < max_sym (the alphabet the caller expects). */
 qg_status qg_rans_decompress(const uint8_t *p, size_t len, size_t *used, uint32_t *sym, size_t n, uint32_t max_sym);
 
+/* Previous-symbol contexts: symbol i is coded with table ctx(sym[i-1]) (ctx(mid) for the
+ * first), ctx = a bucket of |prev - mid| (0, 1, 2, 3, 4-5, 6-8, 9-13, 14+), so a stream
+ * whose rows differ in spread gets a sharper table where neighbours are small. t is an
+ * array of QG_RANS_NCTX tables (an unused context's table may be empty). The payload
+ * always carries its 16 flush bytes. */
+#define QG_RANS_NCTX 8
+int qg_rans_ctx_of(uint32_t prev, uint32_t mid);
+/* counts[ctx * nsym + s], zeroed first */
+qg_status qg_rans_ctx_count(const uint32_t *sym, size_t n, int nsym, uint32_t mid, uint64_t *counts);
+/* cv: the context of each symbol (< QG_RANS_NCTX), known to both sides (e.g. a column
+ * class); NULL = the previous-symbol rule above. */
+qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                                   size_t *bytes);
+qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                             qg_buf *out);
+qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
+                             uint32_t *sym, size_t n);
+
 /* Unsigned LEB128 helpers shared with the container. */
 void qg_varint_put(qg_buf *b, uint64_t v);
 size_t qg_varint_len(uint64_t v);
