@@ -18,7 +18,7 @@
 void qg_cmd_quantize_help(void) {
   printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml |\n"
          "                          --preset NAME)\n"
-         "                          --out A.qgz|A.int8.ptz [--compress brotli|zstd|xz|zlib|none|best]\n"
+         "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
          "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n"
