@@ -15,6 +15,8 @@
 #include "core/json.h"
 #include "core/progress.h"
 #include "kernels/cuda/cuda_device.h"
+#include "quant/backend.h"
+#include "quant/calibrate.h"
 #include "quant/cuda/cuda_quant_bridge.h"
 #include "quant/pipeline.h"
 
@@ -86,21 +88,30 @@ int main(int argc, char **argv) {
   if (!s) { /* warm-up: one sequence through forward, tap and kernels */
     qg_hessian_map warm;
     qg_hessian_map_init(&warm);
-    s = qg_cuq_calib_hessians(&m, tok, 1, len, 0, &warm, NULL);
+    s = qg_calib_hessians(&m, tok, 1, len, 0, &warm);
     qg_hessian_map_free(&warm);
   }
   if (!s) {
     double t0 = qg_now();
-    s = qg_cuq_calib_hessians(&m, tok, nseq, len, 0, &hm, split);
+    s = qg_calib_hessians(&m, tok, nseq, len, 0, &hm);
     t_total = qg_now() - t0;
   }
+  /* the split: the same forward passes without the Hessian taps (the pass's batching: 8
+   * sequences of 1024), so Hessians = calibration pass - forward */
+  for (int i = 0; !s && i < nseq; i += 8) {
+    double t0 = qg_now();
+    s = qg_gpt_forward(&m, tok + (int64_t)i * len, nseq - i < 8 ? nseq - i : 8, len);
+    if (!s) s = qg_cuq_sync();
+    split[0] += qg_now() - t0;
+  }
+  split[1] = t_total - split[0];
   if (!s) qg_gpt_free(&m);
   qg_spec spec;
   qg_qmodel qm;
   memset(&qm, 0, sizeof qm);
   if (!s) s = qg_spec_parse_inline("*.weight: gptq bits=6 blocksize=128", &spec);
   if (!s) {
-    qg_quantize_opts qo = {.hessians = &hm, .quantize = qg_cuq_quantize_hook};
+    qg_quantize_opts qo = {.hessians = &hm, .backend = qg_quant_backend_for(QG_BACKEND_CUDA)};
     double t0 = qg_now();
     s = qg_quantize_model(&st, &spec, &qo, &qm);
     t_solve = qg_now() - t0;

@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/util.h"
+#include "quant/backend.h"
 #include "quant/job.h"
 
 #define CAP_BYTES 16000000LL
@@ -247,8 +248,8 @@ int qg_cmd_quantize(int argc, char **argv) {
   qargs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
-  int on_cuda;
-  qg_status ds = qg_qjob_device(a.device, &on_cuda);
+  const qg_quant_backend *qb; /* a device that is not there fails before any work */
+  qg_status ds = qg_quant_backend_by_device(a.device, &qb);
   if (ds) return qg_cli_report("quantize", ds);
   qg_compressor comp = QG_COMP_BROTLI;
   int best = a.compress && !strcmp(a.compress, "best");
@@ -328,7 +329,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_key(&j, "out"), qg_json_str(&j, a.out);
     qg_json_key(&j, "compressor"), qg_json_str(&j, jr.compressor);
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);
-    qg_json_key(&j, "quantize_device"), qg_json_str(&j, on_cuda ? "cuda" : "cpu");
+    qg_json_key(&j, "quantize_device"), qg_json_str(&j, jr.quantize_device);
     qg_json_key(&j, "source_format"), qg_json_str(&j, jr.source_format ? jr.source_format : "state");
     qg_json_key(&j, "source_quantized"), qg_json_bool(&j, jr.source_quantized);
     qg_json_key(&j, "calibration");

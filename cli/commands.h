@@ -35,6 +35,8 @@ void qg_cmd_prepare_help(void);
 int qg_cmd_train(int argc, char **argv);
 void qg_cmd_train_help(void);
 
+int qg_cmd_sensitivity(int argc, char **argv);
+void qg_cmd_sensitivity_help(void);
 int qg_cmd_run(int argc, char **argv);
 void qg_cmd_run_help(void);
 

@@ -32,6 +32,8 @@ static const qg_command commands[] = {
      qg_cmd_quantizers, qg_cmd_quantizers_help},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
      qg_cmd_train_help},
+    {"sensitivity", "per-group KLD deltas, bytes and ROI of candidate quantizers against a base spec",
+     qg_cmd_sensitivity, qg_cmd_sensitivity_help},
     {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
     {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
 };
@@ -145,7 +147,7 @@ int main(int argc, char **argv) {
                                 (int)strcspn(rep, "="), rep);
     /* the commands that run the thread pool take --threads N (QG_THREADS otherwise) */
     int sub_argc = argc - 1;
-    static const char *const threaded[] = {"quantize", "eval", "kld", "train"};
+    static const char *const threaded[] = {"quantize", "eval", "kld", "train", "sensitivity"};
     for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
       if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
     return commands[i].run(sub_argc, argv + 1);

@@ -30,9 +30,19 @@ typedef struct {
   int32_t top_b;  /* argmax of b's logits (-1 without b) */
 } qg_token_stat;
 
+/* What a table runs on. Code above kernels/ that needs a backend-specific path (the
+ * quantizers' and optimizers' sub-tables) indexes its own table by this, never by name. */
+typedef enum { QG_BACKEND_CPU = 0, QG_BACKEND_CUDA = 1, QG_BACKEND_COUNT } qg_backend_kind;
+
+/* A running sum of x x^T over activation rows of one width k, kept in backend memory
+ * (GPTQ calibration: quant/calibrate.c reads it back once at the end). */
+typedef struct qg_hacc qg_hacc;
+
 typedef struct qg_ops qg_ops;
 struct qg_ops {
-  const char *name; /* "cpu", "cuda" */
+  const char *name;      /* for messages and reports only: "cpu", "cuda", "cuda-bf16" */
+  qg_backend_kind kind;  /* what it runs on; memory is host memory exactly when CPU */
+  int bf16;              /* matrix products take bf16 inputs (fp32 accumulation) */
 
   /* memory */
   qg_status (*alloc)(const qg_ops *o, void **p, size_t bytes);
@@ -69,6 +79,14 @@ struct qg_ops {
    * targets are int32 backend memory; out is HOST memory (rows entries). */
   qg_status (*token_stats)(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
                            int V, float softcap, qg_token_stat *out);
+
+  /* ---- calibration: Hessian sums (the CPU twin: blocked fp32 ssyrk added into fp64; CUDA:
+   * widened to fp64 and summed by cublasDsyrk). x is backend memory [rows, k]. read
+   * writes the full symmetric k x k running sum (HOST memory, fp64) and its row count. */
+  qg_status (*hacc_create)(const qg_ops *o, int64_t k, qg_hacc **out);
+  qg_status (*hacc_add)(const qg_ops *o, qg_hacc *h, const float *x, int64_t rows);
+  qg_status (*hacc_read)(const qg_ops *o, const qg_hacc *h, double *H, int64_t *rows);
+  void (*hacc_free)(const qg_ops *o, qg_hacc *h);
 
   /* ---- backward twins (the trainer; kernels/cpu/cpu_ops_bwd.c). NULL where a backend has
    * none yet. Naming: dX is the gradient of the loss w.r.t. X. Parameter gradients (dw,

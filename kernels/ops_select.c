@@ -32,10 +32,10 @@ qg_status qg_ops_with_precision(const qg_ops *base, qg_precision p, const qg_ops
   *out = base;
   if (p == QG_PRECISION_FP32) {
     /* the fp32 twin of a bf16 table is the plain CUDA table */
-    if (!strcmp(base->name, "cuda-bf16")) return qg_ops_cuda(out);
+    if (base->bf16) return qg_ops_cuda(out);
     return QG_OK;
   }
-  if (strncmp(base->name, "cuda", 4) != 0)
+  if (base->kind != QG_BACKEND_CUDA)
     return qg_fail(QG_ERR_UNSUPPORTED, "precision bf16 needs the CUDA backend (the %s backend computes in fp32)",
                    base->name);
   return qg_ops_cuda_bf16(out);

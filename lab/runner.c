@@ -26,6 +26,7 @@
 #include "io/shard_manifest.h"
 #include "io/spm.h"
 #include "quant/artifact.h"
+#include "quant/backend.h"
 #include "quant/job.h"
 #include "train/train.h"
 
@@ -627,8 +628,8 @@ static qg_status preflight(run *R) {
       QG_TRY(s);
     }
   }
-  int cuda;
-  return qg_qjob_device(R->device, &cuda);
+  const qg_quant_backend *qb; /* "cuda" without a GPU fails here, before any work */
+  return qg_quant_backend_by_device(R->device, &qb);
 }
 
 qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_result *r) {

@@ -113,39 +113,47 @@ qg_status qg_calib_generate(qg_gpt *m, int n, int len, float temperature, uint64
   return e;
 }
 
+/* One backend accumulator per distinct input (kernels/ops.h hacc_*): the activations
+ * never leave the backend's memory during the pass. */
 typedef struct {
   qg_hessian_map *map;
   const qg_ops *ops;
-  float *host; /* staging buffer for backends whose memory is not host memory */
-  size_t host_cap;
+  struct tap_sum {
+    const char *name; /* the map's key (owned by the map) */
+    int64_t k;
+    qg_hacc *h;
+  } *v;
+  int n, cap;
 } tap_ctx;
 
-/* Accumulates the input once into the first weight's Hessian; the others that read the
- * same input (c_k, c_v beside c_q) get a copy at the end. */
+/* Accumulates the input once, for the first weight that reads it; the others that read
+ * the same input (c_k, c_v beside c_q) are reserved in the map and get a copy at the end. */
 static qg_status hessian_tap(void *c, const char *const *names, int n_names, const float *x, int64_t rows, int K) {
   tap_ctx *t = c;
-  const float *hx = x;
-  if (t->ops != qg_ops_cpu()) {
-    size_t need = sizeof(float) * (size_t)rows * (size_t)K;
-    if (need > t->host_cap) {
-      float *p = realloc(t->host, need);
-      if (!p) return qg_fail(QG_ERR_NOMEM, "out of memory staging activations");
-      t->host = p;
-      t->host_cap = need;
-    }
-    QG_TRY(t->ops->download(t->ops, t->host, x, need));
-    hx = t->host;
-  }
   qg_hessian *h;
   QG_TRY(qg_hessian_map_get(t->map, names[0], K, &h));
-  QG_TRY(qg_hessian_accumulate_fast(h, hx, rows, K));
   for (int i = 1; i < n_names; i++) QG_TRY(qg_hessian_map_get(t->map, names[i], K, &h)); /* reserve */
-  return QG_OK;
+  int e = 0;
+  while (e < t->n && strcmp(t->v[e].name, names[0])) e++;
+  if (e == t->n) {
+    if (t->n == t->cap) {
+      int cap = t->cap ? 2 * t->cap : 64;
+      struct tap_sum *v = realloc(t->v, sizeof *v * (size_t)cap);
+      if (!v) return qg_fail(QG_ERR_NOMEM, "out of memory");
+      t->v = v, t->cap = cap;
+    }
+    for (int i = 0; i < t->map->n; i++)
+      if (!strcmp(t->map->names[i], names[0])) t->v[e].name = t->map->names[i];
+    t->v[e].k = K;
+    QG_TRY(t->ops->hacc_create(t->ops, K, &t->v[e].h));
+    t->n++;
+  }
+  return t->ops->hacc_add(t->ops, t->v[e].h, x, rows);
 }
 
 qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map) {
   if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
-  tap_ctx t = {map, m->ops, NULL, 0};
+  tap_ctx t = {map, m->ops, NULL, 0, 0};
   m->tap = hessian_tap;
   m->tap_ctx = &t;
   qg_status e = QG_OK;
@@ -159,7 +167,14 @@ qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int 
   qg_progress_finish(&pr, (int64_t)n * len);
   m->tap = NULL;
   m->tap_ctx = NULL;
-  free(t.host);
+  for (int i = 0; i < t.n && !e; i++) { /* the sums into the map (names stay the map's) */
+    qg_hessian *h;
+    int64_t rows = 0;
+    if (!(e = qg_hessian_map_get(map, t.v[i].name, t.v[i].k, &h))) e = m->ops->hacc_read(m->ops, t.v[i].h, h->H, &rows);
+    if (!e) h->n = rows;
+  }
+  for (int i = 0; i < t.n; i++) m->ops->hacc_free(m->ops, t.v[i].h);
+  free(t.v);
   if (e) return e;
   /* weights sharing an input (c_q, c_k, c_v) were reserved empty: give them the sum */
   for (int i = 0; i < map->n; i++) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "kernels/cpu/cpu_hessian.h"
 
 qg_status qg_hessian_init(qg_hessian *h, int64_t k) {
   memset(h, 0, sizeof *h);
@@ -49,21 +50,12 @@ qg_status qg_hessian_accumulate(qg_hessian *h, const float *X, int64_t n_rows, i
 }
 
 qg_status qg_hessian_accumulate_fast(qg_hessian *h, const float *X, int64_t n_rows, int64_t k) {
-  enum { BLOCK = 1024 };
   if (h->finalized) return qg_fail(QG_ERR_INTERNAL, "Hessian accumulated after finalize");
   if (k != h->k)
     return qg_fail(QG_ERR_INPUT, "Hessian is %lld wide, activations have %lld columns", (long long)h->k, (long long)k);
   if (n_rows <= 0) return QG_OK;
-  float *blk = malloc((size_t)(k * k) * sizeof *blk);
-  if (!blk) return qg_fail(QG_ERR_NOMEM, "out of memory");
-  for (int64_t r0 = 0; r0 < n_rows; r0 += BLOCK) {
-    int64_t nr = n_rows - r0 < BLOCK ? n_rows - r0 : BLOCK;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)k, (int)nr, 1.0f, X + r0 * k, (int)k, 0.0f, blk, (int)k);
-    for (int64_t i = 0; i < k; i++)
-      for (int64_t j = i; j < k; j++) h->H[i * k + j] += blk[i * k + j];
-  }
+  QG_TRY(qg_cpu_hessian_add(h->H, X, n_rows, k));
   h->n += n_rows;
-  free(blk);
   return QG_OK;
 }
 

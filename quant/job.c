@@ -16,7 +16,7 @@
 #include "model/gpt.h"
 #include "quant/artifact.h"
 #include "quant/calibrate.h"
-#include "quant/cuda/cuda_quant_bridge.h"
+#include "quant/backend.h"
 #include "quant/hessian_file.h"
 
 void qg_qjob_result_free(qg_qjob_result *r) {
@@ -42,20 +42,6 @@ static double entropy_bytes(const qg_qtensor *q, double code_entropy_bits) {
   return b;
 }
 
-qg_status qg_qjob_device(const char *device, int *cuda) {
-  *cuda = 0;
-  if (!device || !strcmp(device, "cpu")) return QG_OK;
-  if (!strcmp(device, "auto")) {
-    *cuda = qg_cuq_available();
-    return QG_OK;
-  }
-  if (strcmp(device, "cuda")) return qg_fail(QG_ERR_INPUT, "unknown device '%s' (expected cpu, cuda or auto)", device);
-  const qg_ops *ops; /* the same reason calibration would give when there is no GPU */
-  QG_TRY(qg_ops_cuda(&ops));
-  if (!qg_cuq_available()) return qg_fail(QG_ERR_DEVICE, "--device cuda: no usable CUDA GPU for the quantizers");
-  *cuda = 1;
-  return QG_OK;
-}
 
 /* A non-finite weight is the checkpoint's fault, not a sign that it is no GPT: named on
  * its own before the model is built (whose failures mean the layout does not fit). */
@@ -110,8 +96,7 @@ static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian
     }
   }
   if (!s) qg_sha256_buf(seqs, sizeof *seqs * (size_t)n * (size_t)len, r->tokens_sha256);
-  if (!s && map && !strncmp(ops->name, "cuda", 4)) s = qg_cuq_calib_hessians(&m, seqs, n, len, 0, map, NULL);
-  else if (!s && map) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  if (!s && map) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
   free(seqs);
   qg_gpt_free(&m);
   r->calib_seqs = n, r->calib_len = len;
@@ -233,7 +218,9 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
   memset(r, 0, sizeof *r);
   if (!o->spec || (!o->out && !o->dry_run) || (!o->model && !o->state))
     return qg_fail(QG_ERR_INPUT, "quantize job: a model, a spec and an output path are required");
-  QG_TRY(qg_qjob_device(o->device, &r->on_cuda));
+  const qg_quant_backend *qb;
+  QG_TRY(qg_quant_backend_by_device(o->device, &qb));
+  r->quantize_device = qb->name;
   qg_compressor comp = o->compressor;
   r->ptz = o->out && qg_ends_with(o->out, ".ptz");
   if (r->ptz && (o->best_compressor || (comp != QG_COMP_ZSTD && comp != QG_COMP_ZLIB)))
@@ -280,7 +267,7 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
   if (!s) {
     tensor_ctx tc = {o, r};
     qg_quantize_opts qo = {.hessians = r->calibrated || r->dry_run ? &hmap : NULL, .progress = on_tensor,
-                           .progress_ctx = &tc, .quantize = r->on_cuda ? qg_cuq_quantize_hook : NULL};
+                           .progress_ctx = &tc, .backend = qb};
     s = qg_quantize_model(st, o->spec, &qo, &r->qm);
   }
   if (st == &own) qg_state_free(&own);

@@ -67,7 +67,7 @@ typedef struct {
 
 struct qg_qjob_result {
   qg_qmodel qm;                /* per-tensor results (owned) */
-  int on_cuda;                 /* the quantizers ran on the GPU */
+  const char *quantize_device; /* where the quantizers ran: "cpu" or "cuda" */
   int ptz;                     /* written as the contest's .int8.ptz */
   qg_qgz_info info;            /* .qgz only */
   const char *compressor;      /* name of the one written */
@@ -93,8 +93,4 @@ struct qg_qjob_result {
  * name) before loading or computing. On failure nothing is left at out. */
 qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r);
 void qg_qjob_result_free(qg_qjob_result *r);
-/* Where the quantizers run for a --device value: *cuda = 1 for the GPU. "cuda" without a
- * usable GPU is an error (never a silent CPU run); "auto" takes the GPU when present. */
-qg_status qg_qjob_device(const char *device, int *cuda);
-
 #endif

@@ -70,8 +70,8 @@ static qg_status quantize_one(const qg_tensor *t, const qg_spec *spec, const qg_
   }
   double t0 = now_s();
   if (!s)
-    s = opts && opts->quantize ? opts->quantize(opts->quantize_ctx, a->cfg, &in, &res->q)
-                               : qg_quantize(a->cfg, &in, &res->q);
+    s = opts && opts->backend ? opts->backend->quantize(opts->backend, a->cfg, &in, &res->q)
+                              : qg_quantize(a->cfg, &in, &res->q);
   res->seconds = now_s() - t0;
   if (!s && t->ndim == 0) res->q.ndim = 0;
   if (!s) s = qg_dequantize(a->cfg, &res->q, dq);

@@ -9,6 +9,7 @@
 #define QG_QUANT_PIPELINE_H
 
 #include "core/tensor.h"
+#include "quant/backend.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
 #include "quant/spec.h"
@@ -18,12 +19,8 @@ typedef struct {
   /* Optional progress callback, called before each tensor (cli prints; library doesn't). */
   void (*progress)(void *ctx, int i, int n, const char *name);
   void *progress_ctx;
-  /* Optional replacement for qg_quantize with the same contract (checks, bookkeeping,
-   * sections), e.g. the CUDA path (quant/cuda/cuda_quant_bridge.h: qg_cuq_quantize_hook),
-   * which cli/cmd_quantize.c installs for --device cuda. NULL: qg_quantize on the CPU.
-   * quant/ stays free of any CUDA knowledge: it only calls the pointer. */
-  qg_status (*quantize)(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
-  void *quantize_ctx;
+  /* Where the quantizers run (quant/backend.h); NULL: the CPU's. */
+  const qg_quant_backend *backend;
 } qg_quantize_opts;
 
 typedef struct {

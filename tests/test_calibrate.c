@@ -44,6 +44,38 @@ static void test_fast_accumulate(void **st) {
   free(x);
 }
 
+/* The op table's accumulator (kernels/ops.h hacc_*) on the CPU: fed in parts, read back
+ * as the full symmetric sum with its row count, equal to the fp64 reference within the
+ * fp32-block error, and symmetric exactly. */
+static void test_backend_hacc(void **st) {
+  (void)st;
+  enum { K = 80, N = 3001 };
+  float *x = malloc(sizeof *x * K * N);
+  uint64_t rng = 29;
+  for (int i = 0; i < K * N; i++) x[i] = qg_test_randf(&rng) - 0.2f;
+  qg_hessian ref;
+  assert_int_equal(qg_hessian_init(&ref, K), QG_OK);
+  assert_int_equal(qg_hessian_accumulate(&ref, x, N, K), QG_OK);
+  const qg_ops *o = qg_ops_cpu();
+  qg_hacc *h;
+  assert_int_equal(o->hacc_create(o, K, &h), QG_OK);
+  assert_int_equal(o->hacc_add(o, h, x, 1000), QG_OK);
+  assert_int_equal(o->hacc_add(o, h, x + 1000 * K, N - 1000), QG_OK);
+  double *H = malloc(sizeof *H * K * K);
+  int64_t rows = -1;
+  assert_int_equal(o->hacc_read(o, h, H, &rows), QG_OK);
+  assert_int_equal(rows, N);
+  for (int i = 0; i < K; i++)
+    for (int j = 0; j < K; j++) {
+      double r = ref.H[(i < j ? i : j) * K + (i < j ? j : i)]; /* the reference's upper triangle */
+      assert_true(fabs(H[i * K + j] - r) <= 1e-5 * (fabs(r) + 1));
+      assert_true(H[i * K + j] == H[j * K + i]);
+    }
+  o->hacc_free(o, h);
+  qg_hessian_free(&ref);
+  free(H), free(x);
+}
+
 static void test_model_hessians(void **st) {
   (void)st;
   const char *p;
@@ -223,6 +255,7 @@ static void test_from_shards(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fast_accumulate),
+      cmocka_unit_test(test_backend_hacc),
       cmocka_unit_test(test_model_hessians),
       cmocka_unit_test(test_from_shards),
   };

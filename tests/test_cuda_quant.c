@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/cuda_device.h"
 #include "quant/cuda/cuda_quant.h"
+#include "quant/backend.h"
 #include "quant/cuda/cuda_quant_bridge.h"
 #include "quant/e8_quantizer.h"
 #include "quant/gptq.h"
@@ -353,18 +354,26 @@ static void test_no_gpu_errors(void **st) {
   assert_true(s == QG_ERR_UNSUPPORTED || s == QG_ERR_DEVICE);
   assert_true(strlen(qg_last_error()) > 10);
   assert_null(r.codes);
-  qg_cuq_hacc *h;
-  s = qg_cuq_hacc_create(8, &h);
+  const qg_quant_backend *qb = NULL; /* and the quantizers' table is never the CUDA one */
+  s = qg_quant_backend_by_device("cuda", &qb);
   assert_true(s == QG_ERR_UNSUPPORTED || s == QG_ERR_DEVICE);
-  assert_null(h);
+  assert_int_equal(qb->kind, QG_BACKEND_CPU);
+  OK(qg_quant_backend_by_device("auto", &qb));
+  assert_int_equal(qb->kind, QG_BACKEND_CPU);
 }
 
 typedef struct {
   int calls;
 } hook_ctx;
 
-static qg_status counting_hook(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
-  ((hook_ctx *)ctx)->calls++;
+static int counting_supports(const qg_quant_backend *b, const qg_qconfig *c, int64_t rows, int64_t cols) {
+  (void)b, (void)c, (void)rows, (void)cols;
+  return 1;
+}
+
+static qg_status counting_quantize(const qg_quant_backend *b, const qg_qconfig *c, const qg_qinput *in,
+                                   qg_qtensor *out) {
+  ((hook_ctx *)b->ctx)->calls++;
   return qg_quantize(c, in, out);
 }
 
@@ -384,7 +393,9 @@ static void test_pipeline_hook(void **st) {
   qg_spec spec;
   OK(qg_spec_parse_inline("*.weight: rowwise bits=5", &spec));
   hook_ctx hc = {0};
-  qg_quantize_opts with = {.quantize = counting_hook, .quantize_ctx = &hc}, without = {0};
+  qg_quant_backend counting = {
+      .kind = QG_BACKEND_CPU, .name = "counting", .supports = counting_supports, .quantize = counting_quantize, .ctx = &hc};
+  qg_quantize_opts with = {.backend = &counting}, without = {0};
   qg_qmodel a, b;
   OK(qg_quantize_model(&s, &spec, &with, &a));
   OK(qg_quantize_model(&s, &spec, &without, &b));

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_device.h"
+#include "quant/backend.h"
 #include "quant/calibrate.h"
 #include "quant/cuda/cuda_quant.h"
 #include "quant/cuda/cuda_quant_bridge.h"
@@ -77,14 +78,21 @@ static void test_hessian(void **st) {
     OK(qg_hessian_accumulate(&ref, x, rows, k));
     OK(qg_hessian_init(&fast, k));
     OK(qg_hessian_accumulate_fast(&fast, x, rows, k));
-    qg_cuq_hacc *h;
-    OK(qg_cuq_hacc_create(k, &h));
-    OK(qg_cuq_hacc_add_host(h, x, rows / 3));
-    OK(qg_cuq_hacc_add_host(h, x + rows / 3 * k, rows - rows / 3));
+    const qg_ops *cu; /* the op table's accumulator, fed from device memory in two parts */
+    OK(qg_ops_cuda(&cu));
+    float *dx;
+    OK(cu->alloc(cu, (void **)&dx, sizeof *dx * (size_t)(rows * k)));
+    OK(cu->upload(cu, dx, x, sizeof *dx * (size_t)(rows * k)));
+    qg_hacc *h;
+    OK(cu->hacc_create(cu, k, &h));
+    OK(cu->hacc_add(cu, h, dx, rows / 3));
+    OK(cu->hacc_add(cu, h, dx + rows / 3 * k, rows - rows / 3));
     double *H = malloc(sizeof *H * (size_t)(k * k));
     for (int64_t i = 0; i < k * k; i++) H[i] = NAN;
-    OK(qg_cuq_hacc_download(h, H));
-    assert_int_equal(qg_cuq_hacc_rows(h), rows);
+    int64_t got_rows = 0;
+    OK(cu->hacc_read(cu, h, H, &got_rows));
+    assert_int_equal(got_rows, rows);
+    cu->free(cu, dx);
     double num = 0, numf = 0, den = 0;
     for (int64_t i = 0; i < k; i++)
       for (int64_t j = i; j < k; j++) {
@@ -97,7 +105,7 @@ static void test_hessian(void **st) {
     print_message("hessian %lld x %lld: device fp64 rel err %.3g (CPU fp32-block path: %.3g)\n", (long long)rows,
                   (long long)k, e, ef);
     assert_true(e <= 1e-12);
-    qg_cuq_hacc_free(h);
+    cu->hacc_free(cu, h);
     qg_hessian_free(&ref), qg_hessian_free(&fast);
     free(H), free(x);
   }
@@ -413,7 +421,7 @@ static void test_model_artifacts(void **st) {
   const qg_ops *cu;
   OK(qg_ops_cuda(&cu)); /* the device calibration pass against the CPU's */
   OK(qg_gpt_init(&m, &s, &go0, cu));
-  OK(qg_cuq_calib_hessians(&m, tok, B, T, 0, &hd, NULL));
+  OK(qg_calib_hessians(&m, tok, B, T, 0, &hd));
   qg_gpt_free(&m);
   assert_int_equal(hm.n, hd.n);
   for (int i = 0; i < hm.n; i++) {
@@ -429,7 +437,7 @@ static void test_model_artifacts(void **st) {
   for (int k = 0; k < 3; k++) {
     qg_spec spec;
     OK(qg_spec_parse_inline(specs[k], &spec));
-    qg_quantize_opts cpu = {.hessians = &hm}, gpu = {.hessians = &hm, .quantize = qg_cuq_quantize_hook};
+    qg_quantize_opts cpu = {.hessians = &hm}, gpu = {.hessians = &hm, .backend = qg_quant_backend_for(QG_BACKEND_CUDA)};
     qg_qmodel a, b;
     OK(qg_quantize_model(&s, &spec, &cpu, &a));
     OK(qg_quantize_model(&s, &spec, &gpu, &b));

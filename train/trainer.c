@@ -214,7 +214,7 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   /* the backend first: asking for a GPU that is not there fails before any work */
   if (!s) s = qg_train_backend(c, &t->ops);
   if (s) return s;
-  t->on_device = strcmp(t->ops->name, "cpu") != 0;
+  t->on_device = t->ops->kind != QG_BACKEND_CPU;
   if (!s) s = qg_gpt_config_make(c->vocab, c->layers, c->dim, c->heads, c->kv_heads, c->mlp_mult * c->dim, !c->untied,
                                  c->mlp_power, &t->mc);
   if (s) return s;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "kernels/cpu/cpu_hessian.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
 #include "kernels/ops.h"
 
@@ -374,6 +375,7 @@ static qg_status cpu_token_stats(const qg_ops *o, const float *a, const float *b
 
 static const qg_ops cpu_ops = {
     .name = "cpu",
+    .kind = QG_BACKEND_CPU,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_copy,
@@ -390,6 +392,11 @@ static const qg_ops cpu_ops = {
     .add_scaled = cpu_add_scaled,
     .affine = cpu_affine,
     .token_stats = cpu_token_stats,
+    /* calibration sums: kernels/cpu/cpu_hessian.c */
+    .hacc_create = qg_cpu_hacc_create,
+    .hacc_add = qg_cpu_hacc_add,
+    .hacc_read = qg_cpu_hacc_read,
+    .hacc_free = qg_cpu_hacc_free,
     /* backward twins: kernels/cpu/cpu_ops_bwd.c */
     .embed_bwd = qg_cpu_embed_bwd,
     .rmsnorm_bwd = qg_cpu_rmsnorm_bwd,

@@ -116,7 +116,7 @@ qg_status qg_cu_rmsnorm_bwd(const qg_ops *o, float *dx, const float *dy, const f
 
 // ---- matrix products (cuBLAS; bf16 inputs on the cuda-bf16 table) -----------------------
 
-static int is_bf16(const qg_ops *o) { return o && o->name && !strcmp(o->name, "cuda-bf16"); }
+static int is_bf16(const qg_ops *o) { return o && o->bf16; }
 
 static qg_status mm_dims(int64_t M, int K, int N, const char *what) {
   if (M > INT32_MAX || K < 0 || N < 0)

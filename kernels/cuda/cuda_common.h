@@ -25,6 +25,11 @@ qg_status qg_cu_to_bf16(void *dst, const float *src, int64_t n);
 // cuda_attention.cu
 qg_status qg_cu_attention(float *y, const float *q, const float *k, const float *v, int64_t B, int T, int H, int KVH,
                           int hd);
+// cuda_hessian.cu (the op table's hacc_* entries)
+qg_status qg_cu_hacc_create(const qg_ops *o, int64_t k, qg_hacc **out);
+qg_status qg_cu_hacc_add(const qg_ops *o, qg_hacc *h, const float *x, int64_t rows);
+qg_status qg_cu_hacc_read(const qg_ops *o, const qg_hacc *h, double *H, int64_t *rows);
+void qg_cu_hacc_free(const qg_ops *o, qg_hacc *h);
 // cuda_token_stats.cu
 qg_status qg_cu_token_stats(const float *a, const float *b, const int32_t *targets, int64_t rows, int V, float softcap,
                             qg_token_stat *out);

@@ -163,11 +163,17 @@ static void fill_table(qg_ops *t, const char *name,
                        qg_status (*mm)(const qg_ops *, float *, const float *, const float *, int64_t, int, int)) {
   memset(t, 0, sizeof *t);
   t->name = name;
+  t->kind = QG_BACKEND_CUDA;
+  t->bf16 = mm == cu_matmul_bf16;
   t->alloc = cu_alloc;
   t->free = cu_free;
   t->upload = cu_upload;
   t->download = cu_download;
   t->copy = cu_copy;
+  t->hacc_create = qg_cu_hacc_create;
+  t->hacc_add = qg_cu_hacc_add;
+  t->hacc_read = qg_cu_hacc_read;
+  t->hacc_free = qg_cu_hacc_free;
   t->embed = cu_embed;
   t->rmsnorm = cu_rmsnorm;
   t->matmul = mm;

@@ -42,23 +42,7 @@ qg_status qg_cuq_upload(void *dst, const void *src, size_t bytes);
 qg_status qg_cuq_download(void *dst, const void *src, size_t bytes);
 qg_status qg_cuq_sync(void);
 
-/* ---- Hessian accumulation ------------------------------------------------------------
- * Precision: fp64. Activation rows are converted to fp64 on the device a chunk at a time
- * and summed by cublasDsyrk into an fp64 k x k accumulator (the H100's fp64 tensor cores
- * make this cheap: 9 layers x 128 x 1024 tokens is ~1 TFLOP of syrk). Its error against
- * the CPU's fp64 dsyrk is at the level of fp64 rounding (tests/test_cuda_quant_gpu.c
- * measures it; tolerance 1e-12 relative). */
-typedef struct qg_cuq_hacc qg_cuq_hacc;
-qg_status qg_cuq_hacc_create(int64_t k, qg_cuq_hacc **out);
-void qg_cuq_hacc_free(qg_cuq_hacc *h);
-/* Adds rows x k activations in DEVICE memory (what the model's tap hands over). */
-qg_status qg_cuq_hacc_add(qg_cuq_hacc *h, const float *dX, int64_t rows);
-/* The same from host memory (uploads a chunk at a time). */
-qg_status qg_cuq_hacc_add_host(qg_cuq_hacc *h, const float *X, int64_t rows);
-int64_t qg_cuq_hacc_rows(const qg_cuq_hacc *h);
-int64_t qg_cuq_hacc_k(const qg_cuq_hacc *h);
-/* The running sum sum x x^T (NOT scaled), both triangles, into host H (k x k). */
-qg_status qg_cuq_hacc_download(const qg_cuq_hacc *h, double *H);
+/* Hessian accumulation is the backend's (kernels/ops.h hacc_*, kernels/cuda/cuda_hessian.cu). */
 
 /* ---- inner grids ---------------------------------------------------------------------- */
 typedef enum { QG_CUQ_ROWWISE = 1, QG_CUQ_LLOYDMAX = 2, QG_CUQ_E8 = 3 } qg_cuq_kind;

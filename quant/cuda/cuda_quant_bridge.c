@@ -3,6 +3,8 @@
  * are in cuda_quant_none.c. */
 #include "quant/cuda/cuda_quant_bridge.h"
 
+#include "quant/backend.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,125 +191,20 @@ qg_status qg_cuq_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *
   return s;
 }
 
-qg_status qg_cuq_quantize_hook(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
-  (void)ctx;
+static int cuda_supports(const qg_quant_backend *b, const qg_qconfig *c, int64_t rows, int64_t cols) {
+  (void)b;
+  return qg_cuq_takes(c, rows, cols);
+}
+
+static qg_status cuda_quantize(const qg_quant_backend *b, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out) {
+  (void)b;
   return qg_cuq_quantize(c, in, out);
 }
 
-/* ---- calibration with device Hessians ------------------------------------------------ */
-
-typedef struct {
-  char *name;
-  int64_t k;
-  qg_cuq_hacc *h; /* NULL: reserved for a weight that shares its input (c_k, c_v) */
-} dev_entry;
-
-typedef struct {
-  dev_entry *v;
-  int n, cap;
-  int timing;
-  double t_hessian;
-} dev_tap;
-
-static qg_status tap_entry(dev_tap *t, const char *name, int64_t k, int create, dev_entry **out) {
-  for (int i = 0; i < t->n; i++)
-    if (!strcmp(t->v[i].name, name)) {
-      if (t->v[i].k != k)
-        return qg_fail(QG_ERR_INPUT, "Hessian for '%s' is %lld wide, asked for %lld", name, (long long)t->v[i].k,
-                       (long long)k);
-      *out = &t->v[i];
-      return QG_OK;
-    }
-  if (t->n == t->cap) {
-    int cap = t->cap ? 2 * t->cap : 64;
-    dev_entry *v = realloc(t->v, sizeof *v * (size_t)cap);
-    if (!v) return qg_fail(QG_ERR_NOMEM, "out of memory");
-    t->v = v, t->cap = cap;
-  }
-  dev_entry *e = &t->v[t->n];
-  memset(e, 0, sizeof *e);
-  e->k = k;
-  if (!(e->name = qg_strdup(name))) return qg_fail(QG_ERR_NOMEM, "out of memory");
-  if (create) {
-    qg_status s = qg_cuq_hacc_create(k, &e->h);
-    if (s) {
-      free(e->name);
-      return s;
-    }
-  }
-  t->n++;
-  *out = e;
-  return QG_OK;
+const qg_quant_backend *qg_quant_backend_cuda(void) {
+  static const qg_quant_backend t = {
+      .kind = QG_BACKEND_CUDA, .name = "cuda", .supports = cuda_supports, .quantize = cuda_quantize};
+  return &t;
 }
 
-static qg_status device_tap(void *c, const char *const *names, int n_names, const float *x, int64_t rows, int K) {
-  dev_tap *t = c;
-  dev_entry *e;
-  QG_TRY(tap_entry(t, names[0], K, 1, &e));
-  if (!e->h) QG_TRY(qg_cuq_hacc_create(K, &e->h)); /* reserved earlier, now read directly */
-  double t0 = 0;
-  if (t->timing) { /* the benchmark's split: drain the forward's work first */
-    QG_TRY(qg_cuq_sync());
-    t0 = qg_now();
-  }
-  QG_TRY(qg_cuq_hacc_add(e->h, x, rows));
-  if (t->timing) {
-    QG_TRY(qg_cuq_sync());
-    t->t_hessian += qg_now() - t0;
-  }
-  for (int i = 1; i < n_names; i++) QG_TRY(tap_entry(t, names[i], K, 0, &e));
-  return QG_OK;
-}
 
-qg_status qg_cuq_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map,
-                                double *seconds) {
-  if (strncmp(m->ops->name, "cuda", 4) != 0)
-    return qg_fail(QG_ERR_INPUT, "device Hessians need the model on a CUDA backend (it runs on '%s')", m->ops->name);
-  if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
-  dev_tap t = {0};
-  t.timing = seconds != NULL;
-  m->tap = device_tap;
-  m->tap_ctx = &t;
-  qg_status s = QG_OK;
-  double t0 = qg_now();
-  qg_progress pr;
-  qg_progress_start(&pr, "calibration (cuda)", "tokens", (int64_t)n * len);
-  for (int i = 0; i < n && !s; i += batch) {
-    int nb = n - i < batch ? n - i : batch;
-    s = qg_gpt_forward(m, seqs + (int64_t)i * len, nb, len);
-    qg_progress_update(&pr, (int64_t)(i + nb) * len);
-  }
-  if (!s) s = qg_cuq_sync();
-  qg_progress_finish(&pr, (int64_t)n * len);
-  m->tap = NULL;
-  m->tap_ctx = NULL;
-  if (seconds) seconds[0] = qg_now() - t0 - t.t_hessian, seconds[1] = t.t_hessian;
-  /* the sums into the host map (rows counted), then calibrate.c's sharing rule: weights
-   * that read the same input as c_q (c_k, c_v) get c_q's sum */
-  for (int i = 0; i < t.n && !s; i++) {
-    qg_hessian *h;
-    if ((s = qg_hessian_map_get(map, t.v[i].name, t.v[i].k, &h))) break;
-    if (t.v[i].h) {
-      double t1 = qg_now();
-      s = qg_cuq_hacc_download(t.v[i].h, h->H);
-      h->n = qg_cuq_hacc_rows(t.v[i].h);
-      if (seconds) seconds[1] += qg_now() - t1;
-    }
-  }
-  for (int i = 0; i < t.n; i++) free(t.v[i].name), qg_cuq_hacc_free(t.v[i].h);
-  free(t.v);
-  if (s) return s;
-  for (int i = 0; i < map->n; i++) {
-    if (map->h[i].n > 0) continue;
-    const char *nm = map->names[i];
-    const char *dot = strstr(nm, ".attn.c_");
-    if (!dot) continue;
-    char src[128];
-    snprintf(src, sizeof src, "%.*s.attn.c_q.weight", (int)(dot - nm), nm);
-    const qg_hessian *q = qg_hessian_map_find(map, src);
-    if (!q || q->n == 0) continue;
-    memcpy(map->h[i].H, q->H, sizeof(double) * (size_t)(q->k * q->k));
-    map->h[i].n = q->n;
-  }
-  return qg_hessian_map_finalize(map);
-}

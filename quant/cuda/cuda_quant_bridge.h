@@ -1,15 +1,11 @@
 /* The bridge between quant/'s plug-ins and the quantizer kernels (quant/cuda/cuda_quant.h):
- * the quantize step and the calibration pass of `quantgolf quantize --device cuda`. Plain
- * C, in every build: without CUDA compiled in, or without a GPU, the functions that need
- * one return QG_ERR_UNSUPPORTED / QG_ERR_DEVICE saying so, and qg_cuq_quantize_hook is
- * never installed (cli/cmd_quantize.c asks qg_cuq_available() first).
- *
- * This is the one file under kernels/ that knows quant/ and model/ types; it sits here
- * because it is the CUDA path's entry point, and it keeps quant/ free of CUDA. */
+ * the CUDA quantizers' table (quant/backend.h: qg_quant_backend_cuda). Plain C, in every
+ * build: without CUDA compiled in, or without a GPU, the functions that need one return
+ * QG_ERR_UNSUPPORTED / QG_ERR_DEVICE saying so; the table is only reached through an op
+ * table of kind CUDA, which exists only where a GPU does. */
 #ifndef QG_QUANT_CUDA_QUANT_BRIDGE_H
 #define QG_QUANT_CUDA_QUANT_BRIDGE_H
 
-#include "model/gpt.h"
 #include "quant/cuda/cuda_quant.h"
 #include "quant/hessian.h"
 #include "quant/quantizer.h"
@@ -33,15 +29,5 @@ int qg_cuq_takes(const qg_qconfig *c, int64_t rows, int64_t cols);
  * options, shape, sections with the CPU quantizer's names and layouts, GPTQ's note);
  * configs the device does not take go to qg_quantize on the CPU. */
 qg_status qg_cuq_quantize(const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
-/* The same with the signature of qg_quantize_opts.quantize (quant/pipeline.h). */
-qg_status qg_cuq_quantize_hook(void *ctx, const qg_qconfig *c, const qg_qinput *in, qg_qtensor *out);
-
-/* qg_calib_hessians with the Hessians accumulated on the device (fp64, see
- * quant/cuda/cuda_quant.h) straight from the CUDA model's activations: no activation ever
- * crosses to the host. m must run on a CUDA op table. Fills and finalizes map. When
- * seconds is non-NULL, seconds[0] gets the forward time and seconds[1] the Hessian time
- * (each step synchronised, for the benchmark). */
-qg_status qg_cuq_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map,
-                                double *seconds);
 
 #endif

@@ -15,13 +15,6 @@ void qg_cuq_free(void *p) { (void)p; }
 qg_status qg_cuq_upload(void *dst, const void *src, size_t bytes) { (void)dst, (void)src, (void)bytes; return no_cuda(); }
 qg_status qg_cuq_download(void *dst, const void *src, size_t bytes) { (void)dst, (void)src, (void)bytes; return no_cuda(); }
 qg_status qg_cuq_sync(void) { return no_cuda(); }
-qg_status qg_cuq_hacc_create(int64_t k, qg_cuq_hacc **out) { (void)k, *out = NULL; return no_cuda(); }
-void qg_cuq_hacc_free(qg_cuq_hacc *h) { (void)h; }
-qg_status qg_cuq_hacc_add(qg_cuq_hacc *h, const float *dX, int64_t rows) { (void)h, (void)dX, (void)rows; return no_cuda(); }
-qg_status qg_cuq_hacc_add_host(qg_cuq_hacc *h, const float *X, int64_t rows) { (void)h, (void)X, (void)rows; return no_cuda(); }
-int64_t qg_cuq_hacc_rows(const qg_cuq_hacc *h) { (void)h; return 0; }
-int64_t qg_cuq_hacc_k(const qg_cuq_hacc *h) { (void)h; return 0; }
-qg_status qg_cuq_hacc_download(const qg_cuq_hacc *h, double *H) { (void)h, (void)H; return no_cuda(); }
 void qg_cuq_result_free(qg_cuq_result *r) {
   free(r->codes), free(r->scales);
   memset(r, 0, sizeof *r);
