@@ -44,15 +44,18 @@ static void compare(const char *qgz, const char *raw) {
     assert_true(nl < sizeof name);
     memcpy(name, d + pos + 4, nl), name[nl] = 0;
     uint64_t cnt = qg_rd_u64le(d + pos + 4 + nl);
-    const float *v = (const float *)(d + pos + 12 + nl);
+    const uint8_t *v8 = d + pos + 12 + nl; /* unaligned in the dump: read each value by memcpy */
     const qg_tensor *t = qg_state_find(&s, name);
     if (!t) fail_msg("python tensor %s not in the C state", name);
     assert_int_equal(qg_tensor_numel(t), (int64_t)cnt);
     float *c = malloc(cnt * sizeof *c + 1);
     qg_tensor_to_f32(t, c);
-    for (uint64_t i = 0; i < cnt; i++)
-      if (!(fabsf(c[i] - v[i]) <= 1.0f / 128 * fabsf(c[i]) + 1e-30f))
-        fail_msg("%s: %s[%llu] C %g python %g", qgz, name, (unsigned long long)i, c[i], v[i]);
+    for (uint64_t i = 0; i < cnt; i++) {
+      float v;
+      memcpy(&v, v8 + 4 * i, sizeof v);
+      if (!(fabsf(c[i] - v) <= 1.0f / 128 * fabsf(c[i]) + 1e-30f))
+        fail_msg("%s: %s[%llu] C %g python %g", qgz, name, (unsigned long long)i, c[i], v);
+    }
     free(c);
     pos += 12 + nl + cnt * 4, seen++;
   }
