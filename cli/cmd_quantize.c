@@ -19,7 +19,7 @@
 void qg_cmd_quantize_help(void) {
   printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml |\n"
          "                          --preset NAME)\n"
-         "                          --out A.qgz|A.int8.ptz [--compress brotli|zstd|xz|zlib|none|best]\n"
+         "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
          "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n"
@@ -393,6 +393,17 @@ int qg_cmd_quantize(int argc, char **argv) {
     if (!ptz) {
       qg_json_key(&j, "packed_layout_bytes"), qg_json_int(&j, (int64_t)info.packed_compressed);
       qg_json_key(&j, "bytewise_layout_bytes"), qg_json_int(&j, (int64_t)info.bytes_compressed);
+      if (info.comp == QG_COMP_RANS) {
+        qg_json_key(&j, "rans_meta_bytes"), qg_json_int(&j, (int64_t)info.meta_compressed);
+        qg_json_key(&j, "rans_scale_raw_bytes"), qg_json_int(&j, (int64_t)info.scale_raw);
+        qg_json_key(&j, "rans_code_bytes"), qg_json_int(&j, (int64_t)info.code_payload);
+        qg_json_key(&j, "rans_table_bytes"), qg_json_int(&j, (int64_t)info.code_tables);
+        qg_json_key(&j, "rans_stream_header_bytes"), qg_json_int(&j, (int64_t)info.code_stream_headers);
+        qg_json_key(&j, "rans_streams_own"), qg_json_int(&j, info.streams_own);
+        qg_json_key(&j, "rans_streams_shared"), qg_json_int(&j, info.streams_shared);
+        qg_json_key(&j, "rans_streams_brotli"), qg_json_int(&j, info.streams_brotli);
+        qg_json_key(&j, "rans_streams_context"), qg_json_int(&j, info.streams_ctx);
+      }
     }
     qg_json_key(&j, "entropy_bytes"), qg_json_int(&j, (int64_t)ceil(ent));
     qg_json_key(&j, "code_bytes"), qg_json_int(&j, code_bytes);
@@ -427,6 +438,11 @@ int qg_cmd_quantize(int argc, char **argv) {
       printf("layouts   packed %zu vs one byte per code %zu bytes compressed: kept %s\n", info.packed_compressed,
              info.bytes_compressed, layout_name);
     printf("raw       %12zu bytes\n", raw_n);
+    if (!ptz && info.comp == QG_COMP_RANS)
+      printf("rans      meta %zu (scales %zu raw) + codes %zu + tables %zu + stream headers %zu + header %d; "
+             "streams: %d own table, %d shared (%d tables), %d context, %d brotli\n",
+             info.meta_compressed, info.scale_raw, info.code_payload, info.code_tables, info.code_stream_headers,
+             QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_ctx, info.streams_brotli);
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);

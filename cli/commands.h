@@ -37,6 +37,8 @@ void qg_cmd_train_help(void);
 
 int qg_cmd_sensitivity(int argc, char **argv);
 void qg_cmd_sensitivity_help(void);
+int qg_cmd_allocate(int argc, char **argv);
+void qg_cmd_allocate_help(void);
 int qg_cmd_run(int argc, char **argv);
 void qg_cmd_run_help(void);
 

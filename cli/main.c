@@ -34,6 +34,8 @@ static const qg_command commands[] = {
      qg_cmd_train_help},
     {"sensitivity", "per-group KLD deltas, bytes and ROI of candidate quantizers against a base spec",
      qg_cmd_sensitivity, qg_cmd_sensitivity_help},
+    {"allocate", "the best per-group quantizer choice under a byte budget, from a sensitivity table",
+     qg_cmd_allocate, qg_cmd_allocate_help},
     {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
     {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
 };

@@ -11,25 +11,41 @@
 #include <zstd.h>
 
 #include "core/file.h"
+#include "io/qgz_rans.h"
+#include "io/rans.h"
 
 /* ---- compressors -------------------------------------------------------------------- */
 
 const char *qg_compressor_name(qg_compressor c) {
-  static const char *n[] = {"none", "zstd-22", "brotli-11", "xz-9e", "zlib-9"};
+  static const char *n[] = {"none", "zstd-22", "brotli-11", "xz-9e", "zlib-9", "rans"};
   return (unsigned)c < QG_COMP_COUNT ? n[c] : "?";
 }
 
 qg_status qg_compressor_from_name(const char *name, qg_compressor *out) {
-  static const char *n[] = {"none", "zstd", "brotli", "xz", "zlib"};
+  static const char *n[] = {"none", "zstd", "brotli", "xz", "zlib", "rans"};
   for (int i = 0; i < QG_COMP_COUNT; i++)
     if (!strcmp(name, n[i]) || !strcmp(name, qg_compressor_name((qg_compressor)i))) {
       *out = (qg_compressor)i;
       return QG_OK;
     }
-  return qg_fail(QG_ERR_INPUT, "unknown compressor '%s' (valid: zstd, brotli, xz, zlib, none)", name);
+  return qg_fail(QG_ERR_INPUT, "unknown compressor '%s' (valid: zstd, brotli, xz, zlib, rans, none)", name);
+}
+
+static qg_status rans_bytes(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len) {
+  uint32_t *sym = malloc((n + 1) * sizeof *sym);
+  if (!sym) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS symbols)");
+  for (size_t i = 0; i < n; i++) sym[i] = in[i];
+  qg_buf b;
+  qg_buf_init(&b);
+  qg_status s = qg_rans_compress(sym, n, 256, 0, &b);
+  free(sym);
+  if (s) return qg_buf_free(&b), s;
+  *out = b.p ? b.p : malloc(1), *out_len = b.n;
+  return *out ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory");
 }
 
 qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len) {
+  if (c == QG_COMP_RANS) return rans_bytes(in, n, out, out_len);
   size_t cap = n + n / 2 + 4096;
   if (c == QG_COMP_ZSTD) cap = ZSTD_compressBound(n);
   if (c == QG_COMP_XZ) cap = lzma_stream_buffer_bound(n);
@@ -68,6 +84,14 @@ qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **ou
 
 qg_status qg_decompress(qg_compressor c, const uint8_t *in, size_t n, uint8_t *out, size_t expect, const char *fname) {
   int ok = 0;
+  if (c == QG_COMP_RANS) {
+    uint32_t *sym = malloc((expect + 1) * sizeof *sym);
+    if (!sym) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS symbols)");
+    size_t used = 0;
+    ok = qg_rans_decompress(in, n, &used, sym, expect, 256) == QG_OK && used == n;
+    for (size_t i = 0; ok && i < expect; i++) out[i] = (uint8_t)sym[i];
+    free(sym);
+  }
   switch (c) {
     case QG_COMP_NONE: ok = n == expect; if (ok) memcpy(out, in, n); break;
     case QG_COMP_ZSTD: {
@@ -142,7 +166,20 @@ static void put_codes(qg_buf *b, const qg_qsection *s, qg_code_layout layout) {
   if (have) qg_buf_byte(b, (uint8_t)acc);
 }
 
-qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layout, qg_buf *b) {
+/* v2 (rans) form of a 16-bit section: deltas mod 2^16, low bytes then high bytes */
+static void put_u16_delta_planes(qg_buf *b, const uint16_t *h, int64_t n) {
+  for (int plane = 0; plane < 2; plane++) {
+    uint16_t prev = 0;
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t d = (uint16_t)(h[j] - prev);
+      prev = h[j];
+      qg_buf_byte(b, (uint8_t)(d >> (8 * plane)));
+    }
+  }
+}
+
+static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout layout, int v2, qg_buf *b,
+                           size_t *scale_raw) {
   for (int i = 0; i < n; i++) {
     const qg_qtensor *t = q[i];
     put_str(b, t->name);
@@ -160,8 +197,12 @@ qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layou
       qg_buf_byte(b, (uint8_t)s->kind);
       qg_buf_byte(b, (uint8_t)s->bits);
       put_varint(b, (uint64_t)s->count);
+      if (s->kind != QG_SEC_CODES && s->kind != QG_SEC_RAW && scale_raw)
+        *scale_raw += (size_t)qg_qsection_packed_bytes(s);
       if (s->kind == QG_SEC_CODES) {
-        put_codes(b, s, layout);
+        if (!v2 || !qg_qgz_rans_external(s)) put_codes(b, s, layout);
+      } else if (v2 && (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16)) {
+        put_u16_delta_planes(b, s->data, s->count);
       } else if (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16) {
         const uint16_t *h = s->data;
         for (int64_t j = 0; j < s->count; j++) qg_buf_u16le(b, h[j]);
@@ -178,6 +219,10 @@ qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layou
     }
   }
   return qg_buf_status(b);
+}
+
+qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layout, qg_buf *b) {
+  return payload_v(q, n, layout, 0, b, NULL);
 }
 
 /* ---- encode --------------------------------------------------------------------------- */
@@ -212,9 +257,62 @@ static qg_status encode_layout(const qg_qtensor *const *q, int n, qg_compressor 
   return s;
 }
 
+static void put_header(uint8_t *f, int version, qg_compressor comp, qg_code_layout layout, int n, const qg_buf *p,
+                       size_t zn) {
+  memcpy(f, QG_QGZ_MAGIC, 4);
+  qg_wr_u16le(f + 4, (uint16_t)version);
+  f[6] = (uint8_t)comp, f[7] = (uint8_t)layout;
+  qg_wr_u32le(f + 8, (uint32_t)n);
+  qg_wr_u32le(f + 12, (uint32_t)crc32(0L, p->p ? p->p : (const Bytef *)"", (uInt)p->n));
+  qg_wr_u32le(f + 16, (uint32_t)p->n), qg_wr_u32le(f + 20, (uint32_t)((uint64_t)p->n >> 32));
+  qg_wr_u32le(f + 24, (uint32_t)zn), qg_wr_u32le(f + 28, (uint32_t)((uint64_t)zn >> 32));
+}
+
+/* Version 2: header, varint meta bytes, brotli meta, code block (io/qgz_rans.h). */
+static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, size_t *len, qg_qgz_info *inf) {
+  qg_buf meta, body;
+  qg_buf_init(&meta), qg_buf_init(&body);
+  uint8_t *z = NULL;
+  size_t zn = 0;
+  qg_qgz_rans_stats st;
+  qg_status s = payload_v(q, n, QG_LAYOUT_PACKED, 1, &meta, &inf->scale_raw);
+  if (!s && meta.n > QG_QGZ_MAX_PAYLOAD) s = qg_fail(QG_ERR_NOMEM, "artifact payload of %zu bytes is too large", meta.n);
+  if (!s) s = qg_compress(QG_COMP_BROTLI, meta.p ? meta.p : (const uint8_t *)"", meta.n, &z, &zn);
+  if (!s) {
+    qg_buf_zeros(&body, QG_QGZ_HEADER);
+    qg_varint_put(&body, zn);
+    qg_buf_append(&body, z, zn);
+    inf->meta_compressed = body.n - QG_QGZ_HEADER;
+    s = qg_qgz_rans_encode(q, n, &body, &st);
+  }
+  if (!s) s = qg_buf_status(&body);
+  if (!s) {
+    put_header(body.p, QG_QGZ_VERSION_RANS, QG_COMP_RANS, QG_LAYOUT_PACKED, n, &meta, body.n - QG_QGZ_HEADER);
+    inf->layout = QG_LAYOUT_PACKED;
+    inf->raw_bytes = inf->packed_raw = meta.n;
+    inf->packed_compressed = body.n - QG_QGZ_HEADER;
+    inf->file_bytes = body.n;
+    inf->code_payload = st.code_payload, inf->code_tables = st.tables, inf->code_stream_headers = st.stream_headers;
+    inf->streams_ctx = st.ctx, inf->streams_own = st.own, inf->streams_shared = st.shared, inf->streams_brotli = st.brotli;
+    inf->shared_tables = st.shared_tables;
+    *file = body.p, *len = body.n;
+  } else {
+    qg_buf_free(&body);
+  }
+  free(z);
+  qg_buf_free(&meta);
+  return s;
+}
+
 qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout, uint8_t **file,
                         size_t *len, qg_qgz_info *info) {
   qg_qgz_info inf = {0};
+  if (comp == QG_COMP_RANS) {
+    inf.comp = comp;
+    QG_TRY(encode_rans(q, n, file, len, &inf));
+    if (info) *info = inf;
+    return QG_OK;
+  }
   inf.comp = comp;
   uint8_t *f[2] = {NULL, NULL};
   size_t fl[2] = {0, 0}, raw[2] = {0, 0};
@@ -263,6 +361,9 @@ typedef struct {
   const uint8_t *p;
   size_t n, off;
   const char *fname, *tensor;
+  int v2; /* format version 2: external codes, delta-planed 16-bit sections */
+  uint64_t extent_lim; /* bound on a tensor's element count (allocation guard) */
+  int64_t numel;       /* of the tensor being read */
 } rd;
 
 static qg_status bad(rd *r, const char *what) {
@@ -318,17 +419,27 @@ static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
   if (kind >= QG_SEC_KIND_COUNT) return bad(r, "unknown section kind");
   if (kind == QG_SEC_CODES ? (bits < 1 || bits > 32) : bits != 0) return bad(r, "bad code width");
   if (count > ((uint64_t)1 << 36)) return bad(r, "section too large");
-  uint64_t need = kind == QG_SEC_CODES ? (uint64_t)code_bytes((int64_t)count, bits, layout)
+  int ext = r->v2 && kind == QG_SEC_CODES && bits <= QG_QGZ_RANS_MAX_BITS;
+  uint64_t need = ext ? 0
+                  : kind == QG_SEC_CODES ? (uint64_t)code_bytes((int64_t)count, bits, layout)
                   : kind == QG_SEC_F32 ? count * 4
                   : kind == QG_SEC_RAW ? count
                                        : count * 2;
   if (need > r->n - r->off) return bad(r, "section data runs past the payload");
+  /* external codes take no payload bytes (a one-symbol stream codes in none), so they are
+   * bounded by the tensor's own size; transforms may pad to twice it */
+  if (ext && count > 2 * (uint64_t)r->numel + 1024) return bad(r, "code section larger than its tensor");
   if (qg_qtensor_find(t, name)) return bad(r, "duplicate section");
   if (t->nsec >= QG_QT_MAX_SECTIONS) return bad(r, "too many sections");
   void *d;
   QG_TRY(qg_qtensor_add(t, name, (qg_sec_kind)kind, bits, (int64_t)count, &d));
   const uint8_t *p = r->p + r->off;
-  if (kind == QG_SEC_CODES) {
+  if (ext) {
+    /* filled from the code block */
+  } else if (r->v2 && (kind == QG_SEC_F16 || kind == QG_SEC_BF16)) {
+    uint16_t *h = d, prev = 0;
+    for (uint64_t i = 0; i < count; i++) h[i] = prev = (uint16_t)(prev + (p[i] | (p[count + i] << 8)));
+  } else if (kind == QG_SEC_CODES) {
     uint32_t *c = d;
     if (layout == QG_LAYOUT_BYTES) {
       int nb = (bits + 7) / 8;
@@ -391,9 +502,10 @@ static qg_status read_tensor(rd *r, qg_qtensor *t, qg_code_layout layout) {
     if (t->shape[d] && qg_mul_overflow_u64(extent, (uint64_t)t->shape[d], &extent))
       return bad(r, "shape dims multiply past 64 bits");
   /* no quantizer stores fewer than 1 bit per 8 weights: a cheap bound on allocations */
-  if (qg_shape_numel(nd, t->shape) < 0 || extent > 64 * (uint64_t)r->n + 1024)
+  if (qg_shape_numel(nd, t->shape) < 0 || extent > r->extent_lim)
     return bad(r, "shape larger than the payload can hold");
   qg_matrix_view(nd, t->shape, &t->rows, &t->cols);
+  r->numel = (int64_t)extent;
   QG_TRY(get_u8(r, &ns));
   if (ns > QG_QT_MAX_SECTIONS) return bad(r, "too many sections");
   for (int k = 0; k < ns; k++) QG_TRY(read_section(r, t, layout));
@@ -406,10 +518,13 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
                                           fname, len, QG_QGZ_HEADER);
   if (!qg_qgz_sniff(data, len)) return qg_fail(QG_ERR_INPUT, "%s: offset 0: not a .qgz artifact (bad magic)", fname);
   unsigned ver = qg_rd_u16le(data + 4);
-  if (ver != QG_QGZ_VERSION)
-    return qg_fail(QG_ERR_UNSUPPORTED, "%s: offset 4: format version %u (this build reads %d)", fname, ver,
-                   QG_QGZ_VERSION);
+  if (ver != QG_QGZ_VERSION && ver != QG_QGZ_VERSION_RANS)
+    return qg_fail(QG_ERR_UNSUPPORTED, "%s: offset 4: format version %u (this build reads %d and %d)", fname, ver,
+                   QG_QGZ_VERSION, QG_QGZ_VERSION_RANS);
   if (data[6] >= QG_COMP_COUNT) return qg_fail(QG_ERR_INPUT, "%s: offset 6: unknown compressor %u", fname, data[6]);
+  if ((ver == QG_QGZ_VERSION_RANS) != (data[6] == QG_COMP_RANS))
+    return qg_fail(QG_ERR_INPUT, "%s: offset 6: compressor %s does not match format version %u", fname,
+                   qg_compressor_name((qg_compressor)data[6]), ver);
   if (data[7] > 1) return qg_fail(QG_ERR_INPUT, "%s: offset 7: unknown code layout %u", fname, data[7]);
   uint32_t count = qg_rd_u32le(data + 8), crc = qg_rd_u32le(data + 12);
   uint64_t raw = qg_rd_u64le(data + 16), zn = qg_rd_u64le(data + 24);
@@ -426,12 +541,26 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   out->comp = (qg_compressor)data[6];
   out->layout = (qg_code_layout)data[7];
   out->raw_bytes = raw;
+  /* version 2: the brotli meta first, the code block after it */
+  const uint8_t *body = data + QG_QGZ_HEADER;
+  size_t bn = (size_t)zn, mpos = 0;
+  qg_compressor mcomp = out->comp;
+  if (ver == QG_QGZ_VERSION_RANS) {
+    uint64_t mz;
+    if (qg_varint_get(body, bn, &mpos, &mz) || mz > bn - mpos)
+      return qg_fail(QG_ERR_INPUT, "%s: offset %d: meta length missing or past the end of the file", fname, QG_QGZ_HEADER);
+    if (raw > mz * QG_MAX_INFLATE_RATIO + QG_INFLATE_SLACK)
+      return qg_fail(QG_ERR_INPUT, "%s: offset 16: meta of %llu bytes from %llu compressed is more than %dx", fname,
+                     (unsigned long long)raw, (unsigned long long)mz, QG_MAX_INFLATE_RATIO);
+    body += mpos, bn = (size_t)mz, mcomp = QG_COMP_BROTLI;
+  }
   uint8_t *p = malloc(raw ? (size_t)raw : 1);
   if (!p) return qg_fail(QG_ERR_NOMEM, "out of memory (%llu-byte payload)", (unsigned long long)raw);
-  qg_status s = qg_decompress(out->comp, data + QG_QGZ_HEADER, (size_t)zn, p, (size_t)raw, fname);
+  qg_status s = qg_decompress(mcomp, body, bn, p, (size_t)raw, fname);
   if (!s && (uint32_t)crc32(0L, p, (uInt)raw) != crc)
     s = qg_fail(QG_ERR_INPUT, "%s: offset 12: payload CRC-32 mismatch (corrupt file)", fname);
-  rd r = {p, (size_t)raw, 0, fname, NULL};
+  rd r = {p, (size_t)raw, 0, fname, NULL, ver == QG_QGZ_VERSION_RANS, 64 * (uint64_t)raw + 1024, 0};
+  if (r.v2) r.extent_lim = 64 * (uint64_t)len + ((uint64_t)1 << 24);
   int cap = 0;
   for (uint32_t i = 0; !s && i < count; i++) {
     if ((int)i == cap) { /* grown as tensors are read: the count field is not trusted */
@@ -451,6 +580,10 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   }
   r.tensor = NULL;
   if (!s && r.off != r.n) s = bad(&r, "trailing bytes after the last tensor");
+  if (!s && r.v2) {
+    const uint8_t *cb = body + bn;
+    s = qg_qgz_rans_decode(cb, (size_t)(data + len - cb), out->t, out->n, fname);
+  }
   free(p);
   if (s) qg_qgz_free(out);
   return s;

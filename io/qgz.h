@@ -25,15 +25,22 @@
 #include "io/qtensor.h"
 
 #define QG_QGZ_MAGIC "QGZA"
-#define QG_QGZ_VERSION 1
+#define QG_QGZ_VERSION 1      /* every compressor but rans */
+#define QG_QGZ_VERSION_RANS 2 /* compressor rans; body = varint meta bytes, brotli meta, code block */
 #define QG_QGZ_HEADER 32
 #define QG_QGZ_MAX_PAYLOAD ((uint64_t)1 << 31)
 
-typedef enum { QG_COMP_NONE = 0, QG_COMP_ZSTD, QG_COMP_BROTLI, QG_COMP_XZ, QG_COMP_ZLIB, QG_COMP_COUNT } qg_compressor;
+typedef enum { QG_COMP_NONE = 0, QG_COMP_ZSTD, QG_COMP_BROTLI, QG_COMP_XZ, QG_COMP_ZLIB, QG_COMP_RANS, QG_COMP_COUNT } qg_compressor;
 typedef enum { QG_LAYOUT_PACKED = 0, QG_LAYOUT_BYTES = 1, QG_LAYOUT_AUTO = -1 } qg_code_layout;
 
-const char *qg_compressor_name(qg_compressor c); /* "zstd-22", "brotli-11", "xz-9e", "zlib-9", "none" */
-/* "zstd", "brotli", "xz", "zlib", "none" */
+/* "zstd-22", "brotli-11", "xz-9e", "zlib-9", "rans", "none". As a byte compressor "rans"
+ * is an order-0 rANS stream over bytes; as the artifact's compressor it selects format
+ * version 2: codes entropy-coded per stream (io/qgz_rans.h), the rest of the payload
+ * ("meta": names, shapes, scales) brotli-11 with f16/bf16 sections delta-coded (their
+ * bit patterns are monotone in the value, so a delta is a log-domain step) and split into
+ * low and high byte planes. */
+const char *qg_compressor_name(qg_compressor c);
+/* "zstd", "brotli", "xz", "zlib", "rans", "none" */
 qg_status qg_compressor_from_name(const char *name, qg_compressor *out);
 /* One-shot compression at the artifact's levels (malloc'd output). */
 qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len);
@@ -50,6 +57,11 @@ typedef struct {
   size_t packed_raw, bytes_raw;            /* payload bytes of each layout */
   size_t packed_compressed, bytes_compressed; /* compressed size of each layout (0 = not tried) */
   size_t file_bytes;         /* header + compressed payload */
+  /* rans only: the split of file_bytes - header */
+  size_t meta_compressed;    /* varint + brotli meta (names, shapes, scales, wide codes) */
+  size_t scale_raw;          /* raw bytes of the f16/bf16/f32 sections inside meta */
+  size_t code_payload, code_tables, code_stream_headers;
+  int streams_own, streams_shared, streams_brotli, streams_ctx, shared_tables;
 } qg_qgz_info;
 
 /* The whole file image; layout AUTO compresses both layouts and keeps the smaller. */

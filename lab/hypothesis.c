@@ -13,6 +13,7 @@
 #include "core/util.h"
 #include "io/qgz.h"
 #include "io/yaml_guard.h"
+#include "lab/allocate_run.h"
 #include "quant/pipeline.h"
 #include "quant/spec.h"
 #include "train/train.h"
@@ -271,6 +272,21 @@ static qg_status fit_member(const ctx *c, void *obj, const char *key, const char
   return unknown(c, v, full, "param, values, to");
 }
 
+static qg_status alloc_member(const ctx *c, void *obj, const char *key, const char *full, yaml_node_t *v) {
+  pctx *p = obj;
+  qg_lab_arm *a = p->arm;
+  if (!strcmp(key, "budget")) return get_i64(c, v, full, 1, INT64_MAX, &a->alloc_budget);
+  if (!strcmp(key, "candidates")) return get_str(c, v, full, &a->alloc_candidates);
+  if (!strcmp(key, "groups")) {
+    QG_TRY(get_str(c, v, full, &a->alloc_groups));
+    /* the table's own groups are used; only the sensitivity engine could regroup */
+    if (strcmp(a->alloc_groups, "roles")) return bad(c, v, full, "expected roles (the table's groups), got '%s'", a->alloc_groups);
+    return QG_OK;
+  }
+  if (!strcmp(key, "sensitivity")) return get_path(c, p->h->dir, v, full, 0, &a->alloc_sensitivity);
+  return unknown(c, v, full, "budget, candidates, groups, sensitivity");
+}
+
 static qg_status arm_member(const ctx *c, void *obj, const char *key, const char *full, yaml_node_t *v) {
   pctx *p = obj;
   qg_lab_arm *a = p->arm;
@@ -297,11 +313,15 @@ static qg_status arm_member(const ctx *c, void *obj, const char *key, const char
     return train_options(c, p->h->dir, v, full, &a->train, &a->n_train);
   }
   if (!strcmp(key, "fit")) return each_member(c, v, full, fit_member, a);
+  if (!strcmp(key, "allocate")) {
+    a->allocates = 1;
+    return each_member(c, v, full, alloc_member, p);
+  }
   if (!strcmp(key, "calibration")) {
     calib_target t = {&a->calib, &a->calib_seqs, &a->calib_len, &a->calib_skip, p->h->dir};
     return each_member(c, v, full, calib_member, &t);
   }
-  return unknown(c, v, full, "spec, spec_file, train, fit, calibration, compress, label, contest_passthrough, expect");
+  return unknown(c, v, full, "spec, spec_file, allocate, train, fit, calibration, compress, label, contest_passthrough, expect");
 }
 
 /* The experiment-level train defaults, kept aside until the arms are read. */
@@ -425,6 +445,31 @@ static qg_status check_spec(const ctx *c, const qg_lab_arm *a, const char *text)
   return QG_OK;
 }
 
+/* An allocate arm's spec: the solver's choice from its sensitivity table, made now so
+ * every later check (and the cache key) sees an ordinary spec. */
+static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, yaml_node_t *vn, const char *path,
+                                    qg_lab_arm *a) {
+  if (a->spec || a->spec_file) return bad(c, vn, path, "allocate chooses the spec: give no spec or spec_file%s", NULL);
+  if (a->fit_param || a->trains) return bad(c, vn, path, "allocate arms take no fit or train%s", NULL);
+  if (!a->alloc_budget) return bad(c, vn, path, "allocate needs budget (bytes)%s", NULL);
+  if (!a->alloc_sensitivity)
+    return bad(c, vn, path, "allocate needs sensitivity: a sensitivity.json (the sensitivity engine that would "
+               "measure one here is not in this build)%s", NULL);
+  if (!h->model) return bad(c, vn, path, "allocate needs the experiment's model%s", NULL);
+  qg_allocate_opts o = {.model = h->model, .sensitivity = a->alloc_sensitivity, .budget = a->alloc_budget,
+                        .candidates = a->alloc_candidates, .granularity = 1};
+  qg_allocate_result r;
+  qg_status s = qg_allocate_run(&o, &r);
+  if (s) return qg_fail_prefix(s, "%s: line %d: %s.allocate", c->path, a->line, path);
+  a->spec = r.spec_inline;
+  r.spec_inline = NULL;
+  a->contest_passthrough |= r.contest_passthrough;
+  a->alloc_predicted_kld = r.predicted;
+  a->alloc_predicted_bytes = r.sol.best.bytes;
+  qg_allocate_result_free(&r);
+  return QG_OK;
+}
+
 static qg_status read_arm(const ctx *c, top_ctx *t, yaml_node_t *kn, yaml_node_t *vn, qg_lab_arm *a) {
   qg_lab_hypothesis *h = t->h;
   a->name = qg_strdup(scalar(kn));
@@ -451,7 +496,8 @@ static qg_status read_arm(const ctx *c, top_ctx *t, yaml_node_t *kn, yaml_node_t
           a->n_train++;
         }
   QG_TRY(each_member(c, vn, path, arm_member, &p));
-  if (!a->spec == !a->spec_file) return bad(c, vn, path, "give exactly one of spec and spec_file%s", NULL);
+  if (a->allocates) QG_TRY(resolve_allocation(c, h, vn, path, a));
+  if (!a->spec == !a->spec_file) return bad(c, vn, path, "give exactly one of spec, spec_file and allocate%s", NULL);
   a->is_float = a->spec && !strcmp(a->spec, "none");
   if (a->compress) {
     qg_compressor comp;
@@ -631,6 +677,7 @@ qg_status qg_lab_hypothesis_load(const char *path, qg_lab_hypothesis *out) {
 static void arm_free(qg_lab_arm *a) {
   free(a->name), free(a->label), free(a->spec), free(a->spec_file), free(a->fit_param), free(a->fit_to);
   free(a->calib), free(a->compress);
+  free(a->alloc_candidates), free(a->alloc_groups), free(a->alloc_sensitivity);
   for (int i = 0; i < a->n_train; i++) free(a->train[i].key), free(a->train[i].value);
   free(a->train);
   for (int i = 0; i < a->n_fit; i++) free(a->fit_values[i]);

@@ -10,8 +10,8 @@
  *   expect: lower|higher, margin, alpha, seeds: [...], budget: {bytes, equal},
  *   rule: contest, resamples, bootstrap_seed, compress, calib: {seqs, len, skip},
  *   train: {defaults for every trained arm}, published: "text", device: cpu|cuda|auto
- * An arm: {spec | spec_file, train: {...}, fit: {param, values, to}, calib: {...},
- *   compress, label, contest_passthrough, expect}. */
+ * An arm: {spec | spec_file | allocate: {budget, candidates, groups, sensitivity}, train: {...},
+ *   fit: {param, values, to}, calib: {...}, compress, label, contest_passthrough, expect}. */
 #ifndef QG_LAB_HYPOTHESIS_H
 #define QG_LAB_HYPOTHESIS_H
 
@@ -53,6 +53,13 @@ typedef struct {
   char *compress;         /* zstd | brotli | xz | zlib (default: the experiment's) */
   int contest_passthrough; /* the spec leaves small float tensors to the contest's passthrough */
   int expect;             /* this arm's direction against the baseline (default: the experiment's) */
+  /* allocate: {budget, candidates, groups, sensitivity}: the spec is the allocation solver's
+   * choice from the sensitivity table, made when the file is read (spec holds it) */
+  int allocates;
+  int64_t alloc_budget;
+  char *alloc_candidates, *alloc_groups, *alloc_sensitivity;
+  double alloc_predicted_kld; /* the solver's prediction (base + chosen deltas) */
+  int64_t alloc_predicted_bytes;
   int line;
 } qg_lab_arm;
 

@@ -216,6 +216,19 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     qg_json_key(&j, "spec"), arm->spec ? qg_json_str(&j, arm->spec) : qg_json_null(&j);
     qg_json_key(&j, "spec_file"), arm->spec_file ? qg_json_str(&j, arm->spec_file) : qg_json_null(&j);
     qg_json_key(&j, "float"), qg_json_bool(&j, arm->is_float);
+    qg_json_key(&j, "allocate");
+    if (arm->allocates) {
+      qg_json_obj_begin(&j);
+      qg_json_key(&j, "budget"), qg_json_int(&j, arm->alloc_budget);
+      qg_json_key(&j, "candidates"), arm->alloc_candidates ? qg_json_str(&j, arm->alloc_candidates) : qg_json_null(&j);
+      qg_json_key(&j, "groups"), qg_json_str(&j, arm->alloc_groups ? arm->alloc_groups : "roles");
+      qg_json_key(&j, "sensitivity"), qg_json_str(&j, arm->alloc_sensitivity);
+      qg_json_key(&j, "predicted_kld"), qg_json_num(&j, arm->alloc_predicted_kld);
+      qg_json_key(&j, "predicted_bytes"), qg_json_int(&j, arm->alloc_predicted_bytes);
+      qg_json_obj_end(&j);
+    } else {
+      qg_json_null(&j);
+    }
     qg_json_key(&j, "baseline"), qg_json_bool(&j, a == base);
     qg_json_key(&j, "expect"), qg_json_str(&j, qg_lab_arm_expect(h, a) < 0 ? "lower" : "higher");
     qg_json_key(&j, "train");
@@ -471,6 +484,16 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
     qg_buf_printf(o, " |\n");
   }
   qg_buf_printf(o, "\n");
+  for (int a = 0; a < h->n_arms; a++) {
+    const qg_lab_arm *arm = &h->arms[a];
+    if (!arm->allocates) continue;
+    qg_buf_printf(o, "Arm %s is the allocation solver's choice (exact multiple-choice knapsack, 1-byte granularity) "
+                  "from `%s` under a budget of %lld bytes%s%s: predicted KLD %.6g at %lld bytes (the sum of the "
+                  "table's per-group deltas and marginal bytes; measured below).\n\n", arm->name,
+                  arm->alloc_sensitivity, (long long)arm->alloc_budget, arm->alloc_candidates ? ", candidates " : "",
+                  arm->alloc_candidates ? arm->alloc_candidates : "", arm->alloc_predicted_kld,
+                  (long long)arm->alloc_predicted_bytes);
+  }
   results_md(o, r);
   fits_md(o, r);
   qg_buf_printf(o, "## Figures\n\n![KLD vs artifact bytes](figures/kld_vs_bytes.svg)\n\n"

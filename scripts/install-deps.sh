@@ -9,6 +9,7 @@ pkgs=(
   libzstd-dev zlib1g-dev liblzma-dev libbrotli-dev
   libyaml-dev libcmocka-dev
   clang libclang-rt-dev   # libFuzzer and sanitizer runtimes for `make fuzz`
+  python3-numpy python3-brotli  # test_qgz_load_py: python/qgz_load.py against the C reader
 )
 
 missing=()

@@ -26,6 +26,7 @@ seeds_for() {
     fuzz_spm_vocab) ls "$contest"/*.vocab 2>/dev/null || true ;;
     fuzz_zip|fuzz_ptz) ls "$contest"/*.pt "$contest"/*.ptz "$root"/tests/data/*.pt 2>/dev/null || true ;;
     fuzz_pickle) echo "@pickles" ;;
+    fuzz_alloc_table) ls "$root"/experiments/*.sensitivity.json 2>/dev/null || true ;;
   esac
 }
 

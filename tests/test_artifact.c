@@ -180,7 +180,7 @@ static void test_roundtrip(void **st) {
       qg_buf want;
       qg_buf_init(&want);
       assert_int_equal(qg_qgz_payload(qp, qm.n, (qg_code_layout)l, &want), QG_OK);
-      assert_int_equal(info.raw_bytes, want.n);
+      if (c != QG_COMP_RANS) assert_int_equal(info.raw_bytes, want.n); /* rans stores codes outside it */
       if (c == QG_COMP_NONE) assert_int_equal(n - QG_QGZ_HEADER, want.n);
       qg_buf_free(&want);
       free(f);

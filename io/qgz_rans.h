@@ -1,0 +1,46 @@
+/* The code streams of a rANS-compressed .qgz (format version 2, compressor "rans").
+ *
+ * Every CODES section of at most 12 bits is coded here instead of inline in the payload
+ * ("external" codes); wider codes stay in the payload. Sections are grouped by role: the
+ * tensor name with its digit runs replaced by '#' (blocks.3.attn.c_q.weight and
+ * blocks.7.attn.c_q.weight share "blocks.#.attn.c_q.weight"), plus section name and bit
+ * width. Each group may carry one shared table, built from the group's summed counts;
+ * each stream then picks by exact bytes the cheapest of: its own table, the group's
+ * table, its own previous-code or column-class context tables, or brotli-11 over its bit-packed codes. A shared table is kept only when some
+ * stream picks it.
+ *
+ * Block = varint table count, the tables (io/rans.h format), then per external section
+ * in payload order: u8 mode (0 own table, 1 shared table, 2 brotli, 3 previous-code
+ * contexts: QG_RANS_NCTX own tables, io/rans.h; 4 column classes: varint cols, 2 bits a
+ * column, then QG_RANS_NCTX tables, class c coded with table c), mode 0: table;
+ * modes 3/4: as said;
+ * mode 5: as mode 2 over one byte per code (codes <= 8 bits);
+ * mode 1: varint table index; modes 0/1/3/4: varint payload bytes + rANS payload;
+ * mode 2: varint compressed bytes + brotli stream of the bit-packed codes. */
+#ifndef QG_IO_QGZ_RANS_H
+#define QG_IO_QGZ_RANS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/util.h"
+#include "io/qtensor.h"
+
+#define QG_QGZ_RANS_MAX_BITS 12
+
+typedef struct {
+  size_t tables;        /* bytes of all tables (shared and own) */
+  size_t code_payload;  /* rANS payload bytes and brotli stream bytes */
+  size_t stream_headers; /* mode bytes, indices, lengths */
+  int own, shared, brotli, ctx, shared_tables; /* streams per mode; shared tables kept */
+} qg_qgz_rans_stats;
+
+/* True when a section's codes live in the code block. */
+int qg_qgz_rans_external(const qg_qsection *s);
+/* Appends the code block of q[0..n) to out. */
+qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_qgz_rans_stats *st);
+/* Fills the external sections of t[0..n) (allocated, zeroed) from p[0..len), which must
+ * be consumed exactly; errors name the file, tensor and section. */
+qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n, const char *fname);
+
+#endif

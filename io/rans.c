@@ -1,0 +1,527 @@
+/* Static interleaved rANS (see io/rans.h). */
+#include "io/rans.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RANS_L (1u << 23) /* lower bound of the normalised state */
+#define NSTATE 4
+
+/* ---- varints ------------------------------------------------------------------------ */
+
+void qg_varint_put(qg_buf *b, uint64_t v) {
+  while (v >= 0x80) qg_buf_byte(b, (uint8_t)(v | 0x80)), v >>= 7;
+  qg_buf_byte(b, (uint8_t)v);
+}
+
+size_t qg_varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+int qg_varint_get(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
+  uint64_t r = 0;
+  for (int sh = 0; sh < 64; sh += 7) {
+    if (*pos >= len) return -1;
+    uint8_t c = p[(*pos)++];
+    if (sh == 63 && (c & 0x7e)) return -1;
+    r |= (uint64_t)(c & 0x7f) << sh;
+    if (!(c & 0x80)) return *v = r, 0;
+  }
+  return -1;
+}
+
+/* ---- tables ------------------------------------------------------------------------- */
+
+void qg_rans_table_free(qg_rans_table *t) {
+  free(t->freq), free(t->cum);
+  memset(t, 0, sizeof *t);
+}
+
+static qg_status table_alloc(qg_rans_table *t, int nsym, int prob_bits) {
+  memset(t, 0, sizeof *t);
+  t->nsym = nsym, t->prob_bits = prob_bits;
+  t->freq = calloc((size_t)nsym + 1, sizeof *t->freq);
+  t->cum = calloc((size_t)nsym + 1, sizeof *t->cum);
+  if (!t->freq || !t->cum) {
+    qg_rans_table_free(t);
+    return qg_fail(QG_ERR_NOMEM, "out of memory (rANS table of %d symbols)", nsym);
+  }
+  return QG_OK;
+}
+
+static void table_finish(qg_rans_table *t) {
+  t->present = 0;
+  t->cum[0] = 0;
+  for (int s = 0; s < t->nsym; s++) t->cum[s + 1] = t->cum[s] + t->freq[s], t->present += t->freq[s] > 0;
+}
+
+qg_status qg_rans_count(const uint32_t *sym, size_t n, int nsym, uint64_t *counts) {
+  memset(counts, 0, (size_t)nsym * sizeof *counts);
+  for (size_t i = 0; i < n; i++) {
+    if (sym[i] >= (uint32_t)nsym)
+      return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the alphabet of %d", sym[i], i, nsym);
+    counts[sym[i]]++;
+  }
+  return QG_OK;
+}
+
+/* Cost change of freq f -> f+1 (gain, positive) and f -> f-1 (loss), for count c. */
+static double gain_up(uint64_t c, uint32_t f) { return (double)c * log2((double)(f + 1) / f); }
+static double loss_down(uint64_t c, uint32_t f) { return f > 1 ? (double)c * log2((double)f / (f - 1)) : INFINITY; }
+
+qg_status qg_rans_table_build(const uint64_t *counts, int nsym, int prob_bits, qg_rans_table *t) {
+  if (prob_bits < QG_RANS_MIN_BITS || prob_bits > QG_RANS_MAX_BITS)
+    return qg_fail(QG_ERR_INPUT, "rANS precision %d bits is outside %d..%d", prob_bits, QG_RANS_MIN_BITS,
+                   QG_RANS_MAX_BITS);
+  while (nsym > 0 && counts[nsym - 1] == 0) nsym--;
+  if (nsym > QG_RANS_MAX_ALPHABET)
+    return qg_fail(QG_ERR_INPUT, "rANS alphabet of %d symbols exceeds %d", nsym, QG_RANS_MAX_ALPHABET);
+  const uint32_t M = 1u << prob_bits;
+  uint64_t total = 0;
+  int present = 0;
+  for (int s = 0; s < nsym; s++) total += counts[s], present += counts[s] > 0;
+  if ((uint32_t)present > M)
+    return qg_fail(QG_ERR_INPUT, "%d present symbols do not fit a %d-bit rANS table", present, prob_bits);
+  QG_TRY(table_alloc(t, nsym, prob_bits));
+  if (!nsym) return QG_OK;
+  /* proportional start, every present symbol >= 1 */
+  int64_t total_f = 0;
+  for (int s = 0; s < nsym; s++) {
+    if (!counts[s]) continue;
+    uint64_t f = (uint64_t)((double)counts[s] * M / (double)total);
+    t->freq[s] = (uint32_t)(f < 1 ? 1 : f > M ? M : f);
+    total_f += t->freq[s];
+  }
+  /* Reach the exact sum by the cheapest single-unit moves, then swap units between symbols
+   * while that lowers the cost. The objective is separable and concave in each freq, so a
+   * table where no single move of one unit helps is the global minimum. */
+  while (total_f != (int64_t)M) {
+    int best = -1;
+    double bv = 0;
+    for (int s = 0; s < nsym; s++) {
+      if (!counts[s]) continue;
+      double v = total_f < (int64_t)M ? gain_up(counts[s], t->freq[s]) : -loss_down(counts[s], t->freq[s]);
+      if (best < 0 || v > bv) best = s, bv = v;
+    }
+    if (total_f < (int64_t)M) t->freq[best]++, total_f++;
+    else t->freq[best]--, total_f--;
+  }
+  for (int iter = 0; iter < 4 * nsym + 16; iter++) {
+    int up = -1, dn = -1;
+    double gu = 0, ld = INFINITY;
+    for (int s = 0; s < nsym; s++) {
+      if (!counts[s]) continue;
+      double g = gain_up(counts[s], t->freq[s]), l = loss_down(counts[s], t->freq[s]);
+      if (up < 0 || g > gu) up = s, gu = g;
+      if (l < ld) dn = s, ld = l;
+    }
+    if (up < 0 || dn < 0 || up == dn || !(gu > ld * (1 + 1e-12))) break;
+    t->freq[up]++, t->freq[dn]--;
+  }
+  table_finish(t);
+  return QG_OK;
+}
+
+double qg_rans_cross_entropy_bits(const qg_rans_table *t, const uint64_t *counts, int nsym) {
+  double bits = 0;
+  for (int s = 0; s < nsym; s++) {
+    if (!counts[s]) continue;
+    if (s >= t->nsym || !t->freq[s]) return INFINITY;
+    bits -= (double)counts[s] * (log2((double)t->freq[s]) - t->prob_bits);
+  }
+  return bits;
+}
+
+double qg_entropy_bits(const uint64_t *counts, int nsym) {
+  uint64_t n = 0;
+  for (int s = 0; s < nsym; s++) n += counts[s];
+  double bits = 0;
+  for (int s = 0; s < nsym; s++)
+    if (counts[s]) bits -= (double)counts[s] * log2((double)counts[s] / (double)n);
+  return bits;
+}
+
+/* ---- table serialisation ------------------------------------------------------------ */
+
+static int bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
+
+static size_t table_body_bits(const qg_rans_table *t) {
+  size_t bits = 0;
+  for (int s = 0; s + 1 < t->nsym; s++) bits += 5 + (t->freq[s] ? (size_t)bitlen(t->freq[s]) - 1 : 0);
+  return bits;
+}
+
+size_t qg_rans_table_bytes(const qg_rans_table *t) {
+  if (!t->nsym) return 1;
+  return qg_varint_len((uint64_t)t->nsym) + 1 + (table_body_bits(t) + 7) / 8;
+}
+
+void qg_rans_table_write(const qg_rans_table *t, qg_buf *out) {
+  qg_varint_put(out, (uint64_t)t->nsym);
+  if (!t->nsym) return;
+  qg_buf_byte(out, (uint8_t)t->prob_bits);
+  uint64_t acc = 0;
+  int na = 0;
+  for (int s = 0; s + 1 < t->nsym; s++) {
+    uint32_t f = t->freq[s];
+    int k = bitlen(f);
+    acc |= (uint64_t)k << na, na += 5;
+    if (k > 1) acc |= (uint64_t)(f & ((1u << (k - 1)) - 1)) << na, na += k - 1;
+    while (na >= 8) qg_buf_byte(out, (uint8_t)acc), acc >>= 8, na -= 8;
+  }
+  if (na) qg_buf_byte(out, (uint8_t)acc);
+}
+
+qg_status qg_rans_table_read(const uint8_t *p, size_t len, size_t *used, qg_rans_table *t) {
+  memset(t, 0, sizeof *t);
+  size_t pos = 0;
+  uint64_t nsym;
+  if (qg_varint_get(p, len, &pos, &nsym)) return qg_fail(QG_ERR_INPUT, "rANS table: truncated alphabet size");
+  if (nsym > QG_RANS_MAX_ALPHABET)
+    return qg_fail(QG_ERR_INPUT, "rANS table: alphabet of %llu symbols exceeds %d", (unsigned long long)nsym,
+                   QG_RANS_MAX_ALPHABET);
+  if (!nsym) {
+    QG_TRY(table_alloc(t, 0, QG_RANS_MIN_BITS));
+    *used = pos;
+    return QG_OK;
+  }
+  if (pos >= len) return qg_fail(QG_ERR_INPUT, "rANS table: truncated precision byte");
+  int pb = p[pos++];
+  if (pb < QG_RANS_MIN_BITS || pb > QG_RANS_MAX_BITS)
+    return qg_fail(QG_ERR_INPUT, "rANS table: precision %d bits is outside %d..%d", pb, QG_RANS_MIN_BITS,
+                   QG_RANS_MAX_BITS);
+  QG_TRY(table_alloc(t, (int)nsym, pb));
+  const uint64_t M = 1u << pb;
+  uint64_t acc = 0, sum = 0;
+  int na = 0;
+  for (int s = 0; s + 1 < t->nsym; s++) {
+    /* 5-bit length k, then k-1 low bits below the implicit top bit */
+    int k = -1;
+    for (int need = 5; need;) {
+      while (na < need) {
+        if (pos >= len) {
+          qg_rans_table_free(t);
+          return qg_fail(QG_ERR_INPUT, "rANS table: truncated at symbol %d of %llu", s, (unsigned long long)nsym);
+        }
+        acc |= (uint64_t)p[pos++] << na, na += 8;
+      }
+      uint32_t v = (uint32_t)(acc & ((1u << need) - 1));
+      acc >>= need, na -= need;
+      if (k >= 0) {
+        t->freq[s] |= v;
+        break;
+      }
+      k = (int)v;
+      if (k > pb + 1) {
+        qg_rans_table_free(t);
+        return qg_fail(QG_ERR_INPUT, "rANS table: symbol %d has a %d-bit frequency (precision %d)", s, k, pb);
+      }
+      t->freq[s] = k ? 1u << (k - 1) : 0;
+      need = k > 1 ? k - 1 : 0;
+    }
+    sum += t->freq[s];
+    if (sum >= M) {
+      qg_rans_table_free(t);
+      return qg_fail(QG_ERR_INPUT, "rANS table: frequencies reach 2^%d by symbol %d", pb, s);
+    }
+  }
+  t->freq[t->nsym - 1] = (uint32_t)(M - sum);
+  table_finish(t);
+  *used = pos;
+  return QG_OK;
+}
+
+/* ---- coding ------------------------------------------------------------------------- */
+
+static qg_status bad_symbol(const qg_rans_table *t, uint32_t s, size_t i) {
+  return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the rANS table (alphabet %d%s)", s, i, t->nsym,
+                 s < (uint32_t)t->nsym ? ", frequency 0" : "");
+}
+
+qg_status qg_rans_payload_cost(const qg_rans_table *t, const uint32_t *sym, size_t n, size_t *bytes) {
+  *bytes = 0;
+  if (!n) return QG_OK;
+  if (!t->nsym) return qg_fail(QG_ERR_INPUT, "%zu symbols under an empty rANS table", n);
+  const int pb = t->prob_bits;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  size_t out = 0;
+  for (size_t i = n; i-- > 0;) {
+    uint32_t s = sym[i];
+    if (s >= (uint32_t)t->nsym || !t->freq[s]) return bad_symbol(t, s, i);
+    uint32_t f = t->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> pb) << 8) * f;
+    while (*xs >= xmax) *xs >>= 8, out++;
+    *xs = ((*xs / f) << pb) + (*xs % f) + t->cum[s];
+  }
+  *bytes = t->present == 1 ? 0 : out + QG_RANS_FLUSH_BYTES;
+  return QG_OK;
+}
+
+qg_status qg_rans_encode(const qg_rans_table *t, const uint32_t *sym, size_t n, qg_buf *out) {
+  size_t bytes;
+  QG_TRY(qg_rans_payload_cost(t, sym, n, &bytes));
+  if (!bytes) return QG_OK;
+  size_t base = out->n;
+  qg_buf_zeros(out, bytes);
+  QG_TRY(qg_buf_status(out));
+  uint8_t *beg = out->p + base, *p = beg + bytes;
+  const int pb = t->prob_bits;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  for (size_t i = n; i-- > 0;) {
+    uint32_t s = sym[i], f = t->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> pb) << 8) * f;
+    while (*xs >= xmax) *--p = (uint8_t)*xs, *xs >>= 8;
+    *xs = ((*xs / f) << pb) + (*xs % f) + t->cum[s];
+  }
+  for (int k = NSTATE; k-- > 0;) p -= 4, qg_wr_u32le(p, x[k]);
+  if (p != beg) return qg_fail(QG_ERR_INTERNAL, "rANS encoder wrote %td bytes more than its cost", beg - p);
+  return QG_OK;
+}
+
+typedef struct {
+  uint16_t sym, freq_m1, cum;
+} slot_t;
+
+qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, uint32_t *sym, size_t n) {
+  if (!n) {
+    if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
+    return QG_OK;
+  }
+  if (!t->nsym) return qg_fail(QG_ERR_INPUT, "%zu symbols under an empty rANS table", n);
+  if (t->present == 1) {
+    if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for a one-symbol table", len);
+    uint32_t s = 0;
+    while (!t->freq[s]) s++;
+    for (size_t i = 0; i < n; i++) sym[i] = s;
+    return QG_OK;
+  }
+  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
+  uint32_t x[NSTATE];
+  for (int k = 0; k < NSTATE; k++) {
+    x[k] = qg_rd_u32le(p + 4 * k);
+    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
+      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
+  }
+  const int pb = t->prob_bits;
+  const uint32_t M = 1u << pb, mask = M - 1;
+  slot_t *slot = malloc(M * sizeof *slot);
+  if (!slot) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+  for (int s = 0; s < t->nsym; s++)
+    for (uint32_t j = t->cum[s]; j < t->cum[s + 1]; j++)
+      slot[j] = (slot_t){(uint16_t)s, (uint16_t)(t->freq[s] - 1), (uint16_t)t->cum[s]};
+  const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
+  size_t i = 0;
+  /* The hot loop: four symbols per round with one bounds check per round (at most
+   * 2 renormalisation bytes per symbol at <= 16-bit precision, so 8 bytes per round). */
+  for (; i + NSTATE <= n && end - q >= 2 * NSTATE; i += NSTATE) {
+    for (int k = 0; k < NSTATE; k++) {
+      slot_t e = slot[x[k] & mask];
+      sym[i + k] = e.sym;
+      x[k] = ((uint32_t)e.freq_m1 + 1) * (x[k] >> pb) + (x[k] & mask) - e.cum;
+      while (x[k] < RANS_L) x[k] = (x[k] << 8) | *q++;
+    }
+  }
+  for (; i < n; i++) {
+    uint32_t *xs = &x[i & 3];
+    slot_t e = slot[*xs & mask];
+    sym[i] = e.sym;
+    *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
+    while (*xs < RANS_L) {
+      if (q >= end) {
+        free(slot);
+        return qg_fail(QG_ERR_INPUT, "rANS payload: stream decodes past its end at symbol %zu of %zu", i, n);
+      }
+      *xs = (*xs << 8) | *q++;
+    }
+  }
+  free(slot);
+  if (q != end) return qg_fail(QG_ERR_INPUT, "rANS payload: %td trailing bytes after %zu symbols", end - q, n);
+  for (int k = 0; k < NSTATE; k++)
+    if (x[k] != RANS_L) return qg_fail(QG_ERR_INPUT, "rANS payload: state %d does not return to its start (corrupt)", k);
+  return QG_OK;
+}
+
+/* ---- self-contained streams --------------------------------------------------------- */
+
+static qg_status best_table(const uint32_t *sym, size_t n, int nsym, int prob_bits, qg_rans_table *t, size_t *total,
+                            size_t *payload) {
+  uint64_t *counts = malloc(((size_t)nsym + 1) * sizeof *counts);
+  if (!counts) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS counts)");
+  qg_status st = qg_rans_count(sym, n, nsym, counts);
+  int lo = prob_bits ? prob_bits : QG_RANS_MIN_BITS, hi = prob_bits ? prob_bits : QG_RANS_MAX_BITS;
+  memset(t, 0, sizeof *t);
+  *total = SIZE_MAX;
+  for (int pb = lo; st == QG_OK && pb <= hi; pb++) {
+    qg_rans_table c;
+    st = qg_rans_table_build(counts, nsym, pb, &c);
+    if (st != QG_OK) break;
+    size_t pay;
+    st = qg_rans_payload_cost(&c, sym, n, &pay);
+    size_t tot = qg_rans_table_bytes(&c) + qg_varint_len(pay) + pay;
+    if (st == QG_OK && tot < *total) {
+      qg_rans_table_free(t);
+      *t = c, *total = tot, *payload = pay;
+    } else {
+      qg_rans_table_free(&c);
+    }
+  }
+  free(counts);
+  if (st != QG_OK) qg_rans_table_free(t);
+  return st;
+}
+
+qg_status qg_rans_cost(const uint32_t *sym, size_t n, int nsym, int prob_bits, size_t *bytes) {
+  qg_rans_table t;
+  size_t pay;
+  QG_TRY(best_table(sym, n, nsym, prob_bits, &t, bytes, &pay));
+  qg_rans_table_free(&t);
+  return QG_OK;
+}
+
+qg_status qg_rans_compress(const uint32_t *sym, size_t n, int nsym, int prob_bits, qg_buf *out) {
+  qg_rans_table t;
+  size_t total, pay;
+  QG_TRY(best_table(sym, n, nsym, prob_bits, &t, &total, &pay));
+  qg_rans_table_write(&t, out);
+  qg_varint_put(out, pay);
+  qg_status st = qg_rans_encode(&t, sym, n, out);
+  qg_rans_table_free(&t);
+  return st != QG_OK ? st : qg_buf_status(out);
+}
+
+qg_status qg_rans_decompress(const uint8_t *p, size_t len, size_t *used, uint32_t *sym, size_t n, uint32_t max_sym) {
+  qg_rans_table t;
+  size_t pos;
+  QG_TRY(qg_rans_table_read(p, len, &pos, &t));
+  if ((uint32_t)t.nsym > max_sym) {
+    int ns = t.nsym;
+    qg_rans_table_free(&t);
+    return qg_fail(QG_ERR_INPUT, "rANS table: alphabet of %d symbols exceeds the %u the section allows", ns, max_sym);
+  }
+  uint64_t pay;
+  if (qg_varint_get(p, len, &pos, &pay) || pay > len - pos) {
+    qg_rans_table_free(&t);
+    return qg_fail(QG_ERR_INPUT, "rANS stream: payload length missing or past the end (%zu bytes left)", len - pos);
+  }
+  qg_status st = qg_rans_decode(&t, p + pos, (size_t)pay, sym, n);
+  qg_rans_table_free(&t);
+  if (st == QG_OK) *used = pos + (size_t)pay;
+  return st;
+}
+
+/* ---- previous-symbol contexts ------------------------------------------------------- */
+
+int qg_rans_ctx_of(uint32_t prev, uint32_t mid) {
+  uint32_t d = prev > mid ? prev - mid : mid - prev;
+  static const uint8_t b[16] = {0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 6, 7, 7};
+  return d < 16 ? b[d] : 7;
+}
+
+qg_status qg_rans_ctx_count(const uint32_t *sym, size_t n, int nsym, uint32_t mid, uint64_t *counts) {
+  memset(counts, 0, (size_t)QG_RANS_NCTX * (size_t)nsym * sizeof *counts);
+  uint32_t prev = mid;
+  for (size_t i = 0; i < n; i++) {
+    if (sym[i] >= (uint32_t)nsym)
+      return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the alphabet of %d", sym[i], i, nsym);
+    counts[(size_t)qg_rans_ctx_of(prev, mid) * (size_t)nsym + sym[i]]++;
+    prev = sym[i];
+  }
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                                   size_t *bytes) {
+  *bytes = 0;
+  if (!n) return QG_OK;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  size_t out = 0;
+  for (size_t i = n; i-- > 0;) {
+    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    uint32_t s = sym[i];
+    if (s >= (uint32_t)tc->nsym || !tc->freq[s]) return bad_symbol(tc, s, i);
+    uint32_t f = tc->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *xs >>= 8, out++;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  *bytes = out + QG_RANS_FLUSH_BYTES;
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                             qg_buf *out) {
+  size_t bytes;
+  QG_TRY(qg_rans_ctx_payload_cost(t, mid, cv, sym, n, &bytes));
+  if (!bytes) return QG_OK;
+  size_t base = out->n;
+  qg_buf_zeros(out, bytes);
+  QG_TRY(qg_buf_status(out));
+  uint8_t *beg = out->p + base, *p = beg + bytes;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  for (size_t i = n; i-- > 0;) {
+    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    uint32_t s = sym[i], f = tc->freq[s], *xs = &x[i & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *--p = (uint8_t)*xs, *xs >>= 8;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  for (int k = NSTATE; k-- > 0;) p -= 4, qg_wr_u32le(p, x[k]);
+  if (p != beg) return qg_fail(QG_ERR_INTERNAL, "rANS encoder wrote %td bytes more than its cost", beg - p);
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
+                             uint32_t *sym, size_t n) {
+  if (!n) {
+    if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
+    return QG_OK;
+  }
+  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
+  uint32_t x[NSTATE];
+  for (int k = 0; k < NSTATE; k++) {
+    x[k] = qg_rd_u32le(p + 4 * k);
+    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
+      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
+  }
+  slot_t *slot[QG_RANS_NCTX] = {0};
+  qg_status st = QG_OK;
+  for (int c = 0; c < QG_RANS_NCTX && !st; c++) {
+    if (!t[c].nsym) continue; /* a context never seen; reaching it is an error below */
+    slot[c] = malloc(((size_t)1 << t[c].prob_bits) * sizeof **slot);
+    if (!slot[c]) st = qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+    for (int s = 0; !st && s < t[c].nsym; s++)
+      for (uint32_t j = t[c].cum[s]; j < t[c].cum[s + 1]; j++)
+        slot[c][j] = (slot_t){(uint16_t)s, (uint16_t)(t[c].freq[s] - 1), (uint16_t)t[c].cum[s]};
+  }
+  const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
+  uint32_t prev = mid;
+  for (size_t i = 0; !st && i < n; i++) {
+    int c = cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(prev, mid);
+    if (!slot[c]) {
+      st = qg_fail(QG_ERR_INPUT, "rANS payload: symbol %zu falls in context %d, which has no table", i, c);
+      break;
+    }
+    const int pb = t[c].prob_bits;
+    const uint32_t mask = (1u << pb) - 1;
+    uint32_t *xs = &x[i & 3];
+    slot_t e = slot[c][*xs & mask];
+    sym[i] = prev = e.sym;
+    *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
+    while (*xs < RANS_L) {
+      if (q >= end) {
+        st = qg_fail(QG_ERR_INPUT, "rANS payload: stream decodes past its end at symbol %zu of %zu", i, n);
+        break;
+      }
+      *xs = (*xs << 8) | *q++;
+    }
+  }
+  for (int c = 0; c < QG_RANS_NCTX; c++) free(slot[c]);
+  if (st) return st;
+  if (q != end) return qg_fail(QG_ERR_INPUT, "rANS payload: %td trailing bytes after %zu symbols", end - q, n);
+  for (int k = 0; k < NSTATE; k++)
+    if (x[k] != RANS_L) return qg_fail(QG_ERR_INPUT, "rANS payload: state %d does not return to its start (corrupt)", k);
+  return QG_OK;
+}

@@ -1,0 +1,184 @@
+/* The allocation solver against brute force, its rounding bound, its frontier and errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lab/allocate.h"
+#include "tests/testlib.h"
+
+typedef struct {
+  qg_alloc_problem p;
+  int no[8];
+  qg_alloc_option *op[8];
+  qg_alloc_option store[8][6];
+} inst;
+
+static uint64_t rng;
+static uint64_t next(void) {
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return rng;
+}
+
+static void make(inst *I) {
+  memset(I, 0, sizeof *I);
+  int n = 1 + (int)(next() % 6);
+  for (int g = 0; g < n; g++) {
+    I->no[g] = 1 + (int)(next() % 5);
+    for (int j = 0; j < I->no[g]; j++) {
+      I->store[g][j].bytes = (int64_t)(next() % 200);
+      /* dyadic deltas: every sum is exact, so "the same optimum" means bit-equal */
+      I->store[g][j].delta = ((double)(int64_t)(next() % 4001) - 500.0) / 1024.0;
+    }
+    I->op[g] = I->store[g];
+  }
+  I->p.n_groups = n, I->p.n_opts = I->no, I->p.opts = I->op, I->p.fixed_bytes = (int64_t)(next() % 50);
+}
+
+/* Exhaustive: the least delta with exact bytes <= budget (INFINITY when none fits). */
+static double brute(const qg_alloc_problem *p, int64_t budget) {
+  int c[8] = {0};
+  double best = INFINITY;
+  for (;;) {
+    double d;
+    int64_t b;
+    qg_alloc_eval(p, c, &d, &b);
+    if (b <= budget && d < best) best = d;
+    int g = 0;
+    while (g < p->n_groups && ++c[g] == p->n_opts[g]) c[g++] = 0;
+    if (g == p->n_groups) break;
+  }
+  return best;
+}
+
+static int64_t min_total(const qg_alloc_problem *p) {
+  int64_t t = p->fixed_bytes;
+  for (int g = 0; g < p->n_groups; g++) {
+    int64_t m = INT64_MAX;
+    for (int j = 0; j < p->n_opts[g]; j++) m = p->opts[g][j].bytes < m ? p->opts[g][j].bytes : m;
+    t += m;
+  }
+  return t;
+}
+
+static void test_exact_vs_brute(void **st) {
+  (void)st;
+  rng = 0x9e3779b97f4a7c15ULL;
+  for (int t = 0; t < 3000; t++) {
+    inst I;
+    make(&I);
+    int64_t mn = min_total(&I.p);
+    int64_t budget = mn + (int64_t)(next() % 700);
+    qg_alloc_solution s;
+    assert_int_equal(qg_alloc_solve(&I.p, budget, 1, 0, &s), QG_OK);
+    double want = brute(&I.p, budget);
+    double d;
+    int64_t b;
+    qg_alloc_eval(&I.p, s.best.choice, &d, &b);
+    assert_true(d == want);
+    assert_true(s.best.delta == want);
+    assert_true(b == s.best.bytes && b <= budget);
+    assert_int_equal(s.slack_bytes, 0);
+    assert_int_equal(s.min_bytes, mn);
+    /* the frontier: bytes ascending, delta descending, each point optimal at its bytes */
+    for (int f = 0; f < s.n_frontier; f++) {
+      const qg_alloc_point *pt = &s.frontier[f];
+      assert_true(pt->bytes <= budget);
+      assert_true(pt->delta == brute(&I.p, pt->bytes));
+      if (f) {
+        assert_true(pt->bytes > s.frontier[f - 1].bytes);
+        assert_true(pt->delta < s.frontier[f - 1].delta);
+        /* nothing strictly between two points improves on the earlier one */
+        assert_true(brute(&I.p, pt->bytes - 1) == s.frontier[f - 1].delta);
+      }
+    }
+    assert_true(s.frontier[0].bytes == mn || brute(&I.p, s.frontier[0].bytes - 1) == INFINITY);
+    qg_alloc_solution_free(&s);
+  }
+}
+
+/* With granularity g the answer fits the exact budget and is no worse than the exact
+ * optimum at budget - n (g - 1). */
+static void test_granularity_bound(void **st) {
+  (void)st;
+  rng = 12345;
+  for (int t = 0; t < 2000; t++) {
+    inst I;
+    make(&I);
+    int64_t g = 2 + (int64_t)(next() % 40);
+    int64_t budget = min_total(&I.p) + (int64_t)(next() % 700);
+    qg_alloc_solution s;
+    assert_int_equal(qg_alloc_solve(&I.p, budget, g, 0, &s), QG_OK);
+    assert_int_equal(s.slack_bytes, I.p.n_groups * (g - 1));
+    assert_true(s.best.bytes <= budget);
+    assert_true(s.best.delta >= brute(&I.p, budget));
+    assert_true(s.best.delta <= brute(&I.p, budget - s.slack_bytes));
+    qg_alloc_solution_free(&s);
+  }
+}
+
+/* A hand-made case whose answer is known: two groups, 100 bytes. */
+static void test_known(void **st) {
+  (void)st;
+  qg_alloc_option a[] = {{60, 0.0}, {40, 0.5}, {20, 2.0}}, b[] = {{50, 0.0}, {30, 0.25}, {10, 3.0}};
+  qg_alloc_option *ops[] = {a, b};
+  int no[] = {3, 3};
+  qg_alloc_problem p = {2, no, ops, 5};
+  qg_alloc_solution s;
+  assert_int_equal(qg_alloc_solve(&p, 100, 1, 0, &s), QG_OK);
+  /* 5 + 60 + 30 = 95 at 0.25 beats 5 + 40 + 50 = 95 at 0.5 */
+  assert_int_equal(s.best.choice[0], 0);
+  assert_int_equal(s.best.choice[1], 1);
+  assert_true(s.best.delta == 0.25);
+  assert_int_equal(s.best.bytes, 95);
+  /* frontier from the smallest total 35 (2.0 + 3.0 = 5.0) up to 95 */
+  assert_int_equal(s.frontier[0].bytes, 35);
+  assert_true(s.frontier[0].delta == 5.0);
+  qg_alloc_solution_free(&s);
+}
+
+static void test_auto_granularity(void **st) {
+  (void)st;
+  qg_alloc_option a[] = {{1000, 0.0}, {1000000, -1.0}}, b[] = {{0, 0.0}, {3000000, -1.0}};
+  qg_alloc_option *ops[] = {a, b};
+  int no[] = {2, 2};
+  qg_alloc_problem p = {2, no, ops, 0};
+  /* capacity is min(budget - 1000, span 3,999,000): 2 x 4,000,000 cells need g = 1 at 2^23 */
+  assert_int_equal(qg_alloc_auto_granularity(&p, 10000000, (int64_t)1 << 23), 1);
+  int64_t g = qg_alloc_auto_granularity(&p, 10000000, 100000);
+  /* the finest power of two within the cap: half of it would not fit */
+  assert_true(2 * (3999000 / g + 1) <= 100000);
+  assert_true(2 * (3999000 / (g / 2) + 1) > 100000);
+  qg_alloc_solution s;
+  assert_int_equal(qg_alloc_solve(&p, 10000000, g, 100000, &s), QG_OK);
+  assert_true(s.best.delta == -2.0);
+  qg_alloc_solution_free(&s);
+}
+
+static void test_errors(void **st) {
+  (void)st;
+  qg_alloc_option a[] = {{60, 0.0}, {40, 0.5}};
+  qg_alloc_option *ops[] = {a};
+  int no[] = {2};
+  qg_alloc_problem p = {1, no, ops, 10};
+  qg_alloc_solution s;
+  assert_int_equal(qg_alloc_solve(&p, 49, 1, 0, &s), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "smallest achievable total 50"));
+  assert_int_equal(qg_alloc_solve(&p, 50, 0, 0, &s), QG_ERR_INPUT);
+  a[1].delta = NAN;
+  assert_int_equal(qg_alloc_solve(&p, 100, 1, 0, &s), QG_ERR_INPUT);
+  a[1].delta = 0.5;
+  assert_int_equal(qg_alloc_solve(&p, 1000000, 1, 4, &s), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "granularity"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_exact_vs_brute), cmocka_unit_test(test_granularity_bound),
+                                     cmocka_unit_test(test_known), cmocka_unit_test(test_auto_granularity),
+                                     cmocka_unit_test(test_errors)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

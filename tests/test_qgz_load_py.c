@@ -1,0 +1,98 @@
+/* python/qgz_load.py against the C reader: the contest's tiny checkpoint quantized with
+ * several methods under every compressor, loaded by both, tensor for tensor (names,
+ * element counts, values; bf16-rounded originals within bf16 precision). Skips visibly
+ * without python3 + numpy (and brotli for the brotli-using files) or the checkpoint. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/file.h"
+#include "core/tensor.h"
+#include "core/util.h"
+#include "io/checkpoint.h"
+#include "quant/artifact.h"
+#include "tests/testlib.h"
+
+static const char *python(void) {
+  static const char *cand[] = {"python3", "/usr/bin/python3"};
+  for (int i = 0; i < 2; i++) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "%s -c 'import numpy, brotli' >/dev/null 2>&1", cand[i]);
+    if (system(cmd) == 0) return cand[i];
+  }
+  return NULL;
+}
+
+static void compare(const char *qgz, const char *raw) {
+  qg_state s;
+  qg_format f;
+  if (qg_checkpoint_load(qgz, &s, &f)) fail_msg("%s", qg_last_error());
+  uint8_t *d;
+  size_t n, pos = 0;
+  assert_int_equal(qg_read_file(raw, &d, &n, 0), QG_OK);
+  int seen = 0;
+  while (pos < n) {
+    uint32_t nl = qg_rd_u32le(d + pos);
+    char name[512];
+    assert_true(nl < sizeof name);
+    memcpy(name, d + pos + 4, nl), name[nl] = 0;
+    uint64_t cnt = qg_rd_u64le(d + pos + 4 + nl);
+    const uint8_t *v8 = d + pos + 12 + nl; /* unaligned in the dump: read each value by memcpy */
+    const qg_tensor *t = qg_state_find(&s, name);
+    if (!t) fail_msg("python tensor %s not in the C state", name);
+    assert_int_equal(qg_tensor_numel(t), (int64_t)cnt);
+    float *c = malloc(cnt * sizeof *c + 1);
+    qg_tensor_to_f32(t, c);
+    for (uint64_t i = 0; i < cnt; i++) {
+      float v;
+      memcpy(&v, v8 + 4 * i, sizeof v);
+      if (!(fabsf(c[i] - v) <= 1.0f / 128 * fabsf(c[i]) + 1e-30f))
+        fail_msg("%s: %s[%llu] C %g python %g", qgz, name, (unsigned long long)i, c[i], v);
+    }
+    free(c);
+    pos += 12 + nl + cnt * 4, seen++;
+  }
+  assert_int_equal(seen, s.n);
+  free(d);
+  qg_state_free(&s);
+}
+
+static void test_python_matches_c(void **st) {
+  (void)st;
+  const char *py = python(), *model;
+  if (!py) {
+    print_message("SKIP: python3 with numpy and brotli not found\n");
+    skip();
+  }
+  QG_REQUIRE_CONTEST_FILE(model, "tiny3L128d_nolanvild_3c063e5.pt");
+  char *dir = qg_test_tmpdir();
+  static const char *specs[] = {"blocks.*.mlp.*: rowwise bits=5 group=64; *: rowwise bits=6 range=full",
+                                "*.attn.*: rowwise bits=4"};
+  static const char *comps[] = {"rans", "brotli", "xz", "zlib", "none"};
+  for (int sp = 0; sp < 2; sp++)
+    for (int c = 0; c < 5; c++) {
+      if (sp == 1 && c > 1) continue;
+      char args[2048], out[4096], err[4096];
+      char *q = strdup(qg_test_path(dir, "m.qgz")), *raw = strdup(qg_test_path(dir, "m.bin"));
+      snprintf(args, sizeof args, "quantize --model '%s' --spec '%s' --out '%s' --compress %s", model, specs[sp], q,
+               comps[c]);
+      if (qg_test_run_cli(args, out, sizeof out, err, sizeof err)) fail_msg("%s", err);
+      snprintf(args, sizeof args, "%s '%s/python/qgz_load.py' '%s' --raw '%s' >/dev/null", py, QG_SOURCE_DIR, q, raw);
+      assert_int_equal(system(args), 0);
+      compare(q, raw);
+      free(q), free(raw);
+    }
+  qg_test_rmdir(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_python_matches_c)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,189 @@
+/* io/qgz_rans.c through the .qgz container (format version 2): exact round trips of
+ * every section kind, the per-stream choices (shared role tables, brotli fallback), the
+ * version-1 files still read, and corrupt code blocks rejected naming tensor and section. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/qgz.h"
+#include "io/rans.h"
+#include "tests/testlib.h"
+
+static uint64_t rs = 88172645463325252ull;
+static uint64_t rnd(void) { return rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17; }
+
+#define NT 10
+static qg_qtensor T[NT];
+
+/* six layers of one role (Gaussian int6 codes + f16 scales), an all-zero tensor, a
+ * periodic tensor (structure beyond order 0: brotli wins), and a 16-bit code section
+ * with f32 and raw sections (stays inline) */
+static void build(void) {
+  for (int i = 0; i < NT; i++) {
+    qg_qtensor *t = &T[i];
+    qg_qtensor_init(t);
+    char name[64];
+    snprintf(name, sizeof name, i < 6 ? "blocks.%d.mlp.fc.weight" : "other%d", i);
+    t->name = strdup(name), t->method = strdup("rowwise"), t->options = strdup("bits=6");
+    t->ndim = 2, t->shape[0] = 64, t->shape[1] = 96, t->rows = 64, t->cols = 96;
+    void *d;
+    int bits = i == 8 ? 16 : 6;
+    assert_int_equal(qg_qtensor_add(t, "codes", QG_SEC_CODES, bits, 64 * 96, &d), QG_OK);
+    uint32_t *c = d;
+    for (int j = 0; j < 64 * 96; j++) {
+      double g = 0;
+      for (int k = 0; k < 4; k++) g += (double)(rnd() % 1000) / 1000.0 - 0.5;
+      long v = lround(31 + g * 8);
+      if (i == 9) v = lround(31 + g * (j % 96 < 24 ? 24 : 1)); /* outlier columns: column contexts pay */
+      c[j] = i == 6 ? 0 : i == 7 ? (uint32_t)((j * 7) % 61) : i == 8 ? (uint32_t)(rnd() & 0xffff)
+                                                          : (uint32_t)(v < 0 ? 0 : v > 63 ? 63 : v);
+    }
+    assert_int_equal(qg_qtensor_add(t, "scales", QG_SEC_F16, 0, 64, &d), QG_OK);
+    uint16_t *h = d;
+    for (int j = 0; j < 64; j++) h[j] = (uint16_t)(0x2000 + (rnd() % 300));
+    if (i == 8) {
+      assert_int_equal(qg_qtensor_add(t, "norms", QG_SEC_F32, 0, 3, &d), QG_OK);
+      ((float *)d)[0] = 1.5f, ((float *)d)[1] = -0.0f, ((float *)d)[2] = 3e-30f;
+      assert_int_equal(qg_qtensor_add(t, "data", QG_SEC_RAW, 0, 5, &d), QG_OK);
+      memcpy(d, "abcde", 5);
+    }
+  }
+}
+
+static void same(const qg_qgz *a) {
+  assert_int_equal(a->n, NT);
+  for (int i = 0; i < NT; i++) {
+    assert_string_equal(a->t[i].name, T[i].name);
+    assert_int_equal(a->t[i].nsec, T[i].nsec);
+    for (int k = 0; k < T[i].nsec; k++) {
+      const qg_qsection *x = &T[i].sec[k], *y = &a->t[i].sec[k];
+      assert_string_equal(x->name, y->name);
+      assert_int_equal(x->kind, y->kind);
+      assert_int_equal(x->bits, y->bits);
+      assert_int_equal(x->count, y->count);
+      size_t es = x->kind == QG_SEC_CODES || x->kind == QG_SEC_F32 ? 4 : x->kind == QG_SEC_RAW ? 1 : 2;
+      assert_memory_equal(x->data, y->data, (size_t)x->count * es);
+    }
+  }
+}
+
+static const qg_qtensor *P[NT];
+
+static void encode(qg_compressor c, uint8_t **f, size_t *n, qg_qgz_info *info) {
+  for (int i = 0; i < NT; i++) P[i] = &T[i];
+  assert_int_equal(qg_qgz_encode(P, NT, c, QG_LAYOUT_PACKED, f, n, info), QG_OK);
+}
+
+static void test_roundtrip_and_choices(void **st) {
+  (void)st;
+  uint8_t *f;
+  size_t n;
+  qg_qgz_info info;
+  encode(QG_COMP_RANS, &f, &n, &info);
+  assert_int_equal(qg_rd_u16le(f + 4), QG_QGZ_VERSION_RANS);
+  assert_int_equal(info.file_bytes, n);
+  /* the split adds up to the file */
+  assert_int_equal(QG_QGZ_HEADER + info.meta_compressed + info.code_payload + info.code_tables +
+                       info.code_stream_headers, n);
+  /* six same-role layers share one table; the periodic tensor goes to brotli */
+  assert_true(info.streams_shared >= 5);
+  assert_true(info.shared_tables >= 1);
+  assert_true(info.streams_brotli >= 1);
+  assert_true(info.streams_ctx >= 1);
+  assert_int_equal(info.streams_own + info.streams_shared + info.streams_brotli + info.streams_ctx,
+                   NT - 1); /* the 16-bit one is inline */
+  qg_qgz a;
+  if (qg_qgz_read_mem(f, n, "m.qgz", &a)) fail_msg("%s", qg_last_error());
+  same(&a);
+  qg_qgz_free(&a);
+  /* smaller than brotli-11 over the same tensors */
+  uint8_t *fb;
+  size_t nb;
+  qg_qgz_info ib;
+  encode(QG_COMP_BROTLI, &fb, &nb, &ib);
+  print_message("rans %zu bytes, brotli-11 %zu bytes\n", n, nb);
+  assert_true(n < nb);
+  /* version 1 is still read */
+  assert_int_equal(qg_rd_u16le(fb + 4), QG_QGZ_VERSION);
+  if (qg_qgz_read_mem(fb, nb, "m.qgz", &a)) fail_msg("%s", qg_last_error());
+  same(&a);
+  qg_qgz_free(&a);
+  free(fb);
+  /* every truncation fails cleanly */
+  for (size_t cut = 0; cut < n; cut += 1 + cut / 16) {
+    qg_wr_u32le(f + 24, (uint32_t)(cut > QG_QGZ_HEADER ? cut - QG_QGZ_HEADER : 0));
+    assert_int_not_equal(qg_qgz_read_mem(f, cut, "m.qgz", &a), QG_OK);
+  }
+  free(f);
+}
+
+/* One all-zero 2-bit tensor: its code block is [0 tables][mode 0][table 01 0c][payload 0]. */
+static void one_zero_tensor(uint8_t **f, size_t *n, size_t *cb) {
+  qg_qtensor t;
+  qg_qtensor_init(&t);
+  t.name = strdup("w"), t.method = strdup("rowwise"), t.options = strdup("");
+  t.ndim = 1, t.shape[0] = 100, t.rows = 1, t.cols = 100;
+  void *d;
+  assert_int_equal(qg_qtensor_add(&t, "codes", QG_SEC_CODES, 2, 100, &d), QG_OK);
+  const qg_qtensor *p = &t;
+  assert_int_equal(qg_qgz_encode(&p, 1, QG_COMP_RANS, QG_LAYOUT_PACKED, f, n, NULL), QG_OK);
+  qg_qtensor_free(&t);
+  size_t pos = QG_QGZ_HEADER;
+  uint64_t mz;
+  assert_int_equal(qg_varint_get(*f, *n, &pos, &mz), 0);
+  *cb = pos + (size_t)mz;
+  static const uint8_t want[] = {0, 0, 1, 12, 0};
+  assert_int_equal(*n - *cb, sizeof want);
+  assert_memory_equal(*f + *cb, want, sizeof want);
+}
+
+static void expect_error(const uint8_t *blk, size_t bn, const char *needle) {
+  uint8_t *f;
+  size_t n, cb;
+  one_zero_tensor(&f, &n, &cb);
+  f = realloc(f, cb + bn);
+  memcpy(f + cb, blk, bn);
+  qg_wr_u32le(f + 24, (uint32_t)(cb + bn - QG_QGZ_HEADER));
+  qg_qgz a;
+  assert_int_equal(qg_qgz_read_mem(f, cb + bn, "bad.qgz", &a), QG_ERR_INPUT);
+  const char *m = qg_last_error();
+  print_message("%s\n", m);
+  assert_non_null(strstr(m, "bad.qgz"));
+  assert_non_null(strstr(m, needle));
+  if (strcmp(needle, "trailing")) assert_non_null(strstr(m, "tensor 'w', section 'codes'"));
+  free(f);
+}
+
+static void test_corrupt_blocks(void **st) {
+  (void)st;
+  static const uint8_t mode[] = {0, 7, 1, 12, 0};
+  expect_error(mode, sizeof mode, "unknown stream mode 7");
+  static const uint8_t alpha[] = {0, 0, 5, 12, 0, 0, 0, 0}; /* 5 symbols in a 2-bit section */
+  expect_error(alpha, sizeof alpha, "outside the 2-bit alphabet");
+  static const uint8_t past[] = {0, 0, 2, 12, 0x0c | 0, 0x00, 5, 0}; /* payload length past the end */
+  expect_error(past, sizeof past, "past the block");
+  static const uint8_t idx[] = {0, 1, 0, 0}; /* shared table 0 of 0 */
+  expect_error(idx, sizeof idx, "shared table index");
+  static const uint8_t badtab[] = {0, 0, 1, 30, 0}; /* precision 30 */
+  expect_error(badtab, sizeof badtab, "precision");
+  static const uint8_t trail[] = {0, 0, 1, 12, 0, 9};
+  expect_error(trail, sizeof trail, "trailing");
+  /* a two-symbol table whose payload is not a valid stream */
+  static const uint8_t junk[] = {0, 0, 2, 12, 0x0c, 0x00, 16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  expect_error(junk, sizeof junk, "rANS payload");
+}
+
+int main(void) {
+  build();
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_roundtrip_and_choices), cmocka_unit_test(test_corrupt_blocks)};
+  int r = cmocka_run_group_tests(tests, NULL, NULL);
+  for (int i = 0; i < NT; i++) qg_qtensor_free(&T[i]);
+  return r;
+}
