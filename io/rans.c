@@ -285,6 +285,17 @@ typedef struct {
   uint16_t sym, freq_m1, cum;
 } slot_t;
 
+/* The flushed states that start every payload, each checked to lie in the normalised range. */
+static qg_status read_states(const uint8_t *p, size_t len, uint32_t x[NSTATE]) {
+  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
+  for (int k = 0; k < NSTATE; k++) {
+    x[k] = qg_rd_u32le(p + 4 * k);
+    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
+      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
+  }
+  return QG_OK;
+}
+
 qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, uint32_t *sym, size_t n) {
   if (!n) {
     if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
@@ -298,13 +309,8 @@ qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, u
     for (size_t i = 0; i < n; i++) sym[i] = s;
     return QG_OK;
   }
-  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
   uint32_t x[NSTATE];
-  for (int k = 0; k < NSTATE; k++) {
-    x[k] = qg_rd_u32le(p + 4 * k);
-    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
-      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
-  }
+  QG_TRY(read_states(p, len, x));
   const int pb = t->prob_bits;
   const uint32_t M = 1u << pb, mask = M - 1;
   slot_t *slot = malloc(M * sizeof *slot);
@@ -479,13 +485,8 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
     if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
     return QG_OK;
   }
-  if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
   uint32_t x[NSTATE];
-  for (int k = 0; k < NSTATE; k++) {
-    x[k] = qg_rd_u32le(p + 4 * k);
-    if (x[k] < RANS_L || x[k] >= RANS_L << 8)
-      return qg_fail(QG_ERR_INPUT, "rANS payload: state %d (0x%08x) is outside the normalised range", k, x[k]);
-  }
+  QG_TRY(read_states(p, len, x));
   slot_t *slot[QG_RANS_NCTX] = {0};
   qg_status st = QG_OK;
   for (int c = 0; c < QG_RANS_NCTX && !st; c++) {
