@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "core/json.h"
+#include "cli/json_doc.h"
 #include "eval/eval.h"
 #include "quant/artifact.h"
 #include "io/shard_manifest.h"
@@ -171,12 +171,12 @@ int qg_cmd_eval(int argc, char **argv) {
     qg_gpt_describe(&m.cfg, desc, sizeof desc);
     if (c.json) {
       qg_buf b;
-      qg_buf_init(&b);
       qg_json j;
-      qg_json_init(&j, &b, 1);
-      qg_json_obj_begin(&j);
-      qg_json_key(&j, "model"), qg_json_str(&j, model);
+      qg_cli_json_begin(&j, &b, "eval");
+      qg_cli_json_file_open(&j, "model", model);
       qg_json_key(&j, "architecture"), qg_json_str(&j, desc);
+      qg_json_key(&j, "parameters"), qg_json_int(&j, qg_gpt_param_count(&m.cfg));
+      qg_json_obj_end(&j);
       qg_json_key(&j, "device"), qg_json_str(&j, m.ops->name);
       qg_json_key(&j, "val_loss"), qg_json_num(&j, loss);
       qg_json_key(&j, "val_bpb"), qg_json_num(&j, bpb);
@@ -186,10 +186,7 @@ int qg_cmd_eval(int argc, char **argv) {
       qg_json_key(&j, "seq_len"), qg_json_int(&j, c.opts.seq_len);
       qg_json_key(&j, "stride"), qg_json_int(&j, c.opts.stride);
       qg_json_key(&j, "seconds"), qg_json_num(&j, t.seconds);
-      qg_json_obj_end(&j);
-      qg_buf_byte(&b, '\n');
-      fwrite(b.p, 1, b.n, stdout);
-      qg_buf_free(&b);
+      qg_cli_json_end(&j, &b);
     } else {
       printf("model: %s\narchitecture: %s\ndevice: %s\n", model, desc, m.ops->name);
       printf("windows: seq_len %d, %s\n", c.opts.seq_len, c.opts.stride ? "sliding" : "contest eval_val (non-overlapping)");

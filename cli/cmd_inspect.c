@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "core/json.h"
+#include "cli/json_doc.h"
 #include "io/checkpoint.h"
 #include "io/ptz.h"
 #include "io/qgz.h"
@@ -150,7 +150,7 @@ static qg_status inspect_qgz(const char *path, qg_json *j, long long fbytes) {
       if (lv >= 0) qg_json_int(j, lv);
       else qg_json_null(j);
       qg_json_key(j, "bits_per_weight"), qg_json_num(j, bpw);
-      qg_json_key(j, "packed_bytes"), qg_json_int(j, pb);
+      qg_json_key(j, "bytes"), qg_json_int(j, pb);
       qg_json_obj_end(j);
     }
     params += numel, bytes += pb;
@@ -370,12 +370,10 @@ int qg_cmd_inspect(int argc, char **argv) {
   }
   long long fbytes = is_glob ? 0 : (stat(path, &st) == 0 ? (long long)st.st_size : 0);
   qg_buf b;
-  qg_buf_init(&b);
   qg_json j;
-  qg_json_init(&j, &b, 1);
+  qg_cli_json_begin(&j, &b, "inspect");
   qg_json *jp = json ? &j : NULL;
   if (jp) {
-    qg_json_obj_begin(jp);
     qg_json_key(jp, "file");
     qg_json_str(jp, path);
     qg_json_key(jp, "format");
@@ -416,11 +414,7 @@ int qg_cmd_inspect(int argc, char **argv) {
     qg_buf_free(&b);
     return qg_cli_report("inspect", s);
   }
-  if (jp) {
-    qg_json_obj_end(jp);
-    qg_buf_byte(&b, '\n');
-    fwrite(b.p, 1, b.n, stdout);
-  }
-  qg_buf_free(&b);
+  if (jp) qg_cli_json_end(jp, &b);
+  else qg_buf_free(&b);
   return 0;
 }

@@ -9,7 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/file.h"
-#include "core/json.h"
+#include "cli/json_doc.h"
 #include "eval/eval.h"
 #include "eval/kldstats.h"
 #include "lab/stats.h"
@@ -36,10 +36,6 @@ void qg_cmd_kld_help(void) {
       "                         three little-endian float32: kld, nll_base, nll_model\n");
 }
 
-static long long file_bytes(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 ? (long long)sb.st_size : -1;
-}
 
 typedef struct {
   qg_kldstats st;
@@ -74,9 +70,7 @@ static void est_json(qg_json *j, const char *key, qg_est e) {
 }
 
 static void run_json(qg_json *j, const char *key, const char *path, double nll, int64_t tokens, int64_t bytes) {
-  qg_json_key(j, key);
-  qg_json_obj_begin(j);
-  qg_json_key(j, "path"), qg_json_str(j, path);
+  qg_cli_json_file_open(j, key, path);
   qg_json_key(j, "val_loss"), qg_json_num(j, nll / (double)tokens);
   qg_json_key(j, "val_bpb"), qg_json_num(j, qg_bpb(nll, bytes));
   qg_json_key(j, "ppl"), qg_json_num(j, exp(nll / (double)tokens));
@@ -90,22 +84,22 @@ static void pct_json(qg_json *j, const double *v) {
   }
 }
 
-/* One base-model comparison as a JSON object (j is a pointer so the same writer serves the
- * single-model output and each entry of the several-model one). */
-static void kld_json(qg_json *jp, const char *base, const char *model, const qg_eval_totals *t,
-                     const qg_kld_summary *s, const qg_eval_cli *c) {
+/* The fields of one base-model comparison, into an open object (j is a pointer so the same
+ * writer serves the single-model document and each entry of the several-model one). */
+static void kld_fields(qg_json *jp, const char *base, const char *model, const qg_eval_totals *t,
+                       const qg_kld_summary *s, const qg_eval_cli *c) {
 #define j (*jp)
-  qg_json_obj_begin(&j);
   qg_json_key(&j, "tokens"), qg_json_int(&j, t->tokens);
   qg_json_key(&j, "bytes"), qg_json_int(&j, t->bytes);
   qg_json_key(&j, "seq_len"), qg_json_int(&j, c->opts.seq_len);
   qg_json_key(&j, "stride"), qg_json_int(&j, c->opts.stride);
   run_json(&j, "base", base, t->nll_a, t->tokens, t->bytes);
   run_json(&j, "model", model, t->nll_b, t->tokens, t->bytes);
-  qg_json_key(&j, "ppl");
+  /* "ppl" is a number wherever it appears; the comparison of the two has its own name */
+  qg_json_key(&j, "ppl_comparison");
   qg_json_obj_begin(&j);
-  est_json(&j, "base", s->ppl_base);
-  est_json(&j, "model", s->ppl_model);
+  est_json(&j, "base_ppl", s->ppl_base);
+  est_json(&j, "model_ppl", s->ppl_model);
   est_json(&j, "ratio", s->ppl_ratio);
   est_json(&j, "ln_ratio", s->ln_ppl_ratio);
   est_json(&j, "diff", s->ppl_diff);
@@ -140,21 +134,18 @@ static void kld_json(qg_json *jp, const char *base, const char *model, const qg_
   qg_json_key(&j, "rate"), qg_json_num(&j, s->same_top.value);
   qg_json_key(&j, "se"), qg_json_num(&j, s->same_top.unc);
   qg_json_obj_end(&j);
-  qg_json_key(&j, "model_file_bytes"), qg_json_int(&j, file_bytes(model));
-  qg_json_obj_end(&j);
 #undef j
 }
 
 static void print_json(const char *base, const char *model, const qg_eval_totals *t, const qg_kld_summary *s,
-                       const qg_eval_cli *c) {
+                       const qg_eval_cli *c, const char *device) {
   qg_buf b;
-  qg_buf_init(&b);
   qg_json j;
-  qg_json_init(&j, &b, 1);
-  kld_json(&j, base, model, t, s, c);
-  qg_buf_byte(&b, '\n');
-  fwrite(b.p, 1, b.n, stdout);
-  qg_buf_free(&b);
+  qg_cli_json_begin(&j, &b, "kld");
+  kld_fields(&j, base, model, t, s, c);
+  qg_json_key(&j, "device"), qg_json_str(&j, device);
+  qg_json_key(&j, "seconds"), qg_json_num(&j, t->seconds);
+  qg_cli_json_end(&j, &b);
 }
 
 static void print_text(const char *base, const char *model, const qg_eval_totals *t, const qg_kld_summary *s) {
@@ -184,7 +175,7 @@ static void print_text(const char *base, const char *model, const qg_eval_totals
   printf("====== Contest metrics ======\n");
   printf("base : val_loss %.8f  val_bpb %.8f\n", t->nll_a / (double)t->tokens, qg_bpb(t->nll_a, t->bytes));
   printf("model: val_loss %.8f  val_bpb %.8f\n", t->nll_b / (double)t->tokens, qg_bpb(t->nll_b, t->bytes));
-  printf("model file: %lld bytes\n", file_bytes(model));
+  printf("model file: %lld bytes\n", qg_cli_file_bytes(model));
 }
 
 /* ---- several models over one base pass ------------------------------------------------ */
@@ -281,20 +272,24 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
   static const char *const mname[3] = {"kld", "nll", "bpb"};
   if (!s && c->json) {
     qg_buf b;
-    qg_buf_init(&b);
     qg_json j;
-    qg_json_init(&j, &b, 1);
-    qg_json_obj_begin(&j);
+    qg_cli_json_begin(&j, &b, "kld");
     qg_json_key(&j, "models");
     qg_json_arr_begin(&j);
-    for (int i = 0; i < n; i++) kld_json(&j, base, models[i], &t[i], &sum[i], c);
+    for (int i = 0; i < n; i++) {
+      qg_json_obj_begin(&j);
+      kld_fields(&j, base, models[i], &t[i], &sum[i], c);
+      qg_json_obj_end(&j);
+    }
     qg_json_arr_end(&j);
     qg_json_key(&j, "paired");
     qg_json_arr_begin(&j);
     for (int i = 1; i < n; i++) {
       qg_json_obj_begin(&j);
-      qg_json_key(&j, "model"), qg_json_str(&j, models[i]);
-      qg_json_key(&j, "minus"), qg_json_str(&j, models[0]);
+      qg_cli_json_file_open(&j, "model", models[i]);
+      qg_json_obj_end(&j);
+      qg_cli_json_file_open(&j, "minus", models[0]);
+      qg_json_obj_end(&j);
       qg_json_key(&j, "interval"), qg_json_str(&j, "95% percentile, paired block bootstrap over evaluation windows, "
                                                  "2000 resamples, seed 1");
       for (int mtr = 0; mtr < 3; mtr++) {
@@ -308,14 +303,13 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
         qg_json_key(&j, "iid_hi"), qg_json_num(&j, x->iid_hi);
         qg_json_obj_end(&j);
       }
-      qg_json_key(&j, "file_bytes_diff"), qg_json_int(&j, file_bytes(models[i]) - file_bytes(models[0]));
+      qg_json_key(&j, "file_bytes_diff"), qg_json_int(&j, qg_cli_file_bytes(models[i]) - qg_cli_file_bytes(models[0]));
       qg_json_obj_end(&j);
     }
     qg_json_arr_end(&j);
-    qg_json_obj_end(&j);
-    qg_buf_byte(&b, '\n');
-    fwrite(b.p, 1, b.n, stdout);
-    qg_buf_free(&b);
+    qg_json_key(&j, "device"), qg_json_str(&j, m0.ops->name);
+    qg_json_key(&j, "seconds"), qg_json_num(&j, t[0].seconds);
+    qg_cli_json_end(&j, &b);
   } else if (!s) {
     for (int i = 0; i < n; i++) {
       if (i) printf("\n");
@@ -323,7 +317,7 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
     }
     printf("\n====== Paired against %s (95%% paired block bootstrap over windows) ======\n", models[0]);
     for (int i = 1; i < n; i++) {
-      printf("%s (%+lld bytes):\n", models[i], file_bytes(models[i]) - file_bytes(models[0]));
+      printf("%s (%+lld bytes):\n", models[i], qg_cli_file_bytes(models[i]) - qg_cli_file_bytes(models[0]));
       for (int mtr = 0; mtr < 3; mtr++) {
         const qg_boot_result *x = &d[i * 3 + mtr];
         printf("  d%-4s %+.6g [%+.6g, %+.6g]  (iid [%+.6g, %+.6g])\n", mname[mtr], x->estimate, x->lo, x->hi, x->iid_lo,
@@ -413,7 +407,7 @@ int qg_cmd_kld(int argc, char **argv) {
     else qg_atomic_abort(&df);
   }
   if (!s) {
-    if (c.json) print_json(base, model, &t, &sum, &c);
+    if (c.json) print_json(base, model, &t, &sum, &c, m0.ops->name);
     else print_text(base, model, &t, &sum);
   }
   qg_kldstats_free(&k.st);

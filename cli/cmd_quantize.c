@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "core/json.h"
+#include "cli/json_doc.h"
 #include "core/progress.h"
 #include "core/util.h"
 #include "quant/backend.h"
@@ -203,11 +203,10 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
   const qg_qmodel *qm = &jr->qm;
   if (a->json) {
     qg_buf b;
-    qg_buf_init(&b);
     qg_json j;
-    qg_json_init(&j, &b, 1);
-    qg_json_obj_begin(&j);
-    qg_json_key(&j, "model"), qg_json_str(&j, a->model);
+    qg_cli_json_begin(&j, &b, "quantize");
+    qg_cli_json_file_open(&j, "model", a->model);
+    qg_json_obj_end(&j);
     qg_json_key(&j, "dry_run"), qg_json_bool(&j, 1);
     qg_json_key(&j, "tensors");
     qg_json_arr_begin(&j);
@@ -219,17 +218,18 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
       qg_json_key(&j, "options"), qg_json_str(&j, r->q.options);
       qg_json_key(&j, "assigned_by"), qg_json_str(&j, r->why);
       qg_json_key(&j, "numel"), qg_json_int(&j, r->numel);
-      qg_json_key(&j, "packed_bytes"), qg_json_int(&j, r->packed_bytes);
+      qg_json_key(&j, "bytes"), qg_json_int(&j, r->packed_bytes);
       qg_json_key(&j, "bits_per_weight"), qg_json_num(&j, r->bits_per_weight);
       qg_json_obj_end(&j);
     }
     qg_json_arr_end(&j);
-    qg_json_key(&j, "params"), qg_json_int(&j, jr->params);
+    qg_json_key(&j, "totals");
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "tensor_count"), qg_json_int(&j, qm->n);
+    qg_json_key(&j, "parameters"), qg_json_int(&j, jr->params);
     qg_json_key(&j, "packed_bytes"), qg_json_int(&j, jr->packed_bytes);
     qg_json_obj_end(&j);
-    qg_buf_byte(&b, '\n');
-    if (!b.failed) fwrite(b.p, 1, b.n, stdout);
-    qg_buf_free(&b);
+    qg_cli_json_end(&j, &b);
     return;
   }
   printf("%-32s %-12s %6s %10s  %s\n", "tensor", "method", "bits/w", "packed B", "assigned by");
@@ -245,6 +245,7 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
 }
 
 int qg_cmd_quantize(int argc, char **argv) {
+  double t_start = qg_now();
   qargs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;
@@ -319,19 +320,20 @@ int qg_cmd_quantize(int argc, char **argv) {
   const char *layout_name = ptz ? "int8 (contest container)" : info.layout == QG_LAYOUT_PACKED ? "packed" : "bytes";
   if (a.json) {
     qg_buf b;
-    qg_buf_init(&b);
     qg_json j;
-    qg_json_init(&j, &b, 1);
-    qg_json_obj_begin(&j);
-    qg_json_key(&j, "model"), qg_json_str(&j, a.model);
+    qg_cli_json_begin(&j, &b, "quantize");
+    qg_cli_json_file_open(&j, "model", a.model);
+    qg_json_key(&j, "format"), qg_json_str(&j, jr.source_format ? jr.source_format : "state");
+    /* a model whose weights were already quantized (requantizing saves few bytes) */
+    qg_json_key(&j, "quantized"), qg_json_bool(&j, jr.source_quantized);
+    qg_json_obj_end(&j);
     qg_json_key(&j, "spec"), qg_json_str(&j, a.spec ? a.spec : a.spec_file);
     qg_json_key(&j, "seed"), qg_json_int(&j, (int64_t)spec.seed);
-    qg_json_key(&j, "out"), qg_json_str(&j, a.out);
+    qg_cli_json_file_open(&j, "artifact", a.out);
+    qg_json_obj_end(&j);
     qg_json_key(&j, "compressor"), qg_json_str(&j, jr.compressor);
     qg_json_key(&j, "code_layout"), qg_json_str(&j, layout_name);
-    qg_json_key(&j, "quantize_device"), qg_json_str(&j, jr.quantize_device);
-    qg_json_key(&j, "source_format"), qg_json_str(&j, jr.source_format ? jr.source_format : "state");
-    qg_json_key(&j, "source_quantized"), qg_json_bool(&j, jr.source_quantized);
+    qg_json_key(&j, "device"), qg_json_str(&j, jr.quantize_device);
     qg_json_key(&j, "calibration");
     if (jr.calibrated) {
       qg_json_obj_begin(&j);
@@ -379,16 +381,20 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_arr_end(&j);
     qg_json_key(&j, "totals");
     qg_json_obj_begin(&j);
-    qg_json_key(&j, "tensors"), qg_json_int(&j, qm.n);
-    qg_json_key(&j, "params"), qg_json_int(&j, numel);
+    qg_json_key(&j, "tensor_count"), qg_json_int(&j, qm.n);
+    qg_json_key(&j, "parameters"), qg_json_int(&j, numel);
     qg_json_key(&j, "packed_bytes"), qg_json_int(&j, packed);
     qg_json_key(&j, "artifact_bytes"), qg_json_int(&j, artifact);
     qg_json_key(&j, "raw_bytes"), qg_json_int(&j, (int64_t)raw_n);
-    if (a.compare) {
-      qg_json_key(&j, "zstd_bytes"), qg_json_int(&j, (int64_t)sizes[QG_COMP_ZSTD]);
-      qg_json_key(&j, "brotli_bytes"), qg_json_int(&j, (int64_t)sizes[QG_COMP_BROTLI]);
-      qg_json_key(&j, "xz_bytes"), qg_json_int(&j, (int64_t)sizes[QG_COMP_XZ]);
-      qg_json_key(&j, "zlib_bytes"), qg_json_int(&j, (int64_t)sizes[QG_COMP_ZLIB]);
+    /* the other compressors' sizes are measured only when asked (null otherwise) */
+    static const struct { const char *key; qg_compressor c; } alt[] = {
+        {"zstd_bytes", QG_COMP_ZSTD}, {"brotli_bytes", QG_COMP_BROTLI}, {"xz_bytes", QG_COMP_XZ},
+        {"zlib_bytes", QG_COMP_ZLIB}};
+    qg_json_key(&j, "compressors_compared"), qg_json_bool(&j, a.compare);
+    for (size_t k = 0; k < sizeof alt / sizeof alt[0]; k++) {
+      qg_json_key(&j, alt[k].key);
+      if (a.compare) qg_json_int(&j, (int64_t)sizes[alt[k].c]);
+      else qg_json_null(&j);
     }
     if (!ptz) {
       qg_json_key(&j, "packed_layout_bytes"), qg_json_int(&j, (int64_t)info.packed_compressed);
@@ -411,10 +417,8 @@ int qg_cmd_quantize(int argc, char **argv) {
     qg_json_key(&j, "cap_bytes"), qg_json_int(&j, CAP_BYTES);
     qg_json_key(&j, "fits"), qg_json_bool(&j, total <= CAP_BYTES);
     qg_json_obj_end(&j);
-    qg_json_obj_end(&j);
-    qg_buf_byte(&b, '\n');
-    if (!b.failed) fwrite(b.p, 1, b.n, stdout);
-    qg_buf_free(&b);
+    qg_json_key(&j, "seconds"), qg_json_num(&j, qg_now() - t_start);
+    qg_cli_json_end(&j, &b);
   } else {
     /* bytes are the tensor's bit-packed sections before general compression: per-tensor
      * shares of the compressed file are not defined */

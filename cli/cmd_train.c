@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
-#include "core/json.h"
+#include "cli/json_doc.h"
 #include "core/progress.h"
 #include "eval/eval.h"
 #include "io/checkpoint.h"
@@ -294,16 +294,14 @@ static long long file_bytes(const char *p) {
 }
 
 static void print_json(const qg_trainer *t, const targs *a, double loss, double bpb, double qloss, double qbpb,
-                       const export_result *ex) {
+                       const export_result *ex, double t_start) {
   const qg_train_config *c = &a->c;
   qg_buf b;
-  qg_buf_init(&b);
   qg_json j;
-  qg_json_init(&j, &b, 1);
-  qg_json_obj_begin(&j);
+  qg_cli_json_begin(&j, &b, "train");
   qg_json_key(&j, "steps"), qg_json_int(&j, t->step);
   qg_json_key(&j, "iterations"), qg_json_int(&j, c->iterations);
-  qg_json_key(&j, "params"), qg_json_int(&j, t->lay.total);
+  qg_json_key(&j, "parameters"), qg_json_int(&j, t->lay.total);
   qg_json_key(&j, "val_loss"), qg_json_num(&j, loss);
   qg_json_key(&j, "val_bpb"), qg_json_num(&j, bpb);
   if (t->have_qat) {
@@ -314,12 +312,14 @@ static void print_json(const qg_trainer *t, const targs *a, double loss, double 
   qg_json_key(&j, "tokens_per_s"), qg_json_num(&j, t->train_s > 0 ? (double)t->step * c->batch_tokens / t->train_s : 0);
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/final_model.safetensors", c->out_dir);
-  qg_json_key(&j, "checkpoint"), qg_json_str(&j, ck);
+  qg_cli_json_file_open(&j, "checkpoint", ck);
+  qg_json_obj_end(&j);
   qg_json_key(&j, "export");
   if (ex) {
     qg_json_obj_begin(&j);
     qg_json_key(&j, "spec"), qg_json_str(&j, a->export_spec);
-    qg_json_key(&j, "artifact"), qg_json_str(&j, ex->path);
+    qg_cli_json_file_open(&j, "artifact", ex->path);
+    qg_json_obj_end(&j);
     qg_json_key(&j, "artifact_bytes"), qg_json_int(&j, ex->info.file_bytes);
     qg_json_key(&j, "raw_bytes"), qg_json_int(&j, ex->info.raw_bytes);
     qg_json_key(&j, "packed_bytes"), qg_json_int(&j, ex->info.packed_bytes);
@@ -333,13 +333,13 @@ static void print_json(const qg_trainer *t, const targs *a, double loss, double 
   } else {
     qg_json_null(&j);
   }
-  qg_json_obj_end(&j);
-  qg_buf_byte(&b, '\n');
-  if (!b.failed) fwrite(b.p, 1, b.n, stdout);
-  qg_buf_free(&b);
+  qg_json_key(&j, "device"), qg_json_str(&j, t->ops->name);
+  qg_json_key(&j, "seconds"), qg_json_num(&j, qg_now() - t_start);
+  qg_cli_json_end(&j, &b);
 }
 
 int qg_cmd_train(int argc, char **argv) {
+  double t_start = qg_now();
   targs a;
   int rc = parse_args(argc, argv, &a);
   if (rc) {
@@ -475,7 +475,7 @@ int qg_cmd_train(int argc, char **argv) {
       }
       qg_buf_printf(&out, "final_model: %s\n", ck);
       if (pc.log) fwrite(out.p, 1, out.n, pc.log);
-      if (a.json) print_json(&t, &a, loss, bpb, qloss, qbpb, a.export_spec ? &ex : NULL);
+      if (a.json) print_json(&t, &a, loss, bpb, qloss, qbpb, a.export_spec ? &ex : NULL, t_start);
       else fwrite(out.p, 1, out.n, stdout);
       qg_buf_free(&out);
     }

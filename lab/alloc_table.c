@@ -112,11 +112,13 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_alloc_table *t
   QG_TRY(need_int(r, root, "windows", 1, &t->windows));
   QG_TRY(need_str(r, root, "metric", &t->metric));
   if (strcmp(t->metric, "kld") && strcmp(t->metric, "nll")) return bad(r, qg_jobj_get(root, "metric"), "metric", "must be kld or nll");
-  QG_TRY(need_str(r, root, "base", &t->base));
+  /* tables written before the JSON vocabulary named the base spec "base" */
+  QG_TRY(need_str(r, root, qg_jobj_get(root, "base_spec") || !qg_jobj_get(root, "base") ? "base_spec" : "base", &t->base));
   QG_TRY(need_num(r, root, "base_kld", &t->base_kld));
   QG_TRY(need_num(r, root, "base_nll", &t->base_nll));
   QG_TRY(need_int(r, root, "base_artifact_bytes", 1, &t->base_artifact_bytes));
-  QG_TRY(need_int(r, root, "fixed_bytes", 0, &t->fixed_bytes));
+  /* negative when the whole artifact compresses better than its tensors one by one */
+  QG_TRY(need_int(r, root, "fixed_bytes", -((int64_t)1 << 50), &t->fixed_bytes));
   const qg_jnode *ga, *ca, *cl;
   QG_TRY(need(r, root, "groups", QG_JARR, &ga));
   QG_TRY(need(r, root, "candidates", QG_JARR, &ca));

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/file.h"
@@ -145,20 +146,33 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   return s;
 }
 
+/* A file as the JSON vocabulary names one: {"path", "file_bytes"}. */
+static void file_json(qg_json *j, const char *key, const char *path) {
+  struct stat sb;
+  qg_json_key(j, key);
+  qg_json_obj_begin(j);
+  qg_json_key(j, "path"), qg_json_str(j, path);
+  qg_json_key(j, "file_bytes");
+  if (path && stat(path, &sb) == 0) qg_json_int(j, (int64_t)sb.st_size);
+  else qg_json_null(j);
+  qg_json_obj_end(j);
+}
+
 void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg_json *j) {
   const char *objective = o->objective ? o->objective : "kld";
   qg_json_obj_begin(j);
   qg_json_key(j, "schema_version"), qg_json_int(j, 1);
   qg_json_key(j, "command"), qg_json_str(j, "allocate");
-  qg_json_key(j, "model"), qg_json_str(j, o->model);
-  qg_json_key(j, "sensitivity"), qg_json_str(j, o->sensitivity);
+  qg_json_key(j, "quantgolf_version"), qg_json_str(j, QG_VERSION);
+  file_json(j, "model", o->model);
+  file_json(j, "sensitivity", o->sensitivity);
   qg_json_key(j, "objective"), qg_json_str(j, objective);
   qg_json_key(j, "budget_bytes"), qg_json_int(j, o->budget);
   qg_json_key(j, "code_bytes"), qg_json_int(j, o->code_bytes);
   qg_json_key(j, "granularity_bytes"), qg_json_int(j, r->sol.granularity);
   qg_json_key(j, "rounding_slack_bytes"), qg_json_int(j, r->sol.slack_bytes);
   qg_json_key(j, "min_bytes"), qg_json_int(j, r->sol.min_bytes);
-  qg_json_key(j, "base"), qg_json_str(j, r->t.base);
+  qg_json_key(j, "base_spec"), qg_json_str(j, r->t.base);
   qg_json_key(j, "base_metric"), qg_json_num(j, r->base_metric);
   qg_json_key(j, "predicted_metric"), qg_json_num(j, r->predicted);
   qg_json_key(j, "predicted_delta"), qg_json_num(j, r->sol.best.delta);

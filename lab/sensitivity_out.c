@@ -72,6 +72,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_obj_begin(&j);
   qg_json_key(&j, "schema_version"), qg_json_int(&j, 1);
   qg_json_key(&j, "command"), qg_json_str(&j, "sensitivity");
+  qg_json_key(&j, "quantgolf_version"), qg_json_str(&j, QG_VERSION);
   qg_json_key(&j, "model");
   qg_json_obj_begin(&j);
   qg_json_key(&j, "path"), qg_json_str(&j, o->model);
@@ -80,7 +81,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_key(&j, "tokens"), qg_json_int(&j, r->tokens);
   qg_json_key(&j, "windows"), qg_json_int(&j, r->windows);
   qg_json_key(&j, "metric"), qg_json_str(&j, "kld");
-  qg_json_key(&j, "base"), qg_json_str(&j, o->base);
+  qg_json_key(&j, "base_spec"), qg_json_str(&j, o->base);
   qg_json_key(&j, "base_kld"), qg_json_num(&j, r->base_kld);
   qg_json_key(&j, "base_nll"), qg_json_num(&j, r->base_nll);
   qg_json_key(&j, "base_artifact_bytes"), qg_json_int(&j, r->base_artifact_bytes);
@@ -119,7 +120,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
     qg_json_key(&j, "bytes_saved"), qg_json_int(&j, c->base_bytes - c->bytes);
     qg_json_key(&j, "roi"), num_or_null(&j, c->roi);
     /* extra keys beside the fixed schema */
-    qg_json_key(&j, "kld"), qg_json_num(&j, c->kld);
+    qg_json_key(&j, "kld_mean"), qg_json_num(&j, c->kld);
     qg_json_key(&j, "nll_ci95");
     qg_json_arr_begin(&j);
     qg_json_num(&j, c->nll_lo), qg_json_num(&j, c->nll_hi);
@@ -144,7 +145,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_obj_end(&j);
   qg_json_key(&j, "split_half_spearman"), num_or_null(&j, r->rho_split);
   qg_json_key(&j, "calibrated"), qg_json_bool(&j, r->calibrated);
-  qg_json_key(&j, "seconds");
+  qg_json_key(&j, "stage_seconds");
   qg_json_obj_begin(&j);
   qg_json_key(&j, "calibrate"), qg_json_num(&j, r->seconds_calib);
   qg_json_key(&j, "quantize"), qg_json_num(&j, r->seconds_quant);

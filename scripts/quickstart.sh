@@ -92,7 +92,7 @@ if [ -f "$sam" ] && [ -f "$out/fineweb_1024_bpe.model" ] && [ -f "$root/data/cor
       --max-tokens 16385 --device cpu --json > "$out/kld_$m.json"
     bytes=$(grep -o '"artifact_bytes": [0-9]*' "$out/sam_$m.json" | grep -o '[0-9]*$')
     kld=$(grep -A1 '"kld": {' "$out/kld_$m.json" | grep -o '"mean": [-0-9.e]*' | grep -o '[-0-9.e]*$')
-    bpb=$(grep -A3 '"model": {' "$out/kld_$m.json" | grep -o '"val_bpb": [0-9.e]*' | grep -o '[0-9.e]*$')
+    bpb=$(grep -A5 '"model": {' "$out/kld_$m.json" | grep -o '"val_bpb": [0-9.e]*' | grep -o '[0-9.e]*$')
     top=$(grep -A1 '"same_top": {' "$out/kld_$m.json" | grep -o '"rate": [0-9.e]*' | grep -o '[0-9.e]*$')
     printf '%-12s %14s %12.6f %12.6f %10.4f\n' "$m" "$bytes" "$kld" "$bpb" "$top"
   done

@@ -76,7 +76,7 @@ def main():
             args += ["--model", a[2]]
         k = run(args + ["--val", val, "--tokenizer", tok, "--max-tokens", max_tokens, "--json"])
         m0 = k["models"][0]
-        paired.update({p["model"]: p for p in k["paired"]})
+        paired.update({p["model"]["path"]: p for p in k["paired"]})
     base_bytes = {g["name"]: int(round(sum(base_packed[t] for t in g["tensors"]) * ratio)) for g in groups}
     cells = []
     for g, c, path, size in arts:
@@ -90,7 +90,7 @@ def main():
     with open(model, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     table = {"schema_version": 1, "command": "sensitivity", "model": {"path": model, "sha256": sha},
-             "tokens": m0["tokens"], "windows": m0["tokens"] // m0["seq_len"], "metric": "kld", "base": BASE,
+             "tokens": m0["tokens"], "windows": m0["tokens"] // m0["seq_len"], "metric": "kld", "base_spec": BASE,
              "base_kld": m0["kld"]["mean"], "base_nll": m0["model"]["val_loss"], "base_artifact_bytes": base_art,
              "fixed_bytes": base_art - sum(base_bytes.values()), "groups": groups, "candidates": CANDIDATES,
              "cells": cells, "method": "by hand: scripts/sensitivity-by-hand.py (quantize + kld), marginal bytes"}

@@ -82,7 +82,7 @@ static void test_honest_numbers(void **st) {
 }
 
 /* Item: requantizing. A quantized source gets one note on stderr after the figures and
- * source_quantized in the JSON; a float source gets neither. */
+ * "quantized": true in the JSON model object; a float source gets neither. */
 static void test_requantize_note(void **st) {
   (void)st;
   const char *p;
@@ -95,13 +95,13 @@ static void test_requantize_note(void **st) {
   snprintf(o, sizeof o, "%s/a.qgz", dir);
   small_model(m);
   assert_int_equal(run("quantize --model '%s' --spec '*: rowwise bits=6' --out '%s' --json", ptz, o), 0);
-  assert_non_null(strstr(out, "\"source_quantized\": true"));
+  assert_non_null(strstr(out, "\"quantized\": true"));
   const char *note = strstr(err, "already a quantized artifact");
   assert_non_null(note);
   assert_null(strstr(note + 1, "already a quantized artifact")); /* once */
   assert_null(strstr(note, "written")); /* after the figures, not before */
   assert_int_equal(run("quantize --model '%s' --spec '*: rowwise bits=6' --out '%s' --json", m, o), 0);
-  assert_non_null(strstr(out, "\"source_quantized\": false"));
+  assert_non_null(strstr(out, "\"quantized\": false"));
   assert_null(strstr(err, "already a quantized"));
   qg_test_rmdir(dir);
 }
@@ -321,7 +321,7 @@ static void test_inspect_artifacts(void **st) {
   assert_non_null(lv);
   long n = strtol(lv + 16, NULL, 10);
   assert_true(n >= 2 && n <= 15); /* symmetric int4: at most 15 levels */
-  assert_non_null(strstr(out, "\"packed_bytes\": "));
+  assert_non_null(strstr(out, "\"bytes\": "));
   assert_int_equal(run("quantize --model '%s' --spec 'w: rowwise bits=6' --out '%s'", m, z), 0);
   assert_int_equal(run("inspect '%s'", z), 0);
   assert_non_null(strstr(out, "(6-bit codes)"));
