@@ -385,8 +385,8 @@ qg_status qg_kld_token_from_logits(const float *lb, const float *lm, int n_vocab
   if (target < 0 || target >= n_vocab)
     return qg_fail(QG_ERR_INPUT, "kld token: target %d outside the vocabulary [0, %d)", target,
                    n_vocab);
-  double lse_b, lse_m;
-  int top_b, top_m;
+  double lse_b = 0, lse_m = 0;
+  int top_b = 0, top_m = 0;
   QG_TRY(lse_argmax(lb, n_vocab, "base", &lse_b, &top_b));
   QG_TRY(lse_argmax(lm, n_vocab, "model", &lse_m, &top_m));
   double kld = 0.0;

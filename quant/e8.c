@@ -6,55 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Patterns are searched in chunks of this many (see search()). */
+/* The encoder is shared with the device (quant/e8_core.h); the host scores 32 patterns
+ * per step and pads the tables to whole chunks. */
 #define E8_CHUNK 32
+#define QG_E8_FN static inline
+#define QG_E8_POPC __builtin_popcount
+#define QG_E8_CHUNK E8_CHUNK
+#include "quant/e8_core.h"
+
+_Static_assert(QG_E8_BALL == QG_E8CB_BALL && QG_E8_E8P == QG_E8CB_E8P, "e8_core's kinds are e8.h's");
 
 /* ---- lattice decoding ---------------------------------------------------------------- */
 
-/* Inputs are clamped to +-2^20 so the integer parity below is exact; codebook users scale
- * their inputs to a few units, and anything that large is far outside every codebook. */
-static float clampf(float v) {
-  if (!(v == v)) return 0.0f; /* NaN */
-  return v > 1048576.0f ? 1048576.0f : v < -1048576.0f ? -1048576.0f : v;
-}
+void qg_d8_nearest(const float x[8], float y[8]) { qg_e8c_d8_nearest(x, y); }
 
-void qg_d8_nearest(const float x[8], float y[8]) {
-  int64_t sum = 0;
-  int worst = 0;
-  float wd = -1.0f;
-  for (int j = 0; j < 8; j++) {
-    float v = clampf(x[j]);
-    float f = rintf(v);
-    y[j] = f;
-    sum += (int64_t)f;
-    float d = fabsf(v - f);
-    if (d > wd) wd = d, worst = j;
-  }
-  /* Odd sum: re-round the coordinate that was rounded worst, the other way; that costs
-   * the least extra distance of any single change (Conway & Sloane's g(x)). */
-  if (sum & 1) y[worst] += clampf(x[worst]) >= y[worst] ? 1.0f : -1.0f;
-}
-
-/* Nearest point of the coset D8 + ½. */
-static void half_nearest(const float x[8], float y[8]) {
-  float s[8];
-  for (int j = 0; j < 8; j++) s[j] = x[j] - 0.5f;
-  qg_d8_nearest(s, y);
-  for (int j = 0; j < 8; j++) y[j] += 0.5f;
-}
-
-static float dist2(const float *a, const float *b) {
-  float s = 0;
-  for (int j = 0; j < 8; j++) s += (a[j] - b[j]) * (a[j] - b[j]);
-  return s;
-}
-
-void qg_e8_nearest(const float x[8], float y[8]) {
-  float h[8];
-  qg_d8_nearest(x, y);
-  half_nearest(x, h);
-  if (dist2(x, h) < dist2(x, y)) memcpy(y, h, sizeof h);
-}
+void qg_e8_nearest(const float x[8], float y[8]) { qg_e8c_e8_nearest(x, y); }
 
 /* ---- building codebooks -------------------------------------------------------------- */
 
@@ -189,6 +155,10 @@ static qg_status finish_codebook(qg_e8_codebook *cb, const pattern *pats, int n)
     return qg_fail(QG_ERR_NOMEM, "e8 codebook: out of memory (%llu entries)",
                    (unsigned long long)off);
   }
+  cb->t = (qg_e8_tables){.kind = (int)cb->kind, .n_pat = n, .n_pad = cb->n_pad, .size = cb->size,
+                         .pat_at = cb->pat_at, .pat_norm = cb->pat_norm, .pat_half = cb->pat_half,
+                         .pat_par = cb->pat_par, .pat = &cb->pat[0][0], .pat_off = cb->pat_off,
+                         .keys = cb->keys, .key_pat = cb->key_pat, .entries = cb->entries};
   /* Enumerate every entry through the same index arithmetic the decoder inverts. */
   for (int i = 0; i < n; i++) {
     uint32_t m = cb->kind == QG_E8CB_E8P ? 256 : orbit_size(&pats[i]);
@@ -322,169 +292,17 @@ const qg_e8_codebook *qg_e8_codebook_get(const char *name) {
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
-static int find_pattern(const qg_e8_codebook *cb, uint32_t key) {
-  int lo = 0, hi = cb->n_pat - 1;
-  while (lo <= hi) {
-    int mid = (lo + hi) >> 1;
-    if (cb->keys[mid] == key) return cb->key_pat[mid];
-    if (cb->keys[mid] < key) lo = mid + 1; else hi = mid - 1;
-  }
-  return -1;
-}
-
-/* Index of pattern p with minus signs at the coordinates set in neg (bit j = coordinate
- * j) and, for e8p, shift bit sh. neg must be valid for p (parity, zeros). */
-static uint32_t index_of(const qg_e8_codebook *cb, int p, unsigned neg, int sh) {
-  uint32_t code;
-  if (cb->pat_half[p]) {
-    code = (neg >> 1) & 127;
-  } else {
-    code = 0;
-    int b = 0;
-    for (int j = 0; j < 8; j++)
-      if (cb->pat[p][j]) code |= ((neg >> j) & 1u) << b++;
-  }
-  if (cb->kind == QG_E8CB_E8P) return ((uint32_t)p << 8) | (code << 1) | (uint32_t)sh;
-  return cb->pat_off[p] + code;
-}
-
-/* The lattice point z as (pattern, signs), or -1 when its pattern is not in cb. */
-static int lookup_point(const qg_e8_codebook *cb, const float z[8], unsigned *neg) {
-  uint8_t d[8];
-  *neg = 0;
-  for (int j = 0; j < 8; j++) {
-    float a = fabsf(2.0f * z[j]);
-    if (a > 15.0f) return -1;
-    d[j] = (uint8_t)a;
-    if (z[j] < 0) *neg |= 1u << j;
-  }
-  return find_pattern(cb, key_of(d));
-}
-
-/* One pass over the patterns: the nearest entry to y (without shift), as pattern and
- * minus signs; returns its squared distance. For pattern a the best signs follow y, and
- * the distance is |y|^2 - 2 sum a_j|y_j| + |a|^2; a half pattern whose parity disagrees
- * with y's signs pays 4 min_j a_j|y_j| for flipping its cheapest coordinate. Patterns
- * go in chunks, coordinate-major, so the inner loops run over patterns and vectorise. */
-static float search(const qg_e8_codebook *cb, const float y[8], int *pbest, unsigned *negbest) {
-  float ay[8], y2 = 0;
-  unsigned neg = 0;
-  for (int j = 0; j < 8; j++) {
-    ay[j] = fabsf(y[j]);
-    y2 += y[j] * y[j];
-    if (y[j] < 0) neg |= 1u << j;
-  }
-  uint8_t negpar = (uint8_t)(__builtin_popcount(neg) & 1);
-  float best = INFINITY;
-  int bp = 0, np = cb->n_pat;
-  for (int base = 0; base < np; base += E8_CHUNK) {
-    int m = np - base < E8_CHUNK ? np - base : E8_CHUNK;
-    float dot[E8_CHUNK], mn[E8_CHUNK];
-    /* A fixed trip count (the tables are padded to whole chunks) lets -O2 vectorise. */
-    for (int p = 0; p < E8_CHUNK; p++) dot[p] = 0.0f, mn[p] = INFINITY;
-    for (int j = 0; j < 8; j++) {
-      const float *aj = cb->pat_at + (size_t)j * (size_t)cb->n_pad + (size_t)base;
-      float yj = ay[j];
-      for (int p = 0; p < E8_CHUNK; p++) {
-        float t = aj[p] * yj;
-        dot[p] += t;
-        mn[p] = t < mn[p] ? t : mn[p];
-      }
-    }
-    const uint8_t *half = cb->pat_half + base, *par = cb->pat_par + base;
-    const float *nrm = cb->pat_norm + base;
-    for (int p = 0; p < m; p++) {
-      float score = nrm[p] - 2.0f * dot[p] + ((half[p] & (par[p] ^ negpar)) ? 4.0f * mn[p] : 0.0f);
-      if (score < best) best = score, bp = base + p;
-    }
-  }
-  unsigned n = neg;
-  if (cb->pat_half[bp] && cb->pat_par[bp] != negpar) { /* flip the cheapest coordinate */
-    int mj = 0;
-    float mv = INFINITY;
-    for (int j = 0; j < 8; j++) {
-      float t = cb->pat_at[(size_t)j * (size_t)cb->n_pad + (size_t)bp] * ay[j];
-      if (t < mv) mv = t, mj = j;
-    }
-    n ^= 1u << mj;
-  }
-  if (!cb->pat_half[bp]) /* zero coordinates of integer patterns carry no sign */
-    for (int j = 0; j < 8; j++)
-      if (!cb->pat[bp][j]) n &= ~(1u << j);
-  *pbest = bp;
-  *negbest = n;
-  float d = y2 + best;
-  return d > 0 ? d : 0;
-}
-
-static void sanitize(const float x[8], float v[8]) {
-  for (int j = 0; j < 8; j++) v[j] = isfinite(x[j]) ? x[j] : 0.0f;
-}
-
 uint32_t qg_e8_encode_search(const qg_e8_codebook *cb, const float x[8], float *d2) {
-  float v[8];
-  sanitize(x, v);
-  int p;
-  unsigned neg;
-  if (cb->kind == QG_E8CB_BALL) {
-    float d = search(cb, v, &p, &neg);
-    if (d2) *d2 = d;
-    return index_of(cb, p, neg, 0);
-  }
-  uint32_t best = 0;
-  float bd = INFINITY;
-  for (int sh = 0; sh < 2; sh++) {
-    float y[8], t = sh ? 0.25f : -0.25f;
-    for (int j = 0; j < 8; j++) y[j] = v[j] - t;
-    float d = search(cb, y, &p, &neg);
-    if (d < bd) bd = d, best = index_of(cb, p, neg, sh);
-  }
-  if (d2) *d2 = bd;
-  return best;
+  float v[8], d;
+  for (int j = 0; j < 8; j++) v[j] = isfinite(x[j]) ? x[j] : 0.0f;
+  uint32_t i = qg_e8c_encode_search(&cb->t, v, &d);
+  if (d2) *d2 = d;
+  return i;
 }
 
 uint32_t qg_e8_encode(const qg_e8_codebook *cb, const float x[8], float *d2) {
-  float v[8], z[8];
-  sanitize(x, v);
-  unsigned neg;
-  int p;
-  if (cb->kind == QG_E8CB_BALL && cb->n_pat <= 64) /* a few patterns: searching is cheaper */
-    return qg_e8_encode_search(cb, x, d2);
-  if (cb->kind == QG_E8CB_BALL) {
-    /* The nearest lattice point is the nearest entry whenever it is in the ball. */
-    qg_e8_nearest(v, z);
-    if ((p = lookup_point(cb, z, &neg)) >= 0) {
-      if (d2) *d2 = dist2(v, z);
-      return index_of(cb, p, neg, 0);
-    }
-    float d = search(cb, v, &p, &neg);
-    if (d2) *d2 = d;
-    return index_of(cb, p, neg, 0);
-  }
-  /* e8p: each shift's entries are a subset of the coset D8 + ½ (shifted); within a
-   * shift, the coset's nearest point is the answer when the codebook holds it, and a
-   * lower bound on that shift's answer otherwise, so a shift whose bound cannot beat
-   * the best so far is not searched. */
-  float y[2][8], dl[2];
-  int pp[2];
-  unsigned nn[2];
-  for (int sh = 0; sh < 2; sh++) {
-    float t = sh ? 0.25f : -0.25f;
-    for (int j = 0; j < 8; j++) y[sh][j] = v[j] - t;
-    half_nearest(y[sh], z);
-    dl[sh] = dist2(y[sh], z);
-    pp[sh] = lookup_point(cb, z, &nn[sh]);
-  }
-  uint32_t best = 0;
-  float bd = INFINITY;
-  int first = dl[1] < dl[0];
-  for (int k = 0; k < 2; k++) {
-    int sh = k ? !first : first;
-    if (dl[sh] >= bd) continue;
-    float d = dl[sh];
-    if (pp[sh] < 0) d = search(cb, y[sh], &pp[sh], &nn[sh]);
-    if (d < bd) bd = d, best = index_of(cb, pp[sh], nn[sh], sh);
-  }
-  if (d2) *d2 = bd;
-  return best;
+  float d;
+  uint32_t i = qg_e8c_encode(&cb->t, x, &d);
+  if (d2) *d2 = d;
+  return i;
 }

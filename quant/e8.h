@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "quant/e8_tables.h"
 
 /* Nearest point of D8 / E8 to x (ties broken arbitrarily but deterministically). */
 void qg_d8_nearest(const float x[8], float y[8]);
@@ -57,6 +58,7 @@ typedef struct {
   uint32_t *keys;    /* packed patterns (4 bits per doubled coordinate), sorted */
   int32_t *key_pat;  /* the pattern of keys[i] */
   int8_t *entries;   /* size x 8 coordinates in quarter units (value = q / 4) */
+  qg_e8_tables t;    /* the same tables as the shared encoder reads them */
 } qg_e8_codebook;
 
 /* Every E8 point with |v|^2 <= r2 (2 <= r2 <= 30; at most 2^QG_E8CB_MAX_INDEX_BITS points). */

@@ -9,6 +9,7 @@
 #include "kernels/cpu/cpu_hessian.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
 #include "kernels/ops.h"
+#include "kernels/rope_table.h"
 
 static qg_status cpu_alloc(const qg_ops *o, void **p, size_t bytes) {
   (void)o;
@@ -137,16 +138,7 @@ static qg_status cpu_rope(const qg_ops *o, float *x, int64_t B, int T, int H, in
   int half = hd / 2;
   float *tab = malloc(sizeof *tab * (size_t)T * (size_t)half * 2);
   if (!tab) return qg_fail(QG_ERR_NOMEM, "cpu rope: out of memory");
-  /* the contest's Rotary: inv_freq = 1 / base^(arange(0, hd, 2) / hd), freqs = t * inv_freq,
-   * all in float32 */
-  for (int j = 0; j < half; j++) {
-    float inv = 1.0f / powf(base, (float)(2 * j) / (float)hd);
-    for (int t = 0; t < T; t++) {
-      float a = (float)t * inv;
-      tab[(int64_t)t * half + j] = cosf(a);
-      tab[(int64_t)T * half + (int64_t)t * half + j] = sinf(a);
-    }
-  }
+  qg_rope_table_fill(tab, T, hd, base);
   rope_ctx c = {x, T, H, hd, tab, tab + (int64_t)T * half, B * T, 0};
   qg_parallel_for(n_chunks(B * T, &c.chunk), rope_task, &c);
   free(tab);

@@ -12,6 +12,7 @@
 
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/rope_table.h"
 
 /* Columns per reduction task: small enough to feed 16 threads at d = 512. */
 #define COL_CHUNK 32
@@ -299,15 +300,7 @@ qg_status qg_cpu_rope_bwd(const qg_ops *o, float *dx, int64_t B, int T, int H, i
   int half = hd / 2;
   float *tab = malloc(sizeof *tab * (size_t)T * (size_t)half * 2);
   if (!tab) return qg_fail(QG_ERR_NOMEM, "cpu rope_bwd: out of memory");
-  /* the forward's tables, computed the same way (float32 angles) */
-  for (int j = 0; j < half; j++) {
-    float inv = 1.0f / powf(base, (float)(2 * j) / (float)hd);
-    for (int t = 0; t < T; t++) {
-      float a = (float)t * inv;
-      tab[(int64_t)t * half + j] = cosf(a);
-      tab[(int64_t)T * half + (int64_t)t * half + j] = sinf(a);
-    }
-  }
+  qg_rope_table_fill(tab, T, hd, base); /* the forward's table */
   rope_ctx c = {dx, T, H, hd, tab, tab + (int64_t)T * half, B * T};
   qg_parallel_for((B * T + ROW_CHUNK - 1) / ROW_CHUNK, rope_task, &c);
   free(tab);

@@ -63,7 +63,7 @@ qg_status qg_cu_embed_bwd(const qg_ops *o, float *demb, const float *dx, const i
   (void)o;
   if (n <= 0 || d <= 0) return QG_OK;
   if (n > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cuda embed_bwd: %lld positions exceed int range", (long long)n);
-  void *keys, *vin, *vout, *tmp = NULL;
+  void *keys = NULL, *vin = NULL, *vout = NULL, *tmp = NULL;
   size_t tmp_bytes = 0;
   QG_TRY(qg_cu_bw_scratch(QG_BWS_SORT_KEYS, sizeof(int32_t) * (size_t)n, &keys));
   QG_TRY(qg_cu_bw_scratch(QG_BWS_SORT_VALS, sizeof(int32_t) * 2 * (size_t)n, &vin));
@@ -173,39 +173,6 @@ qg_status qg_cu_matmul_bwd_w(const qg_ops *o, float *dw, const float *dy, const 
 
 // ---- RoPE: rotation by the opposite angle -------------------------------------------------
 
-static int rope_T = -1, rope_hd = -1;
-static float rope_base;
-static float *rope_tab;
-
-// The cos/sin table by the CPU twin's expressions (float32 angles, libm), cached per shape.
-static qg_status rope_table(int T, int hd, float base, const float **tab) {
-  if (rope_tab && T == rope_T && hd == rope_hd && base == rope_base) {
-    *tab = rope_tab;
-    return QG_OK;
-  }
-  int half = hd / 2;
-  size_t n = (size_t)T * half * 2;
-  float *h = (float *)malloc(sizeof(float) * (n ? n : 1));
-  if (!h) return qg_fail(QG_ERR_NOMEM, "cuda rope_bwd: out of host memory for the table");
-  for (int j = 0; j < half; j++) {
-    float inv = 1.0f / powf(base, (float)(2 * j) / (float)hd);
-    for (int t = 0; t < T; t++) {
-      float a = (float)t * inv;
-      h[(size_t)t * half + j] = cosf(a);
-      h[(size_t)T * half + (size_t)t * half + j] = sinf(a);
-    }
-  }
-  void *d = NULL;
-  rope_tab = NULL;
-  qg_status st = qg_cu_bw_scratch(QG_BWS_ROPE, sizeof(float) * n, &d);
-  if (!st && n) st = qg_cu_fail_if(cudaMemcpy(d, h, sizeof(float) * n, cudaMemcpyHostToDevice), "cudaMemcpy(rope_bwd table)");
-  free(h);
-  if (st) return st;
-  rope_tab = (float *)d, rope_T = T, rope_hd = hd, rope_base = base;
-  *tab = rope_tab;
-  return QG_OK;
-}
-
 __global__ void k_rope_bwd(float *x, const float *tab, int64_t pairs, int T, int H, int hd) {
   int half = hd / 2;
   const float *cs = tab, *sn = tab + (int64_t)T * half;
@@ -226,7 +193,7 @@ qg_status qg_cu_rope_bwd(const qg_ops *o, float *dx, int64_t B, int T, int H, in
   if (hd % 2) return qg_fail(QG_ERR_INPUT, "rope_bwd: head dim %d is odd", hd);
   if (B <= 0 || T <= 0 || H <= 0 || hd <= 0) return QG_OK;
   const float *tab = NULL;
-  QG_TRY(rope_table(T, hd, base, &tab));
+  QG_TRY(qg_cu_rope_table(T, hd, base, &tab)); // the forward's cached table
   int64_t pairs = B * T * H * (hd / 2);
   k_rope_bwd<<<qg_cu_blocks(pairs, 256), 256>>>(dx, tab, pairs, T, H, hd);
   return qg_cu_launched("k_rope_bwd");
@@ -335,7 +302,7 @@ static qg_status col_run(col_args e) {
   e.chunk = 128;
   while ((e.rows + e.chunk - 1) / e.chunk > 4096) e.chunk *= 2;
   int chunks = (int)((e.rows + e.chunk - 1) / e.chunk);
-  void *part;
+  void *part = NULL;
   QG_TRY(qg_cu_bw_scratch(QG_BWS_PARTIAL, sizeof(double) * 2 * (size_t)chunks * (size_t)e.d, &part));
   dim3 grid((unsigned)((e.d + COL_THREADS - 1) / COL_THREADS), (unsigned)chunks);
   k_col_pass<<<grid, COL_THREADS>>>(e, (double *)part);
@@ -431,7 +398,7 @@ qg_status qg_cu_xent_fwd_bwd(const qg_ops *o, float *dlogits, double *loss_sum, 
   *loss_sum = 0;
   if (rows <= 0) return QG_OK;
   if (V <= 0) return qg_fail(QG_ERR_INPUT, "xent: empty vocabulary");
-  void *nll;
+  void *nll = NULL;
   QG_TRY(qg_cu_bw_scratch(QG_BWS_XENT, sizeof(double) * (size_t)rows, &nll));
   k_xent<<<(unsigned)(rows < 65535 ? rows : 65535), XENT_THREADS>>>(dlogits, (double *)nll, logits, targets, rows, V,
                                                                     softcap, grad_scale);

@@ -37,7 +37,7 @@ qg_status qg_cu_xent_fwd_bwd(const qg_ops *o, float *dlogits, double *loss_sum, 
 // Growable device scratch private to the backward kernels (the forward's slots in
 // cuda_common.h belong to the forward ops; sharing one would let a backward op free a
 // buffer a forward op still holds a pointer to between calls).
-enum { QG_BWS_SORT_KEYS, QG_BWS_SORT_VALS, QG_BWS_SORT_TMP, QG_BWS_PARTIAL, QG_BWS_ROPE, QG_BWS_ATT, QG_BWS_XENT,
+enum { QG_BWS_SORT_KEYS, QG_BWS_SORT_VALS, QG_BWS_SORT_TMP, QG_BWS_PARTIAL, QG_BWS_ATT, QG_BWS_XENT,
        QG_BWS_BF16_A, QG_BWS_BF16_B, QG_BWS_COUNT };
 qg_status qg_cu_bw_scratch(int slot, size_t bytes, void **p);
 

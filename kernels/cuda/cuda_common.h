@@ -15,6 +15,9 @@
 qg_status qg_cu_embed(float *x, const float *emb, const int32_t *tok, int64_t n, int d);
 qg_status qg_cu_rmsnorm(float *y, const float *x, int64_t rows, int dim, float eps);
 qg_status qg_cu_rope(float *x, int64_t B, int T, int H, int hd, float base);
+// The rope cos/sin table of qg_rope_table_fill on the device, cached for the last shape
+// (forward and backward share it).
+qg_status qg_cu_rope_table(int T, int hd, float base, const float **tab);
 qg_status qg_cu_head_scale(float *x, int64_t rows, int H, int hd, const float *gain);
 qg_status qg_cu_relu_pow(float *x, int64_t n, float p);
 qg_status qg_cu_resid_mix(float *x, const float *x0, const float *mix, int64_t rows, int d);

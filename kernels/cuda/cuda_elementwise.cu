@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/rope_table.h"
 
 // Threads per block for a row of d columns: a whole number of warps, at most 256.
 static int row_threads(int d) {
@@ -75,7 +76,7 @@ static int rope_T = -1, rope_hd = -1;
 static float rope_base = 0;
 static float *rope_tab; // [2][T][hd/2]: cos then sin
 
-static qg_status rope_table(int T, int hd, float base, const float **tab) {
+qg_status qg_cu_rope_table(int T, int hd, float base, const float **tab) {
   if (rope_tab && T == rope_T && hd == rope_hd && base == rope_base) {
     *tab = rope_tab;
     return QG_OK;
@@ -84,15 +85,7 @@ static qg_status rope_table(int T, int hd, float base, const float **tab) {
   size_t n = (size_t)T * half * 2;
   float *h = (float *)malloc(sizeof(float) * (n ? n : 1));
   if (!h) return qg_fail(QG_ERR_NOMEM, "cuda rope: out of host memory for the table");
-  // exactly cpu_rope's expressions: inv_freq = 1 / base^(2j/hd), angle = t * inv_freq
-  for (int j = 0; j < half; j++) {
-    float inv = 1.0f / powf(base, (float)(2 * j) / (float)hd);
-    for (int t = 0; t < T; t++) {
-      float a = (float)t * inv;
-      h[(size_t)t * half + j] = cosf(a);
-      h[(size_t)T * half + (size_t)t * half + j] = sinf(a);
-    }
-  }
+  qg_rope_table_fill(h, T, hd, base); // the CPU's table, uploaded
   void *d = NULL;
   qg_status st = qg_cu_scratch(QG_SCRATCH_ROPE, sizeof(float) * n, &d);
   // the synchronous copy from pageable memory waits for earlier work on the default
@@ -134,7 +127,7 @@ qg_status qg_cu_rope(float *x, int64_t B, int T, int H, int hd, float base) {
   int64_t pairs = B * T * H * (int64_t)(hd / 2);
   if (pairs <= 0) return QG_OK;
   const float *tab = NULL;
-  QG_TRY(rope_table(T, hd, base, &tab));
+  QG_TRY(qg_cu_rope_table(T, hd, base, &tab));
   k_rope<<<qg_cu_blocks(pairs, 256), 256>>>(x, tab, pairs, T, H, hd);
   return qg_cu_launched("k_rope");
 }

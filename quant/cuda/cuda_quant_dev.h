@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/cuda_context.h"
 #include "quant/cuda/cuda_quant.h"
+#include "quant/e8_tables.h"
 
 // ---- checked calls ----------------------------------------------------------------------
 static inline qg_status qgq_cu_fail(cudaError_t e, const char *call) { return qg_cu_fail(e, call); }
@@ -49,15 +50,8 @@ qg_status qgq_launched(const char *kernel);
 qg_status qgq_ctx(cublasHandle_t *blas, cusolverDnHandle_t *solver);
 
 // ---- the device-side grid ----------------------------------------------------------------
-struct qgq_dcb { // an E8 codebook's tables in device memory (see quant/e8.h)
-  int kind, n_pat, n_pad;
-  uint32_t size;
-  const float *pat_at, *pat_norm;
-  const uint8_t *pat_half, *pat_par, *pat; // pat: n_pat x 8 doubled coordinates
-  const uint32_t *pat_off, *keys;
-  const int32_t *key_pat;
-  const int8_t *entries;
-};
+// An E8 codebook's tables in device memory: the shared encoder's view (quant/e8_tables.h).
+typedef qg_e8_tables qgq_dcb;
 
 struct qgq_dgrid {
   int kind, width, bits, objective, steps, steps2, full, qmin, qmax, clip, lm_search, nstages, levels;
@@ -123,6 +117,6 @@ __device__ __forceinline__ int qgq_lm_index(const float *tf, int levels, float x
   return lo;
 }
 
-// quant/e8.c qg_e8_encode() and qg_e8_nearest() (defined in cuda_quant_e8.h, included by
-// the .cu files that need them).
+// qg_e8_encode() and qg_e8_nearest() on the device: quant/e8_core.h through
+// cuda_quant_e8.h, included by the .cu files that need them.
 #endif
