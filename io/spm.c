@@ -534,12 +534,7 @@ static qg_status parse_score(const char *p, size_t n, float *out) {
   return QG_OK;
 }
 
-/* Contest settings (download_hf_docs_and_tokenize.py trains with these) over the proto2
- * defaults; the charsmap stays empty because a .vocab does not carry it. */
-static qg_status assume_specs(qg_spm *s) {
-  QG_TRY(trainer_defaults(&s->trainer));
-  QG_TRY(normalizer_defaults(&s->normalizer));
-  QG_TRY(normalizer_defaults(&s->denormalizer));
+void qg_spm_set_contest_trainer(qg_spm *s) {
   qg_spm_trainer *t = &s->trainer;
   t->model_type = QG_SPM_BPE;
   t->vocab_size = s->n_pieces;
@@ -547,6 +542,16 @@ static qg_status assume_specs(qg_spm *s) {
   t->split_digits = 1;
   t->hard_vocab_limit = 0;
   t->byte_fallback = s->n_byte_pieces > 0;
+}
+
+/* Contest settings over the proto2 defaults; the charsmap stays empty because a .vocab
+ * does not carry it. */
+static qg_status assume_specs(qg_spm *s) {
+  QG_TRY(trainer_defaults(&s->trainer));
+  QG_TRY(normalizer_defaults(&s->normalizer));
+  QG_TRY(normalizer_defaults(&s->denormalizer));
+  qg_spm_trainer *t = &s->trainer;
+  qg_spm_set_contest_trainer(s);
   t->unk_id = qg_spm_piece_to_id(s, "<unk>", 5);
   t->bos_id = qg_spm_piece_to_id(s, "<s>", 3);
   t->eos_id = qg_spm_piece_to_id(s, "</s>", 4);

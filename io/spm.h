@@ -140,6 +140,11 @@ void qg_spm_free(qg_spm *s);
 /* The id of a piece (len bytes), or -1. */
 int qg_spm_piece_to_id(const qg_spm *s, const char *piece, size_t len);
 
+/* The trainer settings the contest's tokenizer was trained with
+ * (data/download_hf_docs_and_tokenize.py): BPE over all pieces, coverage 0.999, split
+ * digits, soft vocabulary limit, byte fallback when byte pieces exist. */
+void qg_spm_set_contest_trainer(qg_spm *s);
+
 /* ---- the contest's BPB lookup tables -------------------------------------------------
  * For each id < n_pieces, as build_sentencepiece_luts does:
  *   control / unknown / unused: is_boundary = 1, base_bytes = 0, has_leading_space = 0;

@@ -146,14 +146,8 @@ qg_status qg_tok_assemble(qg_spm *s, const qg_spm_normalizer *normalizer) {
   if (qg_spm_piece_to_id(s, "<unk>", 5) < 0)
     return qg_fail(QG_ERR_INPUT, "the vocabulary has no <unk> piece (SentencePiece requires one)");
   qg_spm_trainer *t = &s->trainer;
-  /* The contest's trainer settings (data/download_hf_docs_and_tokenize.py); qg_spm_parse_vocab
-   * already set model_type, split_digits, byte_fallback and the special ids. */
-  t->model_type = QG_SPM_BPE;
-  t->vocab_size = s->n_pieces;
-  t->character_coverage = 0.999f;
-  t->split_digits = 1;
-  t->hard_vocab_limit = 0;
-  t->byte_fallback = s->n_byte_pieces > 0;
+  /* qg_spm_parse_vocab already set the special ids */
+  qg_spm_set_contest_trainer(s);
   t->num_threads = 16;
   s->specs_assumed = 0;
   if (normalizer) return qg_tok_copy_normalizer(&s->normalizer, normalizer);

@@ -8,6 +8,7 @@
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_hessian.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_softmax.h"
 #include "kernels/ops.h"
 #include "kernels/rope_table.h"
 
@@ -180,14 +181,7 @@ static void att_task(void *c, int64_t task, int thread) {
   for (int i = 0; i < nq; i++) {
     float *row = S + (size_t)i * nk;
     int n = t0 + i + 1; /* causal: keys 0 .. t0+i */
-    float mx = -INFINITY;
-    for (int s = 0; s < n; s++) mx = row[s] > mx ? row[s] : mx;
-    float sum = 0.0f;
-    for (int s = 0; s < n; s++) {
-      row[s] = expf(row[s] - mx);
-      sum += row[s];
-    }
-    float inv = 1.0f / sum;
+    float inv = qg_cpu_softmax_exp(row, n);
     for (int s = 0; s < n; s++) row[s] *= inv;
     for (int s = n; s < nk; s++) row[s] = 0.0f;
   }

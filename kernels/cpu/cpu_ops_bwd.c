@@ -12,6 +12,7 @@
 
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_softmax.h"
 #include "kernels/rope_table.h"
 
 /* Columns per reduction task: small enough to feed 16 threads at d = 512. */
@@ -348,14 +349,7 @@ static void attb_task(void *c, int64_t task, int thread) {
       for (int i = 0; i < nq; i++) {
         float *pr = P + (size_t)i * nk, *sr = dS + (size_t)i * nk;
         int n = t0 + i + 1;
-        float mx = -INFINITY;
-        for (int s = 0; s < n; s++) mx = pr[s] > mx ? pr[s] : mx;
-        float sum = 0.0f;
-        for (int s = 0; s < n; s++) {
-          pr[s] = expf(pr[s] - mx);
-          sum += pr[s];
-        }
-        float inv = 1.0f / sum;
+        float inv = qg_cpu_softmax_exp(pr, n); /* the forward's probabilities, recomputed */
         double D = 0;
         for (int j = 0; j < hd; j++) D += (double)dyp[(int64_t)i * qs + j] * yp[(int64_t)i * qs + j];
         for (int s = 0; s < n; s++) {
