@@ -1,6 +1,7 @@
 /* quantgolf eval: val_loss, val_bpb and perplexity of one model, as the contest computes
  * them (eval_val), or with sliding windows. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,41 @@ void qg_cmd_eval_help(void) {
       "                would then be counted with the wrong pieces\n");
 }
 
+static int precision(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  return qg_precision_parse(v, dst) != QG_OK;
+}
+
+void qg_cli_eval_args(const char *cmd, qg_eval_cli *c, qg_arg tab[QG_CLI_EVAL_NARGS]) {
+  c->cmd = cmd;
+  /* windows: say the limit, not just "invalid" */
+#define WINDOW(nm, field)                                                                                   \
+  {.name = nm, .kind = QG_ARG_INT, .dst = &c->opts.field, .lo = 1, .hi = 1000000, .missing = "{opt} needs a value", \
+   .bad = "{opt} expects a positive integer, got '{val}'", .high = "{opt} {val}: at most 1,000,000"}
+  const qg_arg t[QG_CLI_EVAL_NARGS] = {
+      {.name = "--val", .kind = QG_ARG_STR, .dst = &c->val, .missing = "{opt} needs a value", .flags = QG_ARG_REQUIRED},
+      {.name = "--tokenizer", .kind = QG_ARG_STR, .dst = &c->tokenizer, .missing = "{opt} needs a value",
+       .flags = QG_ARG_REQUIRED},
+      WINDOW("--seq-len", seq_len),
+      WINDOW("--stride", stride),
+      {.name = "--max-tokens", .kind = QG_ARG_I64, .dst = &c->opts.max_tokens, .lo = 1, .hi = INT64_MAX,
+       .missing = "{opt} needs a value", .bad = "{opt} expects a positive integer, got '{val}'"},
+      WINDOW("--batch", batch),
+      {.name = "--mlp-power", .kind = QG_ARG_F32, .dst = &c->gopt.mlp_power, .min = 0, .max = 16, .flags = QG_ARG_OPEN_MIN,
+       .missing = "{opt} needs a value", .bad = "{opt} expects a number in (0, 16], got '{val}'"},
+      {.name = "--device", .kind = QG_ARG_STR, .dst = &c->device, .missing = "{opt} needs a value"},
+      /* matmul precision: the CUDA backend's bf16 table */
+      {.name = "--precision", .kind = QG_ARG_FN, .dst = &c->gopt.precision, .fn = precision,
+       .missing = "{opt} needs a value", .bad = "{opt} expects fp32 or bf16, got '{val}'"},
+      {.name = "--json", .kind = QG_ARG_FLAG, .dst = &c->json},
+      {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
+      {.name = "--allow-tokenizer-mismatch", .kind = QG_ARG_FLAG, .dst = &c->allow_tok_mismatch},
+      {0}};
+#undef WINDOW
+  memcpy(tab, t, sizeof t);
+}
+
+/* TRANSITION: the old shared parser, until sensitivity is on cli/args. */
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {
   const char *a = argv[*i];
   const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
@@ -142,16 +178,16 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
 int qg_cmd_eval(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
   const char *model = NULL;
-  for (int i = 1; i < argc; i++) {
-    int r = qg_cli_parse_eval_common("eval", argc, argv, &i, &c);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    if (!strcmp(argv[i], "--model") && i + 1 < argc)
-      model = argv[++i];
-    else
-      return qg_cli_unknown_arg("eval", "unknown or incomplete option", argv[i]);
-  }
-  if (!model || !c.val || !c.tokenizer) return qg_cli_usage_error("eval", "--model, --val and --tokenizer are required");
+  qg_arg common[QG_CLI_EVAL_NARGS];
+  qg_cli_eval_args("eval", &c, common);
+  const qg_arg args[] = {{.name = "--model", .kind = QG_ARG_STR, .dst = &model, .flags = QG_ARG_REQUIRED},
+                         {.kind = QG_ARG_TABLE, .table = common},
+                         {0}};
+  const qg_args_spec spec = {.cmd = "eval", .args = args, .flags = QG_ARGS_GLOB_HINT,
+                             .unknown = "unknown or incomplete option '{arg}'",
+                             .required = "--model, --val and --tokenizer are required"};
+  int rc = qg_cli_parse(&spec, &argc, argv);
+  if (rc) return rc;
   const qg_ops *ops;
   qg_status s = qg_ops_by_name(c.device, &ops);
   if (s) return qg_cli_report("eval", s);

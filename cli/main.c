@@ -68,6 +68,38 @@ int qg_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
+/* --threads N for the commands that run the thread pool: it fixes the pool's size before
+ * first use, so it is taken out of argv before the command's other options. */
+static int threads_n;
+static int threads_request(const char *value, void *dst, char *err, size_t cap) {
+  (void)value, (void)dst;
+  if (qg_threads_request(threads_n))
+    snprintf(err, cap, "--threads: the thread pool is already running with %d threads", qg_threads());
+  return err[0] != 0;
+}
+const qg_arg qg_cli_threads_args[] = {
+    {.name = "--threads", .kind = QG_ARG_INT, .dst = &threads_n, .lo = 1, .hi = 256, .fn = threads_request,
+     .bad = "{opt} {val}: expected an integer in [1, 256]", .missing = "{opt} needs a value", .flags = QG_ARG_EARLY},
+    {0}};
+
+int qg_cli_args_error(const qg_args *p) {
+  if (!p->err[0]) return qg_cli_usage_error(p->spec->cmd, "-h and --help come alone");
+  return qg_cli_usage_error(p->spec->cmd, "%s", p->err);
+}
+
+int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv) {
+  qg_args p;
+  if (qg_args_begin(&p, spec, argc, argv) || qg_args_finish(&p)) return qg_cli_args_error(&p);
+  return 0;
+}
+
+/* TRANSITION: the old per-command checks for commands not yet on cli/args. */
+static int declarative(const char *name) {
+  static const char *const done[] = {"eval", "kld"};
+  for (size_t k = 0; k < sizeof done / sizeof done[0]; k++)
+    if (!strcmp(name, done[k])) return 1;
+  return 0;
+}
 int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg) {
   struct stat sb;
   if (arg[0] != '-' && stat(arg, &sb) == 0)
@@ -90,12 +122,6 @@ int qg_cli_take_threads(const char *cmd, int *argc, char **argv) {
     *argc -= 2;
     return 0;
   }
-  return 0;
-}
-
-int qg_cli_wants_help(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
   return 0;
 }
 
@@ -139,19 +165,20 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < n_commands; i++) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
-    if (qg_cli_wants_help(argc - 1, argv + 1)) {
+    if (qg_args_wants_help(argc - 1, argv + 1)) {
       commands[i].help();
       return 0;
     }
-    const char *rep = repeated_option(argc - 1, argv + 1);
-    if (rep)
-      return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
-                                (int)strcspn(rep, "="), rep);
-    /* the commands that run the thread pool take --threads N (QG_THREADS otherwise) */
     int sub_argc = argc - 1;
-    static const char *const threaded[] = {"quantize", "eval", "kld", "train", "sensitivity"};
-    for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
-      if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
+    if (!declarative(commands[i].name)) {
+      const char *rep = repeated_option(argc - 1, argv + 1);
+      if (rep)
+        return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
+                                  (int)strcspn(rep, "="), rep);
+      static const char *const threaded[] = {"quantize", "eval", "kld", "train", "sensitivity"};
+      for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
+        if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
+    }
     return commands[i].run(sub_argc, argv + 1);
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
