@@ -95,7 +95,7 @@ int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv) {
 
 /* TRANSITION: the old per-command checks for commands not yet on cli/args. */
 static int declarative(const char *name) {
-  static const char *const done[] = {"eval", "kld", "quantize", "train", "encode", "decode", "prepare", "tokenizer", "run", "inspect", "convert", "export-int8", "info", "quantizers"};
+  static const char *const done[] = {"eval", "kld", "quantize", "train", "encode", "decode", "prepare", "tokenizer", "run", "inspect", "convert", "export-int8", "info", "quantizers", "sensitivity"};
   for (size_t k = 0; k < sizeof done / sizeof done[0]; k++)
     if (!strcmp(name, done[k])) return 1;
   return 0;
