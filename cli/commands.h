@@ -56,12 +56,11 @@ typedef struct {
   qg_gpt_options gopt;
   int json;
   int allow_tok_mismatch; /* --allow-tokenizer-mismatch: a manifest mismatch only warns */
-  const char *cmd;        /* for warnings (set by qg_cli_parse_eval_common; NULL: none) */
+  const char *cmd;        /* for warnings (set by qg_cli_eval_args; NULL: none) */
 } qg_eval_cli;
 /* The shared options' table (data, windows, model options, --json, --threads) into
  * tab, for a command's table to include (QG_ARG_TABLE); cmd names warnings. */
 #define QG_CLI_EVAL_NARGS 13
-int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c); /* TRANSITION */
 void qg_cli_eval_args(const char *cmd, qg_eval_cli *c, qg_arg tab[QG_CLI_EVAL_NARGS]);
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts);
 /* The shards' tokenizer manifest (io/shard_manifest.h) against tok; with allow a mismatch
@@ -71,13 +70,6 @@ qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_
 
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);
-/* The usage error for an argument nobody takes ("unknown option 'X'"), returning 2. When
- * X names an existing file, the line adds the likely cause: an unquoted glob the shell
- * expanded into several words, of which only the first reached its option. */
-int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg);
-/* --threads N for the commands that run the thread pool: removes it from argv (updating
- * *argc) and fixes the pool size before first use. 0 done (or absent), 2 usage error. */
-int qg_cli_take_threads(const char *cmd, int *argc, char **argv);
 /* Parses argv by spec (cli/args.h): 0, or 2 after printing the usage error. */
 int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv);
 /* Prints p's usage error and returns 2. */

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/threadpool.h"
 
@@ -93,53 +92,6 @@ int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv) {
   return 0;
 }
 
-/* TRANSITION: the old per-command checks for commands not yet on cli/args. */
-static int declarative(const char *name) {
-  static const char *const done[] = {"eval", "kld", "quantize", "train", "encode", "decode", "prepare", "tokenizer", "run", "inspect", "convert", "export-int8", "info", "quantizers", "sensitivity"};
-  for (size_t k = 0; k < sizeof done / sizeof done[0]; k++)
-    if (!strcmp(name, done[k])) return 1;
-  return 0;
-}
-int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg) {
-  struct stat sb;
-  if (arg[0] != '-' && stat(arg, &sb) == 0)
-    return qg_cli_usage_error(cmd, "%s '%s': it is an existing file, so an unquoted glob was probably expanded by the "
-                              "shell into several arguments; quote it, e.g. --val 'DIR/fineweb_val_*.bin'", what, arg);
-  return qg_cli_usage_error(cmd, "%s '%s'", what, arg);
-}
-
-int qg_cli_take_threads(const char *cmd, int *argc, char **argv) {
-  for (int i = 1; i < *argc; i++) {
-    if (strcmp(argv[i], "--threads")) continue;
-    if (i + 1 >= *argc) return qg_cli_usage_error(cmd, "--threads needs a value");
-    char *end;
-    long n = strtol(argv[i + 1], &end, 10);
-    if (!argv[i + 1][0] || *end || n < 1 || n > 256)
-      return qg_cli_usage_error(cmd, "--threads %s: expected an integer in [1, 256]", argv[i + 1]);
-    if (qg_threads_request((int)n))
-      return qg_cli_usage_error(cmd, "--threads: the thread pool is already running with %d threads", qg_threads());
-    for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
-    *argc -= 2;
-    return 0;
-  }
-  return 0;
-}
-
-/* Options given twice would silently keep the last value: each may appear once, except
- * the ones documented as repeatable (--input of prepare and tokenizer train, --model of kld). Returns the
- * first repeated option, or NULL. Values never start with "--", so only options count. */
-static const char *repeated_option(int argc, char **argv) {
-  int kld = argc > 0 && !strcmp(argv[0], "kld"); /* kld compares several --model */
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strncmp(a, "--", 2) != 0 || !a[2] || !strcmp(a, "--input") || (kld && !strcmp(a, "--model"))) continue;
-    size_t n = strcspn(a, "=");
-    for (int j = 1; j < i; j++)
-      if (strcspn(argv[j], "=") == n && !strncmp(argv[j], a, n)) return a;
-  }
-  return NULL;
-}
-
 /* The library's progress reports, one refreshed line on stderr per piece of work. */
 static void print_progress(void *ctx, const qg_progress_report *r) {
   (void)ctx;
@@ -169,17 +121,7 @@ int main(int argc, char **argv) {
       commands[i].help();
       return 0;
     }
-    int sub_argc = argc - 1;
-    if (!declarative(commands[i].name)) {
-      const char *rep = repeated_option(argc - 1, argv + 1);
-      if (rep)
-        return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
-                                  (int)strcspn(rep, "="), rep);
-      static const char *const threaded[] = {"quantize", "eval", "kld", "train", "sensitivity"};
-      for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
-        if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
-    }
-    return commands[i].run(sub_argc, argv + 1);
+    return commands[i].run(argc - 1, argv + 1);
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
   return 2;
