@@ -27,7 +27,9 @@ static void put(char **o, const char *end, const char *s, size_t n) {
 static void put_num(char **o, const char *end, const qg_arg *d, int hi) {
   char b[64];
   if (d->kind == QG_ARG_NUM || d->kind == QG_ARG_F32) snprintf(b, sizeof b, "%g", hi ? d->max : d->min);
-  else snprintf(b, sizeof b, "%lld", hi ? d->hi : d->lo);
+  else if (d->lo || d->hi) snprintf(b, sizeof b, "%lld", hi ? d->hi : d->lo);
+  else if (d->kind == QG_ARG_INT) snprintf(b, sizeof b, "%d", hi ? INT_MAX : INT_MIN);
+  else snprintf(b, sizeof b, "%lld", hi ? LLONG_MAX : LLONG_MIN);
   put(o, end, b, strlen(b));
 }
 
@@ -133,7 +135,8 @@ static int apply(qg_args *p, int k, const char *label, const char *value) {
   switch (d->kind) {
     case QG_ARG_FLAG: {
       int on = 1;
-      if (value && bool_word(value, &on)) return fail(p, d->bad ? d->bad : "{opt} expects true or false, got '{val}'", &tv);
+      if (value && bool_word(value, &on))
+        return fail(p, d->bad ? d->bad : "{opt} expects true or false, got '{val}'", &tv);
       *(int *)d->dst = (d->flags & QG_ARG_CLEAR) ? !on : on;
       break;
     }
@@ -143,7 +146,8 @@ static int apply(qg_args *p, int k, const char *label, const char *value) {
     case QG_ARG_INT:
     case QG_ARG_I64: {
       long long lo = d->lo, hi = d->hi, x;
-      if (!lo && !hi) lo = d->kind == QG_ARG_INT ? INT_MIN : LLONG_MIN, hi = d->kind == QG_ARG_INT ? INT_MAX : LLONG_MAX;
+      if (!lo && !hi) /* no range: the destination's */
+        lo = d->kind == QG_ARG_INT ? INT_MIN : LLONG_MIN, hi = d->kind == QG_ARG_INT ? INT_MAX : LLONG_MAX;
       if (!d->bad) bad = "{opt} expects an integer in [{lo}, {hi}], got '{val}'";
       int r = parse_ll(value, &x);
       if (r < 0 || x < lo || (r && x < 0)) return fail(p, bad, &tv);
@@ -159,7 +163,8 @@ static int apply(qg_args *p, int k, const char *label, const char *value) {
       x = strtod(value, &end);
       int ranged = d->min != 0 || d->max != 0;
       int low = ranged && ((d->flags & QG_ARG_OPEN_MIN) ? !(x > d->min) : !(x >= d->min));
-      if (!d->bad) bad = ranged ? "{opt} expects a number in [{lo}, {hi}], got '{val}'" : "{opt} expects a number, got '{val}'";
+      if (!d->bad)
+        bad = ranged ? "{opt} expects a number in [{lo}, {hi}], got '{val}'" : "{opt} expects a number, got '{val}'";
       if (!*value || *end || low || (!ranged && !isfinite(x))) return fail(p, bad, &tv);
       if (ranged && !(x <= d->max)) return fail(p, d->high ? d->high : bad, &tv);
       if (d->kind == QG_ARG_F32) *(float *)d->dst = (float)x;
@@ -291,10 +296,8 @@ int qg_args_finish(qg_args *p) {
         if (i + 1 >= argc) return missing(p, NULL, a);
         v = argv[++i];
       }
-      char label[256];
-      snprintf(label, sizeof label, "%s", opt);
-      rc = s->other(s->other_ctx, opt + 2, label, v, p->err, sizeof p->err);
-      if (rc == 1) return fail(p, unknown_tmpl(s), &(tvars){.arg = label, .opt = label});
+      rc = s->other(s->other_ctx, opt + 2, opt, v, p->err, sizeof p->err);
+      if (rc == 1) return fail(p, unknown_tmpl(s), &(tvars){.arg = a, .opt = a}); /* as written, "=..." too */
       if (rc) return QG_ARGS_USAGE;
       continue;
     }

@@ -78,11 +78,14 @@ static int threads_request(const char *value, void *dst, char *err, size_t cap) 
 }
 const qg_arg qg_cli_threads_args[] = {
     {.name = "--threads", .kind = QG_ARG_INT, .dst = &threads_n, .lo = 1, .hi = 256, .fn = threads_request,
-     .bad = "{opt} {val}: expected an integer in [1, 256]", .missing = "{opt} needs a value", .flags = QG_ARG_EARLY},
+     .bad = "{opt} {val}: expected an integer in [1, 256]", .missing = "{opt} needs a value", .flags = QG_ARG_EARLY,
+     .help = "CPU threads (default: the QG_THREADS environment variable, else every\nonline CPU)"},
     {0}};
 
 int qg_cli_args_error(const qg_args *p) {
-  if (!p->err[0]) return qg_cli_usage_error(p->spec->cmd, "-h and --help come alone");
+  /* QG_ARGS_HELP: main answers -h/--help before a command parses, so only a caller that
+   * skipped main sees it */
+  if (!p->err[0]) return qg_cli_usage_error(p->spec->cmd, "for help: quantgolf %s --help", p->spec->cmd);
   return qg_cli_usage_error(p->spec->cmd, "%s", p->err);
 }
 

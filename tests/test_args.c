@@ -124,6 +124,14 @@ static void test_ranges(void **state) {
   assert_int_equal(parse(&spec, &p, "--x", "1e-300", NULL), 0);
   assert_int_equal(parse(&spec, &p, "--f", "inf", NULL), QG_ARGS_USAGE);
   assert_string_equal(p.err, "--f expects a number, got 'inf'");
+  /* no range: the destination type's, said in the default message */
+  int u = 0;
+  const qg_arg any[] = {{.name = "--u", .kind = QG_ARG_INT, .dst = &u}, {0}};
+  qg_args_spec any_spec = {.cmd = "cmd", .args = any};
+  assert_int_equal(parse(&any_spec, &p, "--u", "-2147483648", NULL), 0);
+  assert_int_equal(u, INT32_MIN);
+  assert_int_equal(parse(&any_spec, &p, "--u", "2147483648", NULL), QG_ARGS_USAGE);
+  assert_string_equal(p.err, "--u expects an integer in [-2147483648, 2147483647], got '2147483648'");
   assert_int_equal(parse(&spec, &p, "--colour", "pink", NULL), QG_ARGS_USAGE);
   assert_string_equal(p.err, "--colour expects red, green or blue, got 'pink'");
   assert_int_equal(parse(&spec, &p, "--two", "three", NULL), QG_ARGS_USAGE);
@@ -336,6 +344,8 @@ static void test_set_and_other(void **state) {
   assert_int_equal(other_calls, 2);
   assert_int_equal(parse(&spec, &p, "--layers=5", NULL), QG_ARGS_USAGE);
   assert_string_equal(p.err, "--layers: only 4");
+  assert_int_equal(parse(&spec, &p, "--width=3", NULL), QG_ARGS_USAGE);
+  assert_string_equal(p.err, "unknown option '--width=3'");
   assert_int_equal(parse(&spec, &p, "--width", "3", NULL), QG_ARGS_USAGE);
   assert_string_equal(p.err, "unknown option '--width'");
   assert_int_equal(parse(&spec, &p, "--width", NULL), QG_ARGS_USAGE);
