@@ -246,7 +246,9 @@ int qg_args_begin(qg_args *p, const qg_args_spec *spec, int *argc, char **argv) 
       }
       int rc = apply(p, k, d->name, v);
       if (rc) return rc;
-      take_out(p, i, used);
+      if (!(d->flags & QG_ARG_KEEP)) take_out(p, i, used);
+      else if (p->n_skip + used <= (int)(sizeof p->skip / sizeof p->skip[0]))
+        for (int u = 0; u < used; u++) p->skip[p->n_skip++] = i + u;
       break;
     }
   }
@@ -270,7 +272,9 @@ int qg_args_finish(qg_args *p) {
   char **argv = p->argv;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    int rc;
+    int rc, kept = 0;
+    for (int k = 0; k < p->n_skip; k++) kept |= p->skip[k] == i;
+    if (kept) continue;
     if (s->flags & QG_ARGS_WORDS_ONLY) {
       if ((rc = word(p, a))) return rc;
       continue;

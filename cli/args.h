@@ -36,7 +36,8 @@ enum {
   QG_ARG_REPEAT = 2,   /* may be given more than once (LIST is always) */
   QG_ARG_EARLY = 4,    /* taken out of argv before anything else is parsed (--threads, --config) */
   QG_ARG_OPEN_MIN = 8, /* NUM/F32: min itself is out of range */
-  QG_ARG_CLEAR = 16    /* FLAG: the option turns it off (--no-x) */
+  QG_ARG_CLEAR = 16,   /* FLAG: the option turns it off (--no-x) */
+  QG_ARG_KEEP = 32     /* EARLY, but left in argv (the rest of the parse steps over it) */
 };
 
 /* Words collected by LIST, MULTI and a spec's positional arguments. v and cap are the
@@ -100,13 +101,15 @@ typedef struct {
   int n;
   const qg_arg *flat[QG_ARGS_MAX]; /* the table with its sub-tables spliced in */
   int count[QG_ARGS_MAX];          /* how often each was given */
+  int skip[8], n_skip;             /* argv positions of KEEP options and their values */
   char err[2048];                  /* the message of a usage error */
 } qg_args;
 
 enum { QG_ARGS_OK = 0, QG_ARGS_HELP = 1, QG_ARGS_USAGE = 2 };
 
 /* The parse in two steps, so a command can apply a config file between them: begin
- * checks for repeated options and takes the EARLY ones out of argv (updating *argc);
+ * checks for repeated options and parses the EARLY ones, taking them out of argv
+ * (updating *argc) unless KEEP;
  * finish parses the rest and checks REQUIRED. Each returns a QG_ARGS_ code; on
  * QG_ARGS_USAGE the message is in p->err. argv[0] is the command (or subcommand) name. */
 int qg_args_begin(qg_args *p, const qg_args_spec *spec, int *argc, char **argv);

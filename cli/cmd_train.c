@@ -146,8 +146,9 @@ static int parse_args(int *argc, char **argv, targs *t) {
   {.name = nm, .kind = QG_ARG_I64, .dst = &t->field, .lo = l, .hi = h, .bad = "{opt} expects an integer in [{lo}, {hi}], got '{val}'"}
   const qg_arg args[] = {
       {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
+      /* kept in argv: train.log records the command line with it */
       {.name = "--config", .kind = QG_ARG_STR, .dst = &t->config, .missing = "--config needs a YAML file",
-       .flags = QG_ARG_EARLY},
+       .flags = QG_ARG_EARLY | QG_ARG_KEEP},
       {.name = "--allow-tokenizer-mismatch", .kind = QG_ARG_FLAG, .dst = &t->ev.allow_tok_mismatch},
       {.name = "--json", .kind = QG_ARG_FLAG, .dst = &t->json},
       RANGE("--calib-seqs", calib_seqs, 1, 1000000),

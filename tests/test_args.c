@@ -288,6 +288,18 @@ static void test_early_and_subtable(void **state) {
   assert_int_equal(th, 8);
   assert_int_equal(json, 1);
   assert_string_equal(model, "m");
+  /* KEEP: parsed first, left in argv, stepped over */
+  const qg_arg kept[] = {{.name = "--config", .kind = QG_ARG_STR, .dst = &model, .flags = QG_ARG_EARLY | QG_ARG_KEEP},
+                         {.name = "--json", .kind = QG_ARG_FLAG, .dst = &json},
+                         {0}};
+  qg_args_spec kspec = {.cmd = "cmd", .args = kept};
+  json = 0;
+  assert_int_equal(parse(&kspec, &p, "--json", "--config", "f.yaml", NULL), 0);
+  assert_int_equal(nwords, 4);
+  assert_string_equal(words[2], "--config");
+  assert_string_equal(model, "f.yaml");
+  assert_int_equal(json, 1);
+  assert_int_equal(qg_args_given(&p, "--config"), 1); /* not read a second time */
   assert_int_equal(parse(&spec, &p, "--threads", "13", NULL), QG_ARGS_USAGE);
   assert_string_equal(p.err, "13 is unlucky");
   /* an EARLY error comes first, whatever precedes it */
