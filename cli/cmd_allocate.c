@@ -1,6 +1,6 @@
 /* quantgolf allocate: the best per-group candidate under a byte budget, from a sensitivity
  * table (the work is lab/allocate_run.c). */
-#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,54 +26,41 @@ void qg_cmd_allocate_help(void) {
          "bytes and its KLD to the float model, and prints predicted vs measured.\n");
 }
 
-static int take_i64(const char *v, int64_t min, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (errno || end == v || *end || x < min) return -1;
-  *out = x;
-  return 0;
+static int no_iterate(const char *v, void *dst, char *err, size_t cap) {
+  (void)v, (void)dst;
+  snprintf(err, cap, "--iterate re-measures around the chosen point with the sensitivity engine, which this build "
+           "does not have yet");
+  return 1;
 }
 
 int qg_cmd_allocate(int argc, char **argv) {
   const char *cmd = "allocate";
   qg_allocate_opts o = {.budget = -1};
   int json = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char **sv = NULL;
-    int64_t *iv = NULL, min = 0;
-    if (!strcmp(a, "--json")) { json = 1; continue; }
-    if (!strcmp(a, "--verify")) { o.verify = 1; continue; }
-    if (!strcmp(a, "--iterate"))
-      return qg_cli_usage_error(cmd, "--iterate re-measures around the chosen point with the sensitivity engine, "
-                                "which this build does not have yet");
-    if (!strcmp(a, "--model")) sv = &o.model;
-    else if (!strcmp(a, "--sensitivity")) sv = &o.sensitivity;
-    else if (!strcmp(a, "--objective")) sv = &o.objective;
-    else if (!strcmp(a, "--candidates")) sv = &o.candidates;
-    else if (!strcmp(a, "--out")) sv = &o.out;
-    else if (!strcmp(a, "--val")) sv = &o.val;
-    else if (!strcmp(a, "--tokenizer")) sv = &o.tokenizer;
-    else if (!strcmp(a, "--calib")) sv = &o.calib;
-    else if (!strcmp(a, "--device")) sv = &o.device;
-    else if (!strcmp(a, "--verify-out")) sv = &o.verify_out;
-    else if (!strcmp(a, "--budget")) iv = &o.budget, min = 1;
-    else if (!strcmp(a, "--code-bytes")) iv = &o.code_bytes;
-    else if (!strcmp(a, "--granularity")) iv = &o.granularity, min = 1;
-    else if (!strcmp(a, "--max-tokens")) iv = &o.max_tokens, min = 1;
-    else if (!strcmp(a, "--seq-len") || !strcmp(a, "--calib-seqs") || !strcmp(a, "--calib-len")) {
-      int64_t x;
-      if (i + 1 >= argc || take_i64(argv[i + 1], 1, &x) || x > 1 << 20)
-        return qg_cli_usage_error(cmd, "%s needs a positive integer", a);
-      *(!strcmp(a, "--seq-len") ? &o.seq_len : !strcmp(a, "--calib-seqs") ? &o.calib_seqs : &o.calib_len) = (int)x;
-      i++;
-      continue;
-    } else return qg_cli_unknown_arg(cmd, "unknown option", a);
-    if (i + 1 >= argc) return qg_cli_usage_error(cmd, "%s needs a value", a);
-    if (sv) *sv = argv[++i];
-    else if (take_i64(argv[++i], min, iv)) return qg_cli_usage_error(cmd, "%s: '%s' is not an integer >= %lld", a, argv[i], (long long)min);
-  }
+  int iterate = 0;
+#define STR(nm, field) {.name = nm, .kind = QG_ARG_STR, .dst = &o.field}
+#define AT_LEAST(nm, field, l) \
+  {.name = nm, .kind = QG_ARG_I64, .dst = &o.field, .lo = l, .hi = INT64_MAX, .bad = "{opt}: '{val}' is not an integer >= {lo}"}
+#define POSITIVE(nm, field)                                                   \
+  {.name = nm, .kind = QG_ARG_INT, .dst = &o.field, .lo = 1, .hi = 1 << 20, \
+   .bad = "{opt} needs a positive integer", .missing = "{opt} needs a positive integer"}
+  const qg_arg args[] = {
+      {.name = "--json", .kind = QG_ARG_FLAG, .dst = &json},
+      {.name = "--verify", .kind = QG_ARG_FLAG, .dst = &o.verify},
+      {.name = "--iterate", .kind = QG_ARG_FLAG, .dst = &iterate, .fn = no_iterate},
+      STR("--model", model), STR("--sensitivity", sensitivity), STR("--objective", objective),
+      STR("--candidates", candidates), STR("--out", out), STR("--val", val), STR("--tokenizer", tokenizer),
+      STR("--calib", calib), STR("--device", device), STR("--verify-out", verify_out),
+      AT_LEAST("--budget", budget, 1), AT_LEAST("--code-bytes", code_bytes, 0), AT_LEAST("--granularity", granularity, 1),
+      AT_LEAST("--max-tokens", max_tokens, 1),
+      POSITIVE("--seq-len", seq_len), POSITIVE("--calib-seqs", calib_seqs), POSITIVE("--calib-len", calib_len),
+      {0}};
+#undef STR
+#undef AT_LEAST
+#undef POSITIVE
+  const qg_args_spec spec = {.cmd = cmd, .args = args, .flags = QG_ARGS_GLOB_HINT, .unknown = "unknown option '{arg}'",
+                             .missing = "{opt} needs a value"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
   if (!o.model) return qg_cli_usage_error(cmd, "--model is required");
   if (o.budget < 0) return qg_cli_usage_error(cmd, "--budget BYTES is required");
   if (!o.sensitivity)

@@ -18,8 +18,13 @@ void qg_cmd_convert_help(void) {
 }
 
 int qg_cmd_convert(int argc, char **argv) {
-  if (argc != 3) return qg_cli_usage_error("convert", "expected IN and OUT.safetensors");
-  const char *in = argv[1], *out = argv[2];
+  const char *words[2] = {0};
+  qg_arg_list io = {words, 0, 2};
+  const qg_args_spec spec = {.cmd = "convert", .flags = QG_ARGS_WORDS_ONLY, .words = &io,
+                             .too_many = "expected IN and OUT.safetensors"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
+  if (io.n != 2) return qg_cli_usage_error("convert", "expected IN and OUT.safetensors");
+  const char *in = words[0], *out = words[1];
   if (!qg_ends_with(out, ".safetensors"))
     return qg_cli_usage_error("convert", "output '%s' must end in .safetensors", out);
   qg_state s;

@@ -31,19 +31,17 @@ typedef struct {
   int json;
 } enc_opts;
 
-static int parse_opts(const char *cmd, int argc, char **argv, enc_opts *o, int allow_json) {
+static int parse_opts(const char *cmd, int *argc, char **argv, enc_opts *o, int allow_json) {
   memset(o, 0, sizeof *o);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--tokenizer") && i + 1 < argc) o->tokenizer = argv[++i];
-    else if (!strcmp(a, "--normalizer-from") && i + 1 < argc) o->normalizer_from = argv[++i];
-    else if (allow_json && !strcmp(a, "--json")) o->json = 1;
-    else if (a[0] == '-' && a[1]) return qg_cli_usage_error(cmd, "unknown or incomplete option '%s'", a);
-    else if (!o->file) o->file = a;
-    else return qg_cli_usage_error(cmd, "more than one input file ('%s')", a);
-  }
-  if (!o->tokenizer) return qg_cli_usage_error(cmd, "--tokenizer is required");
-  return 0;
+  qg_arg_list file = {&o->file, 0, 1};
+  const qg_arg args[] = {{.name = "--tokenizer", .kind = QG_ARG_STR, .dst = &o->tokenizer, .flags = QG_ARG_REQUIRED},
+                         {.name = "--normalizer-from", .kind = QG_ARG_STR, .dst = &o->normalizer_from},
+                         {.name = allow_json ? "--json" : NULL, .kind = allow_json ? QG_ARG_FLAG : QG_ARG_END, .dst = &o->json},
+                         {0}};
+  const qg_args_spec spec = {.cmd = cmd, .args = args, .flags = QG_ARGS_DASH_WORD,
+                             .unknown = "unknown or incomplete option '{arg}'", .words = &file,
+                             .too_many = "more than one input file ('{arg}')"};
+  return qg_cli_parse(&spec, argc, argv);
 }
 
 /* Loads the tokenizer (reporting a failure). */
@@ -73,7 +71,7 @@ static FILE *open_input(const char *cmd, const char *file, int *rc) {
 
 int qg_cmd_encode(int argc, char **argv) {
   enc_opts o;
-  int rc = parse_opts("encode", argc, argv, &o, 1);
+  int rc = parse_opts("encode", &argc, argv, &o, 1);
   if (rc) return rc;
   qg_tok t;
   if ((rc = qg_cli_load_tokenizer("encode", o.tokenizer, o.normalizer_from, &t))) return rc;
@@ -111,7 +109,7 @@ int qg_cmd_encode(int argc, char **argv) {
 
 int qg_cmd_decode(int argc, char **argv) {
   enc_opts o;
-  int rc = parse_opts("decode", argc, argv, &o, 0);
+  int rc = parse_opts("decode", &argc, argv, &o, 0);
   if (rc) return rc;
   qg_tok t;
   if ((rc = qg_cli_load_tokenizer("decode", o.tokenizer, o.normalizer_from, &t))) return rc;

@@ -1,6 +1,7 @@
 /* quantgolf eval: val_loss, val_bpb and perplexity of one model, as the contest computes
  * them (eval_val), or with sliding windows. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,96 +12,72 @@
 #include "quant/artifact.h"
 #include "io/shard_manifest.h"
 
+static void eval_args(qg_eval_cli *c, const char **model, qg_arg common[QG_CLI_EVAL_NARGS], qg_arg args[3]);
+
 void qg_cmd_eval_help(void) {
   printf(
       "usage: quantgolf eval --model M --val 'DIR/fineweb_val_*.bin' --tokenizer T.model|T.vocab\n"
       "                      [--seq-len 1024] [--stride S] [--max-tokens N] [--batch B]\n"
       "                      [--mlp-power P] [--device cpu|cuda|auto] [--precision fp32|bf16] [--json]\n"
       "                      [--threads N] [--allow-tokenizer-mismatch]\n\n"
-      "Prints val_loss (nats/token), val_bpb, perplexity, and the token and byte counts.\n"
-      "  --model       any checkpoint: .pt, .safetensors, .int8.ptz (dequantized as the contest does)\n"
-      "  --val         token shards (a quoted glob is concatenated in sorted order)\n"
-      "  --tokenizer   the SentencePiece .model or .vocab; bytes per token come from its pieces\n"
-      "                exactly as the contest's build_sentencepiece_luts counts them\n"
-      "  --seq-len     window length (default 1024)\n"
-      "  --stride      sliding windows: every token scored once with >= seq_len - S context;\n"
-      "                without it, the contest's non-overlapping eval_val windows over the\n"
-      "                stream truncated to ((n-1)/seq_len)*seq_len + 1 tokens\n"
-      "  --max-tokens  use only the first N tokens of the stream\n"
-      "  --batch       windows per forward pass (default: about 8192 tokens)\n"
-      "  --mlp-power   the MLP's relu(x)^p exponent (not stored in checkpoints; default 2)\n"
-      "  --device      backend (default auto: CUDA where a GPU is present)\n"
-      "  --precision   matrix products in fp32 (default; TF32 off on CUDA) or bf16 inputs with\n"
-      "                fp32 accumulation (CUDA only)\n"
-      "  --json        one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ...\n"
-      "  --threads     CPU threads (default: the QG_THREADS environment variable, else every\n"
-      "                online CPU)\n"
-      "  --allow-tokenizer-mismatch  evaluate although the shards' manifest (written by\n"
-      "                `prepare`) names another tokenizer: bytes per token, and so val_bpb,\n"
-      "                would then be counted with the wrong pieces\n");
+      "Prints val_loss (nats/token), val_bpb, perplexity, and the token and byte counts.\n");
+  /* the option list comes from the table the parser reads */
+  qg_eval_cli c = {0};
+  const char *model;
+  qg_arg common[QG_CLI_EVAL_NARGS], args[3];
+  eval_args(&c, &model, common, args);
+  char buf[4096];
+  qg_args_help(args, 13, buf, sizeof buf);
+  fputs(buf, stdout);
 }
 
-int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {
-  const char *a = argv[*i];
-  const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+static int precision(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  return qg_precision_parse(v, dst) != QG_OK;
+}
+
+void qg_cli_eval_args(const char *cmd, qg_eval_cli *c, qg_arg tab[QG_CLI_EVAL_NARGS]) {
   c->cmd = cmd;
-#define TAKE()                                                            \
-  do {                                                                    \
-    if (!v) {                                                             \
-      qg_cli_usage_error(cmd, "%s needs a value", a);                     \
-      return -1;                                                          \
-    }                                                                     \
-    (*i)++;                                                               \
-  } while (0)
-  char *end;
-  if (!strcmp(a, "--val")) {
-    TAKE();
-    c->val = v;
-  } else if (!strcmp(a, "--tokenizer")) {
-    TAKE();
-    c->tokenizer = v;
-  } else if (!strcmp(a, "--seq-len") || !strcmp(a, "--stride") || !strcmp(a, "--batch") ||
-             !strcmp(a, "--max-tokens")) {
-    TAKE();
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || n < 1) {
-      qg_cli_usage_error(cmd, "%s expects a positive integer, got '%s'", a, v);
-      return -1;
-    }
-    if (strcmp(a, "--max-tokens") && n > 1000000) { /* say the limit, not just "invalid" */
-      qg_cli_usage_error(cmd, "%s %s: at most 1,000,000", a, v);
-      return -1;
-    }
-    if (!strcmp(a, "--seq-len")) c->opts.seq_len = (int)n;
-    else if (!strcmp(a, "--stride")) c->opts.stride = (int)n;
-    else if (!strcmp(a, "--batch")) c->opts.batch = (int)n;
-    else c->opts.max_tokens = n;
-  } else if (!strcmp(a, "--mlp-power")) {
-    TAKE();
-    double p = strtod(v, &end);
-    if (*end || !(p > 0 && p <= 16)) {
-      qg_cli_usage_error(cmd, "--mlp-power expects a number in (0, 16], got '%s'", v);
-      return -1;
-    }
-    c->gopt.mlp_power = (float)p;
-  } else if (!strcmp(a, "--device")) {
-    TAKE();
-    c->device = v;
-  } else if (!strcmp(a, "--precision")) { /* matmul precision: the CUDA backend's bf16 table */
-    TAKE();
-    if (qg_precision_parse(v, &c->gopt.precision)) {
-      qg_cli_usage_error(cmd, "--precision expects fp32 or bf16, got '%s'", v);
-      return -1;
-    }
-  } else if (!strcmp(a, "--json")) {
-    c->json = 1;
-  } else if (!strcmp(a, "--allow-tokenizer-mismatch")) {
-    c->allow_tok_mismatch = 1;
-  } else {
-    return 0;
-  }
-#undef TAKE
-  return 1;
+  /* windows: say the limit, not just "invalid" */
+#define WINDOW(nm, field, text)                                                                                    \
+  {.name = nm, .kind = QG_ARG_INT, .dst = &c->opts.field, .lo = 1, .hi = 1000000, .missing = "{opt} needs a value", \
+   .bad = "{opt} expects a positive integer, got '{val}'", .high = "{opt} {val}: at most 1,000,000", .help = text}
+  const qg_arg t[QG_CLI_EVAL_NARGS] = {
+      {.name = "--val", .kind = QG_ARG_STR, .dst = &c->val, .missing = "{opt} needs a value", .flags = QG_ARG_REQUIRED,
+       .help = "token shards (a quoted glob is concatenated in sorted order)"},
+      {.name = "--tokenizer", .kind = QG_ARG_STR, .dst = &c->tokenizer, .missing = "{opt} needs a value",
+       .flags = QG_ARG_REQUIRED,
+       .help = "the SentencePiece .model or .vocab; bytes per token come from its pieces\n"
+               "exactly as the contest's build_sentencepiece_luts counts them"},
+      WINDOW("--seq-len", seq_len, "window length (default 1024)"),
+      WINDOW("--stride", stride,
+             "sliding windows: every token scored once with >= seq_len - S context;\n"
+             "without it, the contest's non-overlapping eval_val windows over the\n"
+             "stream truncated to ((n-1)/seq_len)*seq_len + 1 tokens"),
+      {.name = "--max-tokens", .kind = QG_ARG_I64, .dst = &c->opts.max_tokens, .lo = 1, .hi = INT64_MAX,
+       .missing = "{opt} needs a value", .bad = "{opt} expects a positive integer, got '{val}'",
+       .help = "use only the first N tokens of the stream"},
+      WINDOW("--batch", batch, "windows per forward pass (default: about 8192 tokens)"),
+      {.name = "--mlp-power", .kind = QG_ARG_F32, .dst = &c->gopt.mlp_power, .min = 0, .max = 16,
+       .flags = QG_ARG_OPEN_MIN, .missing = "{opt} needs a value", .bad = "{opt} expects a number in (0, 16], got '{val}'",
+       .help = "the MLP's relu(x)^p exponent (not stored in checkpoints; default 2)"},
+      {.name = "--device", .kind = QG_ARG_STR, .dst = &c->device, .missing = "{opt} needs a value",
+       .help = "backend (default auto: CUDA where a GPU is present)"},
+      /* matmul precision: the CUDA backend's bf16 table */
+      {.name = "--precision", .kind = QG_ARG_FN, .dst = &c->gopt.precision, .fn = precision,
+       .missing = "{opt} needs a value", .bad = "{opt} expects fp32 or bf16, got '{val}'",
+       .help = "matrix products in fp32 (default; TF32 off on CUDA) or bf16 inputs with\n"
+               "fp32 accumulation (CUDA only)"},
+      {.name = "--json", .kind = QG_ARG_FLAG, .dst = &c->json,
+       .help = "one JSON object: val_loss, val_bpb, ppl, tokens, bytes, ..."},
+      {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
+      {.name = "--allow-tokenizer-mismatch", .kind = QG_ARG_FLAG, .dst = &c->allow_tok_mismatch,
+       .help = "evaluate although the shards' manifest (written by\n"
+               "`prepare`) names another tokenizer: bytes per token, and so val_bpb,\n"
+               "would then be counted with the wrong pieces"},
+      {0}};
+#undef WINDOW
+  memcpy(tab, t, sizeof t);
 }
 
 qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_spm *tok, const char *tok_path,
@@ -139,19 +116,25 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
   return s;
 }
 
+static void eval_args(qg_eval_cli *c, const char **model, qg_arg common[QG_CLI_EVAL_NARGS], qg_arg args[3]) {
+  qg_cli_eval_args("eval", c, common);
+  const qg_arg t[3] = {{.name = "--model", .kind = QG_ARG_STR, .dst = model, .flags = QG_ARG_REQUIRED,
+                        .help = "any checkpoint: .pt, .safetensors, .int8.ptz (dequantized as the contest does)"},
+                       {.kind = QG_ARG_TABLE, .table = common},
+                       {0}};
+  memcpy(args, t, sizeof t);
+}
+
 int qg_cmd_eval(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
   const char *model = NULL;
-  for (int i = 1; i < argc; i++) {
-    int r = qg_cli_parse_eval_common("eval", argc, argv, &i, &c);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    if (!strcmp(argv[i], "--model") && i + 1 < argc)
-      model = argv[++i];
-    else
-      return qg_cli_unknown_arg("eval", "unknown or incomplete option", argv[i]);
-  }
-  if (!model || !c.val || !c.tokenizer) return qg_cli_usage_error("eval", "--model, --val and --tokenizer are required");
+  qg_arg common[QG_CLI_EVAL_NARGS], args[3];
+  eval_args(&c, &model, common, args);
+  const qg_args_spec spec = {.cmd = "eval", .args = args, .flags = QG_ARGS_GLOB_HINT,
+                             .unknown = "unknown or incomplete option '{arg}'",
+                             .required = "--model, --val and --tokenizer are required"};
+  int rc = qg_cli_parse(&spec, &argc, argv);
+  if (rc) return rc;
   const qg_ops *ops;
   qg_status s = qg_ops_by_name(c.device, &ops);
   if (s) return qg_cli_report("eval", s);

@@ -18,8 +18,13 @@ void qg_cmd_export_int8_help(void) {
 }
 
 int qg_cmd_export_int8(int argc, char **argv) {
-  if (argc != 3) return qg_cli_usage_error("export-int8", "expected IN and OUT.int8.ptz");
-  const char *in = argv[1], *out = argv[2];
+  const char *words[2] = {0};
+  qg_arg_list io = {words, 0, 2};
+  const qg_args_spec spec = {.cmd = "export-int8", .flags = QG_ARGS_WORDS_ONLY, .words = &io,
+                             .too_many = "expected IN and OUT.int8.ptz"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
+  if (io.n != 2) return qg_cli_usage_error("export-int8", "expected IN and OUT.int8.ptz");
+  const char *in = words[0], *out = words[1];
   if (!qg_ends_with(out, ".ptz")) return qg_cli_usage_error("export-int8", "output '%s' must end in .ptz", out);
   qg_state s;
   qg_format f;

@@ -10,8 +10,8 @@ void qg_cmd_info_help(void) {
 }
 
 int qg_cmd_info(int argc, char **argv) {
-  (void)argv;
-  if (argc > 1) return qg_cli_usage_error("info", "takes no arguments");
+  const qg_args_spec spec = {.cmd = "info", .flags = QG_ARGS_WORDS_ONLY, .unexpected = "takes no arguments"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
   char desc[512];
   qg_cuda_describe(desc, sizeof desc);
   printf("quantgolf %s\ncuda backend: %s\n%s\n", QG_VERSION, qg_cuda_compiled() ? "compiled" : "not compiled",

@@ -347,16 +347,11 @@ static qg_status inspect_spm(const char *path, qg_json *j) {
 int qg_cmd_inspect(int argc, char **argv) {
   const char *path = NULL;
   int json = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--json"))
-      json = 1;
-    else if (argv[i][0] == '-' && argv[i][1])
-      return qg_cli_usage_error("inspect", "unknown option '%s'", argv[i]);
-    else if (path)
-      return qg_cli_usage_error("inspect", "one FILE only");
-    else
-      path = argv[i];
-  }
+  qg_arg_list file = {&path, 0, 1};
+  const qg_arg args[] = {{.name = "--json", .kind = QG_ARG_FLAG, .dst = &json}, {0}};
+  const qg_args_spec spec = {.cmd = "inspect", .args = args, .flags = QG_ARGS_DASH_WORD, .words = &file,
+                             .unknown = "unknown option '{arg}'", .too_many = "one FILE only"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
   if (!path) return qg_cli_usage_error("inspect", "missing FILE");
   /* A shard glob has no single file to sniff. */
   qg_format f;

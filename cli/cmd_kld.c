@@ -345,24 +345,22 @@ int qg_cmd_kld(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
   const char *base = NULL, *model = NULL, *dump = NULL;
   const char *models[16];
-  int n_models = 0;
-  for (int i = 1; i < argc; i++) {
-    int r = qg_cli_parse_eval_common("kld", argc, argv, &i, &c);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    if (!strcmp(argv[i], "--base") && i + 1 < argc)
-      base = argv[++i];
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
-      if (n_models == 16) return qg_cli_usage_error("kld", "at most 16 --model");
-      model = models[n_models++] = argv[++i];
-    }
-    else if (!strcmp(argv[i], "--dump-token-kld") && i + 1 < argc)
-      dump = argv[++i];
-    else
-      return qg_cli_unknown_arg("kld", "unknown or incomplete option", argv[i]);
-  }
-  if (!base || !model || !c.val || !c.tokenizer)
-    return qg_cli_usage_error("kld", "--base, --model, --val and --tokenizer are required");
+  qg_arg_list ml = {models, 0, 16};
+  qg_arg common[QG_CLI_EVAL_NARGS];
+  qg_cli_eval_args("kld", &c, common);
+  const qg_arg args[] = {
+      {.name = "--base", .kind = QG_ARG_STR, .dst = &base, .flags = QG_ARG_REQUIRED},
+      {.name = "--model", .kind = QG_ARG_LIST, .dst = &ml, .high = "at most 16 --model", .flags = QG_ARG_REQUIRED},
+      {.name = "--dump-token-kld", .kind = QG_ARG_STR, .dst = &dump},
+      {.kind = QG_ARG_TABLE, .table = common},
+      {0}};
+  const qg_args_spec spec = {.cmd = "kld", .args = args, .flags = QG_ARGS_GLOB_HINT,
+                             .unknown = "unknown or incomplete option '{arg}'",
+                             .required = "--base, --model, --val and --tokenizer are required"};
+  int rc = qg_cli_parse(&spec, &argc, argv);
+  if (rc) return rc;
+  int n_models = ml.n;
+  model = models[n_models - 1];
   if (n_models > 1) {
     if (dump) return qg_cli_usage_error("kld", "--dump-token-kld takes one --model");
     return kld_many(base, models, n_models, &c);

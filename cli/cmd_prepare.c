@@ -59,14 +59,6 @@ static void progress(void *user, int64_t docs, int64_t done, int64_t total) {
           (long long)docs, (double)done / 1e6, (double)total / 1e6, mbs, eta);
 }
 
-static int parse_i64(const char *s, int64_t *v) {
-  char *end;
-  long long x = strtoll(s, &end, 10);
-  if (!*s || *end || x < 0) return 0;
-  *v = x;
-  return 1;
-}
-
 /* The bytes the contest's tables count over a split's written shards, as eval sums them
  * over the whole stream (every token after the first, with its predecessor): val_bpb's
  * denominator, which differs from the documents' text bytes (see README, prepare). */
@@ -105,33 +97,29 @@ int qg_cmd_prepare(int argc, char **argv) {
   qg_tok_prepare_defaults(&o);
   const char *tokp = NULL, *nfrom = NULL;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
-  int n_in = 0;
   if (!inputs) return qg_cli_report("prepare", qg_fail(QG_ERR_NOMEM, "out of memory"));
-  int rc = 0;
-  for (int i = 1; i < argc && !rc; i++) {
-    const char *a = argv[i];
-    int64_t v;
-    if (!strcmp(a, "--tokenizer") && i + 1 < argc) tokp = argv[++i];
-    else if (!strcmp(a, "--normalizer-from") && i + 1 < argc) nfrom = argv[++i];
-    else if (!strcmp(a, "--input") && i + 1 < argc) inputs[n_in++] = argv[++i];
-    else if (!strcmp(a, "--out") && i + 1 < argc) o.out_dir = argv[++i];
-    else if (!strcmp(a, "--name") && i + 1 < argc) o.name = argv[++i];
-    else if (!strcmp(a, "--val-docs") || !strcmp(a, "--shard-tokens") || !strcmp(a, "--threads")) {
-      /* each says its own range, so a bad value is named, not just "invalid" */
-      int64_t lo = !strcmp(a, "--val-docs") ? 0 : 1;
-      int64_t hi = !strcmp(a, "--val-docs") ? INT64_MAX : !strcmp(a, "--threads") ? 64 : INT32_MAX;
-      if (i + 1 >= argc) rc = qg_cli_usage_error("prepare", "%s needs a value", a);
-      else if (!parse_i64(argv[i + 1], &v) || v < lo || v > hi)
-        rc = hi == INT64_MAX ? qg_cli_usage_error("prepare", "%s %s: expected a non-negative integer", a, argv[i + 1])
-                             : qg_cli_usage_error("prepare", "%s %s: expected an integer in [%lld, %lld]", a, argv[i + 1],
-                                                  (long long)lo, (long long)hi);
-      else if (!strcmp(a, "--val-docs")) o.val_docs = v;
-      else if (!strcmp(a, "--threads")) o.threads = (int)v;
-      else o.shard_tokens = v;
-      i++;
-    }
-    else rc = qg_cli_unknown_arg("prepare", "unexpected or invalid argument", a);
-  }
+  qg_arg_list in = {inputs, 0, argc};
+  /* each number says its own range, so a bad value is named, not just "invalid" */
+#define RANGE(nm, field, l, h)                                                                        \
+  {.name = nm, .kind = QG_ARG_I64, .dst = &field, .lo = l, .hi = h, .missing = "{opt} needs a value", \
+   .bad = "{opt} {val}: expected an integer in [{lo}, {hi}]"}
+  const qg_arg args[] = {
+      {.name = "--tokenizer", .kind = QG_ARG_STR, .dst = &tokp},
+      {.name = "--normalizer-from", .kind = QG_ARG_STR, .dst = &nfrom},
+      {.name = "--input", .kind = QG_ARG_LIST, .dst = &in},
+      {.name = "--out", .kind = QG_ARG_STR, .dst = &o.out_dir},
+      {.name = "--name", .kind = QG_ARG_STR, .dst = &o.name},
+      {.name = "--val-docs", .kind = QG_ARG_I64, .dst = &o.val_docs, .lo = 0, .hi = INT64_MAX,
+       .missing = "{opt} needs a value", .bad = "{opt} {val}: expected a non-negative integer"},
+      RANGE("--shard-tokens", o.shard_tokens, 1, INT32_MAX),
+      {.name = "--threads", .kind = QG_ARG_INT, .dst = &o.threads, .lo = 1, .hi = 64, .missing = "{opt} needs a value",
+       .bad = "{opt} {val}: expected an integer in [{lo}, {hi}]"},
+      {0}};
+#undef RANGE
+  const qg_args_spec spec = {.cmd = "prepare", .args = args, .flags = QG_ARGS_GLOB_HINT,
+                             .unknown = "unexpected or invalid argument '{arg}'"};
+  int rc = qg_cli_parse(&spec, &argc, argv);
+  int n_in = in.n;
   if (!rc && (!tokp || !n_in || !o.out_dir))
     rc = qg_cli_usage_error("prepare", "--tokenizer, --input and --out are required");
   if (!rc && (!*o.name || strchr(o.name, '/')))

@@ -1,6 +1,7 @@
 /* quantgolf quantize: a checkpoint through a spec into a real artifact (.qgz, or the
  * contest's .int8.ptz), with per-tensor figures and the byte totals against the cap. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,93 +73,63 @@ void qg_cmd_quantize_help(void) {
 
 typedef struct {
   const char *model, *spec, *spec_file, *preset, *out, *compress, *layout, *calib, *device, *save_h, *load_h;
-  char **code;
-  int n_code, json, contest_passthrough, compare, force, dry_run;
-  long long code_bytes, seed;
-  long long calib_seqs, calib_len, calib_seed, calib_skip;
+  qg_arg_list code;
+  int json, contest_passthrough, compare, force, dry_run;
+  int64_t code_bytes, seed;
+  int64_t calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
 } qargs;
 
-static int parse_args(int argc, char **argv, qargs *a) {
+static int parse_args(int *argc, char **argv, qargs *a) {
   memset(a, 0, sizeof *a);
   a->compress = NULL, a->layout = "auto", a->code_bytes = -1, a->device = "auto";
   a->calib_seqs = 128, a->calib_len = 0, a->calib_seed = 1234, a->calib_temp = 1.0;
-  for (int i = 1; i < argc; i++) {
-    const char *o = argv[i];
-    int has = i + 1 < argc;
-#define VAL(field)                                                                       \
-  do {                                                                                   \
-    if (!has) return qg_cli_usage_error("quantize", "%s needs a value", o);              \
-    field = argv[++i];                                                                   \
-  } while (0)
-    if (!strcmp(o, "--model")) VAL(a->model);
-    else if (!strcmp(o, "--spec")) VAL(a->spec);
-    else if (!strcmp(o, "--spec-file")) VAL(a->spec_file);
-    else if (!strcmp(o, "--preset")) VAL(a->preset);
-    else if (!strcmp(o, "--out")) VAL(a->out);
-    else if (!strcmp(o, "--compress")) VAL(a->compress);
-    else if (!strcmp(o, "--layout")) VAL(a->layout);
-    else if (!strcmp(o, "--calib")) VAL(a->calib);
-    else if (!strcmp(o, "--device")) VAL(a->device);
-    else if (!strcmp(o, "--save-hessians")) VAL(a->save_h);
-    else if (!strcmp(o, "--load-hessians")) VAL(a->load_h);
-    else if (!strcmp(o, "--dry-run")) a->dry_run = 1;
-    else if (!strcmp(o, "--calib-temp") || !strcmp(o, "--mlp-power")) {
-      const char *v;
-      VAL(v);
-      char *end;
-      double x = strtod(v, &end);
-      if (!*v || *end || !(x > 0 && x <= 16)) return qg_cli_usage_error("quantize", "%s %s: expected a number in (0, 16]", o, v);
-      if (!strcmp(o, "--calib-temp")) a->calib_temp = x;
-      else a->mlp_power = x;
-    } else if (!strcmp(o, "--calib-seqs") || !strcmp(o, "--calib-len") || !strcmp(o, "--calib-seed") ||
-               !strcmp(o, "--calib-skip")) {
-      const char *v;
-      VAL(v);
-      char *end;
-      long long x = strtoll(v, &end, 10);
-      if (!*v || *end || x < 0 || (strcmp(o, "--calib-seed") && strcmp(o, "--calib-skip") && (x < 1 || x > 1000000)))
-        return qg_cli_usage_error("quantize", "%s %s: expected a positive integer", o, v);
-      if (!strcmp(o, "--calib-seqs")) a->calib_seqs = x;
-      else if (!strcmp(o, "--calib-len")) a->calib_len = x;
-      else if (!strcmp(o, "--calib-seed")) a->calib_seed = x;
-      else a->calib_skip = x;
-    }
-    else if (!strcmp(o, "--json")) a->json = 1;
-    else if (!strcmp(o, "--contest-passthrough")) a->contest_passthrough = 1;
-    else if (!strcmp(o, "--compare-compressors")) a->compare = 1;
-    else if (!strcmp(o, "--force")) a->force = 1;
-    else if (!strcmp(o, "--code-bytes") || !strcmp(o, "--seed")) {
-      const char *v;
-      VAL(v);
-      char *end;
-      long long x = strtoll(v, &end, 10);
-      if (!*v || *end || x < 0) return qg_cli_usage_error("quantize", "%s %s: expected a non-negative integer", o, v);
-      if (!strcmp(o, "--seed")) a->seed = x;
-      else a->code_bytes = x;
-    } else if (!strcmp(o, "--code")) {
-      if (!has) return qg_cli_usage_error("quantize", "--code needs at least one FILE");
-      a->code = argv + i + 1;
-      while (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) i++, a->n_code++;
-    } else {
-      return qg_cli_unknown_arg("quantize", "unknown argument", o);
-    }
-#undef VAL
-  }
+#define STR(nm, field) {.name = nm, .kind = QG_ARG_STR, .dst = &a->field}
+#define NUM(nm, field)                                                                         \
+  {.name = nm, .kind = QG_ARG_NUM, .dst = &a->field, .min = 0, .max = 16, .flags = QG_ARG_OPEN_MIN, \
+   .bad = "{opt} {val}: expected a number in (0, 16]"}
+#define INT(nm, field, l, h) \
+  {.name = nm, .kind = QG_ARG_I64, .dst = &a->field, .lo = l, .hi = h, .bad = "{opt} {val}: expected a positive integer"}
+#define COUNT(nm, field) \
+  {.name = nm, .kind = QG_ARG_I64, .dst = &a->field, .lo = 0, .hi = INT64_MAX, .bad = "{opt} {val}: expected a non-negative integer"}
+#define FLAG(nm, field) {.name = nm, .kind = QG_ARG_FLAG, .dst = &a->field}
+  const qg_arg args[] = {
+      STR("--model", model), STR("--spec", spec), STR("--spec-file", spec_file), STR("--preset", preset),
+      STR("--out", out), STR("--compress", compress), STR("--layout", layout), STR("--calib", calib),
+      STR("--device", device), STR("--save-hessians", save_h), STR("--load-hessians", load_h),
+      FLAG("--dry-run", dry_run),
+      NUM("--calib-temp", calib_temp), NUM("--mlp-power", mlp_power),
+      INT("--calib-seqs", calib_seqs, 1, 1000000), INT("--calib-len", calib_len, 1, 1000000),
+      INT("--calib-seed", calib_seed, 0, INT64_MAX), INT("--calib-skip", calib_skip, 0, INT64_MAX),
+      FLAG("--json", json), FLAG("--contest-passthrough", contest_passthrough), FLAG("--compare-compressors", compare),
+      FLAG("--force", force),
+      COUNT("--code-bytes", code_bytes), COUNT("--seed", seed),
+      {.name = "--code", .kind = QG_ARG_MULTI, .dst = &a->code, .missing = "--code needs at least one FILE"},
+      {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
+      {0}};
+#undef STR
+#undef NUM
+#undef INT
+#undef COUNT
+#undef FLAG
+  const qg_args_spec spec = {.cmd = "quantize", .args = args, .flags = QG_ARGS_GLOB_HINT,
+                             .unknown = "unknown argument '{arg}'", .missing = "{opt} needs a value"};
+  int rc = qg_cli_parse(&spec, argc, argv);
+  if (rc) return rc;
   if (!a->model) return qg_cli_usage_error("quantize", "--model is required");
   if (!a->out && !a->dry_run) return qg_cli_usage_error("quantize", "--out is required (or --dry-run)");
   if (a->save_h && !a->calib) return qg_cli_usage_error("quantize", "--save-hessians needs --calib (the Hessians it saves)");
   if (a->save_h && a->load_h) return qg_cli_usage_error("quantize", "give --save-hessians or --load-hessians, not both");
   if (!!a->spec + !!a->spec_file + !!a->preset != 1)
     return qg_cli_usage_error("quantize", "give exactly one of --spec, --spec-file and --preset");
-  if (a->code_bytes >= 0 && a->n_code) return qg_cli_usage_error("quantize", "give --code-bytes or --code, not both");
+  if (a->code_bytes >= 0 && a->code.n) return qg_cli_usage_error("quantize", "give --code-bytes or --code, not both");
   /* the artifact's format follows the name: another extension would hide a .qgz under it */
   if (a->out && !qg_ends_with(a->out, ".qgz") && !qg_ends_with(a->out, ".ptz"))
     return qg_cli_usage_error("quantize", "--out %s: the artifact name must end in .qgz or .ptz", a->out);
   /* self-generation costs grow as len^2 (4096 tokens already take minutes on a CPU) */
   if (a->calib && !strcmp(a->calib, "self") && a->calib_len > SELF_CALIB_MAX_LEN && !a->force)
     return qg_cli_usage_error("quantize", "--calib-len %lld: self-generated calibration is limited to %d tokens "
-                              "(cost grows as len^2); add --force to run it anyway", a->calib_len, SELF_CALIB_MAX_LEN);
+                              "(cost grows as len^2); add --force to run it anyway", (long long)a->calib_len, SELF_CALIB_MAX_LEN);
   return 0;
 }
 
@@ -247,7 +218,7 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
 int qg_cmd_quantize(int argc, char **argv) {
   double t_start = qg_now();
   qargs a;
-  int rc = parse_args(argc, argv, &a);
+  int rc = parse_args(&argc, argv, &a);
   if (rc) return rc;
   const qg_quant_backend *qb; /* a device that is not there fails before any work */
   qg_status ds = qg_quant_backend_by_device(a.device, &qb);
@@ -265,9 +236,9 @@ int qg_cmd_quantize(int argc, char **argv) {
   if (ptz && a.compress && strcmp(a.compress, "zlib"))
     return qg_cli_usage_error("quantize", "a .int8.ptz is always zlib-compressed (the contest's container)");
   long long code_bytes = a.code_bytes >= 0 ? a.code_bytes : 0;
-  for (int i = 0; i < a.n_code; i++) {
-    long long n = file_size(a.code[i]);
-    if (n < 0) return qg_cli_report("quantize", qg_fail(QG_ERR_INPUT, "--code %s: cannot stat", a.code[i]));
+  for (int i = 0; i < a.code.n; i++) {
+    long long n = file_size(a.code.v[i]);
+    if (n < 0) return qg_cli_report("quantize", qg_fail(QG_ERR_INPUT, "--code %s: cannot stat", a.code.v[i]));
     code_bytes += n;
   }
 

@@ -16,7 +16,9 @@ void qg_cmd_quantizers_help(void) {
 }
 
 int qg_cmd_quantizers(int argc, char **argv) {
-  if (argc > 1) return qg_cli_unknown_arg("quantizers", "unexpected argument", argv[1]);
+  const qg_args_spec spec = {.cmd = "quantizers", .flags = QG_ARGS_WORDS_ONLY | QG_ARGS_GLOB_HINT,
+                             .unexpected = "unexpected argument '{arg}'"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
   qg_buf b;
   qg_buf_init(&b);
   qg_status s = qg_quantizers_help(&b);

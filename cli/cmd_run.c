@@ -105,27 +105,24 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 int qg_cmd_run(int argc, char **argv) {
   const char *out = "reports", *cache = NULL, *check = NULL, *device = NULL;
   const char *inputs[256];
-  int n_in = 0, force = 0, json = 0;
-  long seeds = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int has = i + 1 < argc;
-    if (!strcmp(a, "--out") && has) out = argv[++i];
-    else if (!strcmp(a, "--cache") && has) cache = argv[++i];
-    else if (!strcmp(a, "--check") && has) check = argv[++i];
-    else if (!strcmp(a, "--device") && has) {
-      device = argv[++i];
-      if (strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
-        return qg_cli_usage_error("run", "--device %s: expected cpu, cuda or auto", device);
-    } else if (!strcmp(a, "--seeds") && has) {
-      char *end;
-      seeds = strtol(argv[++i], &end, 10);
-      if (*end || seeds < 1 || seeds > 1000) return qg_cli_usage_error("run", "--seeds %s: expected a count >= 1", argv[i]);
-    } else if (!strcmp(a, "--force")) force = 1;
-    else if (!strcmp(a, "--json")) json = 1;
-    else if (a[0] == '-') return qg_cli_usage_error("run", "unknown or incomplete option '%s'", a);
-    else if (n_in < 256) inputs[n_in++] = a;
-  }
+  int force = 0, json = 0, dev = -1, seeds_n = 0;
+  static const char *const devices[] = {"cpu", "cuda", "auto", NULL};
+  qg_arg_list in = {inputs, 0, 256};
+  const qg_arg args[] = {
+      {.name = "--out", .kind = QG_ARG_STR, .dst = &out},
+      {.name = "--cache", .kind = QG_ARG_STR, .dst = &cache},
+      {.name = "--check", .kind = QG_ARG_STR, .dst = &check},
+      {.name = "--device", .kind = QG_ARG_ENUM, .dst = &dev, .choices = devices, .bad = "{opt} {val}: expected {choices}"},
+      {.name = "--seeds", .kind = QG_ARG_INT, .dst = &seeds_n, .lo = 1, .hi = 1000, .bad = "{opt} {val}: expected a count >= 1"},
+      {.name = "--force", .kind = QG_ARG_FLAG, .dst = &force},
+      {.name = "--json", .kind = QG_ARG_FLAG, .dst = &json},
+      {0}};
+  const qg_args_spec spec = {.cmd = "run", .args = args, .unknown = "unknown or incomplete option '{arg}'", .words = &in,
+                             .too_many = "at most 256 hypothesis files or folders ('{arg}')"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
+  int n_in = in.n;
+  long seeds = seeds_n;
+  if (dev >= 0) device = devices[dev];
   if (check) {
     if (n_in) return qg_cli_usage_error("run", "--check takes a result.json and nothing else");
     int matches;

@@ -1,4 +1,5 @@
 /* quantgolf sensitivity: per-group KLD deltas, bytes and ROI (the work is lab/sensitivity). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,38 +30,43 @@ static void on_progress(void *ctx, const char *stage, int i, int n) {
   fprintf(stderr, "sensitivity: %s %d/%d\n", stage, i, n);
 }
 
+/* the compressors a group's bytes can be measured with (none is not one) */
+static int sens_compressor(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  qg_compressor k;
+  if (qg_compressor_from_name(v, &k) || k == QG_COMP_NONE) return 1;
+  *(qg_compressor *)dst = k;
+  return 0;
+}
+
 int qg_cmd_sensitivity(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "cpu"};
   qg_sens_opts o = {.progress = on_progress};
   const char *out = NULL;
-  for (int i = 1; i < argc; i++) {
-    int r = qg_cli_parse_eval_common("sensitivity", argc, argv, &i, &c);
-    if (r < 0) return 2;
-    if (r > 0) continue;
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!v) return qg_cli_unknown_arg("sensitivity", "unknown or incomplete option", a);
-    if (!strcmp(a, "--model")) o.model = v;
-    else if (!strcmp(a, "--base")) o.base = v;
-    else if (!strcmp(a, "--candidates")) o.candidates = v;
-    else if (!strcmp(a, "--groups")) o.groups = v;
-    else if (!strcmp(a, "--calib")) o.calib = v;
-    else if (!strcmp(a, "--calib-seqs")) o.calib_seqs = atoi(v);
-    else if (!strcmp(a, "--calib-len")) o.calib_len = atoi(v);
-    else if (!strcmp(a, "--calib-seed")) o.calib_seed = strtoull(v, NULL, 10);
-    else if (!strcmp(a, "--chunk")) o.chunk = atoi(v);
-    else if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--compress")) {
-      qg_compressor k;
-      if (qg_compressor_from_name(v, &k) || k == QG_COMP_NONE)
-        return qg_cli_usage_error("sensitivity", "--compress expects brotli, zstd, xz or zlib, got '%s'", v);
-      o.comp = k;
-    } else {
-      return qg_cli_unknown_arg("sensitivity", "unknown or incomplete option", a);
-    }
-    i++;
-  }
-  if (!o.model || !c.val || !c.tokenizer || !o.base || !o.candidates)
-    return qg_cli_usage_error("sensitivity", "--model, --val, --tokenizer, --base and --candidates are required");
+  int64_t calib_seed = (int64_t)o.calib_seed;
+  qg_arg common[QG_CLI_EVAL_NARGS];
+  qg_cli_eval_args("sensitivity", &c, common);
+#define STR(nm, field) {.name = nm, .kind = QG_ARG_STR, .dst = &field}
+#define INT(nm, field) {.name = nm, .kind = QG_ARG_INT, .dst = &o.field, .bad = "{opt} expects an integer, got '{val}'"}
+  const qg_arg args[] = {
+      {.kind = QG_ARG_TABLE, .table = common},
+      {.name = "--model", .kind = QG_ARG_STR, .dst = &o.model, .flags = QG_ARG_REQUIRED},
+      {.name = "--base", .kind = QG_ARG_STR, .dst = &o.base, .flags = QG_ARG_REQUIRED},
+      {.name = "--candidates", .kind = QG_ARG_STR, .dst = &o.candidates, .flags = QG_ARG_REQUIRED},
+      STR("--groups", o.groups), STR("--calib", o.calib),
+      INT("--calib-seqs", calib_seqs), INT("--calib-len", calib_len),
+      {.name = "--calib-seed", .kind = QG_ARG_I64, .dst = &calib_seed, .bad = "{opt} expects an integer, got '{val}'"},
+      INT("--chunk", chunk), STR("--out", out),
+      {.name = "--compress", .kind = QG_ARG_FN, .dst = &o.comp, .fn = sens_compressor,
+       .bad = "{opt} expects brotli, zstd, xz or zlib, got '{val}'"},
+      {0}};
+#undef STR
+#undef INT
+  const qg_args_spec spec = {
+      .cmd = "sensitivity", .args = args, .flags = QG_ARGS_GLOB_HINT, .unknown = "unknown or incomplete option '{arg}'",
+      .required = "--model, --val, --tokenizer, --base and --candidates are required"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
+  o.calib_seed = (uint64_t)calib_seed;
   if (o.calib_seqs < 0 || o.calib_len < 0 || o.chunk < 0)
     return qg_cli_usage_error("sensitivity", "--calib-seqs, --calib-len and --chunk must be positive");
   o.val = c.val, o.tokenizer = c.tokenizer, o.eval = c.opts, o.device = c.device;

@@ -49,12 +49,12 @@ static int load_normalizer(const char *path, qg_spm *donor) {
 
 static int assemble(int argc, char **argv) {
   const char *vocab = NULL, *nfrom = NULL, *out = NULL;
-  for (int i = 2; i < argc; i++) {
-    if (!strcmp(argv[i], "--vocab") && i + 1 < argc) vocab = argv[++i];
-    else if (!strcmp(argv[i], "--normalizer-from") && i + 1 < argc) nfrom = argv[++i];
-    else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-    else return qg_cli_usage_error("tokenizer", "assemble: unexpected argument '%s'", argv[i]);
-  }
+  const qg_arg args[] = {{.name = "--vocab", .kind = QG_ARG_STR, .dst = &vocab},
+                         {.name = "--normalizer-from", .kind = QG_ARG_STR, .dst = &nfrom},
+                         {.name = "--out", .kind = QG_ARG_STR, .dst = &out},
+                         {0}};
+  const qg_args_spec spec = {.cmd = "tokenizer", .args = args, .unknown = "assemble: unexpected argument '{arg}'"};
+  if (qg_cli_parse(&spec, &argc, argv)) return 2;
   if (!vocab || !out) return qg_cli_usage_error("tokenizer", "assemble needs --vocab and --out");
   qg_spm s, donor;
   memset(&donor, 0, sizeof donor);
@@ -86,36 +86,28 @@ static int train(int argc, char **argv) {
   qg_tok_train_defaults(&o);
   const char *nfrom = NULL, *out = NULL;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
-  int n_in = 0, have_size = 0;
   if (!inputs) return qg_cli_report("tokenizer", qg_fail(QG_ERR_NOMEM, "out of memory"));
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    char *end = NULL;
-    if (!strcmp(a, "--input") && i + 1 < argc) inputs[n_in++] = argv[++i];
-    else if (!strcmp(a, "--vocab-size") && i + 1 < argc) {
-      long v = strtol(argv[++i], &end, 10);
-      if (*end || v < 1 || v > 65536) {
-        free(inputs);
-        return qg_cli_usage_error("tokenizer", "--vocab-size must be 1..65536 (uint16 shards)");
-      }
-      o.vocab_size = (int)v;
-      have_size = 1;
-    } else if (!strcmp(a, "--character-coverage") && i + 1 < argc) {
-      o.character_coverage = strtof(argv[++i], &end);
-      if (*end) {
-        free(inputs);
-        return qg_cli_usage_error("tokenizer", "--character-coverage takes a number");
-      }
-    } else if (!strcmp(a, "--byte-fallback")) o.byte_fallback = 1;
-    else if (!strcmp(a, "--no-byte-fallback")) o.byte_fallback = 0;
-    else if (!strcmp(a, "--no-split-digits")) o.split_digits = 0;
-    else if (!strcmp(a, "--normalizer-from") && i + 1 < argc) nfrom = argv[++i];
-    else if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-    else {
-      free(inputs);
-      return qg_cli_usage_error("tokenizer", "train: unexpected argument '%s'", a);
-    }
+  qg_arg_list in = {inputs, 0, argc};
+  int size = 0;
+  const qg_arg args[] = {
+      {.name = "--input", .kind = QG_ARG_LIST, .dst = &in},
+      {.name = "--vocab-size", .kind = QG_ARG_INT, .dst = &size, .lo = 1, .hi = 65536,
+       .bad = "--vocab-size must be 1..65536 (uint16 shards)"},
+      {.name = "--character-coverage", .kind = QG_ARG_F32, .dst = &o.character_coverage,
+       .bad = "--character-coverage takes a number"},
+      {.name = "--byte-fallback", .kind = QG_ARG_FLAG, .dst = &o.byte_fallback},
+      {.name = "--no-byte-fallback", .kind = QG_ARG_FLAG, .dst = &o.byte_fallback, .flags = QG_ARG_CLEAR},
+      {.name = "--no-split-digits", .kind = QG_ARG_FLAG, .dst = &o.split_digits, .flags = QG_ARG_CLEAR},
+      {.name = "--normalizer-from", .kind = QG_ARG_STR, .dst = &nfrom},
+      {.name = "--out", .kind = QG_ARG_STR, .dst = &out},
+      {0}};
+  const qg_args_spec spec = {.cmd = "tokenizer", .args = args, .unknown = "train: unexpected argument '{arg}'"};
+  if (qg_cli_parse(&spec, &argc, argv)) {
+    free(inputs);
+    return 2;
   }
+  int n_in = in.n, have_size = size > 0;
+  if (have_size) o.vocab_size = size;
   if (!n_in || !out || !have_size) {
     free(inputs);
     return qg_cli_usage_error("tokenizer", "train needs --input, --vocab-size and --out");
@@ -156,7 +148,7 @@ static int train(int argc, char **argv) {
 
 int qg_cmd_tokenizer(int argc, char **argv) {
   if (argc < 2) return qg_cli_usage_error("tokenizer", "expected assemble or train");
-  if (!strcmp(argv[1], "assemble")) return assemble(argc, argv);
-  if (!strcmp(argv[1], "train")) return train(argc, argv);
+  if (!strcmp(argv[1], "assemble")) return assemble(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "train")) return train(argc - 1, argv + 1);
   return qg_cli_usage_error("tokenizer", "unknown subcommand '%s' (assemble or train)", argv[1]);
 }

@@ -2,6 +2,7 @@
  * checkpoints and resume; at the end val_loss / val_bpb as the contest's log prints them. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,83 +118,54 @@ typedef struct {
   qg_eval_cli ev;
   int json, have_ste;
   const char *export_spec; /* NULL: not given (then the QAT spec, if any); "none": no export */
-  long long calib_seqs, calib_len, calib_seed;
+  int64_t calib_seqs, calib_len, calib_seed;
   const char *config;
   qg_train_kvs kvs; /* the --config file's values (owned; the strings above may point here) */
 } targs;
 
-static int integer(const char *a, const char *v, long long lo, long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long n = strtoll(v, &end, 10);
-  if (*end || end == v || errno || n < lo || n > hi) {
-    qg_cli_usage_error("train", "%s expects an integer in [%lld, %lld], got '%s'", a, lo, hi, v);
-    return -1;
-  }
-  *out = n;
-  return 0;
-}
-
-/* Flags take no value on the command line; in a YAML file they take true/false. */
-static int is_flag(const char *name) {
-  return !strcmp(name, "json") || !strcmp(name, "allow-tokenizer-mismatch") || qg_train_option_is_flag(name);
-}
-
-/* Sets option `name` (without the dashes) to v; `a` names it for messages. 0, or 2 after a
- * usage error was printed. v is NULL for a flag given on the command line. The training
- * options are the library's (qg_train_config_set); the rest are the command's own. */
-static int set_option(targs *t, const char *name, const char *a, const char *v) {
-  if (!strcmp(name, "allow-tokenizer-mismatch")) {
-    t->ev.allow_tok_mismatch = !v || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1");
-    return 0;
-  }
-  if (!strcmp(name, "json")) {
-    int on = 1;
-    if (v) {
-      if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) on = 1;
-      else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) on = 0;
-      else return qg_cli_usage_error("train", "%s expects true or false, got '%s'", a, v);
-    }
-    t->json = on;
-    return 0;
-  }
+/* The training options proper are the library's (qg_train_config_set, also read by the
+ * experiment runner); the table below names only the command's own. */
+static int train_option(void *ctx, const char *name, const char *label, const char *value, char *err, size_t cap) {
+  targs *t = ctx;
   int known;
-  if (qg_train_config_set(&t->c, name, a, v, &known)) return qg_cli_usage_error("train", "%s", qg_last_error());
-  if (known) {
-    if (!strcmp(name, "qat-ste")) t->have_ste = 1;
-    return 0;
+  if (qg_train_config_set(&t->c, name, label, value, &known)) {
+    snprintf(err, cap, "%s", qg_last_error());
+    return 2;
   }
-  long long n;
-  /* long long options */
-  struct { const char *name; long long *f; long long lo, hi; } lls[] = {
-      {"calib-seqs", &t->calib_seqs, 1, 1000000}, {"calib-len", &t->calib_len, 1, 1 << 20},
-      {"calib-seed", &t->calib_seed, 0, 1LL << 62}};
-  for (size_t k = 0; k < sizeof lls / sizeof lls[0]; k++)
-    if (!strcmp(name, lls[k].name)) return integer(a, v, lls[k].lo, lls[k].hi, lls[k].f) ? 2 : 0;
-  if (!strcmp(name, "val")) t->ev.val = v;
-  else if (!strcmp(name, "tokenizer")) t->ev.tokenizer = v;
-  else if (!strcmp(name, "export")) t->export_spec = v;
-  else if (!strcmp(name, "val-max-tokens")) {
-    if (integer(a, v, 2, 1LL << 50, &n)) return 2;
-    t->ev.opts.max_tokens = n;
-  } else {
-    return qg_cli_usage_error("train", "unknown option '%s'", a);
-  }
-  return 0;
+  if (known && !strcmp(name, "qat-ste")) t->have_ste = 1;
+  return known ? 0 : 1;
 }
 
 /* --config F first (its values are defaults), then every other option on the command
  * line, which overrides the file's. */
-static int parse_args(int argc, char **argv, targs *t) {
+static int parse_args(int *argc, char **argv, targs *t) {
   memset(t, 0, sizeof *t);
   qg_train_config_defaults(&t->c);
   t->calib_seqs = 128, t->calib_seed = 1234;
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--config")) {
-      if (i + 1 >= argc) return qg_cli_usage_error("train", "--config needs a YAML file");
-      if (t->config) return qg_cli_usage_error("train", "--config is given twice");
-      t->config = argv[++i];
-    }
+#define RANGE(nm, field, l, h) \
+  {.name = nm, .kind = QG_ARG_I64, .dst = &t->field, .lo = l, .hi = h, .bad = "{opt} expects an integer in [{lo}, {hi}], got '{val}'"}
+  const qg_arg args[] = {
+      {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
+      /* kept in argv: train.log records the command line with it */
+      {.name = "--config", .kind = QG_ARG_STR, .dst = &t->config, .missing = "--config needs a YAML file",
+       .flags = QG_ARG_EARLY | QG_ARG_KEEP},
+      {.name = "--allow-tokenizer-mismatch", .kind = QG_ARG_FLAG, .dst = &t->ev.allow_tok_mismatch},
+      {.name = "--json", .kind = QG_ARG_FLAG, .dst = &t->json},
+      RANGE("--calib-seqs", calib_seqs, 1, 1000000),
+      RANGE("--calib-len", calib_len, 1, 1 << 20),
+      RANGE("--calib-seed", calib_seed, 0, 1LL << 62),
+      {.name = "--val", .kind = QG_ARG_STR, .dst = &t->ev.val},
+      {.name = "--tokenizer", .kind = QG_ARG_STR, .dst = &t->ev.tokenizer},
+      {.name = "--export", .kind = QG_ARG_STR, .dst = &t->export_spec},
+      RANGE("--val-max-tokens", ev.opts.max_tokens, 2, 1LL << 50),
+      {0}};
+#undef RANGE
+  const qg_args_spec spec = {.cmd = "train", .args = args, .flags = QG_ARGS_LONG_ONLY | QG_ARGS_GLOB_HINT,
+                             .unknown = "unknown option '{arg}'", .unexpected = "unexpected argument '{arg}'",
+                             .missing = "unknown or incomplete option '{arg}'",
+                             .other_is_flag = qg_train_option_is_flag, .other = train_option, .other_ctx = t};
+  qg_args p;
+  if (qg_args_begin(&p, &spec, argc, argv)) return qg_cli_args_error(&p);
   if (t->config) {
     qg_status s = qg_train_kvs_load(t->config, &t->kvs);
     if (s) return qg_cli_report("train", s);
@@ -203,27 +175,10 @@ static int parse_args(int argc, char **argv, targs *t) {
       snprintf(where, sizeof where, "%s: line %d: %s", t->config, kv->line, kv->key);
       if (!strcmp(kv->key, "config"))
         return qg_cli_usage_error("train", "%s: a config file cannot name another config file", where);
-      int rc = set_option(t, kv->key, where, kv->value);
-      if (rc) return rc;
+      if (qg_args_set(&p, kv->key, where, kv->value)) return qg_cli_args_error(&p);
     }
   }
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--config")) {
-      i++;
-      continue;
-    }
-    if (strncmp(a, "--", 2) || !a[2]) return qg_cli_unknown_arg("train", "unexpected argument", a);
-    const char *name = a + 2;
-    int rc;
-    if (is_flag(name)) {
-      rc = set_option(t, name, a, NULL);
-    } else {
-      if (i + 1 >= argc) return qg_cli_usage_error("train", "unknown or incomplete option '%s'", a);
-      rc = set_option(t, name, a, argv[++i]);
-    }
-    if (rc) return rc;
-  }
+  if (qg_args_finish(&p)) return qg_cli_args_error(&p);
   qg_train_config *c = &t->c;
   if (!c->train_glob || !t->ev.val || !t->ev.tokenizer || !c->out_dir)
     return qg_cli_usage_error("train", "--train, --val, --tokenizer and --out are required");
@@ -341,7 +296,7 @@ static void print_json(const qg_trainer *t, const targs *a, double loss, double 
 int qg_cmd_train(int argc, char **argv) {
   double t_start = qg_now();
   targs a;
-  int rc = parse_args(argc, argv, &a);
+  int rc = parse_args(&argc, argv, &a);
   if (rc) {
     qg_train_kvs_free(&a.kvs);
     return rc;

@@ -3,6 +3,7 @@
 #ifndef QG_CLI_COMMANDS_H
 #define QG_CLI_COMMANDS_H
 
+#include "cli/args.h"
 #include "core/status.h"
 
 typedef struct {
@@ -55,11 +56,12 @@ typedef struct {
   qg_gpt_options gopt;
   int json;
   int allow_tok_mismatch; /* --allow-tokenizer-mismatch: a manifest mismatch only warns */
-  const char *cmd;        /* for warnings (set by qg_cli_parse_eval_common; NULL: none) */
+  const char *cmd;        /* for warnings (set by qg_cli_eval_args; NULL: none) */
 } qg_eval_cli;
-/* Consumes argv[*i] (and its value) if it is a shared option: 1 taken, 0 not ours, -1
- * usage error (already printed). */
-int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c);
+/* The shared options' table (data, windows, model options, --json, --threads) into
+ * tab, for a command's table to include (QG_ARG_TABLE); cmd names warnings. */
+#define QG_CLI_EVAL_NARGS 13
+void qg_cli_eval_args(const char *cmd, qg_eval_cli *c, qg_arg tab[QG_CLI_EVAL_NARGS]);
 qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val, qg_spm_luts *luts);
 /* The shards' tokenizer manifest (io/shard_manifest.h) against tok; with allow a mismatch
  * is a warning on stderr instead of the error. */
@@ -68,16 +70,13 @@ qg_status qg_cli_check_tokenizer(const char *cmd, const qg_shards *sh, const qg_
 
 /* Prints "quantgolf CMD: <message>" on stderr and returns the exit code for st. */
 int qg_cli_report(const char *cmd, qg_status st);
-/* The usage error for an argument nobody takes ("unknown option 'X'"), returning 2. When
- * X names an existing file, the line adds the likely cause: an unquoted glob the shell
- * expanded into several words, of which only the first reached its option. */
-int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg);
-/* --threads N for the commands that run the thread pool: removes it from argv (updating
- * *argc) and fixes the pool size before first use. 0 done (or absent), 2 usage error. */
-int qg_cli_take_threads(const char *cmd, int *argc, char **argv);
+/* Parses argv by spec (cli/args.h): 0, or 2 after printing the usage error. */
+int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv);
+/* Prints p's usage error and returns 2. */
+int qg_cli_args_error(const qg_args *p);
+/* --threads N (the thread pool's size), for the tables of the commands that run it. */
+extern const qg_arg qg_cli_threads_args[];
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
-/* True when argv holds -h or --help. */
-int qg_cli_wants_help(int argc, char **argv);
 
 #endif

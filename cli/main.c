@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/threadpool.h"
 
@@ -68,50 +67,32 @@ int qg_cli_usage_error(const char *cmd, const char *fmt, ...) {
   return 2;
 }
 
-int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg) {
-  struct stat sb;
-  if (arg[0] != '-' && stat(arg, &sb) == 0)
-    return qg_cli_usage_error(cmd, "%s '%s': it is an existing file, so an unquoted glob was probably expanded by the "
-                              "shell into several arguments; quote it, e.g. --val 'DIR/fineweb_val_*.bin'", what, arg);
-  return qg_cli_usage_error(cmd, "%s '%s'", what, arg);
+/* --threads N for the commands that run the thread pool: it fixes the pool's size before
+ * first use, so it is taken out of argv before the command's other options. */
+static int threads_n;
+static int threads_request(const char *value, void *dst, char *err, size_t cap) {
+  (void)value, (void)dst;
+  if (qg_threads_request(threads_n))
+    snprintf(err, cap, "--threads: the thread pool is already running with %d threads", qg_threads());
+  return err[0] != 0;
+}
+const qg_arg qg_cli_threads_args[] = {
+    {.name = "--threads", .kind = QG_ARG_INT, .dst = &threads_n, .lo = 1, .hi = 256, .fn = threads_request,
+     .bad = "{opt} {val}: expected an integer in [1, 256]", .missing = "{opt} needs a value", .flags = QG_ARG_EARLY,
+     .help = "CPU threads (default: the QG_THREADS environment variable, else every\nonline CPU)"},
+    {0}};
+
+int qg_cli_args_error(const qg_args *p) {
+  /* QG_ARGS_HELP: main answers -h/--help before a command parses, so only a caller that
+   * skipped main sees it */
+  if (!p->err[0]) return qg_cli_usage_error(p->spec->cmd, "for help: quantgolf %s --help", p->spec->cmd);
+  return qg_cli_usage_error(p->spec->cmd, "%s", p->err);
 }
 
-int qg_cli_take_threads(const char *cmd, int *argc, char **argv) {
-  for (int i = 1; i < *argc; i++) {
-    if (strcmp(argv[i], "--threads")) continue;
-    if (i + 1 >= *argc) return qg_cli_usage_error(cmd, "--threads needs a value");
-    char *end;
-    long n = strtol(argv[i + 1], &end, 10);
-    if (!argv[i + 1][0] || *end || n < 1 || n > 256)
-      return qg_cli_usage_error(cmd, "--threads %s: expected an integer in [1, 256]", argv[i + 1]);
-    if (qg_threads_request((int)n))
-      return qg_cli_usage_error(cmd, "--threads: the thread pool is already running with %d threads", qg_threads());
-    for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
-    *argc -= 2;
-    return 0;
-  }
+int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv) {
+  qg_args p;
+  if (qg_args_begin(&p, spec, argc, argv) || qg_args_finish(&p)) return qg_cli_args_error(&p);
   return 0;
-}
-
-int qg_cli_wants_help(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
-  return 0;
-}
-
-/* Options given twice would silently keep the last value: each may appear once, except
- * the ones documented as repeatable (--input of prepare and tokenizer train, --model of kld). Returns the
- * first repeated option, or NULL. Values never start with "--", so only options count. */
-static const char *repeated_option(int argc, char **argv) {
-  int kld = argc > 0 && !strcmp(argv[0], "kld"); /* kld compares several --model */
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strncmp(a, "--", 2) != 0 || !a[2] || !strcmp(a, "--input") || (kld && !strcmp(a, "--model"))) continue;
-    size_t n = strcspn(a, "=");
-    for (int j = 1; j < i; j++)
-      if (strcspn(argv[j], "=") == n && !strncmp(argv[j], a, n)) return a;
-  }
-  return NULL;
 }
 
 /* The library's progress reports, one refreshed line on stderr per piece of work. */
@@ -139,20 +120,11 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < n_commands; i++) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
-    if (qg_cli_wants_help(argc - 1, argv + 1)) {
+    if (qg_args_wants_help(argc - 1, argv + 1)) {
       commands[i].help();
       return 0;
     }
-    const char *rep = repeated_option(argc - 1, argv + 1);
-    if (rep)
-      return qg_cli_usage_error(commands[i].name, "option '%.*s' is given twice (each option at most once)",
-                                (int)strcspn(rep, "="), rep);
-    /* the commands that run the thread pool take --threads N (QG_THREADS otherwise) */
-    int sub_argc = argc - 1;
-    static const char *const threaded[] = {"quantize", "eval", "kld", "train", "sensitivity"};
-    for (size_t k = 0; k < sizeof threaded / sizeof threaded[0]; k++)
-      if (!strcmp(commands[i].name, threaded[k]) && qg_cli_take_threads(commands[i].name, &sub_argc, argv + 1)) return 2;
-    return commands[i].run(sub_argc, argv + 1);
+    return commands[i].run(argc - 1, argv + 1);
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
   return 2;
