@@ -10,7 +10,9 @@
 #include "lab/allocate_run.h"
 
 void qg_cmd_allocate_help(void) {
-  printf("usage: quantgolf allocate --model M --budget BYTES --sensitivity FILE [--objective kld|nll]\n"
+  printf("usage: quantgolf allocate --model M --budget BYTES [--sensitivity FILE] [--objective kld|nll]\n"
+         "         [--base SPEC --val GLOB --tokenizer T [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]]\n"
+         "         [--iterate N]\n"
          "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N] [--granularity BYTES]\n"
          "         [--out SPEC.yaml] [--json]\n"
          "         [--verify --val GLOB --tokenizer T [--max-tokens N] [--seq-len N] [--calib GLOB]\n"
@@ -23,7 +25,13 @@ void qg_cmd_allocate_help(void) {
          "rounding's worst case, groups x (granularity - 1) bytes, is printed). Prints\n"
          "the choice, the prediction and the Pareto frontier; --out writes the allocation as a\n"
          "spec YAML for quantize --spec-file. --verify quantizes it, measures the artifact's real\n"
-         "bytes and its KLD to the float model, and prints predicted vs measured.\n");
+         "bytes and its KLD to the float model (95%% block-bootstrap interval), and prints\n"
+         "predicted vs measured; when the real artifact (plus --code-bytes) is over the budget it\n"
+         "re-solves with the budget reduced by the measured excess, up to 4 times, and says\n"
+         "whether the delivered artifact fits. Without --sensitivity the table is measured in\n"
+         "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
+         "the table with the chosen allocation as the base and re-solves, until no group's\n"
+         "choice changes (at most N rounds, N <= 8), printing each round.\n");
 }
 
 static int take_i64(const char *v, int64_t min, int64_t *out) {
@@ -33,6 +41,11 @@ static int take_i64(const char *v, int64_t min, int64_t *out) {
   if (errno || end == v || *end || x < min) return -1;
   *out = x;
   return 0;
+}
+
+static void on_progress(void *ctx, const char *stage, int i, int n) {
+  (void)ctx;
+  fprintf(stderr, "allocate: sensitivity %s %d/%d\n", stage, i, n);
 }
 
 int qg_cmd_allocate(int argc, char **argv) {
@@ -45,11 +58,10 @@ int qg_cmd_allocate(int argc, char **argv) {
     int64_t *iv = NULL, min = 0;
     if (!strcmp(a, "--json")) { json = 1; continue; }
     if (!strcmp(a, "--verify")) { o.verify = 1; continue; }
-    if (!strcmp(a, "--iterate"))
-      return qg_cli_usage_error(cmd, "--iterate re-measures around the chosen point with the sensitivity engine, "
-                                "which this build does not have yet");
     if (!strcmp(a, "--model")) sv = &o.model;
     else if (!strcmp(a, "--sensitivity")) sv = &o.sensitivity;
+    else if (!strcmp(a, "--base")) sv = &o.base;
+    else if (!strcmp(a, "--groups")) sv = &o.groups;
     else if (!strcmp(a, "--objective")) sv = &o.objective;
     else if (!strcmp(a, "--candidates")) sv = &o.candidates;
     else if (!strcmp(a, "--out")) sv = &o.out;
@@ -62,11 +74,15 @@ int qg_cmd_allocate(int argc, char **argv) {
     else if (!strcmp(a, "--code-bytes")) iv = &o.code_bytes;
     else if (!strcmp(a, "--granularity")) iv = &o.granularity, min = 1;
     else if (!strcmp(a, "--max-tokens")) iv = &o.max_tokens, min = 1;
-    else if (!strcmp(a, "--seq-len") || !strcmp(a, "--calib-seqs") || !strcmp(a, "--calib-len")) {
+    else if (!strcmp(a, "--seq-len") || !strcmp(a, "--calib-seqs") || !strcmp(a, "--calib-len") ||
+             !strcmp(a, "--iterate")) {
       int64_t x;
       if (i + 1 >= argc || take_i64(argv[i + 1], 1, &x) || x > 1 << 20)
         return qg_cli_usage_error(cmd, "%s needs a positive integer", a);
-      *(!strcmp(a, "--seq-len") ? &o.seq_len : !strcmp(a, "--calib-seqs") ? &o.calib_seqs : &o.calib_len) = (int)x;
+      *(!strcmp(a, "--seq-len")      ? &o.seq_len
+        : !strcmp(a, "--calib-seqs") ? &o.calib_seqs
+        : !strcmp(a, "--iterate")    ? &o.iterate
+                                     : &o.calib_len) = (int)x;
       i++;
       continue;
     } else return qg_cli_unknown_arg(cmd, "unknown option", a);
@@ -76,9 +92,11 @@ int qg_cmd_allocate(int argc, char **argv) {
   }
   if (!o.model) return qg_cli_usage_error(cmd, "--model is required");
   if (o.budget < 0) return qg_cli_usage_error(cmd, "--budget BYTES is required");
-  if (!o.sensitivity)
-    return qg_cli_usage_error(cmd, "--sensitivity FILE is required (a sensitivity.json; measuring one in place needs "
-                              "the sensitivity engine, which this build does not have yet)");
+  if (!o.sensitivity && (!o.base || !o.candidates || !o.val || !o.tokenizer))
+    return qg_cli_usage_error(cmd, "without --sensitivity FILE, give --base, --candidates, --val and --tokenizer (the "
+                              "table is measured in place)");
+  if (o.iterate > QG_ALLOC_ITER_MAX) return qg_cli_usage_error(cmd, "--iterate: at most %d rounds", QG_ALLOC_ITER_MAX);
+  o.progress = on_progress;
   qg_allocate_result r;
   qg_status s = qg_allocate_run(&o, &r);
   if (s) return qg_cli_report(cmd, s);
@@ -110,12 +128,25 @@ int qg_cmd_allocate(int argc, char **argv) {
     for (int f = 0; f < nf; f += step)
       if (f + step < nf || f == nf - 1) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[f].bytes, r.base_metric + r.sol.frontier[f].delta);
     if (nf > 1 && (nf - 1) % step) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[nf - 1].bytes, r.base_metric + r.sol.frontier[nf - 1].delta);
-    if (r.verified)
-      printf("verify: measured %s %.6g vs predicted %.6g (additivity error %+.6g); artifact %lld bytes vs predicted %lld "
-             "(%+lld, %+.3f%%: compressed bytes are not exactly additive); %lld tokens\n", obj, r.measured_metric,
-             r.predicted, r.measured_metric - r.predicted, (long long)r.measured_bytes, (long long)r.sol.best.bytes,
-             (long long)(r.measured_bytes - r.sol.best.bytes),
+    for (int k = 0; k < r.n_rounds; k++)
+      printf("iterate round %d: re-measured around the allocation (its %s %.6g), re-solved: predicted %.6g, %lld "
+             "bytes, %d group(s) changed\n", k + 1, obj, r.rounds[k].base_metric, r.rounds[k].predicted,
+             (long long)r.rounds[k].predicted_bytes, r.rounds[k].changed);
+    if (o.iterate) printf("iterate: %s after %d round(s)\n", r.converged ? "converged" : "not converged", r.n_rounds);
+    if (r.verified) {
+      printf("verify: measured %s %.6g", obj, r.measured_metric);
+      if (strcmp(obj, "nll")) printf(" [%.6g, %.6g] (95%%, block bootstrap over windows)", r.measured_kld_lo, r.measured_kld_hi);
+      printf(" vs predicted %.6g (additivity error %+.6g); artifact %lld bytes vs predicted %lld (%+lld, %+.3f%%: "
+             "compressed bytes are not exactly additive); %lld tokens\n", r.predicted, r.measured_metric - r.predicted,
+             (long long)r.measured_bytes, (long long)r.sol.best.bytes, (long long)(r.measured_bytes - r.sol.best.bytes),
              100.0 * (double)(r.measured_bytes - r.sol.best.bytes) / (double)r.sol.best.bytes, (long long)r.measured_tokens);
+      for (int k = 1; k <= r.repair_rounds; k++)
+        printf("repair %d: over budget by %lld bytes, re-solved at budget %lld: artifact %lld bytes\n", k,
+               (long long)(r.repair_bytes[k - 1] + o.code_bytes - o.budget), (long long)r.repair_budget[k],
+               (long long)r.repair_bytes[k]);
+      printf("delivered artifact %s the budget (%lld + code %lld vs %lld)\n", r.fits ? "fits" : "does NOT fit",
+             (long long)r.measured_bytes, (long long)o.code_bytes, (long long)o.budget);
+    }
     if (o.out) printf("spec: %s\n", o.out);
   }
   qg_allocate_result_free(&r);

@@ -12,6 +12,7 @@ void qg_cmd_sensitivity_help(void) {
       "                             --candidates 'rowwise bits=4|5|6|8; gptq bits=4|5|6'\n"
       "                             [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]\n"
       "                             [--calib-seqs N] [--calib-len L] [--calib-seed S]\n"
+      "                             [--est-seqs N] [--probes P] [--probe-seqs M]\n"
       "                             [--compress brotli|zstd|xz|zlib] [--chunk N] [--out DIR] [--json]\n"
       "                             [--seq-len 1024] [--stride S] [--max-tokens N] [--device cpu|cuda|auto]\n\n"
       "For each group (default roles: attn.c_q, attn.c_k, attn.c_v, attn.proj, mlp.fc, mlp.proj,\n"
@@ -21,7 +22,11 @@ void qg_cmd_sensitivity_help(void) {
       "Prints the cells ranked by ROI; --out DIR writes DIR/sensitivity.json and\n"
       "DIR/sensitivity.svg. --calib collects Hessians once (needed by gptq) and enables the\n"
       "layer-local estimators, reported with their Spearman correlation against the measured\n"
-      "deltas.\n");
+      "deltas. With --calib, the loss-based estimators (Fisher sum (g dY)^2 at layer outputs and\n"
+      "Hutchinson's tr(H)/n x ||dW||^2) run on two disjoint calibration subsets of --est-seqs\n"
+      "sequences each (8; 0: none), Hutchinson with --probes probes (8; 0: none) on --probe-seqs\n"
+      "of them (2); each is reported with its Spearman against the measured deltas and its\n"
+      "stability between the subsets.\n");
 }
 
 static void on_progress(void *ctx, const char *stage, int i, int n) {
@@ -48,6 +53,9 @@ int qg_cmd_sensitivity(int argc, char **argv) {
     else if (!strcmp(a, "--calib-len")) o.calib_len = atoi(v);
     else if (!strcmp(a, "--calib-seed")) o.calib_seed = strtoull(v, NULL, 10);
     else if (!strcmp(a, "--chunk")) o.chunk = atoi(v);
+    else if (!strcmp(a, "--est-seqs")) o.est_seqs = atoi(v) == 0 ? -1 : atoi(v);
+    else if (!strcmp(a, "--probes")) o.probes = atoi(v) == 0 ? -1 : atoi(v);
+    else if (!strcmp(a, "--probe-seqs")) o.probe_seqs = atoi(v);
     else if (!strcmp(a, "--out")) out = v;
     else if (!strcmp(a, "--compress")) {
       qg_compressor k;
@@ -61,8 +69,9 @@ int qg_cmd_sensitivity(int argc, char **argv) {
   }
   if (!o.model || !c.val || !c.tokenizer || !o.base || !o.candidates)
     return qg_cli_usage_error("sensitivity", "--model, --val, --tokenizer, --base and --candidates are required");
-  if (o.calib_seqs < 0 || o.calib_len < 0 || o.chunk < 0)
-    return qg_cli_usage_error("sensitivity", "--calib-seqs, --calib-len and --chunk must be positive");
+  if (o.calib_seqs < 0 || o.calib_len < 0 || o.chunk < 0 || o.est_seqs < -1 || o.probes < -1 || o.probe_seqs < 0)
+    return qg_cli_usage_error("sensitivity",
+                              "--calib-seqs, --calib-len, --chunk, --est-seqs, --probes and --probe-seqs must be positive");
   o.val = c.val, o.tokenizer = c.tokenizer, o.eval = c.opts, o.device = c.device;
   o.mlp_power = c.gopt.mlp_power, o.allow_tokenizer_mismatch = c.allow_tok_mismatch;
   qg_sens_result r;
