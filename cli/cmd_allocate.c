@@ -113,8 +113,8 @@ int qg_cmd_allocate(int argc, char **argv) {
     const char *obj = o.objective ? o.objective : "kld";
     printf("%-16s %-28s %14s %12s\n", "group", "choice", "delta", "bytes");
     for (int g = 0; g < r.t.n_groups; g++) {
-      int k = r.sol.best.choice[g], c = r.sp.opt_cell[g][k];
-      printf("%-16s %-28s %14.6g %12lld\n", r.t.groups[g].name, c < 0 ? "base" : r.t.cands[r.t.cells[c].cand],
+      int k = r.sol.best.choice[g];
+      printf("%-16s %-28s %14.6g %12lld\n", r.t.groups[g].name, r.choice[g],
              r.sp.p.opts[g][k].delta, (long long)r.sp.p.opts[g][k].bytes);
     }
     printf("predicted %s %.6g (base %.6g + %.6g), predicted bytes %lld of budget %lld (fixed %lld, code %lld)\n", obj,
@@ -128,9 +128,12 @@ int qg_cmd_allocate(int argc, char **argv) {
     for (int f = 0; f < nf; f += step)
       if (f + step < nf || f == nf - 1) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[f].bytes, r.base_metric + r.sol.frontier[f].delta);
     if (nf > 1 && (nf - 1) % step) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[nf - 1].bytes, r.base_metric + r.sol.frontier[nf - 1].delta);
+    if (o.iterate) printf("iterate: first solve predicted %s %.6g at %lld bytes\n", obj, r.first_predicted,
+                          (long long)r.first_predicted_bytes);
     for (int k = 0; k < r.n_rounds; k++)
-      printf("iterate round %d: re-measured around the allocation (its %s %.6g), re-solved: predicted %.6g, %lld "
-             "bytes, %d group(s) changed\n", k + 1, obj, r.rounds[k].base_metric, r.rounds[k].predicted,
+      printf("iterate round %d: re-measured around the allocation: its %s %.6g (predicted %.6g), re-solved: predicted "
+             "%.6g, %lld bytes, %d group(s) changed\n", k + 1, obj, r.rounds[k].base_metric,
+             k ? r.rounds[k - 1].predicted : r.first_predicted, r.rounds[k].predicted,
              (long long)r.rounds[k].predicted_bytes, r.rounds[k].changed);
     if (o.iterate) printf("iterate: %s after %d round(s)\n", r.converged ? "converged" : "not converged", r.n_rounds);
     if (r.verified) {
@@ -140,10 +143,10 @@ int qg_cmd_allocate(int argc, char **argv) {
              "compressed bytes are not exactly additive); %lld tokens\n", r.predicted, r.measured_metric - r.predicted,
              (long long)r.measured_bytes, (long long)r.sol.best.bytes, (long long)(r.measured_bytes - r.sol.best.bytes),
              100.0 * (double)(r.measured_bytes - r.sol.best.bytes) / (double)r.sol.best.bytes, (long long)r.measured_tokens);
-      for (int k = 1; k <= r.repair_rounds; k++)
-        printf("repair %d: over budget by %lld bytes, re-solved at budget %lld: artifact %lld bytes\n", k,
-               (long long)(r.repair_bytes[k - 1] + o.code_bytes - o.budget), (long long)r.repair_budget[k],
-               (long long)r.repair_bytes[k]);
+      for (int k = 1; k <= r.repair.rounds; k++)
+        printf("repair %d: over budget by %lld bytes, re-solved at budget %lld: artifact + code %lld bytes\n", k,
+               (long long)(r.repair.measured[k - 1] - o.budget), (long long)r.repair.budget[k],
+               (long long)r.repair.measured[k]);
       printf("delivered artifact %s the budget (%lld + code %lld vs %lld)\n", r.fits ? "fits" : "does NOT fit",
              (long long)r.measured_bytes, (long long)o.code_bytes, (long long)o.budget);
     }

@@ -22,6 +22,10 @@
 #include "quant/job.h"
 
 void qg_allocate_result_free(qg_allocate_result *r) {
+  if (r->choice)
+    for (int g = 0; g < r->t.n_groups; g++) free(r->choice[g]);
+  free(r->choice);
+  r->choice = NULL;
   qg_alloc_table_free(&r->t);
   qg_alloc_tproblem_free(&r->sp);
   qg_alloc_solution_free(&r->sol);
@@ -181,11 +185,8 @@ static const char *effective(const qg_allocate_result *r, int g, const char *pre
 static qg_status iterate(const qg_allocate_opts *o, qg_allocate_result *r, const qg_state *st, const char *objective,
                          const char *const *only, int n_only, int64_t budget, int64_t gran) {
   int ng = r->t.n_groups;
-  char **eff = calloc((size_t)ng, sizeof *eff);
-  if (!eff) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  char **eff = r->choice; /* updated in place */
   qg_status s = QG_OK;
-  for (int g = 0; !s && g < ng; g++)
-    if (!(eff[g] = qg_strdup(effective(r, g, "(base)")))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
   int rounds = o->iterate < QG_ALLOC_ITER_MAX ? o->iterate : QG_ALLOC_ITER_MAX;
   for (int k = 0; !s && k < rounds && !r->converged; k++) {
     qg_alloc_table t;
@@ -219,9 +220,25 @@ static qg_status iterate(const qg_allocate_opts *o, qg_allocate_result *r, const
     if (!s && !(rd->spec = qg_strdup(r->spec_inline))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
     r->converged = !rd->changed;
   }
-  for (int g = 0; g < ng; g++) free(eff[g]);
-  free(eff);
   return s;
+}
+
+typedef struct {
+  const qg_allocate_opts *o;
+  qg_allocate_result *r;
+  const qg_state *st;
+} measure_ctx;
+
+/* The repair's measurement: the solution as spec, quantized (and with verify evaluated). */
+static qg_status measure_real(void *ctx, const qg_alloc_solution *sol, int64_t *real_bytes) {
+  measure_ctx *m = ctx;
+  free(m->r->spec_inline);
+  m->r->spec_inline = NULL;
+  QG_TRY(qg_alloc_table_spec(&m->r->t, &m->r->sp, sol->best.choice, m->st, 0, NULL, &m->r->spec_inline,
+                             &m->r->contest_passthrough));
+  QG_TRY(verify(m->o, m->r));
+  *real_bytes = m->r->measured_bytes + m->o->code_bytes;
+  return QG_OK;
 }
 
 qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
@@ -257,22 +274,21 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   int64_t gran = o->granularity ? o->granularity : s ? 1 : qg_alloc_auto_granularity(&r->sp.p, o->budget, (int64_t)1 << 24);
   int64_t budget = o->budget;
   if (!s) s = solve_at(r, &st, budget, gran);
+  if (!s) {
+    r->first_predicted = (strcmp(objective, "nll") ? r->t.base_kld : r->t.base_nll) + r->sol.best.delta;
+    r->first_predicted_bytes = r->sol.best.bytes;
+    if (!(r->choice = calloc((size_t)r->t.n_groups, sizeof *r->choice))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    for (int g = 0; !s && g < r->t.n_groups; g++)
+      if (!(r->choice[g] = qg_strdup(effective(r, g, "base")))) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
   if (!s && o->iterate) s = iterate(o, r, &st, objective, (const char *const *)only, n_only, budget, gran);
   for (int k = 0; k < n_only; k++) free(only[k]);
   free(only);
   if (!s && (o->verify || o->repair)) {
-    s = verify(o, r);
-    r->repair_budget[0] = budget, r->repair_bytes[0] = r->measured_bytes;
-    /* compression is not additive over tensors: while the real artifact (plus code bytes)
-     * is over, shrink the solver's budget by the measured excess and verify again */
-    while (!s && r->measured_bytes + o->code_bytes > o->budget && r->repair_rounds < QG_ALLOC_REPAIR_MAX) {
-      budget -= r->measured_bytes + o->code_bytes - o->budget;
-      if (budget < r->sol.min_bytes) break;
-      r->repair_rounds++;
-      if (!(s = solve_at(r, &st, budget, gran))) s = verify(o, r);
-      r->repair_budget[r->repair_rounds] = budget, r->repair_bytes[r->repair_rounds] = r->measured_bytes;
-    }
-    r->fits = !s && r->measured_bytes + o->code_bytes <= o->budget;
+    /* compression is not additive over tensors: repair an over-budget real artifact */
+    measure_ctx mc = {o, r, &st};
+    s = qg_alloc_solve_repair(&r->sp.p, budget, gran, QG_ALLOC_REPAIR_MAX, measure_real, &mc, &r->sol, &r->repair);
+    if (!s) budget = r->repair.budget[r->repair.rounds], r->fits = r->repair.fits;
   }
   if (!s) r->base_metric = strcmp(objective, "nll") ? r->t.base_kld : r->t.base_nll;
   if (!s) {
@@ -302,6 +318,8 @@ void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg
   else qg_json_str(j, "(measured in place)");
   qg_json_key(j, "iterate");
   qg_json_obj_begin(j);
+  qg_json_key(j, "first_predicted_metric"), qg_json_num(j, r->first_predicted);
+  qg_json_key(j, "first_predicted_bytes"), qg_json_int(j, r->first_predicted_bytes);
   qg_json_key(j, "max_rounds"), qg_json_int(j, o->iterate);
   qg_json_key(j, "converged"), qg_json_bool(j, r->converged);
   qg_json_key(j, "rounds");
@@ -334,7 +352,7 @@ void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg
     int c = r->sp.opt_cell[g][r->sol.best.choice[g]];
     qg_json_obj_begin(j);
     qg_json_key(j, "group"), qg_json_str(j, r->t.groups[g].name);
-    qg_json_key(j, "candidate"), qg_json_str(j, c < 0 ? "base" : r->t.cands[r->t.cells[c].cand]);
+    qg_json_key(j, "candidate"), qg_json_str(j, r->choice ? r->choice[g] : c < 0 ? "base" : r->t.cands[r->t.cells[c].cand]);
     qg_json_key(j, "delta"), qg_json_num(j, r->sp.p.opts[g][r->sol.best.choice[g]].delta);
     qg_json_key(j, "bytes"), qg_json_int(j, r->sp.p.opts[g][r->sol.best.choice[g]].bytes);
     qg_json_obj_end(j);
@@ -370,10 +388,10 @@ void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg
     qg_json_key(j, "fits_budget"), qg_json_bool(j, r->fits);
     qg_json_key(j, "repair");
     qg_json_arr_begin(j);
-    for (int k = 0; k <= r->repair_rounds; k++) {
+    for (int k = 0; k <= r->repair.rounds; k++) {
       qg_json_obj_begin(j);
-      qg_json_key(j, "solver_budget"), qg_json_int(j, r->repair_budget[k]);
-      qg_json_key(j, "measured_bytes"), qg_json_int(j, r->repair_bytes[k]);
+      qg_json_key(j, "solver_budget"), qg_json_int(j, r->repair.budget[k]);
+      qg_json_key(j, "measured_total_bytes"), qg_json_int(j, r->repair.measured[k]);
       qg_json_obj_end(j);
     }
     qg_json_arr_end(j);

@@ -14,8 +14,6 @@
 #include "lab/alloc_table.h"
 #include "lab/sensitivity.h"
 
-/* verify's over-budget repair: at most this many re-solves */
-#define QG_ALLOC_REPAIR_MAX 4
 /* --iterate: at most this many rounds */
 #define QG_ALLOC_ITER_MAX 8
 
@@ -67,10 +65,12 @@ typedef struct {
   /* over budget: the solver's bytes are a sum of per-tensor costs, the artifact one
    * compressed stream; each repair round re-solves with the budget reduced by the
    * measured excess (cumulative) and verifies again */
-  int repair_rounds;
-  int64_t repair_budget[QG_ALLOC_REPAIR_MAX + 1], repair_bytes[QG_ALLOC_REPAIR_MAX + 1];
+  qg_alloc_repair_log repair; /* measured = artifact + code bytes */
   int fits;              /* the delivered (last verified) artifact is within the budget */
   qg_alloc_round rounds[QG_ALLOC_ITER_MAX];
+  double first_predicted;        /* the first solve's prediction (before any iterate round) */
+  int64_t first_predicted_bytes;
+  char **choice;                 /* per group of t: the candidate it runs, "base" for the original base */
   int n_rounds, converged;
   int measured_in_place; /* the first table came from the engine, not a file */
   int64_t measured_tokens;

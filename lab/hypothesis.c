@@ -470,7 +470,7 @@ static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, ya
   a->contest_passthrough |= r.contest_passthrough;
   a->alloc_predicted_kld = r.predicted;
   a->alloc_predicted_bytes = r.sol.best.bytes;
-  a->alloc_repair_rounds = r.repair_rounds;
+  a->alloc_repair_rounds = r.repair.rounds;
   a->alloc_measured_bytes = r.measured_bytes;
   qg_allocate_result_free(&r);
   return QG_OK;
