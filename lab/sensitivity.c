@@ -408,8 +408,16 @@ static qg_status check_inputs(sens_run *R) {
   qg_spm_free(&tok);
   if (!s && o->calib) {
     qg_shards cs;
-    if (!(s = qg_shards_open(o->calib, &cs))) qg_shards_close(&cs);
-    if (s) s = qg_fail_prefix(s, "--calib");
+    if (!(s = qg_shards_open(o->calib, &cs))) {
+      /* the estimators' two subsets are drawn after the evaluation: check they fit now */
+      int ns = o->est_seqs ? o->est_seqs : 8, len = o->calib_len > 0 ? o->calib_len : 1024;
+      if (ns > 0 && qg_shards_count(&cs) < (int64_t)2 * ns * (len + 1))
+        s = qg_fail(QG_ERR_INPUT, "--calib %s: %lld tokens, the estimators' two subsets need %lld (2 x --est-seqs %d x "
+                    "%d); lower --est-seqs or give --est-seqs 0", o->calib, (long long)qg_shards_count(&cs),
+                    (long long)2 * ns * (len + 1), ns, len + 1);
+      qg_shards_close(&cs);
+    }
+    if (s && !strstr(qg_last_error(), "--calib")) s = qg_fail_prefix(s, "--calib");
   }
   return s;
 }

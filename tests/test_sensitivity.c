@@ -230,6 +230,16 @@ static void test_errors(void **st) {
     if (lines != 1) fail_msg("%s: %d lines on stderr: %s", bad[i], lines, err);
     assert_int_equal(qg_test_count_entries(dir), 0); /* nothing written */
   }
+  /* the estimators' calibration subsets must fit the calibration shards: checked up front */
+  char extra[4400];
+  snprintf(extra, sizeof extra, "--base '*: rowwise bits=8' --candidates 'rowwise bits=4' --calib '%s' --est-seqs 100000",
+           val);
+  snprintf(args, sizeof args, "%s %s", pre, extra);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
+  if (!strstr(err, "--est-seqs") || strchr(err, '\n') != err + strlen(err) - 1) fail_msg("%s", err);
+  assert_int_equal(qg_test_count_entries(dir), 0);
+  snprintf(args, sizeof args, "%s --base '*: rowwise bits=8' --candidates 'rowwise bits=4' --probes -3", pre);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
   qg_test_rmdir(dir);
 }
 
