@@ -10,7 +10,9 @@
 #include "lab/allocate_run.h"
 
 void qg_cmd_allocate_help(void) {
-  printf("usage: quantgolf allocate --model M --budget BYTES --sensitivity FILE [--objective kld|nll]\n"
+  printf("usage: quantgolf allocate --model M --budget BYTES [--sensitivity FILE] [--objective kld|nll]\n"
+         "         [--base SPEC --val GLOB --tokenizer T [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]]\n"
+         "         [--iterate N]\n"
          "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N] [--granularity BYTES]\n"
          "         [--out SPEC.yaml] [--json]\n"
          "         [--verify --val GLOB --tokenizer T [--max-tokens N] [--seq-len N] [--calib GLOB]\n"
@@ -23,21 +25,24 @@ void qg_cmd_allocate_help(void) {
          "rounding's worst case, groups x (granularity - 1) bytes, is printed). Prints\n"
          "the choice, the prediction and the Pareto frontier; --out writes the allocation as a\n"
          "spec YAML for quantize --spec-file. --verify quantizes it, measures the artifact's real\n"
-         "bytes and its KLD to the float model, and prints predicted vs measured.\n");
+         "bytes and its KLD to the float model (95%% block-bootstrap interval), and prints\n"
+         "predicted vs measured; when the real artifact (plus --code-bytes) is over the budget it\n"
+         "re-solves with the budget reduced by the measured excess, up to 4 times, and says\n"
+         "whether the delivered artifact fits. Without --sensitivity the table is measured in\n"
+         "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
+         "the table with the chosen allocation as the base and re-solves, until no group's\n"
+         "choice changes (at most N rounds, N <= 8), printing each round.\n");
 }
 
-static int no_iterate(const char *v, void *dst, char *err, size_t cap) {
-  (void)v, (void)dst;
-  snprintf(err, cap, "--iterate re-measures around the chosen point with the sensitivity engine, which this build "
-           "does not have yet");
-  return 1;
+static void on_progress(void *ctx, const char *stage, int i, int n) {
+  (void)ctx;
+  fprintf(stderr, "allocate: sensitivity %s %d/%d\n", stage, i, n);
 }
 
 int qg_cmd_allocate(int argc, char **argv) {
   const char *cmd = "allocate";
   qg_allocate_opts o = {.budget = -1};
   int json = 0;
-  int iterate = 0;
 #define STR(nm, field) {.name = nm, .kind = QG_ARG_STR, .dst = &o.field}
 #define AT_LEAST(nm, field, l) \
   {.name = nm, .kind = QG_ARG_I64, .dst = &o.field, .lo = l, .hi = INT64_MAX, .bad = "{opt}: '{val}' is not an integer >= {lo}"}
@@ -47,13 +52,14 @@ int qg_cmd_allocate(int argc, char **argv) {
   const qg_arg args[] = {
       {.name = "--json", .kind = QG_ARG_FLAG, .dst = &json},
       {.name = "--verify", .kind = QG_ARG_FLAG, .dst = &o.verify},
-      {.name = "--iterate", .kind = QG_ARG_FLAG, .dst = &iterate, .fn = no_iterate},
       STR("--model", model), STR("--sensitivity", sensitivity), STR("--objective", objective),
+      STR("--base", base), STR("--groups", groups),
       STR("--candidates", candidates), STR("--out", out), STR("--val", val), STR("--tokenizer", tokenizer),
       STR("--calib", calib), STR("--device", device), STR("--verify-out", verify_out),
       AT_LEAST("--budget", budget, 1), AT_LEAST("--code-bytes", code_bytes, 0), AT_LEAST("--granularity", granularity, 1),
       AT_LEAST("--max-tokens", max_tokens, 1),
       POSITIVE("--seq-len", seq_len), POSITIVE("--calib-seqs", calib_seqs), POSITIVE("--calib-len", calib_len),
+      POSITIVE("--iterate", iterate),
       {0}};
 #undef STR
 #undef AT_LEAST
@@ -63,9 +69,11 @@ int qg_cmd_allocate(int argc, char **argv) {
   if (qg_cli_parse(&spec, &argc, argv)) return 2;
   if (!o.model) return qg_cli_usage_error(cmd, "--model is required");
   if (o.budget < 0) return qg_cli_usage_error(cmd, "--budget BYTES is required");
-  if (!o.sensitivity)
-    return qg_cli_usage_error(cmd, "--sensitivity FILE is required (a sensitivity.json; measuring one in place needs "
-                              "the sensitivity engine, which this build does not have yet)");
+  if (!o.sensitivity && (!o.base || !o.candidates || !o.val || !o.tokenizer))
+    return qg_cli_usage_error(cmd, "without --sensitivity FILE, give --base, --candidates, --val and --tokenizer (the "
+                              "table is measured in place)");
+  if (o.iterate > QG_ALLOC_ITER_MAX) return qg_cli_usage_error(cmd, "--iterate: at most %d rounds", QG_ALLOC_ITER_MAX);
+  o.progress = on_progress;
   qg_allocate_result r;
   qg_status s = qg_allocate_run(&o, &r);
   if (s) return qg_cli_report(cmd, s);
@@ -82,8 +90,8 @@ int qg_cmd_allocate(int argc, char **argv) {
     const char *obj = o.objective ? o.objective : "kld";
     printf("%-16s %-28s %14s %12s\n", "group", "choice", "delta", "bytes");
     for (int g = 0; g < r.t.n_groups; g++) {
-      int k = r.sol.best.choice[g], c = r.sp.opt_cell[g][k];
-      printf("%-16s %-28s %14.6g %12lld\n", r.t.groups[g].name, c < 0 ? "base" : r.t.cands[r.t.cells[c].cand],
+      int k = r.sol.best.choice[g];
+      printf("%-16s %-28s %14.6g %12lld\n", r.t.groups[g].name, r.choice[g],
              r.sp.p.opts[g][k].delta, (long long)r.sp.p.opts[g][k].bytes);
     }
     printf("predicted %s %.6g (base %.6g + %.6g), predicted bytes %lld of budget %lld (fixed %lld, code %lld)\n", obj,
@@ -97,12 +105,28 @@ int qg_cmd_allocate(int argc, char **argv) {
     for (int f = 0; f < nf; f += step)
       if (f + step < nf || f == nf - 1) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[f].bytes, r.base_metric + r.sol.frontier[f].delta);
     if (nf > 1 && (nf - 1) % step) printf("  %12lld  %.6g\n", (long long)r.sol.frontier[nf - 1].bytes, r.base_metric + r.sol.frontier[nf - 1].delta);
-    if (r.verified)
-      printf("verify: measured %s %.6g vs predicted %.6g (additivity error %+.6g); artifact %lld bytes vs predicted %lld "
-             "(%+lld, %+.3f%%: compressed bytes are not exactly additive); %lld tokens\n", obj, r.measured_metric,
-             r.predicted, r.measured_metric - r.predicted, (long long)r.measured_bytes, (long long)r.sol.best.bytes,
-             (long long)(r.measured_bytes - r.sol.best.bytes),
+    if (o.iterate) printf("iterate: first solve predicted %s %.6g at %lld bytes\n", obj, r.first_predicted,
+                          (long long)r.first_predicted_bytes);
+    for (int k = 0; k < r.n_rounds; k++)
+      printf("iterate round %d: re-measured around the allocation: its %s %.6g (predicted %.6g), re-solved: predicted "
+             "%.6g, %lld bytes, %d group(s) changed\n", k + 1, obj, r.rounds[k].base_metric,
+             k ? r.rounds[k - 1].predicted : r.first_predicted, r.rounds[k].predicted,
+             (long long)r.rounds[k].predicted_bytes, r.rounds[k].changed);
+    if (o.iterate) printf("iterate: %s after %d round(s)\n", r.converged ? "converged" : "not converged", r.n_rounds);
+    if (r.verified) {
+      printf("verify: measured %s %.6g", obj, r.measured_metric);
+      if (strcmp(obj, "nll")) printf(" [%.6g, %.6g] (95%%, block bootstrap over windows)", r.measured_kld_lo, r.measured_kld_hi);
+      printf(" vs predicted %.6g (additivity error %+.6g); artifact %lld bytes vs predicted %lld (%+lld, %+.3f%%: "
+             "compressed bytes are not exactly additive); %lld tokens\n", r.predicted, r.measured_metric - r.predicted,
+             (long long)r.measured_bytes, (long long)r.sol.best.bytes, (long long)(r.measured_bytes - r.sol.best.bytes),
              100.0 * (double)(r.measured_bytes - r.sol.best.bytes) / (double)r.sol.best.bytes, (long long)r.measured_tokens);
+      for (int k = 1; k <= r.repair.rounds; k++)
+        printf("repair %d: over budget by %lld bytes, re-solved at budget %lld: artifact + code %lld bytes\n", k,
+               (long long)(r.repair.measured[k - 1] - o.budget), (long long)r.repair.budget[k],
+               (long long)r.repair.measured[k]);
+      printf("delivered artifact %s the budget (%lld + code %lld vs %lld)\n", r.fits ? "fits" : "does NOT fit",
+             (long long)r.measured_bytes, (long long)o.code_bytes, (long long)o.budget);
+    }
     if (o.out) printf("spec: %s\n", o.out);
   }
   qg_allocate_result_free(&r);

@@ -36,7 +36,7 @@ static qg_status need(const rd *r, const qg_jnode *obj, const char *key, qg_jtyp
 }
 
 static qg_status need_int(const rd *r, const qg_jnode *obj, const char *key, int64_t min, int64_t *out) {
-  const qg_jnode *v;
+  const qg_jnode *v = NULL; /* set by need() whenever it succeeds */
   QG_TRY(need(r, obj, key, QG_JNUM, &v));
   if (!v->is_int) return bad(r, v, key, "must be an integer");
   if (v->i < min) return bad(r, v, key, min ? "must be >= 1" : "must be >= 0");
@@ -54,7 +54,7 @@ static qg_status no_dups(const rd *r, const qg_jnode *obj) {
 static double num_of(const rd *r, const qg_jnode *v) { return v->is_int ? (double)v->i : strtod(r->text + v->offset, NULL); }
 
 static qg_status need_num(const rd *r, const qg_jnode *obj, const char *key, double *out) {
-  const qg_jnode *v;
+  const qg_jnode *v = NULL; /* set by need() whenever it succeeds */
   QG_TRY(need(r, obj, key, QG_JNUM, &v));
   *out = num_of(r, v);
   if (!isfinite(*out)) return bad(r, v, key, "must be finite");
@@ -62,7 +62,7 @@ static qg_status need_num(const rd *r, const qg_jnode *obj, const char *key, dou
 }
 
 static qg_status need_str(const rd *r, const qg_jnode *obj, const char *key, char **out) {
-  const qg_jnode *v;
+  const qg_jnode *v = NULL; /* set by need() whenever it succeeds */
   QG_TRY(need(r, obj, key, QG_JSTR, &v));
   if (!*v->s) return bad(r, v, key, "must not be empty");
   *out = qg_strdup(v->s);

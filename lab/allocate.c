@@ -176,3 +176,35 @@ qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t gran
   if (s) qg_alloc_solution_free(out);
   return s;
 }
+
+qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,
+                                qg_alloc_measure_fn measure, void *ctx, qg_alloc_solution *out,
+                                qg_alloc_repair_log *log) {
+  memset(log, 0, sizeof *log);
+  if (max_rounds > QG_ALLOC_REPAIR_MAX) max_rounds = QG_ALLOC_REPAIR_MAX;
+  int64_t b = budget, m;
+  QG_TRY(qg_alloc_solve(p, b, granularity, 0, out));
+  qg_status s = measure(ctx, out, &m);
+  if (s) {
+    qg_alloc_solution_free(out);
+    return s;
+  }
+  log->budget[0] = b, log->measured[0] = m;
+  while (m > budget && log->rounds < max_rounds && b - (m - budget) >= out->min_bytes) {
+    b -= m - budget;
+    qg_alloc_solution next;
+    if (!(s = qg_alloc_solve(p, b, granularity, 0, &next))) {
+      qg_alloc_solution_free(out);
+      *out = next;
+      s = measure(ctx, out, &m);
+    }
+    if (s) {
+      qg_alloc_solution_free(out);
+      return s;
+    }
+    log->rounds++;
+    log->budget[log->rounds] = b, log->measured[log->rounds] = m;
+  }
+  log->fits = m <= budget;
+  return QG_OK;
+}

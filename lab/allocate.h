@@ -54,4 +54,23 @@ int64_t qg_alloc_auto_granularity(const qg_alloc_problem *p, int64_t budget, int
 /* The objective and exact bytes of a choice vector, summed in group order. */
 void qg_alloc_eval(const qg_alloc_problem *p, const int *choice, double *delta, int64_t *bytes);
 
+/* Real compressed bytes are not additive over tensors, so a solution within the budget
+ * on the table's per-tensor costs can come out over it. Solves at budget, measures the
+ * solution's real total (measure: e.g. quantize it and add code bytes), and while that is
+ * over the budget re-solves with the solver's budget reduced by the measured excess
+ * (cumulatively), at most max_rounds times (<= QG_ALLOC_REPAIR_MAX), stopping early when
+ * the reduced budget is below the smallest achievable total. out is the last solution
+ * measured; log->fits says whether its real total is within the budget. */
+#define QG_ALLOC_REPAIR_MAX 4
+typedef struct {
+  int rounds;                                   /* re-solves done */
+  int64_t budget[QG_ALLOC_REPAIR_MAX + 1];      /* the solver's budget, per measurement */
+  int64_t measured[QG_ALLOC_REPAIR_MAX + 1];    /* the real total, per measurement */
+  int fits;
+} qg_alloc_repair_log;
+typedef qg_status (*qg_alloc_measure_fn)(void *ctx, const qg_alloc_solution *sol, int64_t *real_bytes);
+qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,
+                                qg_alloc_measure_fn measure, void *ctx, qg_alloc_solution *out,
+                                qg_alloc_repair_log *log);
+
 #endif

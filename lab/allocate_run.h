@@ -12,6 +12,20 @@
 #include "core/json.h"
 #include "lab/allocate.h"
 #include "lab/alloc_table.h"
+#include "lab/sensitivity.h"
+
+/* --iterate: at most this many rounds */
+#define QG_ALLOC_ITER_MAX 8
+
+/* One --iterate round: the table re-measured with the previous allocation as its base,
+ * then re-solved. */
+typedef struct {
+  double predicted;           /* the new table's base metric + the chosen deltas */
+  double base_metric;         /* measured metric of the previous allocation itself */
+  int64_t predicted_bytes;
+  int changed;                /* groups whose candidate changed */
+  char *spec;                 /* the allocation after this round (inline) */
+} qg_alloc_round;
 
 typedef struct {
   const char *model, *sensitivity;
@@ -20,8 +34,16 @@ typedef struct {
   const char *objective;                   /* kld (default) | nll */
   const char *candidates;                  /* restrict to these (expanded list), or NULL */
   const char *out;                         /* spec YAML path, or NULL */
+  /* without a table (sensitivity NULL) the sensitivity engine measures one in place from
+   * base, candidates (required) and groups (roles when NULL), on val/tokenizer/calib */
+  const char *base, *groups;
+  int iterate;                             /* up to this many re-measure + re-solve rounds */
+  qg_sens_progress progress;
+  void *progress_ctx;
   /* verify */
   int verify;
+  int repair;  /* without verify: quantize the choice only to measure its real bytes and
+                * repair an over-budget allocation as verify does (no evaluation) */
   const char *val, *tokenizer, *calib, *device, *verify_out; /* verify_out: the artifact path (NULL: temp, removed) */
   int seq_len, calib_seqs, calib_len;
   int64_t max_tokens;
@@ -39,6 +61,18 @@ typedef struct {
   int verified;
   int64_t measured_bytes;
   double measured_kld, measured_nll, measured_metric;
+  double measured_kld_lo, measured_kld_hi; /* 95 %, block bootstrap over windows */
+  /* over budget: the solver's bytes are a sum of per-tensor costs, the artifact one
+   * compressed stream; each repair round re-solves with the budget reduced by the
+   * measured excess (cumulative) and verifies again */
+  qg_alloc_repair_log repair; /* measured = artifact + code bytes */
+  int fits;              /* the delivered (last verified) artifact is within the budget */
+  qg_alloc_round rounds[QG_ALLOC_ITER_MAX];
+  double first_predicted;        /* the first solve's prediction (before any iterate round) */
+  int64_t first_predicted_bytes;
+  char **choice;                 /* per group of t: the candidate it runs, "base" for the original base */
+  int n_rounds, converged;
+  int measured_in_place; /* the first table came from the engine, not a file */
   int64_t measured_tokens;
   double seconds;
 } qg_allocate_result;

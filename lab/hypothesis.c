@@ -277,14 +277,10 @@ static qg_status alloc_member(const ctx *c, void *obj, const char *key, const ch
   qg_lab_arm *a = p->arm;
   if (!strcmp(key, "budget")) return get_i64(c, v, full, 1, INT64_MAX, &a->alloc_budget);
   if (!strcmp(key, "candidates")) return get_str(c, v, full, &a->alloc_candidates);
-  if (!strcmp(key, "groups")) {
-    QG_TRY(get_str(c, v, full, &a->alloc_groups));
-    /* the table's own groups are used; only the sensitivity engine could regroup */
-    if (strcmp(a->alloc_groups, "roles")) return bad(c, v, full, "expected roles (the table's groups), got '%s'", a->alloc_groups);
-    return QG_OK;
-  }
+  if (!strcmp(key, "groups")) return get_str(c, v, full, &a->alloc_groups);
+  if (!strcmp(key, "base")) return get_str(c, v, full, &a->alloc_base);
   if (!strcmp(key, "sensitivity")) return get_path(c, p->h->dir, v, full, 0, &a->alloc_sensitivity);
-  return unknown(c, v, full, "budget, candidates, groups, sensitivity");
+  return unknown(c, v, full, "budget, candidates, groups, base, sensitivity");
 }
 
 static qg_status arm_member(const ctx *c, void *obj, const char *key, const char *full, yaml_node_t *v) {
@@ -452,12 +448,20 @@ static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, ya
   if (a->spec || a->spec_file) return bad(c, vn, path, "allocate chooses the spec: give no spec or spec_file%s", NULL);
   if (a->fit_param || a->trains) return bad(c, vn, path, "allocate arms take no fit or train%s", NULL);
   if (!a->alloc_budget) return bad(c, vn, path, "allocate needs budget (bytes)%s", NULL);
-  if (!a->alloc_sensitivity)
-    return bad(c, vn, path, "allocate needs sensitivity: a sensitivity.json (the sensitivity engine that would "
-               "measure one here is not in this build)%s", NULL);
+  /* a table file has its own groups; only the engine, measuring in place, can regroup */
+  if (a->alloc_sensitivity && a->alloc_groups && strcmp(a->alloc_groups, "roles"))
+    return bad(c, vn, path, "allocate.groups: with a sensitivity file only roles (the table's groups), got '%s'",
+               a->alloc_groups);
+  if (!a->alloc_sensitivity && !a->alloc_candidates)
+    return bad(c, vn, path, "allocate without sensitivity measures the table in place: it needs candidates%s", NULL);
   if (!h->model) return bad(c, vn, path, "allocate needs the experiment's model%s", NULL);
+  /* repair: the real artifact is quantized once (no evaluation) and the budget shrunk by
+   * any excess, so the arm meets its budget although compressed bytes are not additive */
   qg_allocate_opts o = {.model = h->model, .sensitivity = a->alloc_sensitivity, .budget = a->alloc_budget,
-                        .candidates = a->alloc_candidates, .granularity = 1};
+                        .candidates = a->alloc_candidates, .granularity = 1, .repair = 1,
+                        .base = a->alloc_base ? a->alloc_base : "*: rowwise bits=8", .groups = a->alloc_groups,
+                        .val = h->val, .tokenizer = h->tokenizer, .calib = h->calib, .seq_len = h->seq_len,
+                        .max_tokens = h->max_tokens, .calib_seqs = h->calib_seqs, .calib_len = h->calib_len};
   qg_allocate_result r;
   qg_status s = qg_allocate_run(&o, &r);
   if (s) return qg_fail_prefix(s, "%s: line %d: %s.allocate", c->path, a->line, path);
@@ -466,6 +470,8 @@ static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, ya
   a->contest_passthrough |= r.contest_passthrough;
   a->alloc_predicted_kld = r.predicted;
   a->alloc_predicted_bytes = r.sol.best.bytes;
+  a->alloc_repair_rounds = r.repair.rounds;
+  a->alloc_measured_bytes = r.measured_bytes;
   qg_allocate_result_free(&r);
   return QG_OK;
 }
@@ -677,7 +683,7 @@ qg_status qg_lab_hypothesis_load(const char *path, qg_lab_hypothesis *out) {
 static void arm_free(qg_lab_arm *a) {
   free(a->name), free(a->label), free(a->spec), free(a->spec_file), free(a->fit_param), free(a->fit_to);
   free(a->calib), free(a->compress);
-  free(a->alloc_candidates), free(a->alloc_groups), free(a->alloc_sensitivity);
+  free(a->alloc_candidates), free(a->alloc_groups), free(a->alloc_sensitivity), free(a->alloc_base);
   for (int i = 0; i < a->n_train; i++) free(a->train[i].key), free(a->train[i].value);
   free(a->train);
   for (int i = 0; i < a->n_fit; i++) free(a->fit_values[i]);

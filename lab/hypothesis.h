@@ -57,7 +57,10 @@ typedef struct {
    * choice from the sensitivity table, made when the file is read (spec holds it) */
   int allocates;
   int64_t alloc_budget;
-  char *alloc_candidates, *alloc_groups, *alloc_sensitivity;
+  char *alloc_candidates, *alloc_groups, *alloc_sensitivity; /* sensitivity NULL: measured in place */
+  char *alloc_base;                                          /* the engine's base spec (rowwise bits=8) */
+  int alloc_repair_rounds;                                   /* over-budget re-solves */
+  int64_t alloc_measured_bytes;                              /* the repair's real artifact bytes */
   double alloc_predicted_kld; /* the solver's prediction (base + chosen deltas) */
   int64_t alloc_predicted_bytes;
   int line;

@@ -222,7 +222,9 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
       qg_json_key(&j, "budget"), qg_json_int(&j, arm->alloc_budget);
       qg_json_key(&j, "candidates"), arm->alloc_candidates ? qg_json_str(&j, arm->alloc_candidates) : qg_json_null(&j);
       qg_json_key(&j, "groups"), qg_json_str(&j, arm->alloc_groups ? arm->alloc_groups : "roles");
-      qg_json_key(&j, "sensitivity"), qg_json_str(&j, arm->alloc_sensitivity);
+      qg_json_key(&j, "sensitivity"), qg_json_str(&j, arm->alloc_sensitivity ? arm->alloc_sensitivity : "(measured in place)");
+      qg_json_key(&j, "repair_rounds"), qg_json_int(&j, arm->alloc_repair_rounds);
+      qg_json_key(&j, "repair_measured_bytes"), qg_json_int(&j, arm->alloc_measured_bytes);
       qg_json_key(&j, "predicted_kld"), qg_json_num(&j, arm->alloc_predicted_kld);
       qg_json_key(&j, "predicted_bytes"), qg_json_int(&j, arm->alloc_predicted_bytes);
       qg_json_obj_end(&j);
@@ -490,9 +492,14 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
     qg_buf_printf(o, "Arm %s is the allocation solver's choice (exact multiple-choice knapsack, 1-byte granularity) "
                   "from `%s` under a budget of %lld bytes%s%s: predicted KLD %.6g at %lld bytes (the sum of the "
                   "table's per-group deltas and marginal bytes; measured below).\n\n", arm->name,
-                  arm->alloc_sensitivity, (long long)arm->alloc_budget, arm->alloc_candidates ? ", candidates " : "",
+                  arm->alloc_sensitivity ? arm->alloc_sensitivity : "a table measured in place",
+                  (long long)arm->alloc_budget, arm->alloc_candidates ? ", candidates " : "",
                   arm->alloc_candidates ? arm->alloc_candidates : "", arm->alloc_predicted_kld,
                   (long long)arm->alloc_predicted_bytes);
+    if (arm->alloc_repair_rounds)
+      qg_buf_printf(o, "Its first choice's real artifact was over the budget (compressed bytes are not additive over "
+                    "tensors): re-solved %d time(s) with the budget reduced by the measured excess; that artifact "
+                    "measured %lld bytes (brotli).\n\n", arm->alloc_repair_rounds, (long long)arm->alloc_measured_bytes);
   }
   results_md(o, r);
   fits_md(o, r);

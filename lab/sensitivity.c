@@ -3,6 +3,7 @@
 #include "lab/sensitivity.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "core/sha256.h"
 #include "io/shard_manifest.h"
 #include "io/spm.h"
+#include "lab/sensitivity_est.h"
 #include "lab/stats.h"
 #include "quant/artifact.h"
 #include "quant/calibrate.h"
@@ -406,8 +408,16 @@ static qg_status check_inputs(sens_run *R) {
   qg_spm_free(&tok);
   if (!s && o->calib) {
     qg_shards cs;
-    if (!(s = qg_shards_open(o->calib, &cs))) qg_shards_close(&cs);
-    if (s) s = qg_fail_prefix(s, "--calib");
+    if (!(s = qg_shards_open(o->calib, &cs))) {
+      /* the estimators' two subsets are drawn after the evaluation: check they fit now */
+      int ns = o->est_seqs ? o->est_seqs : 8, len = o->calib_len > 0 ? o->calib_len : 1024;
+      if (ns > 0 && qg_shards_count(&cs) < (int64_t)2 * ns * (len + 1))
+        s = qg_fail(QG_ERR_INPUT, "--calib %s: %lld tokens, the estimators' two subsets need %lld (2 x --est-seqs %d x "
+                    "%d); lower --est-seqs or give --est-seqs 0", o->calib, (long long)qg_shards_count(&cs),
+                    (long long)2 * ns * (len + 1), ns, len + 1);
+      qg_shards_close(&cs);
+    }
+    if (s && !strstr(qg_last_error(), "--calib")) s = qg_fail_prefix(s, "--calib");
   }
   return s;
 }
@@ -584,6 +594,8 @@ static qg_status evaluate(sens_run *R) {
     c->delta_nll = b.estimate, c->nll_lo = b.lo, c->nll_hi = b.hi;
     c->bytes = c->base_bytes = 0;
     c->est_output = c->est_trace = 0;
+    for (int h = 0; h < 2; h++)
+      c->est_fisher[h] = c->est_hutch[h] = c->est_hutch_se[h] = c->est_output_ab[h] = c->est_trace_ab[h] = NAN;
     for (int fi = R->flat_of[c->group]; fi < R->flat_of[c->group + 1]; fi++) {
       const cached *cc = &R->cache[(size_t)c->cand * (size_t)R->n_flat + (size_t)fi];
       const cached *cb = &R->cache[(size_t)r->nc * (size_t)R->n_flat + (size_t)fi];
@@ -623,9 +635,209 @@ static qg_status evaluate(sens_run *R) {
   return s;
 }
 
+/* ---- loss-based estimators on two disjoint calibration subsets ----------------------- */
+
+typedef struct {
+  qg_grad_model *gm;
+  const int32_t *seqs;
+  int n, len;
+} hgrad_ctx;
+
+/* Hutchinson's gradient: theta is the gradient model's own parameter buffer. */
+static qg_status hgrad(void *ctx, const float *theta, float *g) {
+  (void)theta;
+  hgrad_ctx *c = ctx;
+  double loss;
+  return qg_grad_model_grad(c->gm, c->seqs, c->n, c->len, 1, g, &loss);
+}
+
+typedef struct {
+  int nd, P;
+  float **D;     /* [fi * nd + c]: dequantized minus float, c = nc is the base */
+  double *dn;    /* ||D||^2, same index */
+  double *F[2];  /* Fisher [fi * nd + c] per subset */
+  double *z[2];  /* Hutchinson per probe [p * n_flat + fi] */
+  double *tr[2]; /* mean trace per tensor */
+  double *so[2], *st[2]; /* stand-ins with the subset's Hessians [fi * nd + c] */
+  int64_t *numel;
+} est_work;
+
+static qg_status est_subset(sens_run *R, qg_grad_model *gm, est_work *E, int h, const int32_t *seqs, int ns, int len,
+                            int ps, const char *const *names) {
+  const qg_sens_opts *o = R->o;
+  qg_sens_result *r = R->r;
+  int nf = R->n_flat, nd = E->nd;
+  char stage[48];
+  snprintf(stage, sizeof stage, "estimators %c: Fisher", 'A' + h);
+  report(o, stage, 0, 1);
+  QG_TRY(qg_sens_fisher(gm, seqs, ns, len, 1, nf, names, nd, (const float *const *)E->D, E->F[h]));
+  if (E->P > 0) {
+    int64_t np, *off = malloc(sizeof *off * (size_t)nf), *ln = malloc(sizeof *ln * (size_t)nf);
+    float *w = qg_grad_model_params(gm, &np);
+    qg_status s = off && ln ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory");
+    double ss = 0, cnt = 0;
+    for (int fi = 0; !s && fi < nf; fi++) {
+      s = qg_grad_model_find(gm, names[fi], &off[fi], &ln[fi]);
+      for (int64_t i = 0; !s && i < ln[fi]; i++) ss += (double)w[off[fi] + i] * w[off[fi] + i], cnt++;
+    }
+    double eps = r->probe_eps_rel * sqrt(ss / (cnt > 0 ? cnt : 1));
+    hgrad_ctx hc = {gm, seqs, ps, len};
+    snprintf(stage, sizeof stage, "estimators %c: Hutchinson", 'A' + h);
+    report(o, stage, 0, 1);
+    if (!s) s = qg_hutchinson(hgrad, &hc, w, np, off, ln, nf, E->P, eps, o->calib_seed * 2654435761u + 17 + (uint64_t)h, E->z[h]);
+    free(off), free(ln);
+    QG_TRY(s);
+    for (int fi = 0; fi < nf; fi++) {
+      double se;
+      qg_mean_se(E->z[h] + fi, E->P, nf, &E->tr[h][fi], &se);
+    }
+  }
+  /* the layer-local stand-ins again, with this subset's input Hessians */
+  snprintf(stage, sizeof stage, "estimators %c: stand-ins", 'A' + h);
+  report(o, stage, 0, 1);
+  qg_gpt m;
+  qg_gpt_options go = {.mlp_power = o->mlp_power};
+  QG_TRY(qg_gpt_init(&m, &R->st, &go, R->ops));
+  qg_hessian_map hm;
+  qg_hessian_map_init(&hm);
+  qg_status s = qg_calib_hessians(&m, seqs, ns, len + 1, 1, &hm);
+  qg_gpt_free(&m);
+  for (int fi = 0; !s && fi < nf; fi++)
+    for (int c = 0; !s && c < nd; c++) {
+      const cached *ce = &R->cache[(size_t)c * (size_t)nf + (size_t)fi];
+      s = estimators(&R->st.t[R->flat_state[fi]], ce->q, &hm, &E->so[h][fi * nd + c], &E->st[h][fi * nd + c]);
+    }
+  qg_hessian_map_free(&hm);
+  return s;
+}
+
+static qg_status delta_of(const qg_tensor *w, const qg_qtensor *q, float **out, double *norm2) {
+  int64_t n = qg_tensor_numel(w);
+  qg_state d;
+  qg_state_init(&d);
+  QG_TRY(qg_qtensor_to_state(q, &d));
+  float *a = malloc(sizeof *a * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
+  qg_status s = a && b ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory");
+  double ss = 0;
+  if (!s) {
+    qg_tensor_to_f32(w, a);
+    qg_tensor_to_f32(&d.t[0], b);
+    for (int64_t i = 0; i < n; i++) b[i] -= a[i], ss += (double)b[i] * b[i];
+  }
+  qg_state_free(&d);
+  free(a);
+  if (s) free(b), b = NULL;
+  *out = b, *norm2 = ss;
+  return s;
+}
+
+static void est_free(est_work *E, int nf) {
+  if (E->D)
+    for (int i = 0; i < nf * E->nd; i++) free(E->D[i]);
+  free(E->D), free(E->dn), free(E->numel);
+  for (int h = 0; h < 2; h++) free(E->F[h]), free(E->z[h]), free(E->tr[h]), free(E->so[h]), free(E->st[h]);
+}
+
+/* Spearman of a per-subset cell field (a double[2] at byte offset off) with the measured
+ * deltas dk, per subset, and between the two subsets. */
+static void field_rho(const qg_sens_result *r, size_t off, const double *dk, double *v[2], double rho[2],
+                      double *stab) {
+  int n = r->ng * r->nc;
+  for (int h = 0; h < 2; h++) {
+    for (int ci = 0; ci < n; ci++) v[h][ci] = ((const double *)((const char *)&r->cells[ci] + off))[h];
+    rho[h] = qg_spearman(v[h], dk, n);
+  }
+  *stab = qg_spearman(v[0], v[1], n);
+}
+
+/* Fills every cell's loss-based estimators and the Spearman figures (after evaluate). */
+static qg_status loss_estimators(sens_run *R) {
+  const qg_sens_opts *o = R->o;
+  qg_sens_result *r = R->r;
+  int ns = o->est_seqs ? o->est_seqs : 8, len = o->calib_len > 0 ? o->calib_len : 1024;
+  if (ns < 0 || !o->calib || !r->cells) return QG_OK;
+  int P = o->probes ? (o->probes < 0 ? 0 : o->probes) : 8, ps = o->probe_seqs > 0 ? o->probe_seqs : 2;
+  if (ps > ns) ps = ns;
+  r->est_seqs = ns, r->est_len = len, r->probes = P, r->probe_seqs = ps, r->probe_eps_rel = 1e-3;
+  int nf = R->n_flat, nd = r->nc + 1, ncell = r->ng * r->nc;
+  est_work E = {.nd = nd, .P = P};
+  E.D = calloc((size_t)nf * (size_t)nd, sizeof *E.D);
+  E.dn = calloc((size_t)nf * (size_t)nd, sizeof *E.dn);
+  E.numel = calloc((size_t)nf, sizeof *E.numel);
+  const char **names = calloc((size_t)nf, sizeof *names);
+  int32_t *all = malloc(sizeof *all * (size_t)(2 * ns) * (size_t)(len + 1)),
+          *sub = malloc(sizeof *sub * (size_t)(2 * ns) * (size_t)(len + 1));
+  qg_status s = E.D && E.dn && E.numel && names && all && sub ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int h = 0; !s && h < 2; h++) {
+    E.F[h] = calloc((size_t)nf * (size_t)nd, sizeof(double));
+    E.z[h] = calloc((size_t)(P ? P : 1) * (size_t)nf, sizeof(double));
+    E.tr[h] = calloc((size_t)nf, sizeof(double));
+    E.so[h] = calloc((size_t)nf * (size_t)nd, sizeof(double));
+    E.st[h] = calloc((size_t)nf * (size_t)nd, sizeof(double));
+    if (!E.F[h] || !E.z[h] || !E.tr[h] || !E.so[h] || !E.st[h]) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  }
+  report(o, "estimators: weight errors", 0, 1);
+  for (int fi = 0; !s && fi < nf; fi++) {
+    const qg_tensor *w = &R->st.t[R->flat_state[fi]];
+    names[fi] = w->name, E.numel[fi] = qg_tensor_numel(w);
+    for (int c = 0; !s && c < nd; c++)
+      s = delta_of(w, R->cache[(size_t)c * (size_t)nf + (size_t)fi].q, &E.D[fi * nd + c], &E.dn[fi * nd + c]);
+  }
+  /* 2 ns disjoint windows (a draw separate from GPTQ's), alternately to A and B */
+  qg_shards cs;
+  if (!s && !(s = qg_shards_open(o->calib, &cs))) {
+    s = qg_calib_from_shards(&cs, 2 * ns, len + 1, o->calib_seed + 0x5e5e, 0, all);
+    qg_shards_close(&cs);
+  }
+  if (s) s = qg_fail_prefix(s, "estimator calibration (%d sequences of %d tokens)", 2 * ns, len + 1);
+  for (int i = 0; !s && i < 2 * ns; i++)
+    memcpy(sub + (size_t)((i & 1) * ns + i / 2) * (size_t)(len + 1), all + (size_t)i * (size_t)(len + 1),
+           sizeof *all * (size_t)(len + 1));
+  qg_grad_model *gm = NULL;
+  if (!s) s = qg_grad_model_new(&R->st, o->mlp_power, &gm);
+  for (int h = 0; !s && h < 2; h++)
+    s = est_subset(R, gm, &E, h, sub + (size_t)h * (size_t)ns * (size_t)(len + 1), ns, len, ps, names);
+  qg_grad_model_free(gm);
+  double *v[2] = {malloc(sizeof(double) * (size_t)ncell), malloc(sizeof(double) * (size_t)ncell)},
+         *dk = malloc(sizeof(double) * (size_t)ncell), *y = malloc(sizeof(double) * (size_t)(P ? P : 1));
+  if (!s && (!v[0] || !v[1] || !dk || !y)) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int ci = 0; !s && ci < ncell; ci++) {
+    qg_sens_cell *c = &r->cells[ci];
+    dk[ci] = c->delta_kld;
+    for (int h = 0; h < 2; h++) {
+      double f = 0, so = 0, st = 0;
+      for (int p = 0; p < P; p++) y[p] = 0;
+      for (int fi = R->flat_of[c->group]; fi < R->flat_of[c->group + 1]; fi++) {
+        int ic = fi * nd + c->cand, ib = fi * nd + r->nc;
+        f += E.F[h][ic] - E.F[h][ib];
+        so += E.so[h][ic], st += E.st[h][ic];
+        for (int p = 0; p < P; p++)
+          y[p] += E.z[h][(size_t)p * (size_t)nf + (size_t)fi] / (double)E.numel[fi] * (E.dn[ic] - E.dn[ib]);
+      }
+      c->est_fisher[h] = f, c->est_output_ab[h] = so, c->est_trace_ab[h] = st;
+      if (P) qg_mean_se(y, P, 1, &c->est_hutch[h], &c->est_hutch_se[h]);
+      else c->est_hutch[h] = c->est_hutch_se[h] = NAN;
+    }
+  }
+  if (!s) {
+    field_rho(r, offsetof(qg_sens_cell, est_fisher), dk, v, r->rho_fisher, &r->stab_fisher);
+    field_rho(r, offsetof(qg_sens_cell, est_hutch), dk, v, r->rho_hutch, &r->stab_hutch);
+    double unused[2];
+    field_rho(r, offsetof(qg_sens_cell, est_output_ab), dk, v, unused, &r->stab_output);
+    field_rho(r, offsetof(qg_sens_cell, est_trace_ab), dk, v, unused, &r->stab_trace);
+    r->loss_est = 1;
+  }
+  free(v[0]), free(v[1]), free(dk), free(y);
+  est_free(&E, nf);
+  free(names), free(all), free(sub);
+  return s;
+}
+
 qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r) {
   memset(r, 0, sizeof *r);
   r->rho_output = r->rho_trace = r->rho_split = NAN;
+  r->rho_fisher[0] = r->rho_fisher[1] = r->rho_hutch[0] = r->rho_hutch[1] = NAN;
+  r->stab_fisher = r->stab_hutch = r->stab_output = r->stab_trace = NAN;
   sens_run R;
   memset(&R, 0, sizeof R);
   R.o = o, R.r = r;
@@ -646,6 +858,9 @@ qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r) {
   double t3 = qg_now();
   if (!s) s = evaluate(&R);
   r->seconds_eval = qg_now() - t3;
+  double t4 = qg_now();
+  if (!s) s = loss_estimators(&R);
+  r->seconds_est = qg_now() - t4;
   r->seconds_total = qg_now() - t0;
   if (R.cq)
     for (int i = 0; i < r->nc * R.n_flat; i++) qg_qmodel_free(&R.cq[i]);

@@ -41,6 +41,11 @@ typedef struct {
   int allow_tokenizer_mismatch;
   qg_compressor comp;     /* 0 (QG_COMP_NONE) means brotli: costs are always compressed bytes */
   int chunk;              /* cell models evaluated per float pass (8 when 0) */
+  /* loss-based estimators (lab/sensitivity_est.h), with --calib: est_seqs sequences of
+   * calib_len per calibration subset (8 when 0, none when < 0), two disjoint subsets A
+   * and B; Hutchinson with `probes` probes (8 when 0, none when < 0) on the first
+   * probe_seqs of each subset (2 when 0) */
+  int est_seqs, probes, probe_seqs;
   qg_sens_progress progress;
   void *progress_ctx;
 } qg_sens_opts;
@@ -60,6 +65,11 @@ typedef struct {
   double roi;                   /* (base_bytes - bytes) / delta_kld; NAN when delta_kld <= 0 */
   /* layer-local estimators (NAN without calibration Hessians), see qg_sens_result */
   double est_output, est_trace;
+  /* loss-based estimators on calibration subsets A [0] and B [1] (NAN when not run), each
+   * the candidate's value minus the base's, summed over the group's tensors: Fisher
+   * (1/N) sum (g dY)^2; Hutchinson tr(H)/n x ||dW||^2 with its standard error over
+   * probes; and the layer-local stand-ins above recomputed with each subset's Hessians */
+  double est_fisher[2], est_hutch[2], est_hutch_se[2], est_output_ab[2], est_trace_ab[2];
 } qg_sens_cell;
 
 typedef struct {
@@ -78,6 +88,13 @@ typedef struct {
    * the calibration rows (D = Q(W) - W, H = 2/n X^T X the GPTQ Hessian); est_trace =
    * tr(H)/k * ||D||^2, HAWQ's form with the layer-local Hessian in place of the loss's. */
   double rho_output, rho_trace;
+  /* the loss-based estimators' Spearman with delta_kld, per subset, and each ranking's
+   * stability: Spearman between its cell values on subset A and on subset B */
+  double rho_fisher[2], rho_hutch[2];
+  double stab_fisher, stab_hutch, stab_output, stab_trace;
+  int loss_est, est_seqs, est_len, probes, probe_seqs;
+  double probe_eps_rel;         /* Hutchinson's step: this times the rms of the probed weights */
+  double seconds_est;
   /* split-half stability: delta_kld recomputed on the even and the odd windows, Spearman
    * between the two (cells) */
   double rho_split;

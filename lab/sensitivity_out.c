@@ -63,6 +63,13 @@ static void num_or_null(qg_json *j, double v) {
   else qg_json_null(j);
 }
 
+static void pair(qg_json *j, const char *key, const double v[2]) {
+  qg_json_key(j, key);
+  qg_json_arr_begin(j);
+  num_or_null(j, v[0]), num_or_null(j, v[1]);
+  qg_json_arr_end(j);
+}
+
 /* An estimator may prune candidates only where it ranks like the measurement. */
 static const char *prune_word(double rho) { return isfinite(rho) && rho >= 0.8 ? "yes" : "no"; }
 
@@ -127,6 +134,11 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
     qg_json_arr_end(&j);
     qg_json_key(&j, "est_output"), num_or_null(&j, c->est_output);
     qg_json_key(&j, "est_trace"), num_or_null(&j, c->est_trace);
+    if (r->loss_est) {
+      pair(&j, "est_fisher", c->est_fisher);
+      pair(&j, "est_hutchinson", c->est_hutch);
+      pair(&j, "est_hutchinson_se", c->est_hutch_se);
+    }
     qg_json_obj_end(&j);
   }
   qg_json_arr_end(&j);
@@ -142,7 +154,45 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_key(&j, "output_error_prunes"), qg_json_str(&j, prune_word(r->rho_output));
   qg_json_key(&j, "trace_spearman"), num_or_null(&j, r->rho_trace);
   qg_json_key(&j, "trace_prunes"), qg_json_str(&j, prune_word(r->rho_trace));
+  qg_json_key(&j, "stand_ins_note"),
+      qg_json_str(&j, "output_error and trace are layer-local stand-ins (calibration input Hessians, no loss "
+                      "gradient); fisher and hutchinson use the float model's loss gradients");
+  if (r->loss_est) {
+    qg_json_key(&j, "output_error_stability_ab"), num_or_null(&j, r->stab_output);
+    qg_json_key(&j, "trace_stability_ab"), num_or_null(&j, r->stab_trace);
+    qg_json_key(&j, "calibration_subsets");
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "seqs_each"), qg_json_int(&j, r->est_seqs);
+    qg_json_key(&j, "tokens_per_seq"), qg_json_int(&j, r->est_len);
+    qg_json_key(&j, "note"), qg_json_str(&j, "A and B: 2 x seqs_each non-overlapping windows of the calibration "
+                                             "shards, alternately assigned; a draw separate from GPTQ's");
+    qg_json_obj_end(&j);
+    qg_json_key(&j, "fisher");
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "formula"), qg_json_str(&j, "(1/N) sum_t,i (g_ti dY_ti)^2, g = d(sum NLL)/dY, dY = X (Q(W)-W)^T, "
+                                                "candidate minus base, summed over the group");
+    pair(&j, "spearman_ab", r->rho_fisher);
+    qg_json_key(&j, "stability_ab"), num_or_null(&j, r->stab_fisher);
+    qg_json_key(&j, "prunes"), qg_json_str(&j, prune_word(r->rho_fisher[0]));
+    qg_json_obj_end(&j);
+    qg_json_key(&j, "hutchinson");
+    qg_json_obj_begin(&j);
+    qg_json_key(&j, "formula"), qg_json_str(&j, "tr(H_WW)/n x (||Q(W)-W||^2 - ||base-W||^2), summed over the group; "
+                                                "H of the mean token NLL");
+    qg_json_key(&j, "probes"), qg_json_int(&j, r->probes);
+    qg_json_key(&j, "probe_seqs"), qg_json_int(&j, r->probe_seqs);
+    qg_json_key(&j, "eps_rel"), qg_json_num(&j, r->probe_eps_rel);
+    qg_json_key(&j, "method"), qg_json_str(&j, "Rademacher probes over all group tensors at once, Hv by central "
+                                               "differences of gradients at eps = eps_rel x rms(probed weights); "
+                                               "est_hutchinson_se = sd over probes / sqrt(probes)");
+    pair(&j, "spearman_ab", r->rho_hutch);
+    qg_json_key(&j, "stability_ab"), num_or_null(&j, r->stab_hutch);
+    qg_json_key(&j, "prunes"), qg_json_str(&j, prune_word(r->rho_hutch[0]));
+    qg_json_obj_end(&j);
+  }
   qg_json_obj_end(&j);
+  qg_json_key(&j, "measured_calibration_stability"),
+      qg_json_str(&j, "not measured: the measured deltas depend on calibration only through GPTQ's Hessians");
   qg_json_key(&j, "split_half_spearman"), num_or_null(&j, r->rho_split);
   qg_json_key(&j, "calibrated"), qg_json_bool(&j, r->calibrated);
   qg_json_key(&j, "stage_seconds");
@@ -150,6 +200,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_key(&j, "calibrate"), qg_json_num(&j, r->seconds_calib);
   qg_json_key(&j, "quantize"), qg_json_num(&j, r->seconds_quant);
   qg_json_key(&j, "evaluate"), qg_json_num(&j, r->seconds_eval);
+  qg_json_key(&j, "estimators"), qg_json_num(&j, r->seconds_est);
   qg_json_key(&j, "total"), qg_json_num(&j, r->seconds_total);
   qg_json_obj_end(&j);
   qg_json_obj_end(&j);
@@ -188,6 +239,10 @@ static int cmp_roi(const void *a, const void *b) {
   return x->delta_kld < y->delta_kld ? -1 : x->delta_kld > y->delta_kld;
 }
 
+static const char *prune_line(double rho) {
+  return isfinite(rho) && rho >= 0.8 ? "rho >= 0.8: may prune candidates" : "below 0.8: not used to prune";
+}
+
 void qg_sens_table(const qg_sens_result *r, qg_buf *b) {
   int n = r->ng * r->nc;
   const qg_sens_cell **p = malloc(sizeof *p * (size_t)(n ? n : 1));
@@ -210,13 +265,24 @@ void qg_sens_table(const qg_sens_result *r, qg_buf *b) {
   }
   free(p);
   if (r->calibrated) {
-    qg_buf_printf(b, "estimators (Spearman with measured dKLD over %d cells): output error %.3f (%s), "
-                  "trace x weight error %.3f (%s)\n", n, r->rho_output,
+    qg_buf_printf(b, "layer-local stand-ins (Spearman with measured dKLD over %d cells): output error %.3f (%s), "
+                  "input-Hessian trace x weight error %.3f (%s)\n", n, r->rho_output,
                   isfinite(r->rho_output) && r->rho_output >= 0.8 ? "good enough to prune candidates"
                                                                   : "below 0.8: not used to prune",
                   r->rho_trace,
                   isfinite(r->rho_trace) && r->rho_trace >= 0.8 ? "good enough to prune candidates"
                                                                 : "below 0.8: not used to prune");
+    if (r->loss_est) {
+      qg_buf_printf(b, "loss-based estimators on calibration subsets A | B (%d x %d tokens each; Spearman with "
+                    "measured dKLD; stability = Spearman A vs B):\n", r->est_seqs, r->est_len);
+      qg_buf_printf(b, "  Fisher sum (g dY)^2          %.3f | %.3f, stability %.3f (%s)\n", r->rho_fisher[0],
+                    r->rho_fisher[1], r->stab_fisher, prune_line(r->rho_fisher[0]));
+      qg_buf_printf(b, "  Hutchinson tr(H)/n ||dW||^2  %.3f | %.3f, stability %.3f (%s; %d probes on %d seqs)\n",
+                    r->rho_hutch[0], r->rho_hutch[1], r->stab_hutch, prune_line(r->rho_hutch[0]), r->probes,
+                    r->probe_seqs);
+      qg_buf_printf(b, "  stand-ins' stability A vs B: output error %.3f, input-Hessian trace %.3f\n", r->stab_output,
+                    r->stab_trace);
+    }
   } else {
     qg_buf_printf(b, "estimators: need calibration Hessians (--calib); none computed, none used to prune\n");
   }

@@ -264,9 +264,17 @@ static void test_runner_arm(void **s) {
   assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
   if (!strstr(qg_last_error(), "arms.s.allocate")) fail_msg("%s", qg_last_error());
   assert_non_null(strstr(qg_last_error(), "smallest achievable total"));
-  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", "");
+  /* no table and no candidates: nothing for the engine to measure */
+  snprintf(yaml, sizeof yaml, "hypothesis: h\nmodel: %s\ntokenizer: tok.model\ndata: {val: val.bin}\nbaseline: a\n"
+           "arms:\n  a: {spec: 'blocks.*: rowwise bits=6'}\n  s: {allocate: {budget: 1250}}\n", mpath);
   assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
-  assert_non_null(strstr(qg_last_error(), "needs sensitivity"));
+  if (!strstr(qg_last_error(), "needs candidates")) fail_msg("%s", qg_last_error());
+  /* a table file fixes the groups */
+  snprintf(yaml, sizeof yaml, "hypothesis: h\nmodel: %s\ntokenizer: tok.model\ndata: {val: val.bin}\nbaseline: a\n"
+           "arms:\n  a: {spec: 'blocks.*: rowwise bits=6'}\n  s: {allocate: {budget: 1250, groups: layers, "
+           "sensitivity: sens.json}}\n", mpath);
+  assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
+  if (!strstr(qg_last_error(), "only roles")) fail_msg("%s", qg_last_error());
   qg_test_rmdir(dir);
 }
 

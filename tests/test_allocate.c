@@ -176,9 +176,77 @@ static void test_errors(void **st) {
   assert_non_null(strstr(qg_last_error(), "granularity"));
 }
 
+/* A non-additive "real" size: the table's exact bytes plus a per-choice surcharge, as a
+ * shared compressed stream costs more or less than the sum of its parts. */
+typedef struct {
+  const qg_alloc_problem *p;
+  double rate;   /* surcharge per byte above fixed */
+  int calls;
+} real_cost;
+
+static qg_status measure(void *ctx, const qg_alloc_solution *sol, int64_t *bytes) {
+  real_cost *c = ctx;
+  double d;
+  int64_t b;
+  qg_alloc_eval(c->p, sol->best.choice, &d, &b);
+  *bytes = b + (int64_t)(c->rate * (double)(b - c->p->fixed_bytes));
+  c->calls++;
+  return QG_OK;
+}
+
+static void test_repair(void **st) {
+  (void)st;
+  for (int trial = 0; trial < 200; trial++) {
+    inst I;
+    make(&I);
+    qg_alloc_solution s0;
+    int64_t budget = I.p.fixed_bytes + (int64_t)(next() % 900);
+    if (qg_alloc_solve(&I.p, budget, 1, 0, &s0)) continue; /* below the smallest total */
+    int64_t lo = s0.min_bytes;
+    qg_alloc_solution_free(&s0);
+    real_cost c = {&I.p, 0.03 + 0.01 * (double)(next() % 5), 0};
+    qg_alloc_solution s;
+    qg_alloc_repair_log log;
+    assert_int_equal(qg_alloc_solve_repair(&I.p, budget, 1, 4, measure, &c, &s, &log), QG_OK);
+    assert_int_equal(c.calls, log.rounds + 1);
+    int64_t real;
+    measure(&c, &s, &real);
+    assert_true(real == log.measured[log.rounds]);
+    assert_int_equal(log.fits, real <= budget);
+    /* each round shrinks the solver's budget by exactly the measured excess */
+    for (int k = 1; k <= log.rounds; k++) {
+      assert_true(log.measured[k - 1] > budget);
+      assert_true(log.budget[k] == log.budget[k - 1] - (log.measured[k - 1] - budget));
+    }
+    /* stopping: it fits, or the rounds ran out, or the next budget would be infeasible */
+    if (!log.fits)
+      assert_true(log.rounds == 4 || log.budget[log.rounds] - (real - budget) < lo);
+    /* the delivered choice is the exact optimum at the solver's last budget */
+    qg_alloc_solution ref;
+    assert_int_equal(qg_alloc_solve(&I.p, log.budget[log.rounds], 1, 0, &ref), QG_OK);
+    assert_true(ref.best.delta == s.best.delta);
+    qg_alloc_solution_free(&ref);
+    qg_alloc_solution_free(&s);
+  }
+  /* a case where one round is needed and enough: two groups, 3 % surcharge */
+  qg_alloc_option a[] = {{600, 0.0}, {400, 0.5}}, b[] = {{500, 0.0}, {300, 0.25}};
+  qg_alloc_option *ops[] = {a, b};
+  int no[] = {2, 2};
+  qg_alloc_problem p = {2, no, ops, 0};
+  real_cost c = {&p, 0.03, 0};
+  qg_alloc_solution s;
+  qg_alloc_repair_log log;
+  /* 600 + 500 = 1100 fits the table but is 1133 real: re-solved at 1067, 600 + 300 = 900 is 927 real */
+  assert_int_equal(qg_alloc_solve_repair(&p, 1100, 1, 4, measure, &c, &s, &log), QG_OK);
+  assert_int_equal(log.rounds, 1);
+  assert_true(log.measured[0] == 1133 && log.budget[1] == 1067);
+  assert_true(log.fits && log.measured[1] == 927);
+  qg_alloc_solution_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_exact_vs_brute), cmocka_unit_test(test_granularity_bound),
                                      cmocka_unit_test(test_known), cmocka_unit_test(test_auto_granularity),
-                                     cmocka_unit_test(test_errors)};
+                                     cmocka_unit_test(test_errors), cmocka_unit_test(test_repair)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -168,7 +168,16 @@ static void test_cells_exact(void **st) {
     const qg_sens_cell *c = find_cell(&r, r.g[g].name, "rowwise bits=8");
     assert_true(c->delta_kld == 0 && c->lo == 0 && c->hi == 0 && c->delta_nll == 0);
     assert_true(c->bytes == c->base_bytes && isnan(c->roi));
+    /* the loss-based estimators are candidate minus base: exactly zero here, on both subsets */
+    for (int h = 0; h < 2; h++) assert_true(c->est_fisher[h] == 0 && c->est_hutch[h] == 0);
   }
+  /* the estimators ran on both calibration subsets; a coarser candidate scores higher */
+  assert_true(r.loss_est && r.est_seqs == 8 && r.probes == 8);
+  for (int h = 0; h < 2; h++) assert_true(isfinite(r.rho_fisher[h]) && isfinite(r.rho_hutch[h]));
+  assert_true(isfinite(r.stab_fisher) && isfinite(r.stab_hutch) && isfinite(r.stab_output));
+  for (int g = 0; g < r.ng; g++)
+    for (int h = 0; h < 2; h++)
+      assert_true(find_cell(&r, r.g[g].name, "rowwise bits=3")->est_fisher[h] > 0);
   /* bytes: the groups' base bytes and fixed_bytes add up to the artifact */
   int64_t gb = 0;
   for (int g = 0; g < r.ng; g++) gb += find_cell(&r, r.g[g].name, "rowwise bits=3")->base_bytes;
@@ -221,6 +230,16 @@ static void test_errors(void **st) {
     if (lines != 1) fail_msg("%s: %d lines on stderr: %s", bad[i], lines, err);
     assert_int_equal(qg_test_count_entries(dir), 0); /* nothing written */
   }
+  /* the estimators' calibration subsets must fit the calibration shards: checked up front */
+  char extra[4400];
+  snprintf(extra, sizeof extra, "--base '*: rowwise bits=8' --candidates 'rowwise bits=4' --calib '%s' --est-seqs 100000",
+           val);
+  snprintf(args, sizeof args, "%s %s", pre, extra);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
+  if (!strstr(err, "--est-seqs") || strchr(err, '\n') != err + strlen(err) - 1) fail_msg("%s", err);
+  assert_int_equal(qg_test_count_entries(dir), 0);
+  snprintf(args, sizeof args, "%s --base '*: rowwise bits=8' --candidates 'rowwise bits=4' --probes -3", pre);
+  assert_int_equal(qg_test_run_cli(args, out, sizeof out, err, sizeof err), 2);
   qg_test_rmdir(dir);
 }
 
