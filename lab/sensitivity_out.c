@@ -200,7 +200,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_key(&j, "calibrate"), qg_json_num(&j, r->seconds_calib);
   qg_json_key(&j, "quantize"), qg_json_num(&j, r->seconds_quant);
   qg_json_key(&j, "evaluate"), qg_json_num(&j, r->seconds_eval);
-  qg_json_key(&j, "estimators"), qg_json_num(&j, r->seconds_est);
+  qg_json_key(&j, "estimation"), qg_json_num(&j, r->seconds_est);
   qg_json_key(&j, "total"), qg_json_num(&j, r->seconds_total);
   qg_json_obj_end(&j);
   qg_json_obj_end(&j);

@@ -245,8 +245,9 @@ static void test_eval_commands(void **st) {
             val, vocabf, win);
   check_doc("sensitivity",
             "sensitivity --model '%s' --val '%s' --tokenizer '%s' --seq-len 64 --max-tokens 129 "
-            "--base '*: rowwise bits=8' --candidates 'rowwise bits=4' --out '%s/s' --json",
-            model, val, vocabf, dir);
+            "--base '*: rowwise bits=8' --candidates 'rowwise bits=4' --calib '%s' --calib-seqs 4 --calib-len 64 "
+            "--est-seqs 2 --probes 2 --probe-seqs 1 --out '%s/s' --json",
+            model, val, vocabf, val, dir);
   /* the file it wrote speaks the same vocabulary (and is what allocate reads) */
   char sp[4200];
   snprintf(sp, sizeof sp, "%s/s/sensitivity.json", dir);
@@ -260,6 +261,11 @@ static void test_eval_commands(void **st) {
             "allocate --model '%s' --sensitivity '%s' --budget 100000000 --verify --val '%s' --tokenizer '%s' "
             "--seq-len 64 --max-tokens 129 --json",
             model, sp, val, vocabf);
+  /* measured in place, re-measured around its choice */
+  check_doc("allocate",
+            "allocate --model '%s' --budget 90000 --base '*: rowwise bits=8' --candidates 'rowwise bits=4' --val '%s' "
+            "--tokenizer '%s' --seq-len 64 --max-tokens 129 --iterate 2 --verify --json",
+            model, val, vocabf);
   qg_test_rmdir(dir);
 }
 
