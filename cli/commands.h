@@ -77,6 +77,16 @@ int qg_cli_unknown_arg(const char *cmd, const char *what, const char *arg);
 int qg_cli_take_threads(const char *cmd, int *argc, char **argv);
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
+struct qg_comm;
+/* --comm NAME for the commands that run across ranks (cli/comm.c): removes it from argv
+ * and opens the communicator (auto when absent: mpi under an MPI launcher with more than
+ * one rank, else self); installs the watchdog's handler (one line on stderr, then the job
+ * ends). 0 done, 2 after printing why not (a backend this build lacks, ...). */
+int qg_cli_take_comm(const char *cmd, int *argc, char **argv, struct qg_comm **out);
+/* The error report of a rank: rank 0 prints it (other ranks too, prefixed, unless it is an
+ * input error every rank shares); with more than one rank the job is then aborted so no
+ * rank waits for this one. Returns the exit code. */
+int qg_cli_comm_report(const char *cmd, struct qg_comm *c, qg_status st);
 /* True when argv holds -h or --help. */
 int qg_cli_wants_help(int argc, char **argv);
 

@@ -1,0 +1,180 @@
+/* Data-parallel training (train/dp.h) through the CLI: `mpirun -np 1|2|4 quantgolf train`
+ * at one global batch gives the single-process run's weights and optimizer state bit for
+ * bit (every tensor of train_state.safetensors compared with memcmp); a 2-rank run stopped
+ * half way and resumed on 1 rank (and a 1-rank run resumed on 4) ends where the
+ * uninterrupted run does; a world size that does not divide --grad-accum, ranks with
+ * different configurations and a backend this build or machine lacks each get one clear
+ * line and a non-zero exit. Skips visibly without MPI in the build. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "comm/comm.h"
+#include "io/safetensors.h"
+#include "io/shards.h"
+#include "tests/testlib.h"
+
+#ifndef QG_MPIEXEC
+#define QG_MPIEXEC ""
+#endif
+
+static char *g_dir;
+static char g_base[8192];
+
+#define REQUIRE_MPI()                                                                            \
+  do {                                                                                           \
+    if (!strstr(qg_comm_available(), "mpi") || !*QG_MPIEXEC) {                                   \
+      print_message("SKIP: this build has no MPI (install libopenmpi-dev and rebuild)\n");     \
+      skip();                                                                                    \
+    }                                                                                            \
+  } while (0)
+
+/* Runs `[mpiexec -np N] quantgolf <args>`; np 0: no launcher. Returns the exit code;
+ * stderr into err. */
+static int run(int np, const char *args, char *err, size_t cap) {
+  char cmd[24000], errf[4200];
+  snprintf(errf, sizeof errf, "%s/stderr.txt", g_dir);
+  if (np > 0)
+    snprintf(cmd, sizeof cmd, "%s -np %d %s %s > /dev/null 2> '%s'", QG_MPIEXEC, np, QG_CLI_PATH, args, errf);
+  else
+    snprintf(cmd, sizeof cmd, "%s %s > /dev/null 2> '%s'", QG_CLI_PATH, args, errf);
+  int st = system(cmd);
+  err[0] = 0;
+  FILE *f = fopen(errf, "rb");
+  if (f) {
+    size_t n = fread(err, 1, cap - 1, f);
+    err[n] = 0;
+    fclose(f);
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void train(int np, const char *out, const char *extra) {
+  char args[12000], err[16384];
+  snprintf(args, sizeof args, "%s --out '%s/%s' %s", g_base, g_dir, out, extra);
+  int rc = run(np, args, err, sizeof err);
+  if (rc != 0) fail_msg("np %d %s: exit %d\n%s", np, extra, rc, err);
+}
+
+/* Every tensor of the two training states, byte for byte, and the step and data position. */
+static void same_state(const char *a, const char *b) {
+  char pa[4200], pb[4200];
+  snprintf(pa, sizeof pa, "%s/%s/train_state.safetensors", g_dir, a);
+  snprintf(pb, sizeof pb, "%s/%s/train_state.safetensors", g_dir, b);
+  qg_state x, y;
+  assert_int_equal(qg_safetensors_read(pa, &x), QG_OK);
+  assert_int_equal(qg_safetensors_read(pb, &y), QG_OK);
+  assert_int_equal(x.n, y.n);
+  for (int i = 0; i < x.n; i++) {
+    const qg_tensor *u = &x.t[i], *v = qg_state_find_c(&y, x.t[i].name);
+    if (!v) fail_msg("%s: '%s' missing", pb, u->name);
+    size_t n = u->nbytes;
+    assert_int_equal(n, v->nbytes);
+    if (memcmp(u->data, v->data, n)) fail_msg("%s vs %s: tensor '%s' differs", a, b, u->name);
+  }
+  const char *keys[] = {"step", "adam_step", "data_pos", "config"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+    assert_string_equal(qg_state_get_meta(&x, keys[k]), qg_state_get_meta(&y, keys[k]));
+  qg_state_free(&x), qg_state_free(&y);
+}
+
+static void test_bitwise_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "one", "");
+  train(1, "np1", "");
+  train(2, "np2", "");
+  train(4, "np4", "");
+  same_state("one", "np1");
+  same_state("one", "np2");
+  same_state("one", "np4");
+  /* with QAT (fake quantization on every rank, the clip mask on the owners) */
+  train(0, "qone", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
+  train(2, "qnp2", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
+  same_state("qone", "qnp2");
+}
+
+static void test_resume_other_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "full", "");
+  train(2, "r21", "--stop-at 3");
+  train(0, "r21", "--resume");
+  same_state("full", "r21");
+  train(0, "r14", "--stop-at 2");
+  train(4, "r14", "--resume");
+  same_state("full", "r14");
+}
+
+static void test_errors(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  char args[20000], err[16384];
+  /* 3 ranks do not divide 4 micro-batches */
+  snprintf(args, sizeof args, "%s --out '%s/e3'", g_base, g_dir);
+  int rc = run(3, args, err, sizeof err);
+  assert_int_equal(rc, 2);
+  if (!strstr(err, "--grad-accum 4 is not a multiple of the world size 3")) fail_msg("stderr:\n%s", err);
+  /* one line from the job, not one per rank */
+  const char *p = strstr(err, "not a multiple");
+  assert_null(strstr(p + 1, "not a multiple"));
+  /* ranks that disagree: MPMD launch, rank 1 with another seed */
+  snprintf(args, sizeof args, "%s --out '%s/e4' --seed 1 : -np 1 %s %s --out '%s/e4' --seed 2", g_base, g_dir,
+           QG_CLI_PATH, g_base, g_dir);
+  rc = run(1, args, err, sizeof err);
+  assert_int_not_equal(rc, 0);
+  if (!strstr(err, "differs on rank 1 of 2")) fail_msg("stderr:\n%s", err);
+  /* a backend this machine cannot run */
+  snprintf(args, sizeof args, "%s --out '%s/e5' --comm nccl", g_base, g_dir);
+  rc = run(0, args, err, sizeof err);
+  assert_int_equal(rc, 2);
+  if (!strstr(err, "nccl")) fail_msg("stderr:\n%s", err);
+  assert_int_equal(qg_test_exists(qg_test_path(g_dir, "e5")), 0);
+}
+
+/* Without a launcher, --comm mpi in a build without MPI (or self under one) is refused. */
+static void test_comm_option(void **st) {
+  (void)st;
+  char args[12000], err[16384];
+  snprintf(args, sizeof args, "%s --out '%s/c1' --comm tcp", g_base, g_dir);
+  assert_int_equal(run(0, args, err, sizeof err), 2);
+  if (!strstr(err, "unknown backend")) fail_msg("stderr:\n%s", err);
+  if (!strstr(qg_comm_available(), "mpi")) {
+    snprintf(args, sizeof args, "%s --out '%s/c2' --comm mpi", g_base, g_dir);
+    assert_int_equal(run(0, args, err, sizeof err), 2);
+    if (!strstr(err, "libopenmpi-dev")) fail_msg("stderr:\n%s", err);
+  }
+}
+
+int main(void) {
+  g_dir = qg_test_tmpdir();
+  uint16_t *tok = malloc(sizeof(uint16_t) * 6000);
+  uint64_t r = 11;
+  for (int i = 0; i < 6000; i++) tok[i] = (uint16_t)(qg_test_rand(&r) % 600); /* tok_rules.model: 600 pieces */
+  if (qg_shard_write(qg_test_path(g_dir, "train.bin"), tok, 4000) ||
+      qg_shard_write(qg_test_path(g_dir, "val.bin"), tok + 4000, 2000))
+    return 1;
+  free(tok);
+  /* 4 micro-batches of 2 sequences; a warmup step and a warmdown; one thread per rank */
+  snprintf(g_base, sizeof g_base,
+           "train --train '%s/train.bin' --val '%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' "
+           "--layers 2 --dim 32 --heads 2 --kv-heads 1 --seq-len 16 --batch-tokens 128 --grad-accum 4 "
+           "--iterations 6 --warmup-steps 1 --warmdown 3 --threads 1 --val-max-tokens 200 --export none",
+           g_dir, g_dir, QG_SOURCE_DIR);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bitwise_any_world),
+      cmocka_unit_test(test_resume_other_world),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_comm_option),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  qg_test_rmdir(g_dir);
+  return rc;
+}
