@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "comm/comm.h"
 #include "core/json.h"
 #include "eval/eval.h"
 #include "quant/artifact.h"
@@ -141,6 +142,9 @@ qg_status qg_cli_open_eval_data(const qg_eval_cli *c, int vocab, qg_shards *val,
 
 int qg_cmd_eval(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
+  /* --comm: windows split over ranks, the single-rank figures; rank 0 prints */
+  int crc = qg_cli_take_comm("eval", &argc, argv, &c.opts.comm);
+  if (crc) return crc;
   const char *model = NULL;
   for (int i = 1; i < argc; i++) {
     int r = qg_cli_parse_eval_common("eval", argc, argv, &i, &c);
@@ -165,7 +169,7 @@ int qg_cmd_eval(int argc, char **argv) {
   }
   qg_eval_totals t;
   s = qg_eval_run(&m, NULL, &val, &luts, &c.opts, NULL, NULL, &t);
-  if (!s) {
+  if (!s && qg_comm_rank(c.opts.comm) == 0) {
     double loss = t.nll_a / (double)t.tokens, bpb = qg_bpb(t.nll_a, t.bytes);
     char desc[256];
     qg_gpt_describe(&m.cfg, desc, sizeof desc);
@@ -202,5 +206,7 @@ int qg_cmd_eval(int argc, char **argv) {
   qg_shards_close(&val);
   qg_spm_luts_free(&luts);
   qg_gpt_free(&m);
-  return s ? qg_cli_report("eval", s) : 0;
+  int rc = s ? qg_cli_comm_report("eval", c.opts.comm, s, 0) : 0;
+  qg_comm_close(c.opts.comm);
+  return rc;
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "comm/comm.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "eval/eval.h"
@@ -314,9 +315,9 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
     qg_json_arr_end(&j);
     qg_json_obj_end(&j);
     qg_buf_byte(&b, '\n');
-    fwrite(b.p, 1, b.n, stdout);
+    if (qg_comm_rank(c->opts.comm) == 0) fwrite(b.p, 1, b.n, stdout);
     qg_buf_free(&b);
-  } else if (!s) {
+  } else if (!s && qg_comm_rank(c->opts.comm) == 0) {
     for (int i = 0; i < n; i++) {
       if (i) printf("\n");
       print_text(base, models[i], &t[i], &sum[i]);
@@ -349,6 +350,10 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
 
 int qg_cmd_kld(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
+  /* --comm: windows split over ranks, every statistic the single-rank run's; rank 0 writes */
+  int crc = qg_cli_take_comm("kld", &argc, argv, &c.opts.comm);
+  if (crc) return crc;
+  int rank0 = qg_comm_rank(c.opts.comm) == 0;
   const char *base = NULL, *model = NULL, *dump = NULL;
   const char *models[16];
   int n_models = 0;
@@ -392,7 +397,7 @@ int qg_cmd_kld(int argc, char **argv) {
                 m1.cfg.vocab);
   int data_open = 0;
   if (!s && !(s = qg_cli_open_eval_data(&c, m0.cfg.vocab, &val, &luts))) data_open = 1;
-  if (!s && dump && !(s = qg_atomic_open(&df, dump))) {
+  if (!s && dump && rank0 && !(s = qg_atomic_open(&df, dump))) {
     k.dump = &df;
     char header[16] = "QGKLD001";
     s = qg_atomic_write(&df, header, sizeof header); /* count patched in at the end */
@@ -412,7 +417,7 @@ int qg_cmd_kld(int argc, char **argv) {
     if (!s) s = qg_atomic_commit(&df);
     else qg_atomic_abort(&df);
   }
-  if (!s) {
+  if (!s && rank0) {
     if (c.json) print_json(base, model, &t, &sum, &c);
     else print_text(base, model, &t, &sum);
   }
@@ -423,5 +428,7 @@ int qg_cmd_kld(int argc, char **argv) {
   }
   qg_gpt_free(&m0);
   qg_gpt_free(&m1);
-  return s ? qg_cli_report("kld", s) : 0;
+  int rc = s ? qg_cli_comm_report("kld", c.opts.comm, s, 0) : 0;
+  qg_comm_close(c.opts.comm);
+  return rc;
 }

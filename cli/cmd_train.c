@@ -398,14 +398,14 @@ int qg_cmd_train(int argc, char **argv) {
   if (!s && a.export_spec) s = qg_train_export_check(cp, a.export_spec);
   if (s) {
     qg_train_kvs_free(&a.kvs);
-    return qg_cli_comm_report("train", comm, s);
+    return qg_cli_comm_report("train", comm, s, 1);
   }
   const qg_train_config c = *cp;
   qg_shards val;
   qg_spm_luts luts;
   if ((s = qg_cli_open_eval_data(ev, c.vocab, &val, &luts))) {
     qg_train_kvs_free(&a.kvs);
-    return qg_cli_comm_report("train", comm, s);
+    return qg_cli_comm_report("train", comm, s, 1);
   }
   ev->opts.seq_len = c.seq_len;
 
@@ -466,7 +466,7 @@ int qg_cmd_train(int argc, char **argv) {
   if (s) {
     if (pc.log) fprintf(pc.log, "error: %s\n", qg_last_error());
     if (pc.log) fflush(pc.log);
-    rc = qg_cli_comm_report("train", comm, s);
+    rc = qg_cli_comm_report("train", comm, s, !t.lay.p || t.step == 0);
   } else if (rank != 0) {
     /* rank 0 evaluates and reports */
   } else if (t.step < c.iterations && !(c.max_seconds > 0 && t.train_s >= c.max_seconds)) {

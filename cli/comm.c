@@ -36,10 +36,11 @@ int qg_cli_take_comm(const char *cmd, int *argc, char **argv, qg_comm **out) {
   return 0;
 }
 
-int qg_cli_comm_report(const char *cmd, qg_comm *c, qg_status st) {
+int qg_cli_comm_report(const char *cmd, qg_comm *c, qg_status st, int same_everywhere) {
   int rank = qg_comm_rank(c), world = qg_comm_world(c);
   const char *msg = qg_last_error();
-  if (rank == 0 || st != QG_ERR_INPUT) {
+  int shared = same_everywhere && st == QG_ERR_INPUT;
+  if (rank == 0 || !shared) {
     if (world > 1) fprintf(stderr, "quantgolf %s: rank %d of %d: %s\n", cmd, rank, world, *msg ? msg : qg_status_name(st));
     else fprintf(stderr, "quantgolf %s: %s\n", cmd, *msg ? msg : qg_status_name(st));
   }
@@ -47,7 +48,7 @@ int qg_cli_comm_report(const char *cmd, qg_comm *c, qg_status st) {
   if (world > 1) {
     /* an input error every rank found (the same configuration is checked) ends each rank
      * alone; any other may be this rank's only, and the others would wait for it */
-    if (st != QG_ERR_INPUT) {
+    if (!shared) {
       fflush(stderr);
       qg_comm_abort(c, code);
     }

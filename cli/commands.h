@@ -83,10 +83,11 @@ struct qg_comm;
  * one rank, else self); installs the watchdog's handler (one line on stderr, then the job
  * ends). 0 done, 2 after printing why not (a backend this build lacks, ...). */
 int qg_cli_take_comm(const char *cmd, int *argc, char **argv, struct qg_comm **out);
-/* The error report of a rank: rank 0 prints it (other ranks too, prefixed, unless it is an
- * input error every rank shares); with more than one rank the job is then aborted so no
- * rank waits for this one. Returns the exit code. */
-int qg_cli_comm_report(const char *cmd, struct qg_comm *c, qg_status st);
+/* The error report of a rank: rank 0 prints it, other ranks too (prefixed) unless it is an
+ * input error found before any rank could diverge (same_everywhere: the configuration and
+ * data every rank checked alike). Other errors with more than one rank abort the job, so
+ * no rank waits for this one. Returns the exit code. */
+int qg_cli_comm_report(const char *cmd, struct qg_comm *c, qg_status st, int same_everywhere);
 /* True when argv holds -h or --help. */
 int qg_cli_wants_help(int argc, char **argv);
 

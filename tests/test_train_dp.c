@@ -36,25 +36,32 @@ static char g_base[8192];
     }                                                                                            \
   } while (0)
 
+static void slurp(const char *path, char *buf, size_t cap) {
+  buf[0] = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = 0;
+  fclose(f);
+}
+
 /* Runs `[mpiexec -np N] quantgolf <args>`; np 0: no launcher. Returns the exit code;
- * stderr into err. */
-static int run(int np, const char *args, char *err, size_t cap) {
-  char cmd[24000], errf[4200];
+ * stderr into err, stdout into out when out is not NULL. */
+static int run_out(int np, const char *args, char *out, size_t out_cap, char *err, size_t cap) {
+  char cmd[24000], errf[4200], outf[4200];
   snprintf(errf, sizeof errf, "%s/stderr.txt", g_dir);
+  snprintf(outf, sizeof outf, "%s/stdout.txt", g_dir);
   if (np > 0)
-    snprintf(cmd, sizeof cmd, "%s -np %d %s %s > /dev/null 2> '%s'", QG_MPIEXEC, np, QG_CLI_PATH, args, errf);
+    snprintf(cmd, sizeof cmd, "%s -np %d %s %s > '%s' 2> '%s'", QG_MPIEXEC, np, QG_CLI_PATH, args, outf, errf);
   else
-    snprintf(cmd, sizeof cmd, "%s %s > /dev/null 2> '%s'", QG_CLI_PATH, args, errf);
+    snprintf(cmd, sizeof cmd, "%s %s > '%s' 2> '%s'", QG_CLI_PATH, args, outf, errf);
   int st = system(cmd);
-  err[0] = 0;
-  FILE *f = fopen(errf, "rb");
-  if (f) {
-    size_t n = fread(err, 1, cap - 1, f);
-    err[n] = 0;
-    fclose(f);
-  }
+  slurp(errf, err, cap);
+  if (out) slurp(outf, out, out_cap);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+static int run(int np, const char *args, char *err, size_t cap) { return run_out(np, args, NULL, 0, err, cap); }
 
 static void train(int np, const char *out, const char *extra) {
   char args[12000], err[16384];
@@ -111,6 +118,65 @@ static void test_resume_other_world(void **st) {
   train(0, "r14", "--stop-at 2");
   train(4, "r14", "--resume");
   same_state("full", "r14");
+}
+
+/* kld (and eval) across ranks: the JSON's every figure and the per-token dump are the
+ * single-rank run's, byte for byte; 16 batches of 8 windows over 2 and 3 ranks (uneven
+ * rounds), contest windows and sliding ones. */
+static char *cut_seconds(char *json) {
+  char *p = strstr(json, "\"seconds\"");
+  if (p) {
+    char *e = p + strcspn(p, ",}");
+    memmove(p, e, strlen(e) + 1);
+  }
+  return json;
+}
+
+static void test_kld_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "kbase", "");
+  train(0, "kqat", "--qat 'blocks.*: rowwise bits=3'");
+  const char *modes[] = {"--seq-len 16 --batch 8", "--seq-len 16 --stride 4 --batch 5"};
+  for (int m = 0; m < 2; m++) {
+    static char out1[65536], outn[65536], err[16384], d1[65536], dn[65536];
+    char args[12000];
+    for (int np = 0; np <= 3; np++) {
+      if (np == 1) continue;
+      snprintf(args, sizeof args,
+               "kld --base '%s/kbase/final_model.safetensors' --model '%s/kqat/final_model.safetensors' --val "
+               "'%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' --device cpu --threads 1 %s --json "
+               "--dump-token-kld '%s/dump%d.bin'",
+               g_dir, g_dir, g_dir, QG_SOURCE_DIR, modes[m], g_dir, np);
+      char *o = np == 0 ? out1 : outn;
+      int rc = run_out(np, args, o, sizeof out1, err, sizeof err);
+      if (rc) fail_msg("kld np %d: exit %d\n%s", np, rc, err);
+      cut_seconds(o);
+      FILE *f = fopen(qg_test_path(g_dir, np == 0 ? "dump0.bin" : np == 2 ? "dump2.bin" : "dump3.bin"), "rb");
+      assert_non_null(f);
+      size_t n = fread(np == 0 ? d1 : dn, 1, sizeof d1, f);
+      fclose(f);
+      static size_t n1;
+      if (np == 0) {
+        n1 = n;
+        assert_true(strstr(out1, "\"kld\"") != NULL);
+      } else {
+        assert_string_equal(outn, out1);
+        assert_int_equal(n, n1);
+        assert_memory_equal(dn, d1, n);
+      }
+    }
+  }
+  /* eval: the same figures */
+  static char e1[8192], e2[8192], err[16384];
+  char args[12000];
+  snprintf(args, sizeof args,
+           "eval --model '%s/kqat/final_model.safetensors' --val '%s/val.bin' --tokenizer "
+           "'%s/tests/data/tok_rules.model' --device cpu --threads 1 --seq-len 16 --batch 4 --json",
+           g_dir, g_dir, QG_SOURCE_DIR);
+  assert_int_equal(run_out(0, args, e1, sizeof e1, err, sizeof err), 0);
+  assert_int_equal(run_out(2, args, e2, sizeof e2, err, sizeof err), 0);
+  assert_string_equal(cut_seconds(e2), cut_seconds(e1));
 }
 
 static void test_errors(void **st) {
@@ -171,6 +237,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bitwise_any_world),
       cmocka_unit_test(test_resume_other_world),
+      cmocka_unit_test(test_kld_any_world),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_comm_option),
   };
