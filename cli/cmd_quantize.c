@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "comm/comm.h"
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/util.h"
@@ -246,7 +247,11 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
 
 int qg_cmd_quantize(int argc, char **argv) {
   qargs a;
-  int rc = parse_args(argc, argv, &a);
+  /* --comm: calibration's batches split over ranks (the same Hessians); rank 0 writes */
+  qg_comm *comm = NULL;
+  int rc = qg_cli_take_comm("quantize", &argc, argv, &comm);
+  if (rc) return rc;
+  rc = parse_args(argc, argv, &a);
   if (rc) return rc;
   const qg_quant_backend *qb; /* a device that is not there fails before any work */
   qg_status ds = qg_quant_backend_by_device(a.device, &qb);
@@ -286,12 +291,18 @@ int qg_cmd_quantize(int argc, char **argv) {
                      .calib_len = (int)a.calib_len, .calib_seed = (uint64_t)a.calib_seed, .calib_skip = a.calib_skip,
                      .calib_temp = a.calib_temp, .mlp_power = (float)a.mlp_power, .device = a.device,
                      .dry_run = a.dry_run, .save_hessians = a.save_h, .load_hessians = a.load_h,
-                     .cb = on_job, .cb_ctx = &view};
+                     .comm = comm, .cb = on_job, .cb_ctx = &view};
   qg_qjob_result jr;
   s = qg_quantize_job(&jo, &jr);
   if (s) {
     qg_spec_free(&spec);
-    return qg_cli_report("quantize", s);
+    return qg_cli_comm_report("quantize", comm, s, 0);
+  }
+  if (jr.helper_rank) { /* calibrated with the others; rank 0 reports */
+    qg_qjob_result_free(&jr);
+    qg_spec_free(&spec);
+    qg_comm_close(comm);
+    return 0;
   }
   if (jr.dry_run) {
     print_plan(&a, &jr);

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include "comm/comm.h"
+#include "core/sha256.h"
 #include "io/safetensors.h"
 #include "io/shards.h"
 #include "tests/testlib.h"
@@ -179,6 +180,46 @@ static void test_kld_any_world(void **st) {
   assert_string_equal(cut_seconds(e2), cut_seconds(e1));
 }
 
+/* quantize --calib across ranks: the saved Hessians and the artifact are the
+ * single-rank run's, byte for byte (4 batches, 4 + 4 + 4 + 1 sequences: two rounds on 2 and on 3 ranks, where ranks
+ * without a batch in the last round add zeros). */
+static int same_file(const char *a, const char *b) {
+  char ha[65], hb[65];
+  if (qg_sha256_file(a, ha) || qg_sha256_file(b, hb)) return 0;
+  return !strcmp(ha, hb);
+}
+
+static void test_calibration_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "cbase", "");
+  uint16_t *tok = malloc(sizeof(uint16_t) * 60000);
+  uint64_t r = 3;
+  for (int i = 0; i < 60000; i++) tok[i] = (uint16_t)(qg_test_rand(&r) % 600);
+  assert_int_equal(qg_shard_write(qg_test_path(g_dir, "calib.bin"), tok, 60000), QG_OK);
+  free(tok);
+  char args[12000], err[16384], h0[4200], a0[4200];
+  for (int np = 0; np <= 3; np++) {
+    if (np == 1) continue;
+    snprintf(args, sizeof args,
+             "quantize --model '%s/cbase/final_model.safetensors' --spec 'blocks.*: gptq bits=4' --calib "
+             "'%s/calib.bin' --calib-seqs 13 --calib-len 2048 --threads 1 --save-hessians '%s/h%d.safetensors' "
+             "--out '%s/q%d.qgz'",
+             g_dir, g_dir, g_dir, np, g_dir, np);
+    int rc = run(np, args, err, sizeof err);
+    if (rc) fail_msg("quantize np %d: exit %d\n%s", np, rc, err);
+    char h[4200], a[4200];
+    snprintf(h, sizeof h, "%s/h%d.safetensors", g_dir, np);
+    snprintf(a, sizeof a, "%s/q%d.qgz", g_dir, np);
+    if (np == 0) {
+      snprintf(h0, sizeof h0, "%s", h), snprintf(a0, sizeof a0, "%s", a);
+      continue;
+    }
+    if (!same_file(h0, h)) fail_msg("np %d: the Hessian file differs from the single-rank one", np);
+    if (!same_file(a0, a)) fail_msg("np %d: the artifact differs from the single-rank one", np);
+  }
+}
+
 static void test_errors(void **st) {
   (void)st;
   REQUIRE_MPI();
@@ -238,6 +279,7 @@ int main(void) {
       cmocka_unit_test(test_bitwise_any_world),
       cmocka_unit_test(test_resume_other_world),
       cmocka_unit_test(test_kld_any_world),
+      cmocka_unit_test(test_calibration_any_world),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_comm_option),
   };
