@@ -38,7 +38,8 @@ void qg_cmd_eval_help(void) {
       "                online CPU)\n"
       "  --allow-tokenizer-mismatch  evaluate although the shards' manifest (written by\n"
       "                `prepare`) names another tokenizer: bytes per token, and so val_bpb,\n"
-      "                would then be counted with the wrong pieces\n");
+      "                would then be counted with the wrong pieces\n"
+      "  --comm self|mpi|auto  under mpirun: windows split over the ranks, the one-rank figures\n");
 }
 
 int qg_cli_parse_eval_common(const char *cmd, int argc, char **argv, int *i, qg_eval_cli *c) {

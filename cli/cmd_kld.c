@@ -34,7 +34,9 @@ void qg_cmd_kld_help(void) {
       "  experiment runner's statistics) and the iid interval beside them.\n"
       "  --dump-token-kld FILE  per-token records for paired statistics later: an 16-byte\n"
       "                         header (\"QGKLD001\", uint64 count), then per scored token\n"
-      "                         three little-endian float32: kld, nll_base, nll_model\n");
+      "                         three little-endian float32: kld, nll_base, nll_model\n"
+      "  --comm self|mpi|auto   under mpirun: windows split over the ranks, every figure and the\n"
+      "                         dump those of one rank (rank 0 prints and writes)\n");
 }
 
 static long long file_bytes(const char *p) {

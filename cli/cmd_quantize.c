@@ -57,6 +57,8 @@ void qg_cmd_quantize_help(void) {
          "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
          "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)\n"
          "  --force            allow --calib self with --calib-len above 4096\n"
+         "  --comm self|mpi|auto  under mpirun: calibration batches split over the ranks (the same\n"
+         "                     Hessians as one rank); rank 0 quantizes and writes\n"
          "  --save-hessians F  also save the Hessians to F (safetensors, fp64, with the SHA-256 of\n"
          "                     the model file and of the calibration tokens)\n"
          "  --load-hessians F  use F's Hessians instead of calibrating; refused when F was collected\n"
