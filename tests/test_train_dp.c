@@ -103,6 +103,14 @@ static void test_bitwise_any_world(void **st) {
   same_state("one", "np1");
   same_state("one", "np2");
   same_state("one", "np4");
+  /* the 2-rank log says what the collectives moved each step */
+  static char log[1 << 16];
+  char lp[4200];
+  snprintf(lp, sizeof lp, "%s/np2/train.log", g_dir);
+  slurp(lp, log, sizeof log);
+  const char *st6 = strstr(log, "step:6/6");
+  if (!st6 || !strstr(st6, "ranks:2 comm:") || !strstr(st6, "reduce_scatter:") || !strstr(st6, "busbw:"))
+    fail_msg("train.log of the 2-rank run:\n%s", log);
   /* with QAT (fake quantization on every rank, the clip mask on the owners) */
   train(0, "qone", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
   train(2, "qnp2", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
