@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_doc.h"
+#include "comm/comm.h"
 #include "eval/eval.h"
 #include "quant/artifact.h"
 #include "io/shard_manifest.h"
@@ -29,6 +30,7 @@ void qg_cmd_eval_help(void) {
   char buf[4096];
   qg_args_help(args, 13, buf, sizeof buf);
   fputs(buf, stdout);
+  fputs("  --comm self|mpi|auto  under mpirun: windows split over the ranks, the one-rank figures\n", stdout);
 }
 
 static int precision(const char *v, void *dst, char *err, size_t cap) {
@@ -127,6 +129,9 @@ static void eval_args(qg_eval_cli *c, const char **model, qg_arg common[QG_CLI_E
 
 int qg_cmd_eval(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
+  /* --comm: windows split over ranks, the single-rank figures; rank 0 prints */
+  int crc = qg_cli_take_comm("eval", &argc, argv, &c.opts.comm);
+  if (crc) return crc;
   const char *model = NULL;
   qg_arg common[QG_CLI_EVAL_NARGS], args[3];
   eval_args(&c, &model, common, args);
@@ -148,7 +153,7 @@ int qg_cmd_eval(int argc, char **argv) {
   }
   qg_eval_totals t;
   s = qg_eval_run(&m, NULL, &val, &luts, &c.opts, NULL, NULL, &t);
-  if (!s) {
+  if (!s && qg_comm_rank(c.opts.comm) == 0) {
     double loss = t.nll_a / (double)t.tokens, bpb = qg_bpb(t.nll_a, t.bytes);
     char desc[256];
     qg_gpt_describe(&m.cfg, desc, sizeof desc);
@@ -182,5 +187,7 @@ int qg_cmd_eval(int argc, char **argv) {
   qg_shards_close(&val);
   qg_spm_luts_free(&luts);
   qg_gpt_free(&m);
-  return s ? qg_cli_report("eval", s) : 0;
+  rc = s ? qg_cli_comm_report("eval", c.opts.comm, s, 0) : 0;
+  qg_comm_close(c.opts.comm);
+  return rc;
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "comm/comm.h"
 #include "core/file.h"
 #include "cli/json_doc.h"
 #include "eval/eval.h"
@@ -33,7 +34,9 @@ void qg_cmd_kld_help(void) {
       "  experiment runner's statistics) and the iid interval beside them.\n"
       "  --dump-token-kld FILE  per-token records for paired statistics later: an 16-byte\n"
       "                         header (\"QGKLD001\", uint64 count), then per scored token\n"
-      "                         three little-endian float32: kld, nll_base, nll_model\n");
+      "                         three little-endian float32: kld, nll_base, nll_model\n"
+      "  --comm self|mpi|auto   under mpirun: windows split over the ranks, every figure and the\n"
+      "                         dump those of one rank (rank 0 prints and writes)\n");
 }
 
 
@@ -309,8 +312,9 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
     qg_json_arr_end(&j);
     qg_json_key(&j, "device"), qg_json_str(&j, m0.ops->name);
     qg_json_key(&j, "seconds"), qg_json_num(&j, t[0].seconds);
-    qg_cli_json_end(&j, &b);
-  } else if (!s) {
+    if (qg_comm_rank(c->opts.comm) == 0) qg_cli_json_end(&j, &b);
+    else qg_buf_free(&b);
+  } else if (!s && qg_comm_rank(c->opts.comm) == 0) {
     for (int i = 0; i < n; i++) {
       if (i) printf("\n");
       print_text(base, models[i], &t[i], &sum[i]);
@@ -343,6 +347,10 @@ static int kld_many(const char *base, const char *const *models, int n, qg_eval_
 
 int qg_cmd_kld(int argc, char **argv) {
   qg_eval_cli c = {.opts = {.seq_len = 1024}, .device = "auto"};
+  /* --comm: windows split over ranks, every statistic the single-rank run's; rank 0 writes */
+  int crc = qg_cli_take_comm("kld", &argc, argv, &c.opts.comm);
+  if (crc) return crc;
+  int rank0 = qg_comm_rank(c.opts.comm) == 0;
   const char *base = NULL, *model = NULL, *dump = NULL;
   const char *models[16];
   qg_arg_list ml = {models, 0, 16};
@@ -384,7 +392,7 @@ int qg_cmd_kld(int argc, char **argv) {
                 m1.cfg.vocab);
   int data_open = 0;
   if (!s && !(s = qg_cli_open_eval_data(&c, m0.cfg.vocab, &val, &luts))) data_open = 1;
-  if (!s && dump && !(s = qg_atomic_open(&df, dump))) {
+  if (!s && dump && rank0 && !(s = qg_atomic_open(&df, dump))) {
     k.dump = &df;
     char header[16] = "QGKLD001";
     s = qg_atomic_write(&df, header, sizeof header); /* count patched in at the end */
@@ -404,7 +412,7 @@ int qg_cmd_kld(int argc, char **argv) {
     if (!s) s = qg_atomic_commit(&df);
     else qg_atomic_abort(&df);
   }
-  if (!s) {
+  if (!s && rank0) {
     if (c.json) print_json(base, model, &t, &sum, &c, m0.ops->name);
     else print_text(base, model, &t, &sum);
   }
@@ -415,5 +423,7 @@ int qg_cmd_kld(int argc, char **argv) {
   }
   qg_gpt_free(&m0);
   qg_gpt_free(&m1);
-  return s ? qg_cli_report("kld", s) : 0;
+  rc = s ? qg_cli_comm_report("kld", c.opts.comm, s, 0) : 0;
+  qg_comm_close(c.opts.comm);
+  return rc;
 }

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_doc.h"
+#include "comm/comm.h"
 #include "core/progress.h"
 #include "core/util.h"
 #include "quant/backend.h"
@@ -57,6 +58,8 @@ void qg_cmd_quantize_help(void) {
          "  --calib-seqs N (128)  --calib-len L (1024; 128 for self)  --calib-seed S (1234)\n"
          "  --calib-temp T (1.0)  --calib-skip N (0)  --mlp-power P (2)\n"
          "  --force            allow --calib self with --calib-len above 4096\n"
+         "  --comm self|mpi|auto  under mpirun: calibration batches split over the ranks (the same\n"
+         "                     Hessians as one rank); rank 0 quantizes and writes\n"
          "  --save-hessians F  also save the Hessians to F (safetensors, fp64, with the SHA-256 of\n"
          "                     the model file and of the calibration tokens)\n"
          "  --load-hessians F  use F's Hessians instead of calibrating; refused when F was collected\n"
@@ -218,7 +221,11 @@ static void print_plan(const qargs *a, const qg_qjob_result *jr) {
 int qg_cmd_quantize(int argc, char **argv) {
   double t_start = qg_now();
   qargs a;
-  int rc = parse_args(&argc, argv, &a);
+  /* --comm: calibration's batches split over ranks (the same Hessians); rank 0 writes */
+  qg_comm *comm = NULL;
+  int rc = qg_cli_take_comm("quantize", &argc, argv, &comm);
+  if (rc) return rc;
+  rc = parse_args(&argc, argv, &a);
   if (rc) return rc;
   const qg_quant_backend *qb; /* a device that is not there fails before any work */
   qg_status ds = qg_quant_backend_by_device(a.device, &qb);
@@ -258,12 +265,18 @@ int qg_cmd_quantize(int argc, char **argv) {
                      .calib_len = (int)a.calib_len, .calib_seed = (uint64_t)a.calib_seed, .calib_skip = a.calib_skip,
                      .calib_temp = a.calib_temp, .mlp_power = (float)a.mlp_power, .device = a.device,
                      .dry_run = a.dry_run, .save_hessians = a.save_h, .load_hessians = a.load_h,
-                     .cb = on_job, .cb_ctx = &view};
+                     .comm = comm, .cb = on_job, .cb_ctx = &view};
   qg_qjob_result jr;
   s = qg_quantize_job(&jo, &jr);
   if (s) {
     qg_spec_free(&spec);
-    return qg_cli_report("quantize", s);
+    return qg_cli_comm_report("quantize", comm, s, 0);
+  }
+  if (jr.helper_rank) { /* calibrated with the others; rank 0 reports */
+    qg_qjob_result_free(&jr);
+    qg_spec_free(&spec);
+    qg_comm_close(comm);
+    return 0;
   }
   if (jr.dry_run) {
     print_plan(&a, &jr);

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_doc.h"
+#include "comm/comm.h"
 #include "core/progress.h"
 #include "eval/eval.h"
 #include "io/checkpoint.h"
@@ -33,6 +34,9 @@ void qg_cmd_train_help(void) {
       "  --precision fp32|bf16    matrix products and Newton-Schulz (default fp32; bf16: the\n"
       "                       contest's mixed precision, fp32 master weights; cuda only)\n"
       "  --threads N          CPU threads (default: QG_THREADS, else every online CPU)\n"
+      "  --comm self|mpi|nccl|auto  ranks for data-parallel training (default auto: mpi under\n"
+      "                       mpirun with more than one rank); same weights on any world size\n"
+      "                       that divides --grad-accum (CPU only; see README, Data parallelism)\n"
       "  --allow-tokenizer-mismatch  train although a shard manifest (from `prepare`) names\n"
       "                       another tokenizer\n"
       "model (defaults: the contest baseline)\n"
@@ -77,12 +81,17 @@ typedef struct {
   FILE *log;
   double last_print;
   int iterations;
-  int quiet;
+  int quiet; /* ranks other than 0: rank 0 speaks for the job */
+  /* communication over the run's steps */
+  double comm_s, train_s;
+  long long comm_bytes;
+  int world;
 } progress_ctx;
 
 static void on_event(void *ctx, const qg_train_info *i) {
   progress_ctx *p = ctx;
-  char line[512];
+  if (p->quiet) return;
+  char line[640];
   switch (i->ev) {
     case QG_TRAIN_EV_WARMUP:
       snprintf(line, sizeof line, "warmup_step:%d train_loss:%.4f", i->step, i->train_loss);
@@ -92,11 +101,18 @@ static void on_event(void *ctx, const qg_train_info *i) {
       break;
     default: {
       double eta = i->step > 0 ? i->elapsed_s / i->step * (p->iterations - i->step) : 0;
-      snprintf(line, sizeof line,
+      int n = snprintf(line, sizeof line,
                "step:%d/%d train_loss:%.4f lr_mul:%.4f tok/s:%.0f train_time:%.0fms step_avg:%.2fms eta:%d:%02d%s",
                i->step, p->iterations, i->train_loss, i->lr_mul, i->tokens_per_s, 1000 * i->elapsed_s,
                1000 * i->elapsed_s / (i->step ? i->step : 1), (int)(eta / 60), (int)fmod(eta, 60),
                i->ev == QG_TRAIN_EV_QAT_ON ? " qat:on" : "");
+      p->comm_s += i->comm_s, p->comm_bytes += (long long)(i->rs_bytes + i->ag_bytes);
+      p->train_s = i->elapsed_s, p->world = i->world;
+      /* data parallel: time in collectives (nothing overlaps them), bytes per collective
+       * kind this step, and the bus bandwidth they reached (nccl-tests' definition) */
+      if (i->world > 1 && n > 0 && n < (int)sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, " ranks:%d comm:%.1fms reduce_scatter:%lldB all_gather:%lldB busbw:%.3fGB/s",
+                 i->world, 1000 * i->comm_s, (long long)i->rs_bytes, (long long)i->ag_bytes, i->busbw_gbs);
     }
   }
   if (p->log) {
@@ -248,8 +264,8 @@ static long long file_bytes(const char *p) {
   return stat(p, &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
-static void print_json(const qg_trainer *t, const targs *a, double loss, double bpb, double qloss, double qbpb,
-                       const export_result *ex, double t_start) {
+static void print_json(const qg_trainer *t, const targs *a, const progress_ctx *pc, double loss, double bpb,
+                       double qloss, double qbpb, const export_result *ex, double t_start) {
   const qg_train_config *c = &a->c;
   qg_buf b;
   qg_json j;
@@ -264,6 +280,10 @@ static void print_json(const qg_trainer *t, const targs *a, double loss, double 
     qg_json_key(&j, "qat_val_bpb"), qg_json_num(&j, qbpb);
   }
   qg_json_key(&j, "train_seconds"), qg_json_num(&j, t->train_s);
+  qg_json_key(&j, "comm"), qg_json_str(&j, qg_comm_name(t->comm));
+  qg_json_key(&j, "world"), qg_json_int(&j, t->world);
+  qg_json_key(&j, "comm_seconds"), qg_json_num(&j, pc->comm_s);
+  qg_json_key(&j, "comm_bytes"), qg_json_int(&j, pc->comm_bytes);
   qg_json_key(&j, "tokens_per_s"), qg_json_num(&j, t->train_s > 0 ? (double)t->step * c->batch_tokens / t->train_s : 0);
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/final_model.safetensors", c->out_dir);
@@ -296,12 +316,18 @@ static void print_json(const qg_trainer *t, const targs *a, double loss, double 
 int qg_cmd_train(int argc, char **argv) {
   double t_start = qg_now();
   targs a;
-  int rc = parse_args(&argc, argv, &a);
+  qg_comm *comm = NULL;
+  int rc = qg_cli_take_comm("train", &argc, argv, &comm);
+  if (rc) return rc;
+  rc = parse_args(&argc, argv, &a);
   if (rc) {
     qg_train_kvs_free(&a.kvs);
+    qg_comm_close(comm);
     return rc;
   }
+  int rank = qg_comm_rank(comm);
   qg_train_config *cp = &a.c;
+  cp->comm = comm;
   qg_eval_cli *ev = &a.ev;
   /* the device before anything else: a GPU that is not there (or bf16 on the CPU) is one
    * line and exit 2, with no output directory created */
@@ -330,20 +356,21 @@ int qg_cmd_train(int argc, char **argv) {
   if (!s && a.export_spec) s = qg_train_export_check(cp, a.export_spec);
   if (s) {
     qg_train_kvs_free(&a.kvs);
-    return qg_cli_report("train", s);
+    return qg_cli_comm_report("train", comm, s, 1);
   }
   const qg_train_config c = *cp;
   qg_shards val;
   qg_spm_luts luts;
   if ((s = qg_cli_open_eval_data(ev, c.vocab, &val, &luts))) {
     qg_train_kvs_free(&a.kvs);
-    return qg_cli_report("train", s);
+    return qg_cli_comm_report("train", comm, s, 1);
   }
   ev->opts.seq_len = c.seq_len;
 
-  int dir_made = mkdir(c.out_dir, 0777) == 0, mk_err = errno;
+  /* rank 0 owns the output directory, the log and the final figures */
+  int dir_made = rank == 0 && mkdir(c.out_dir, 0777) == 0, mk_err = rank == 0 ? errno : EEXIST;
   struct stat dst;
-  if (!dir_made && (mk_err != EEXIST || stat(c.out_dir, &dst) != 0 || !S_ISDIR(dst.st_mode))) {
+  if (rank == 0 && !dir_made && (mk_err != EEXIST || stat(c.out_dir, &dst) != 0 || !S_ISDIR(dst.st_mode))) {
     /* a missing, read-only or non-directory parent, or a file in the way: bad usage */
     int usage = mk_err == EEXIST || mk_err == ENOENT || mk_err == ENOTDIR || mk_err == EACCES || mk_err == EROFS ||
                 mk_err == EPERM;
@@ -352,13 +379,14 @@ int qg_cmd_train(int argc, char **argv) {
     qg_spm_luts_free(&luts);
     qg_shards_close(&val);
     qg_train_kvs_free(&a.kvs);
+    qg_comm_abort(comm, usage ? 2 : 1);
     return usage ? 2 : 1;
   }
   char logpath[4096];
   snprintf(logpath, sizeof logpath, "%s/train.log", c.out_dir);
   struct stat lst;
   int log_existed = stat(logpath, &lst) == 0;
-  progress_ctx pc = {fopen(logpath, "a"), 0, c.iterations, 0};
+  progress_ctx pc = {rank == 0 ? fopen(logpath, "a") : NULL, 0, c.iterations, rank != 0, 0, 0, 0, 1};
   if (pc.log) {
     qg_buf b;
     qg_buf_init(&b);
@@ -374,8 +402,12 @@ int qg_cmd_train(int argc, char **argv) {
   if (!s) {
     char desc[256];
     qg_gpt_describe(&t.mc, desc, sizeof desc);
-    fprintf(stderr, "model: %s, %lld parameters; %s from step %d on %s\n", desc, (long long)t.lay.total,
-            c.resume ? "resuming" : "training", t.step, t.ops->name);
+    if (rank == 0)
+      fprintf(stderr, "model: %s, %lld parameters; %s from step %d on %s%s\n", desc, (long long)t.lay.total,
+              c.resume ? "resuming" : "training", t.step, t.ops->name, t.world > 1 ? " (data parallel)" : "");
+    if (rank == 0 && t.world > 1)
+      fprintf(stderr, "data parallel: %d ranks over %s, %d micro-batches each per step\n", t.world,
+              qg_comm_name(comm), c.grad_accum / t.world);
     if (pc.log) fprintf(pc.log, "model: %s params:%lld start_step:%d device:%s\n", desc, (long long)t.lay.total, t.step,
                         t.ops->name);
     if (t.on_device && t.have_qat)
@@ -386,12 +418,15 @@ int qg_cmd_train(int argc, char **argv) {
     /* nothing was trained (bad data, bad checkpoint): leave nothing behind either */
     if (pc.log) fclose(pc.log);
     pc.log = NULL;
-    if (!log_existed) unlink(logpath);
+    if (rank == 0 && !log_existed) unlink(logpath);
     if (dir_made) rmdir(c.out_dir);
   }
   if (s) {
-    rc = qg_cli_report("train", s);
     if (pc.log) fprintf(pc.log, "error: %s\n", qg_last_error());
+    if (pc.log) fflush(pc.log);
+    rc = qg_cli_comm_report("train", comm, s, !t.lay.p || t.step == 0);
+  } else if (rank != 0) {
+    /* rank 0 evaluates and reports */
   } else if (t.step < c.iterations && !(c.max_seconds > 0 && t.train_s >= c.max_seconds)) {
     fprintf(stderr, "stopped at step %d/%d; continue with --resume\n", t.step, c.iterations);
     if (pc.log) fprintf(pc.log, "stopped at step %d/%d\n", t.step, c.iterations);
@@ -430,7 +465,7 @@ int qg_cmd_train(int argc, char **argv) {
       }
       qg_buf_printf(&out, "final_model: %s\n", ck);
       if (pc.log) fwrite(out.p, 1, out.n, pc.log);
-      if (a.json) print_json(&t, &a, loss, bpb, qloss, qbpb, a.export_spec ? &ex : NULL, t_start);
+      if (a.json) print_json(&t, &a, &pc, loss, bpb, qloss, qbpb, a.export_spec ? &ex : NULL, t_start);
       else fwrite(out.p, 1, out.n, stdout);
       qg_buf_free(&out);
     }
@@ -440,5 +475,6 @@ int qg_cmd_train(int argc, char **argv) {
   qg_spm_luts_free(&luts);
   qg_shards_close(&val);
   qg_train_kvs_free(&a.kvs);
+  qg_comm_close(comm);
   return rc;
 }

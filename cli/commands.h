@@ -78,5 +78,16 @@ int qg_cli_args_error(const qg_args *p);
 extern const qg_arg qg_cli_threads_args[];
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
+struct qg_comm;
+/* --comm NAME for the commands that run across ranks (cli/comm.c): removes it from argv
+ * and opens the communicator (auto when absent: mpi under an MPI launcher with more than
+ * one rank, else self); installs the watchdog's handler (one line on stderr, then the job
+ * ends). 0 done, 2 after printing why not (a backend this build lacks, ...). */
+int qg_cli_take_comm(const char *cmd, int *argc, char **argv, struct qg_comm **out);
+/* The error report of a rank: rank 0 prints it, other ranks too (prefixed) unless it is an
+ * input error found before any rank could diverge (same_everywhere: the configuration and
+ * data every rank checked alike). Other errors with more than one rank abort the job, so
+ * no rank waits for this one. Returns the exit code. */
+int qg_cli_comm_report(const char *cmd, struct qg_comm *c, qg_status st, int same_everywhere);
 
 #endif

@@ -71,9 +71,11 @@ qg_status qg_eval_run_many(qg_gpt *a, qg_gpt *const *bs, int nb, const qg_shards
   int T = plan.seq;
   int64_t B = o->batch > 0 ? o->batch : (8192 + T - 1) / T;
   if (B > plan.n) B = plan.n;
+  int W = qg_comm_world(o->comm), me = qg_comm_rank(o->comm);
+  int64_t nbatch = (plan.n + B - 1) / B, blk = (int64_t)nstat * B * T; /* stats per batch */
   int32_t *seqs = malloc(sizeof *seqs * (size_t)(B * (T + 1)));
   uint16_t *raw = malloc(sizeof *raw * (size_t)(T + 1));
-  qg_token_stat *st = malloc(sizeof *st * (size_t)(B * T));
+  qg_token_stat *st = malloc(sizeof *st * (size_t)(blk * W)), *mine = st + blk * me;
   int32_t *in = malloc(sizeof *in * (size_t)(B * T) * 2);
   qg_status s = QG_OK;
   if (!seqs || !raw || !st || !in) {
@@ -84,45 +86,62 @@ qg_status qg_eval_run_many(qg_gpt *a, qg_gpt *const *bs, int nb, const qg_shards
   qg_progress pr;
   qg_progress_start(&pr, nb ? "kld" : "eval", "tokens", plan.n_scored);
   double t0 = qg_now();
-  for (int64_t w0 = 0; w0 < plan.n; w0 += B) {
-    int64_t nw = plan.n - w0 < B ? plan.n - w0 : B;
-    for (int64_t i = 0; i < nw; i++) {
-      if ((s = qg_shards_read(val, plan.w[w0 + i].start, T + 1, raw))) goto done;
-      for (int t = 0; t <= T; t++) {
-        if (raw[t] >= a->cfg.vocab) {
-          s = qg_fail(QG_ERR_INPUT, "validation token %u at stream position %lld is outside the model's vocabulary of %d",
-                      raw[t], (long long)(plan.w[w0 + i].start + t), a->cfg.vocab);
-          goto done;
+  /* round j: rank r computes batch j * W + r; then every rank consumes batches j * W ..
+   * j * W + W - 1 in order (one rank: compute, consume) */
+  for (int64_t round = 0; round * W < nbatch; round++) {
+    for (int pass = 0; pass < 2; pass++) {
+      for (int r = 0; r < W; r++) {
+        int64_t bi = round * W + r;
+        if (bi >= nbatch || (pass == 0 && r != me)) continue;
+        int64_t w0 = bi * B, nw = plan.n - w0 < B ? plan.n - w0 : B;
+        for (int64_t i = 0; i < nw; i++) {
+          if ((s = qg_shards_read(val, plan.w[w0 + i].start, T + 1, raw))) goto done;
+          for (int t = 0; t <= T; t++) {
+            if (raw[t] >= a->cfg.vocab) {
+              s = qg_fail(QG_ERR_INPUT,
+                          "validation token %u at stream position %lld is outside the model's vocabulary of %d", raw[t],
+                          (long long)(plan.w[w0 + i].start + t), a->cfg.vocab);
+              goto done;
+            }
+            seqs[i * (T + 1) + t] = raw[t];
+          }
+          for (int t = 0; t < T; t++) {
+            in[i * T + t] = raw[t];
+            tg[i * T + t] = raw[t + 1];
+          }
         }
-        seqs[i * (T + 1) + t] = raw[t];
+        if (pass == 0) {
+          /* the base once per batch; each compared model against its logits in turn */
+          if ((s = qg_gpt_forward(a, in, nw, T))) goto done;
+          if ((s = a->ops->upload(a->ops, a->targets, tg, sizeof *tg * (size_t)(nw * T)))) goto done;
+          for (int k = 0; k < nstat; k++) {
+            qg_gpt *b = nb ? bs[k] : NULL;
+            if (b && (s = qg_gpt_forward(b, in, nw, T))) goto done;
+            if ((s = a->ops->token_stats(a->ops, a->logits, b ? b->logits : NULL, a->targets, nw * T, a->cfg.vocab,
+                                         a->cfg.softcap, mine + (int64_t)k * B * T)))
+              goto done;
+          }
+          continue;
+        }
+        const qg_token_stat *bst = st + blk * r;
+        for (int k = 0; k < nstat; k++)
+          for (int64_t i = 0; i < nw; i++)
+            for (int t = plan.w[w0 + i].score_from; t < T; t++) {
+              const qg_token_stat *x = &bst[(int64_t)k * B * T + i * T + t];
+              int32_t prev = seqs[i * (T + 1) + t], tgt = seqs[i * (T + 1) + t + 1];
+              int bytes = qg_spm_token_bytes(luts, prev, tgt);
+              out[k].nll_a += x->nll_a;
+              out[k].nll_b += x->nll_b;
+              out[k].tokens++;
+              out[k].bytes += bytes;
+              if (sink) sink(ctx, k, x, prev, tgt, bytes);
+            }
+        qg_progress_update(&pr, out[0].tokens);
       }
-      for (int t = 0; t < T; t++) {
-        in[i * T + t] = raw[t];
-        tg[i * T + t] = raw[t + 1];
-      }
-    }
-    /* the base once per batch; each compared model against its logits in turn */
-    if ((s = qg_gpt_forward(a, in, nw, T))) goto done;
-    if ((s = a->ops->upload(a->ops, a->targets, tg, sizeof *tg * (size_t)(nw * T)))) goto done;
-    for (int k = 0; k < nstat; k++) {
-      qg_gpt *b = nb ? bs[k] : NULL;
-      if (b && (s = qg_gpt_forward(b, in, nw, T))) goto done;
-      if ((s = a->ops->token_stats(a->ops, a->logits, b ? b->logits : NULL, a->targets, nw * T, a->cfg.vocab,
-                                   a->cfg.softcap, st)))
+      if (pass == 0 && W > 1 &&
+          (s = qg_comm_allgather(o->comm, mine, st, (int64_t)(sizeof *st * (size_t)blk), NULL, QG_COMM_U8)))
         goto done;
-      for (int64_t i = 0; i < nw; i++)
-        for (int t = plan.w[w0 + i].score_from; t < T; t++) {
-          const qg_token_stat *x = &st[i * T + t];
-          int32_t prev = seqs[i * (T + 1) + t], tgt = seqs[i * (T + 1) + t + 1];
-          int bytes = qg_spm_token_bytes(luts, prev, tgt);
-          out[k].nll_a += x->nll_a;
-          out[k].nll_b += x->nll_b;
-          out[k].tokens++;
-          out[k].bytes += bytes;
-          if (sink) sink(ctx, k, x, prev, tgt, bytes);
-        }
     }
-    qg_progress_update(&pr, out[0].tokens);
   }
   qg_progress_finish(&pr, out[0].tokens);
   for (int k = 0; k < nstat; k++) out[k].seconds = qg_now() - t0;

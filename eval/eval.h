@@ -4,6 +4,7 @@
 #ifndef QG_EVAL_EVAL_H
 #define QG_EVAL_EVAL_H
 
+#include "comm/comm.h"
 #include "io/shards.h"
 #include "io/spm.h"
 #include "kernels/ops.h"
@@ -14,6 +15,11 @@ typedef struct {
   int stride;         /* 0: the contest's eval_val (non-overlapping windows); S: sliding */
   int64_t max_tokens; /* 0: the whole stream; else its first N tokens */
   int batch;          /* windows per forward pass (0: about 8192 rows) */
+  /* ranks sharing the work (NULL: one): batch b runs on rank b % world, its per-token
+   * statistics are all-gathered, and every rank then consumes every batch in stream order,
+   * so totals, the sink's calls and everything computed from them are the single-rank
+   * run's, bit for bit, on every rank */
+  qg_comm *comm;
 } qg_eval_opts;
 
 /* A window covers tokens [start, start + seq] (seq + 1 tokens: seq inputs, seq targets)

@@ -151,6 +151,24 @@ static qg_status hessian_tap(void *c, const char *const *names, int n_names, con
   return t->ops->hacc_add(t->ops, t->v[e].h, x, rows);
 }
 
+/* Weights sharing an input (c_q, c_k, c_v) were reserved empty: they get c_q's sum; then
+ * every sum is scaled and symmetrised. */
+static qg_status share_and_finalize(qg_hessian_map *map) {
+  for (int i = 0; i < map->n; i++) {
+    if (map->h[i].n > 0) continue;
+    const char *nm = map->names[i];
+    const char *dot = strstr(nm, ".attn.c_");
+    if (!dot) continue;
+    char src[128];
+    snprintf(src, sizeof src, "%.*s.attn.c_q.weight", (int)(dot - nm), nm);
+    const qg_hessian *q = qg_hessian_map_find(map, src);
+    if (!q || q->n == 0) continue;
+    memcpy(map->h[i].H, q->H, sizeof(double) * (size_t)(q->k * q->k));
+    map->h[i].n = q->n;
+  }
+  return qg_hessian_map_finalize(map);
+}
+
 qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map) {
   if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
   tap_ctx t = {map, m->ops, NULL, 0, 0};
@@ -176,18 +194,82 @@ qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int 
   for (int i = 0; i < t.n; i++) m->ops->hacc_free(m->ops, t.v[i].h);
   free(t.v);
   if (e) return e;
-  /* weights sharing an input (c_q, c_k, c_v) were reserved empty: give them the sum */
-  for (int i = 0; i < map->n; i++) {
-    if (map->h[i].n > 0) continue;
-    const char *nm = map->names[i];
-    const char *dot = strstr(nm, ".attn.c_");
-    if (!dot) continue;
-    char src[128];
-    snprintf(src, sizeof src, "%.*s.attn.c_q.weight", (int)(dot - nm), nm);
-    const qg_hessian *q = qg_hessian_map_find(map, src);
-    if (!q || q->n == 0) continue;
-    memcpy(map->h[i].H, q->H, sizeof(double) * (size_t)(q->k * q->k));
-    map->h[i].n = q->n;
+  return share_and_finalize(map);
+}
+
+/* Across ranks: batch b runs on rank b % world; each batch's sums go into fresh
+ * accumulators and are folded onto the running sums in batch order (rank-order
+ * reduce-scatter, fp64, QG_COMM_ACCUMULATE), so the Hessians are the same bits on any
+ * world size, one rank included. A rank without a batch in a round adds zeros; one that
+ * has not yet seen the model's taps runs batch 0 to learn them. */
+qg_status qg_calib_hessians_comm(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_comm *comm,
+                                 qg_hessian_map *map) {
+  if (batch <= 0) batch = len >= 8192 ? 1 : 8192 / len;
+  int W = qg_comm_world(comm), me = qg_comm_rank(comm);
+  int64_t nbatch = (n + batch - 1) / batch;
+  tap_ctx t = {map, m->ops, NULL, 0, 0};
+  m->tap = hessian_tap;
+  m->tap_ctx = &t;
+  qg_status e = QG_OK;
+  /* the layout of the folded vector: per tap (in first-call order) k*k sums and a row count */
+  int ntap = 0;
+  int64_t total = 0, *off = NULL, *kk = NULL, *counts = NULL, mine_off = 0;
+  const char **names = NULL;
+  double *buf = NULL, *acc = NULL;
+  qg_progress pr;
+  qg_progress_start(&pr, "calibration", "tokens", (int64_t)n * len);
+  for (int64_t round = 0; round * W < nbatch && !e; round++) {
+    int64_t b = round * W + me;
+    int have = b < nbatch;
+    if (have || !ntap) {
+      int64_t bb = have ? b : 0, i = bb * batch;
+      int nb = n - i < batch ? (int)(n - i) : batch;
+      e = qg_gpt_forward(m, seqs + i * len, nb, len);
+    }
+    if (!e && !ntap) { /* first round: the taps are known now; the same on every rank */
+      ntap = t.n;
+      off = calloc((size_t)ntap + 1, sizeof *off), kk = calloc((size_t)ntap + 1, sizeof *kk);
+      names = calloc((size_t)ntap + 1, sizeof *names), counts = calloc((size_t)W, sizeof *counts);
+      if (!off || !kk || !names || !counts) e = qg_fail(QG_ERR_NOMEM, "out of memory");
+      for (int j = 0; j < ntap && !e; j++) off[j] = total, kk[j] = t.v[j].k, names[j] = t.v[j].name, total += kk[j] * kk[j] + 1;
+      if (!e) e = qg_comm_check_same_i64(comm, "the calibration model's Hessian layout", total);
+      for (int r = 0; r < W && !e; r++) {
+        counts[r] = total / W + (r < total % W);
+        if (r < me) mine_off += counts[r];
+      }
+      if (!e && (!(buf = malloc(sizeof *buf * (size_t)total)) || !(acc = calloc((size_t)counts[me] + 1, sizeof *acc))))
+        e = qg_fail(QG_ERR_NOMEM, "out of memory for %lld Hessian sums", (long long)total);
+    }
+    if (!e && (have || round == 0) && t.n != ntap) e = qg_fail(QG_ERR_INTERNAL, "calibration: the model's taps changed between batches");
+    for (int j = 0; j < ntap && !e; j++) {
+      int64_t rows = 0;
+      if (have) {
+        e = m->ops->hacc_read(m->ops, t.v[j].h, buf + off[j], &rows);
+        buf[off[j] + kk[j] * kk[j]] = (double)rows;
+      } else {
+        memset(buf + off[j], 0, sizeof *buf * (size_t)(kk[j] * kk[j] + 1));
+      }
+    }
+    /* fresh accumulators for the next batch */
+    for (int j = 0; j < t.n; j++) m->ops->hacc_free(m->ops, t.v[j].h);
+    t.n = 0;
+    if (!e) e = qg_comm_reduce_scatter(comm, buf, acc, 0, counts, QG_COMM_F64, QG_COMM_ACCUMULATE);
+    int64_t done = (round + 1) * W * batch;
+    qg_progress_update(&pr, (int64_t)(done < n ? done : n) * len);
   }
-  return qg_hessian_map_finalize(map);
+  qg_progress_finish(&pr, (int64_t)n * len);
+  m->tap = NULL;
+  m->tap_ctx = NULL;
+  if (!e && ntap) e = qg_comm_allgather(comm, acc, buf, 0, counts, QG_COMM_F64);
+  for (int j = 0; j < ntap && !e; j++) {
+    qg_hessian *h;
+    if (!(e = qg_hessian_map_get(map, names[j], kk[j], &h))) {
+      memcpy(h->H, buf + off[j], sizeof(double) * (size_t)(kk[j] * kk[j]));
+      h->n = (int64_t)buf[off[j] + kk[j] * kk[j]];
+    }
+  }
+  for (int j = 0; j < t.n; j++) m->ops->hacc_free(m->ops, t.v[j].h);
+  free(t.v), free(off), free(kk), free(names), free(counts), free(buf), free(acc);
+  if (e) return e;
+  return share_and_finalize(map);
 }

@@ -5,6 +5,7 @@
 #ifndef QG_QUANT_CALIBRATE_H
 #define QG_QUANT_CALIBRATE_H
 
+#include "comm/comm.h"
 #include "io/shards.h"
 #include "model/gpt.h"
 #include "quant/hessian.h"
@@ -19,5 +20,11 @@ qg_status qg_calib_generate(qg_gpt *m, int n, int len, float temperature, uint64
 /* Runs the model over the sequences (batch of them at a time) and accumulates every
  * linear layer's input Hessian into map, keyed by weight name; finalizes the map. */
 qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_hessian_map *map);
+/* The same over the ranks of comm (each running this with the same sequences): batches
+ * split round-robin, every batch's sums folded in batch order in fp64, so every rank gets
+ * the same Hessians whatever the world size (they may differ from qg_calib_hessians' in
+ * the last bits: that one sums all batches into one accumulator). */
+qg_status qg_calib_hessians_comm(qg_gpt *m, const int32_t *seqs, int n, int len, int batch, qg_comm *comm,
+                                 qg_hessian_map *map);
 
 #endif

@@ -96,7 +96,8 @@ static qg_status calibrate(const qg_qjob_opts *o, const qg_state *st, qg_hessian
     }
   }
   if (!s) qg_sha256_buf(seqs, sizeof *seqs * (size_t)n * (size_t)len, r->tokens_sha256);
-  if (!s && map) s = qg_calib_hessians(&m, seqs, n, len, 0, map);
+  if (!s && map)
+    s = o->comm ? qg_calib_hessians_comm(&m, seqs, n, len, 0, o->comm, map) : qg_calib_hessians(&m, seqs, n, len, 0, map);
   free(seqs);
   qg_gpt_free(&m);
   r->calib_seqs = n, r->calib_len = len;
@@ -254,7 +255,13 @@ qg_status qg_quantize_job(const qg_qjob_opts *o, qg_qjob_result *r) {
     s = calibrate(o, st, &hmap, r);
     r->calib_seconds = qg_now() - t0;
     r->calibrated = !s;
-    if (!s) emit(o, QG_QJOB_CALIBRATED, 0, hmap.n, NULL, r);
+    if (!s && qg_comm_rank(o->comm) == 0) emit(o, QG_QJOB_CALIBRATED, 0, hmap.n, NULL, r);
+    if (!s && qg_comm_rank(o->comm) != 0) { /* rank 0 quantizes and writes */
+      r->helper_rank = 1;
+      if (st == &own) qg_state_free(&own);
+      qg_hessian_map_free(&hmap);
+      return QG_OK;
+    }
     if (!s && o->save_hessians) {
       qg_hessian_meta hm = {.sequences = r->calib_seqs, .length = r->calib_len};
       memcpy(hm.tokens_sha256, r->tokens_sha256, sizeof hm.tokens_sha256);

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "comm/comm.h"
 #include "core/tensor.h"
 #include "io/qgz.h"
 #include "io/shards.h"
@@ -61,6 +62,10 @@ typedef struct {
    * load them instead of calibrating. A loaded file must come from the same checkpoint
    * file (SHA-256) and, when calib is also given, from the same calibration tokens. */
   const char *save_hessians, *load_hessians;
+  /* calibration across ranks (quant/calibrate.h qg_calib_hessians_comm; NULL: this process
+   * alone). Every rank collects the same Hessians; rank 0 alone then saves them, quantizes
+   * and writes, the others return after calibrating (result's helper_rank set). */
+  qg_comm *comm;
   qg_qjob_cb cb;
   void *cb_ctx;
 } qg_qjob_opts;
@@ -78,6 +83,7 @@ struct qg_qjob_result {
   double entropy_bytes;        /* order-0 entropy of the codes + packed side data (not a
                                 * bound: context-modelling compressors go below it) */
   int calibrated;
+  int helper_rank;             /* a rank other than 0 of o->comm: calibrated, nothing written */
   int dry_run;                 /* nothing was written (artifact_bytes is 0) */
   int hessians_loaded;         /* from load_hessians rather than a forward pass */
   /* the model file is itself a quantized artifact (.int8.ptz or .qgz): its weights are

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
 
-order="core:0 io:1 tok:2 kernels:3 model:4 quant:5 eval:6 train:6 lab:7 cli:8"
+order="core:0 comm:1 io:2 tok:3 kernels:4 model:5 quant:6 eval:7 train:7 lab:8 cli:9"
 dirs=$(for e in $order; do [ -d "${e%%:*}" ] && echo "${e%%:*}"; done)
 
 # file:line:text of every #include "folder/..." in those folders
@@ -37,7 +37,7 @@ awk -v order="$order" '
       for (j = 1; j <= n; j++) if ((d, name[j]) in seen) s = s " " name[j]
       if (s != "") printf "%-8s ->%s\n", d, s
     }
-    path = "core -> io -> tok -> kernels -> model -> quant -> eval|train -> lab -> cli"
+    path = "core -> comm -> io -> tok -> kernels -> model -> quant -> eval|train -> lab -> cli"
     if (bad) { print "layers: FAILED (order: " path ")" > "/dev/stderr"; exit 1 }
     print "layers: ok (order: " path ")"
   }'

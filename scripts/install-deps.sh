@@ -8,6 +8,7 @@ pkgs=(
   libopenblas-dev liblapacke-dev
   libzstd-dev zlib1g-dev liblzma-dev libbrotli-dev
   libyaml-dev libcmocka-dev
+  libopenmpi-dev openmpi-bin   # the MPI communication backend (comm/) and mpirun for its tests
   clang libclang-rt-dev   # libFuzzer and sanitizer runtimes for `make fuzz`
   python3-numpy python3-brotli  # test_qgz_load_py: python/qgz_load.py against the C reader
 )

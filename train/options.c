@@ -30,8 +30,8 @@ static qg_status integer(const char *a, const char *v, long long lo, long long h
 int qg_train_option_is_flag(const char *name) { return !strcmp(name, "resume") || !strcmp(name, "untied"); }
 
 qg_status qg_train_config_set(qg_train_config *c, const char *name, const char *a, const char *v, int *known) {
-  long long n;
-  double d;
+  long long n = 0;
+  double d = 0;
   *known = 1;
   if (qg_train_option_is_flag(name)) {
     int on = 1;

@@ -33,6 +33,7 @@
 
 #include <stdint.h>
 
+#include "comm/comm.h"
 #include "core/tensor.h"
 #include "io/shards.h"
 #include "kernels/cuda_precision.h"
@@ -76,6 +77,10 @@ typedef struct {
    * through the Newton-Schulz precision, so a run may continue on another device. */
   const char *device;
   qg_precision precision;
+  /* data parallelism: the ranks this run trains on (NULL: one rank). Not part of the
+   * configuration: a run gives the same weights on any world size that divides
+   * grad_accum, and resumes on any other (see train/dp.h). CPU only. */
+  qg_comm *comm;
 } qg_train_config;
 
 /* Sets a training option by its train-command name without the dashes ("layers",
@@ -154,6 +159,13 @@ typedef struct {
   double elapsed_s, tokens_per_s;
   int qat_active;
   const char *path; /* QG_TRAIN_EV_SAVED */
+  /* communication in this step (data parallel runs; zero on one rank's self backend too,
+   * apart from the copies): time inside collectives (exposed: nothing overlaps them),
+   * bytes per kind of collective (nccl-tests' sizes) and the bus bandwidth they reached */
+  double comm_s;
+  int64_t rs_bytes, ag_bytes;
+  double busbw_gbs;
+  int world;
 } qg_train_info;
 
 typedef void (*qg_train_cb)(void *ctx, const qg_train_info *info);
@@ -186,6 +198,14 @@ typedef struct {
   int have_qat;
   qg_qat qat;
   char *config_line;   /* the fingerprint checked on resume */
+  /* data parallelism (train/dp.h) */
+  qg_comm *comm;       /* cfg.comm, or a self communicator of our own */
+  int own_comm, rank, world;
+  int *owner;          /* per layout parameter: the rank that folds and updates it */
+  int64_t *pack_off;   /* per parameter: its offset in owner order */
+  int64_t *counts;     /* per rank: floats it owns */
+  float *gpack, *gacc, *wpack;
+  double *losses;      /* this rank's micro-batch losses of a step */
 } qg_trainer;
 
 /* Validates the configuration (shapes that divide, batch vs seq_len and grad_accum),

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "quant/artifact.h"
 #include "train/device.h"
+#include "train/dp.h"
 #include "train/train.h"
 
 #define STATE_FORMAT "quantgolf-train-v1"
@@ -55,9 +56,9 @@ static void describe(const qg_train_config *c, qg_buf *b, int fingerprint) {
   qg_buf_printf(b, "qat: spec=%s start_frac=%.9g late_qat=%.9g ste=%s\n", c->qat_spec ? c->qat_spec : "none",
                 c->qat_start_frac, c->late_qat, c->qat_ste_clip ? "clip" : "identity");
   if (!fingerprint)
-    qg_buf_printf(b, "run: out=%s save_every=%d stop_at=%d resume=%d device=%s precision=%s\n",
+    qg_buf_printf(b, "run: out=%s save_every=%d stop_at=%d resume=%d device=%s precision=%s comm=%s world=%d\n",
                   c->out_dir ? c->out_dir : "", c->save_every, c->stop_at, c->resume, c->device ? c->device : "cpu",
-                  qg_precision_name(c->precision));
+                  qg_precision_name(c->precision), qg_comm_name(c->comm), qg_comm_world(c->comm));
 }
 
 void qg_train_config_describe(const qg_train_config *c, qg_buf *out) { describe(c, out, 0); }
@@ -165,8 +166,62 @@ static qg_status load_init(qg_trainer *t, const char *path) {
   return st;
 }
 
+/* The optimizers of the tensors this rank owns (all of them on one rank). */
+static qg_status optimize(qg_trainer *t, double scale, double momentum) {
+  const qg_train_config *c = &t->cfg;
+  double tok_lr = c->untied ? c->embed_lr : c->tied_embed_lr;
+  for (int i = 0; i < t->lay.n; i++) {
+    const qg_gpt_param *p = &t->lay.p[i];
+    if (t->owner && t->owner[i] != t->rank) continue;
+    switch (p->role) {
+      case QG_PARAM_MATRIX:
+        QG_TRY(qg_train_muon(t, p, c->matrix_lr * scale, momentum));
+        break;
+      case QG_PARAM_EMBED:
+      case QG_PARAM_HEAD:
+      case QG_PARAM_CONTROL: {
+        double lr = p->role == QG_PARAM_EMBED ? tok_lr : p->role == QG_PARAM_HEAD ? c->head_lr : c->scalar_lr;
+        QG_TRY(qg_train_adam(t, p, lr * scale));
+        break;
+      }
+    }
+  }
+  return QG_OK;
+}
+
+/* One optimizer step on the CPU, over the ranks of t->comm (train/dp.h): this rank's
+ * grad_accum / world micro-batches, each gradient folded onto its owner's sum, the owners'
+ * optimizers, the weights gathered. One rank runs exactly this too, so every world size
+ * gives the same bits. */
+static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, double *loss_out) {
+  const qg_train_config *c = &t->cfg;
+  int64_t local = c->batch_tokens / c->grad_accum;
+  int B = (int)(local / c->seq_len), T = c->seq_len, la = c->grad_accum / t->world;
+  qg_gpt *model = t->qat_active ? &t->meff : &t->m;
+  if (t->qat_active) QG_TRY(qg_train_qat_apply(t));
+  qg_dp_begin(t);
+  for (int j = 0; j < la; j++) {
+    QG_TRY(qg_dp_take(t, local + 1, t->chunk));
+    memcpy(t->xbuf, t->chunk, sizeof(int32_t) * (size_t)local);
+    memcpy(t->ybuf, t->chunk + 1, sizeof(int32_t) * (size_t)local);
+    QG_TRY(qg_train_zero_grads(t));
+    QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
+    QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
+    QG_TRY(qg_dp_fold_micro(t));
+  }
+  qg_dp_grads_ready(t);
+  QG_TRY(qg_dp_loss(t, t->losses, loss_out));
+  if (t->qat_active && c->qat_ste_clip) QG_TRY(qg_train_qat_mask(t));
+  t->adam_t++;
+  QG_TRY(optimize(t, scale, momentum));
+  QG_TRY(qg_dp_gather_weights(t));
+  return qg_train_step_end(t);
+}
+
 /* One optimizer step at the given lr multiplier and Muon momentum. */
 static qg_status do_step(qg_trainer *t, double scale, double momentum, double *loss_out) {
+  if (!t->on_device) return do_step_cpu(t, scale, momentum, loss_out);
+  /* the GPU: one rank, gradients accumulated in place on the device */
   const qg_train_config *c = &t->cfg;
   int64_t local = c->batch_tokens / c->grad_accum;
   int B = (int)(local / c->seq_len), T = c->seq_len;
@@ -186,22 +241,7 @@ static qg_status do_step(qg_trainer *t, double scale, double momentum, double *l
   *loss_out = loss_sum / c->grad_accum;
   if (t->qat_active && c->qat_ste_clip) QG_TRY(qg_train_qat_mask(t));
   t->adam_t++;
-  double tok_lr = c->untied ? c->embed_lr : c->tied_embed_lr;
-  for (int i = 0; i < t->lay.n; i++) {
-    const qg_gpt_param *p = &t->lay.p[i];
-    switch (p->role) {
-      case QG_PARAM_MATRIX:
-        QG_TRY(qg_train_muon(t, p, c->matrix_lr * scale, momentum));
-        break;
-      case QG_PARAM_EMBED:
-      case QG_PARAM_HEAD:
-      case QG_PARAM_CONTROL: {
-        double lr = p->role == QG_PARAM_EMBED ? tok_lr : p->role == QG_PARAM_HEAD ? c->head_lr : c->scalar_lr;
-        QG_TRY(qg_train_adam(t, p, lr * scale));
-        break;
-      }
-    }
-  }
+  QG_TRY(optimize(t, scale, momentum));
   return qg_train_step_end(t);
 }
 
@@ -215,6 +255,21 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   if (!s) s = qg_train_backend(c, &t->ops);
   if (s) return s;
   t->on_device = t->ops->kind != QG_BACKEND_CPU;
+  t->comm = cfg->comm;
+  if (!t->comm) {
+    if ((s = qg_comm_open_self(&t->comm))) return s;
+    t->own_comm = 1;
+  }
+  t->rank = qg_comm_rank(t->comm), t->world = qg_comm_world(t->comm);
+  if (t->world > 1 && t->on_device)
+    s = qg_fail(QG_ERR_UNSUPPORTED, "data-parallel training (%d ranks) runs on the CPU only (--device cpu); the GPU "
+                "trainer takes one rank", t->world);
+  if (!s && c->grad_accum % t->world != 0)
+    s = qg_fail(QG_ERR_INPUT,
+                "--grad-accum %d is not a multiple of the world size %d: the global batch does not depend on the "
+                "number of ranks, each runs grad_accum / world micro-batches (use %d ranks that divide %d)",
+                c->grad_accum, t->world, t->world, c->grad_accum);
+  if (s) goto fail;
   if (!s) s = qg_gpt_config_make(c->vocab, c->layers, c->dim, c->heads, c->kv_heads, c->mlp_mult * c->dim, !c->untied,
                                  c->mlp_power, &t->mc);
   if (s) return s;
@@ -224,8 +279,18 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   qg_buf_byte(&fp, 0);
   if ((s = qg_buf_status(&fp))) return s;
   t->config_line = (char *)fp.p;
+  if ((s = qg_comm_check_same(t->comm, "the training configuration (train.log's settings)", t->config_line,
+                              strlen(t->config_line))))
+    goto fail;
   if ((s = qg_gpt_layout_make(&t->mc, &t->lay))) goto fail;
   if ((s = qg_loader_open(&t->data, c->train_glob, c->vocab))) goto fail;
+  if ((s = qg_comm_check_same_i64(t->comm, "the training data's token count", qg_shards_count(&t->data.shards))))
+    goto fail;
+  if ((s = qg_dp_init(t))) goto fail;
+  if (!(t->losses = calloc((size_t)c->grad_accum, sizeof(double)))) {
+    s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    goto fail;
+  }
   int64_t n = t->lay.total, local = c->batch_tokens / c->grad_accum, maxmat = 0, maxmin = 0;
   for (int i = 0; i < t->lay.n; i++)
     if (t->lay.p[i].role == QG_PARAM_MATRIX) {
@@ -272,7 +337,8 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
       double loss, t0 = qg_now();
       s = do_step(t, 1.0, c->muon_momentum, &loss);
       if (!s && cb) {
-        qg_train_info info = {QG_TRAIN_EV_WARMUP, i + 1, loss, 1.0, c->muon_momentum, qg_now() - t0, 0, 0, NULL};
+        qg_train_info info = {.ev = QG_TRAIN_EV_WARMUP, .step = i + 1, .train_loss = loss, .lr_mul = 1.0,
+                              .momentum = c->muon_momentum, .elapsed_s = qg_now() - t0};
         cb(ctx, &info);
       }
     }
@@ -298,7 +364,9 @@ void qg_trainer_free(qg_trainer *t) {
   if (t->have_qat) qg_qat_free(&t->qat);
   if (t->data.shards.files) qg_loader_close(&t->data);
   qg_train_free_state(t);
-  free(t->xbuf), free(t->ybuf), free(t->chunk), free(t->config_line);
+  free(t->xbuf), free(t->ybuf), free(t->chunk), free(t->config_line), free(t->losses);
+  qg_dp_free(t);
+  if (t->own_comm) qg_comm_close(t->comm);
   qg_gpt_layout_free(&t->lay);
   memset(t, 0, sizeof *t);
 }
@@ -308,6 +376,10 @@ void qg_trainer_free(qg_trainer *t) {
 qg_status qg_trainer_step(qg_trainer *t, qg_train_info *info) {
   const qg_train_config *c = &t->cfg;
   double t0 = qg_now();
+  /* the wall-clock schedule follows rank 0's clock, so every rank takes the same lr */
+  if (t->world > 1 && c->max_seconds > 0) QG_TRY(qg_comm_broadcast(t->comm, &t->train_s, sizeof t->train_s, 0));
+  qg_comm_stats cs0, cs1;
+  qg_comm_get_stats(t->comm, &cs0);
   double scale = qg_lr_mul(t->step, 1000.0 * t->train_s, c->iterations, c->warmdown_iters, c->max_seconds);
   memset(info, 0, sizeof *info);
   if (t->have_qat && !t->qat_active) {
@@ -333,6 +405,16 @@ qg_status qg_trainer_step(qg_trainer *t, qg_train_info *info) {
   info->elapsed_s = t->train_s;
   info->tokens_per_s = dt > 0 ? (double)c->batch_tokens / dt : 0;
   info->qat_active = t->qat_active;
+  qg_comm_get_stats(t->comm, &cs1);
+  info->world = t->world;
+  info->comm_s = qg_comm_stats_seconds(&cs1) - qg_comm_stats_seconds(&cs0);
+  info->rs_bytes = cs1.bytes[QG_COMM_OP_REDUCE_SCATTER] - cs0.bytes[QG_COMM_OP_REDUCE_SCATTER];
+  info->ag_bytes = cs1.bytes[QG_COMM_OP_ALLGATHER] - cs0.bytes[QG_COMM_OP_ALLGATHER];
+  double rs_s = cs1.seconds[QG_COMM_OP_REDUCE_SCATTER] - cs0.seconds[QG_COMM_OP_REDUCE_SCATTER];
+  double ag_s = cs1.seconds[QG_COMM_OP_ALLGATHER] - cs0.seconds[QG_COMM_OP_ALLGATHER];
+  /* the bus bytes of both kinds over their time (nccl-tests' busbw, combined) */
+  double bus = (double)(info->rs_bytes + info->ag_bytes) * (t->world - 1) / (t->world > 0 ? t->world : 1);
+  info->busbw_gbs = rs_s + ag_s > 0 ? bus / (rs_s + ag_s) / 1e9 : 0;
   return QG_OK;
 }
 
@@ -411,6 +493,12 @@ static void opt_name(char *buf, size_t cap, const char *kind, const char *name) 
 
 qg_status qg_trainer_save(qg_trainer *t, char *path_out, size_t cap) {
   const char *dir = t->cfg.out_dir;
+  /* every rank takes part in gathering the owners' optimizer state; rank 0 writes */
+  if (!t->on_device) QG_TRY(qg_dp_gather_state(t));
+  if (t->rank != 0) {
+    if (path_out) snprintf(path_out, cap, "%s/train_state.safetensors", dir);
+    return QG_OK;
+  }
   if (mkdir(dir, 0777) != 0) {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return qg_fail(QG_ERR_IO, "%s: cannot create the output directory", dir);
@@ -488,7 +576,7 @@ static qg_status load_state(qg_trainer *t) {
                  la, a, lb, b);
     goto done;
   }
-  long long v;
+  long long v = 0;
   if ((st = meta_ll(&s, path, "step", 0, t->cfg.iterations, &v))) goto done;
   t->step = (int)v;
   if ((st = meta_ll(&s, path, "adam_step", 0, 1LL << 40, &v))) goto done;

@@ -195,7 +195,7 @@ static qg_status ns_core(const float *G, int rows, int cols, int steps, qg_preci
   size_t es = bf ? sizeof(__nv_bfloat16) : sizeof(float);
   cudaDataType_t ty = bf ? CUDA_R_16BF : CUDA_R_32F;
   int64_t n = (int64_t)rows * cols;
-  void *X, *Y, *A, *B, *norm;
+  void *X = NULL, *Y = NULL, *A = NULL, *B = NULL, *norm = NULL;
   QG_TRY(scratch(SL_X, es * (size_t)n, &X));
   QG_TRY(scratch(SL_Y, es * (size_t)n, &Y));
   QG_TRY(scratch(SL_A, es * (size_t)r * r, &A));

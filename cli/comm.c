@@ -1,0 +1,57 @@
+/* The communicator of the commands that run across ranks: --comm, the watchdog's line,
+ * and error reports that end the whole job rather than leave the other ranks waiting. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "comm/comm.h"
+
+static char g_cmd[32];
+
+static void on_timeout(void *ctx, const char *msg) {
+  (void)ctx;
+  fprintf(stderr, "quantgolf %s: %s\n", g_cmd, msg);
+}
+
+int qg_cli_take_comm(const char *cmd, int *argc, char **argv, qg_comm **out) {
+  const char *name = NULL;
+  int n = 0;
+  for (int i = 0; i < *argc; i++) {
+    if (!strcmp(argv[i], "--comm")) {
+      if (i + 1 >= *argc) return qg_cli_usage_error(cmd, "--comm needs self, mpi, nccl or auto");
+      name = argv[++i];
+      continue;
+    }
+    argv[n++] = argv[i];
+  }
+  *argc = n;
+  snprintf(g_cmd, sizeof g_cmd, "%s", cmd);
+  qg_comm_set_timeout_handler(on_timeout, NULL);
+  qg_status s = qg_comm_open(name, out);
+  if (s) {
+    fprintf(stderr, "quantgolf %s: %s\n", cmd, qg_last_error());
+    return 2;
+  }
+  return 0;
+}
+
+int qg_cli_comm_report(const char *cmd, qg_comm *c, qg_status st, int same_everywhere) {
+  int rank = qg_comm_rank(c), world = qg_comm_world(c);
+  const char *msg = qg_last_error();
+  int shared = same_everywhere && st == QG_ERR_INPUT;
+  if (rank == 0 || !shared) {
+    if (world > 1) fprintf(stderr, "quantgolf %s: rank %d of %d: %s\n", cmd, rank, world, *msg ? msg : qg_status_name(st));
+    else fprintf(stderr, "quantgolf %s: %s\n", cmd, *msg ? msg : qg_status_name(st));
+  }
+  int code = qg_status_exit_code(st);
+  if (world > 1) {
+    /* an input error every rank found (the same configuration is checked) ends each rank
+     * alone; any other may be this rank's only, and the others would wait for it */
+    if (!shared) {
+      fflush(stderr);
+      qg_comm_abort(c, code);
+    }
+  }
+  return code;
+}

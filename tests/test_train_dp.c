@@ -1,0 +1,297 @@
+/* Data-parallel training (train/dp.h) through the CLI: `mpirun -np 1|2|4 quantgolf train`
+ * at one global batch gives the single-process run's weights and optimizer state bit for
+ * bit (every tensor of train_state.safetensors compared with memcmp); a 2-rank run stopped
+ * half way and resumed on 1 rank (and a 1-rank run resumed on 4) ends where the
+ * uninterrupted run does; a world size that does not divide --grad-accum, ranks with
+ * different configurations and a backend this build or machine lacks each get one clear
+ * line and a non-zero exit. Skips visibly without MPI in the build. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "comm/comm.h"
+#include "core/sha256.h"
+#include "io/safetensors.h"
+#include "io/shards.h"
+#include "tests/testlib.h"
+
+#ifndef QG_MPIEXEC
+#define QG_MPIEXEC ""
+#endif
+
+static char *g_dir;
+static char g_base[8192];
+
+#define REQUIRE_MPI()                                                                            \
+  do {                                                                                           \
+    if (!strstr(qg_comm_available(), "mpi") || !*QG_MPIEXEC) {                                   \
+      print_message("SKIP: this build has no MPI (install libopenmpi-dev and rebuild)\n");     \
+      skip();                                                                                    \
+    }                                                                                            \
+  } while (0)
+
+static void slurp(const char *path, char *buf, size_t cap) {
+  buf[0] = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = 0;
+  fclose(f);
+}
+
+/* Runs `[mpiexec -np N] quantgolf <args>`; np 0: no launcher. Returns the exit code;
+ * stderr into err, stdout into out when out is not NULL. */
+static int run_out(int np, const char *args, char *out, size_t out_cap, char *err, size_t cap) {
+  char cmd[24000], errf[4200], outf[4200];
+  snprintf(errf, sizeof errf, "%s/stderr.txt", g_dir);
+  snprintf(outf, sizeof outf, "%s/stdout.txt", g_dir);
+  if (np > 0)
+    snprintf(cmd, sizeof cmd, "%s -np %d %s %s > '%s' 2> '%s'", QG_MPIEXEC, np, QG_CLI_PATH, args, outf, errf);
+  else
+    snprintf(cmd, sizeof cmd, "%s %s > '%s' 2> '%s'", QG_CLI_PATH, args, outf, errf);
+  int st = system(cmd);
+  slurp(errf, err, cap);
+  if (out) slurp(outf, out, out_cap);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run(int np, const char *args, char *err, size_t cap) { return run_out(np, args, NULL, 0, err, cap); }
+
+static void train(int np, const char *out, const char *extra) {
+  char args[12000], err[16384];
+  snprintf(args, sizeof args, "%s --out '%s/%s' %s", g_base, g_dir, out, extra);
+  int rc = run(np, args, err, sizeof err);
+  if (rc != 0) fail_msg("np %d %s: exit %d\n%s", np, extra, rc, err);
+}
+
+/* Every tensor of the two training states, byte for byte, and the step and data position. */
+static void same_state(const char *a, const char *b) {
+  char pa[4200], pb[4200];
+  snprintf(pa, sizeof pa, "%s/%s/train_state.safetensors", g_dir, a);
+  snprintf(pb, sizeof pb, "%s/%s/train_state.safetensors", g_dir, b);
+  qg_state x, y;
+  assert_int_equal(qg_safetensors_read(pa, &x), QG_OK);
+  assert_int_equal(qg_safetensors_read(pb, &y), QG_OK);
+  assert_int_equal(x.n, y.n);
+  for (int i = 0; i < x.n; i++) {
+    const qg_tensor *u = &x.t[i], *v = qg_state_find_c(&y, x.t[i].name);
+    if (!v) fail_msg("%s: '%s' missing", pb, u->name);
+    size_t n = u->nbytes;
+    assert_int_equal(n, v->nbytes);
+    if (memcmp(u->data, v->data, n)) fail_msg("%s vs %s: tensor '%s' differs", a, b, u->name);
+  }
+  const char *keys[] = {"step", "adam_step", "data_pos", "config"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+    assert_string_equal(qg_state_get_meta(&x, keys[k]), qg_state_get_meta(&y, keys[k]));
+  qg_state_free(&x), qg_state_free(&y);
+}
+
+static void test_bitwise_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "one", "");
+  train(1, "np1", "");
+  train(2, "np2", "");
+  train(4, "np4", "");
+  same_state("one", "np1");
+  same_state("one", "np2");
+  same_state("one", "np4");
+  /* the 2-rank log says what the collectives moved each step */
+  static char log[1 << 16];
+  char lp[4200];
+  snprintf(lp, sizeof lp, "%s/np2/train.log", g_dir);
+  slurp(lp, log, sizeof log);
+  const char *st6 = strstr(log, "step:6/6");
+  if (!st6 || !strstr(st6, "ranks:2 comm:") || !strstr(st6, "reduce_scatter:") || !strstr(st6, "busbw:"))
+    fail_msg("train.log of the 2-rank run:\n%s", log);
+  /* with QAT (fake quantization on every rank, the clip mask on the owners) */
+  train(0, "qone", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
+  train(2, "qnp2", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
+  same_state("qone", "qnp2");
+}
+
+static void test_resume_other_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "full", "");
+  train(2, "r21", "--stop-at 3");
+  train(0, "r21", "--resume");
+  same_state("full", "r21");
+  train(0, "r14", "--stop-at 2");
+  train(4, "r14", "--resume");
+  same_state("full", "r14");
+}
+
+/* kld (and eval) across ranks: the JSON's every figure and the per-token dump are the
+ * single-rank run's, byte for byte; 16 batches of 8 windows over 2 and 3 ranks (uneven
+ * rounds), contest windows and sliding ones. */
+static char *cut_seconds(char *json) {
+  char *p = strstr(json, "\"seconds\"");
+  if (p) {
+    char *e = p + strcspn(p, ",}");
+    memmove(p, e, strlen(e) + 1);
+  }
+  return json;
+}
+
+static void test_kld_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "kbase", "");
+  train(0, "kqat", "--qat 'blocks.*: rowwise bits=3'");
+  const char *modes[] = {"--seq-len 16 --batch 8", "--seq-len 16 --stride 4 --batch 5"};
+  for (int m = 0; m < 2; m++) {
+    static char out1[65536], outn[65536], err[16384], d1[65536], dn[65536];
+    char args[12000];
+    for (int np = 0; np <= 3; np++) {
+      if (np == 1) continue;
+      snprintf(args, sizeof args,
+               "kld --base '%s/kbase/final_model.safetensors' --model '%s/kqat/final_model.safetensors' --val "
+               "'%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' --device cpu --threads 1 %s --json "
+               "--dump-token-kld '%s/dump%d.bin'",
+               g_dir, g_dir, g_dir, QG_SOURCE_DIR, modes[m], g_dir, np);
+      char *o = np == 0 ? out1 : outn;
+      int rc = run_out(np, args, o, sizeof out1, err, sizeof err);
+      if (rc) fail_msg("kld np %d: exit %d\n%s", np, rc, err);
+      cut_seconds(o);
+      FILE *f = fopen(qg_test_path(g_dir, np == 0 ? "dump0.bin" : np == 2 ? "dump2.bin" : "dump3.bin"), "rb");
+      assert_non_null(f);
+      size_t n = fread(np == 0 ? d1 : dn, 1, sizeof d1, f);
+      fclose(f);
+      static size_t n1;
+      if (np == 0) {
+        n1 = n;
+        assert_true(strstr(out1, "\"kld\"") != NULL);
+      } else {
+        assert_string_equal(outn, out1);
+        assert_int_equal(n, n1);
+        assert_memory_equal(dn, d1, n);
+      }
+    }
+  }
+  /* eval: the same figures */
+  static char e1[8192], e2[8192], err[16384];
+  char args[12000];
+  snprintf(args, sizeof args,
+           "eval --model '%s/kqat/final_model.safetensors' --val '%s/val.bin' --tokenizer "
+           "'%s/tests/data/tok_rules.model' --device cpu --threads 1 --seq-len 16 --batch 4 --json",
+           g_dir, g_dir, QG_SOURCE_DIR);
+  assert_int_equal(run_out(0, args, e1, sizeof e1, err, sizeof err), 0);
+  assert_int_equal(run_out(2, args, e2, sizeof e2, err, sizeof err), 0);
+  assert_string_equal(cut_seconds(e2), cut_seconds(e1));
+}
+
+/* quantize --calib across ranks: the saved Hessians and the artifact are the
+ * single-rank run's, byte for byte (4 batches, 4 + 4 + 4 + 1 sequences: two rounds on 2 and on 3 ranks, where ranks
+ * without a batch in the last round add zeros). */
+static int same_file(const char *a, const char *b) {
+  char ha[65], hb[65];
+  if (qg_sha256_file(a, ha) || qg_sha256_file(b, hb)) return 0;
+  return !strcmp(ha, hb);
+}
+
+static void test_calibration_any_world(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  train(0, "cbase", "");
+  uint16_t *tok = malloc(sizeof(uint16_t) * 60000);
+  uint64_t r = 3;
+  for (int i = 0; i < 60000; i++) tok[i] = (uint16_t)(qg_test_rand(&r) % 600);
+  assert_int_equal(qg_shard_write(qg_test_path(g_dir, "calib.bin"), tok, 60000), QG_OK);
+  free(tok);
+  char args[12000], err[16384], h0[4200], a0[4200];
+  for (int np = 0; np <= 3; np++) {
+    if (np == 1) continue;
+    snprintf(args, sizeof args,
+             "quantize --model '%s/cbase/final_model.safetensors' --spec 'blocks.*: gptq bits=4' --calib "
+             "'%s/calib.bin' --calib-seqs 13 --calib-len 2048 --threads 1 --save-hessians '%s/h%d.safetensors' "
+             "--out '%s/q%d.qgz'",
+             g_dir, g_dir, g_dir, np, g_dir, np);
+    int rc = run(np, args, err, sizeof err);
+    if (rc) fail_msg("quantize np %d: exit %d\n%s", np, rc, err);
+    char h[4200], a[4200];
+    snprintf(h, sizeof h, "%s/h%d.safetensors", g_dir, np);
+    snprintf(a, sizeof a, "%s/q%d.qgz", g_dir, np);
+    if (np == 0) {
+      snprintf(h0, sizeof h0, "%s", h), snprintf(a0, sizeof a0, "%s", a);
+      continue;
+    }
+    if (!same_file(h0, h)) fail_msg("np %d: the Hessian file differs from the single-rank one", np);
+    if (!same_file(a0, a)) fail_msg("np %d: the artifact differs from the single-rank one", np);
+  }
+}
+
+static void test_errors(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  char args[20000], err[16384];
+  /* 3 ranks do not divide 4 micro-batches */
+  snprintf(args, sizeof args, "%s --out '%s/e3'", g_base, g_dir);
+  int rc = run(3, args, err, sizeof err);
+  assert_int_equal(rc, 2);
+  if (!strstr(err, "--grad-accum 4 is not a multiple of the world size 3")) fail_msg("stderr:\n%s", err);
+  /* one line from the job, not one per rank */
+  const char *p = strstr(err, "not a multiple");
+  assert_null(strstr(p + 1, "not a multiple"));
+  /* ranks that disagree: MPMD launch, rank 1 with another seed */
+  snprintf(args, sizeof args, "%s --out '%s/e4' --seed 1 : -np 1 %s %s --out '%s/e4' --seed 2", g_base, g_dir,
+           QG_CLI_PATH, g_base, g_dir);
+  rc = run(1, args, err, sizeof err);
+  assert_int_not_equal(rc, 0);
+  if (!strstr(err, "differs on rank 1 of 2")) fail_msg("stderr:\n%s", err);
+  /* a backend this machine cannot run */
+  snprintf(args, sizeof args, "%s --out '%s/e5' --comm nccl", g_base, g_dir);
+  rc = run(0, args, err, sizeof err);
+  assert_int_equal(rc, 2);
+  if (!strstr(err, "nccl")) fail_msg("stderr:\n%s", err);
+  assert_int_equal(qg_test_exists(qg_test_path(g_dir, "e5")), 0);
+}
+
+/* Without a launcher, --comm mpi in a build without MPI (or self under one) is refused. */
+static void test_comm_option(void **st) {
+  (void)st;
+  char args[12000], err[16384];
+  snprintf(args, sizeof args, "%s --out '%s/c1' --comm tcp", g_base, g_dir);
+  assert_int_equal(run(0, args, err, sizeof err), 2);
+  if (!strstr(err, "unknown backend")) fail_msg("stderr:\n%s", err);
+  if (!strstr(qg_comm_available(), "mpi")) {
+    snprintf(args, sizeof args, "%s --out '%s/c2' --comm mpi", g_base, g_dir);
+    assert_int_equal(run(0, args, err, sizeof err), 2);
+    if (!strstr(err, "libopenmpi-dev")) fail_msg("stderr:\n%s", err);
+  }
+}
+
+int main(void) {
+  g_dir = qg_test_tmpdir();
+  uint16_t *tok = malloc(sizeof(uint16_t) * 6000);
+  uint64_t r = 11;
+  for (int i = 0; i < 6000; i++) tok[i] = (uint16_t)(qg_test_rand(&r) % 600); /* tok_rules.model: 600 pieces */
+  if (qg_shard_write(qg_test_path(g_dir, "train.bin"), tok, 4000) ||
+      qg_shard_write(qg_test_path(g_dir, "val.bin"), tok + 4000, 2000))
+    return 1;
+  free(tok);
+  /* 4 micro-batches of 2 sequences; a warmup step and a warmdown; one thread per rank */
+  snprintf(g_base, sizeof g_base,
+           "train --train '%s/train.bin' --val '%s/val.bin' --tokenizer '%s/tests/data/tok_rules.model' "
+           "--layers 2 --dim 32 --heads 2 --kv-heads 1 --seq-len 16 --batch-tokens 128 --grad-accum 4 "
+           "--iterations 6 --warmup-steps 1 --warmdown 3 --threads 1 --val-max-tokens 200 --export none",
+           g_dir, g_dir, QG_SOURCE_DIR);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bitwise_any_world),
+      cmocka_unit_test(test_resume_other_world),
+      cmocka_unit_test(test_kld_any_world),
+      cmocka_unit_test(test_calibration_any_world),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_comm_option),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  qg_test_rmdir(g_dir);
+  return rc;
+}
