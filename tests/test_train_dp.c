@@ -37,19 +37,10 @@ static char g_base[8192];
     }                                                                                            \
   } while (0)
 
-static void slurp(const char *path, char *buf, size_t cap) {
-  buf[0] = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return;
-  size_t n = fread(buf, 1, cap - 1, f);
-  buf[n] = 0;
-  fclose(f);
-}
-
 /* Runs `[mpiexec -np N] quantgolf <args>`; np 0: no launcher. Returns the exit code;
  * stderr into err, stdout into out when out is not NULL. */
 static int run_out(int np, const char *args, char *out, size_t out_cap, char *err, size_t cap) {
-  char cmd[24000], errf[4200], outf[4200];
+  char cmd[40000], errf[4200], outf[4200];
   snprintf(errf, sizeof errf, "%s/stderr.txt", g_dir);
   snprintf(outf, sizeof outf, "%s/stdout.txt", g_dir);
   if (np > 0)
@@ -57,8 +48,8 @@ static int run_out(int np, const char *args, char *out, size_t out_cap, char *er
   else
     snprintf(cmd, sizeof cmd, "%s %s > '%s' 2> '%s'", QG_CLI_PATH, args, outf, errf);
   int st = system(cmd);
-  slurp(errf, err, cap);
-  if (out) slurp(outf, out, out_cap);
+  qg_test_slurp(errf, err, cap);
+  if (out) qg_test_slurp(outf, out, out_cap);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -107,7 +98,7 @@ static void test_bitwise_any_world(void **st) {
   static char log[1 << 16];
   char lp[4200];
   snprintf(lp, sizeof lp, "%s/np2/train.log", g_dir);
-  slurp(lp, log, sizeof log);
+  qg_test_slurp(lp, log, sizeof log);
   const char *st6 = strstr(log, "step:6/6");
   if (!st6 || !strstr(st6, "ranks:2 comm:") || !strstr(st6, "reduce_scatter:") || !strstr(st6, "busbw:"))
     fail_msg("train.log of the 2-rank run:\n%s", log);

@@ -60,7 +60,7 @@ const char *qg_test_path(const char *dir, const char *name) {
   return p;
 }
 
-static void slurp(const char *path, char *buf, size_t cap) {
+void qg_test_slurp(const char *path, char *buf, size_t cap) {
   if (!buf || !cap) return;
   buf[0] = 0;
   FILE *f = fopen(path, "rb");
@@ -77,8 +77,8 @@ int qg_test_run_cli(const char *args, char *out, size_t out_cap, char *err, size
   snprintf(e, sizeof e, "%s/stderr", dir);
   snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", QG_CLI_PATH, args, o, e);
   int r = system(cmd);
-  slurp(o, out, out_cap);
-  slurp(e, err, err_cap);
+  qg_test_slurp(o, out, out_cap);
+  qg_test_slurp(e, err, err_cap);
   qg_test_rmdir(dir);
   if (r == -1 || !WIFEXITED(r)) return -1;
   return WEXITSTATUS(r);

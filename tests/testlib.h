@@ -31,6 +31,8 @@ const char *qg_test_path(const char *dir, const char *name);
 /* Runs the quantgolf CLI with a shell-quoted argument string; captures stderr and stdout
  * (each truncated to cap-1 bytes) and returns the exit code (-1 if it died by signal). */
 int qg_test_run_cli(const char *args, char *out, size_t out_cap, char *err, size_t err_cap);
+/* The file at path into buf, NUL-terminated (empty when it cannot be read). */
+void qg_test_slurp(const char *path, char *buf, size_t cap);
 
 /* Path of a file in tests/data (static storage, overwritten by the next call). */
 const char *qg_test_data_file(const char *name);
