@@ -7,17 +7,19 @@
 
 #include "cli/commands.h"
 #include "core/util.h"
+#include "io/qgz_loader.h"
 #include "lab/allocate_run.h"
 
 void qg_cmd_allocate_help(void) {
   printf("usage: quantgolf allocate --model M --budget BYTES --sensitivity FILE [--objective kld|nll]\n"
-         "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N] [--granularity BYTES]\n"
+         "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N|auto] [--granularity BYTES]\n"
          "         [--out SPEC.yaml] [--json]\n"
          "         [--verify --val GLOB --tokenizer T [--max-tokens N] [--seq-len N] [--calib GLOB]\n"
          "          [--device cpu|cuda|auto] [--verify-out A.qgz]]\n\n"
          "Chooses one candidate per group of the sensitivity table (or the group's base spec) to\n"
          "minimise the predicted metric (base + the sum of measured per-group deltas) with the\n"
-         "artifact's bytes (fixed bytes + per-group bytes + --code-bytes) within the budget: an\n"
+         "artifact's bytes (fixed bytes + per-group bytes + --code-bytes; auto: the bytes of\n"
+         "python/qgz_load.py, the loader an entrant ships) within the budget: an\n"
          "exact multiple-choice knapsack, DP over bytes at --granularity (default: 1 byte, exact,\n"
          "while the table stays within 2^24 cells, else the finest power of two that does; the\n"
          "rounding's worst case, groups x (granularity - 1) bytes, is printed). Prints\n"
@@ -71,6 +73,10 @@ int qg_cmd_allocate(int argc, char **argv) {
       continue;
     } else return qg_cli_unknown_arg(cmd, "unknown option", a);
     if (i + 1 >= argc) return qg_cli_usage_error(cmd, "%s needs a value", a);
+    if (iv == &o.code_bytes && !strcmp(argv[i + 1], "auto")) { /* the loader entrants ship */
+      o.code_bytes = qg_qgz_loader_bytes(), i++;
+      continue;
+    }
     if (sv) *sv = argv[++i];
     else if (take_i64(argv[++i], min, iv)) return qg_cli_usage_error(cmd, "%s: '%s' is not an integer >= %lld", a, argv[i], (long long)min);
   }

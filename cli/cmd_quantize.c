@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/util.h"
+#include "io/qgz_loader.h"
 #include "quant/backend.h"
 #include "quant/job.h"
 
@@ -22,7 +23,7 @@ void qg_cmd_quantize_help(void) {
          "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
-         "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n"
+         "                          [--code-bytes N|auto | --code FILE...] [--contest-passthrough]\n"
          "                          [--dry-run] [--threads N] [--save-hessians F | --load-hessians F]\n\n"
          "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins; a\n"
          "rule takes every floating matrix it matches; non-float, control and 1-D tensors keep\n"
@@ -46,6 +47,7 @@ void qg_cmd_quantize_help(void) {
          "--compare-compressors its size under each compressor), the order-0 entropy of the\n"
          "codes plus side data (an estimate, not a bound: zstd/brotli may beat it), code\n"
          "bytes and the total against the 16,000,000-byte cap. --json prints the same as JSON.\n"
+         "--code-bytes auto counts the bytes of python/qgz_load.py, the loader an entrant ships.\n"
          "\nCalibration (GPTQ's Hessians H = 2/n sum x x^T at every linear's input, one forward\n"
          "pass per batch; the tied embedding gets the output head's):\n"
          "  --calib GLOB       token shards (training shards, not the evaluation ones): --calib-seqs\n"
@@ -75,6 +77,7 @@ typedef struct {
   char **code;
   int n_code, json, contest_passthrough, compare, force, dry_run;
   long long code_bytes, seed;
+  int code_auto; /* --code-bytes auto: python/qgz_load.py's bytes */
   long long calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
 } qargs;
@@ -131,6 +134,10 @@ static int parse_args(int argc, char **argv, qargs *a) {
     else if (!strcmp(o, "--code-bytes") || !strcmp(o, "--seed")) {
       const char *v;
       VAL(v);
+      if (!strcmp(o, "--code-bytes") && !strcmp(v, "auto")) { /* the loader entrants ship */
+        a->code_bytes = qg_qgz_loader_bytes(), a->code_auto = 1;
+        continue;
+      }
       char *end;
       long long x = strtoll(v, &end, 10);
       if (!*v || *end || x < 0) return qg_cli_usage_error("quantize", "%s %s: expected a non-negative integer", o, v);
@@ -407,6 +414,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     }
     qg_json_key(&j, "entropy_bytes"), qg_json_int(&j, (int64_t)ceil(ent));
     qg_json_key(&j, "code_bytes"), qg_json_int(&j, code_bytes);
+    qg_json_key(&j, "code_bytes_auto"), qg_json_bool(&j, a.code_auto);
     qg_json_key(&j, "total_bytes"), qg_json_int(&j, total);
     qg_json_key(&j, "cap_bytes"), qg_json_int(&j, CAP_BYTES);
     qg_json_key(&j, "fits"), qg_json_bool(&j, total <= CAP_BYTES);
