@@ -141,11 +141,15 @@ qg_status qg_rans_table_build(const uint64_t *counts, int nsym, int prob_bits, q
    * is separable and concave in each freq, so a table where no single move of one unit
    * helps is the global minimum. Heaps of the present symbols keyed by those marginal
    * costs make each move O(log k), O(k log k) in all. */
-  int *mem = malloc(4 * (size_t)present * sizeof *mem);
-  double *key = malloc(2 * (size_t)present * sizeof *key);
-  int *sym_of = malloc((size_t)present * sizeof *sym_of);
+  /* small alphabets (every code width up to 8 bits) need no heap allocation */
+  int mem_s[4 * 256], sym_s[256];
+  double key_s[2 * 256];
+  int small = present <= 256;
+  int *mem = small ? mem_s : malloc(4 * (size_t)present * sizeof *mem);
+  double *key = small ? key_s : malloc(2 * (size_t)present * sizeof *key);
+  int *sym_of = small ? sym_s : malloc((size_t)present * sizeof *sym_of);
   if (!mem || !key || !sym_of) {
-    free(mem), free(key), free(sym_of);
+    if (!small) free(mem), free(key), free(sym_of);
     qg_rans_table_free(t);
     return qg_fail(QG_ERR_NOMEM, "out of memory (rANS normaliser, %d symbols)", present);
   }
@@ -185,7 +189,7 @@ qg_status qg_rans_table_build(const uint64_t *counts, int nsym, int prob_bits, q
     up.key[rd] = gain_up(counts[sd], t->freq[sd]), dn.key[rd] = loss_down(counts[sd], t->freq[sd]);
     heap_fix(&up, ru), heap_fix(&up, rd), heap_fix(&dn, ru), heap_fix(&dn, rd);
   }
-  free(mem), free(key), free(sym_of);
+  if (!small) free(mem), free(key), free(sym_of);
   table_finish(t);
   return QG_OK;
 }
@@ -350,6 +354,17 @@ typedef struct {
   uint16_t sym, freq_m1, cum;
 } slot_t;
 
+/* The slot of value v < 2^prob_bits: the last symbol with cum <= v, which has freq > 0
+ * because cum[nsym] = 2^prob_bits > v. */
+static slot_t find_slot(const qg_rans_table *t, uint32_t v) {
+  int lo = 0, hi = t->nsym - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) >> 1;
+    if (t->cum[mid] <= v) lo = mid; else hi = mid - 1;
+  }
+  return (slot_t){(uint16_t)lo, (uint16_t)(t->freq[lo] - 1), (uint16_t)t->cum[lo]};
+}
+
 /* The flushed states that start every payload, each checked to lie in the normalised range. */
 static qg_status read_states(const uint8_t *p, size_t len, uint32_t x[NSTATE]) {
   if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
@@ -378,16 +393,21 @@ qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, u
   QG_TRY(read_states(p, len, x));
   const int pb = t->prob_bits;
   const uint32_t M = 1u << pb, mask = M - 1;
-  slot_t *slot = malloc(M * sizeof *slot);
-  if (!slot) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
-  for (int s = 0; s < t->nsym; s++)
-    for (uint32_t j = t->cum[s]; j < t->cum[s + 1]; j++)
-      slot[j] = (slot_t){(uint16_t)s, (uint16_t)(t->freq[s] - 1), (uint16_t)t->cum[s]};
+  /* A slot table costs M entries to fill: for short streams finding the symbol by binary
+   * search over cum is cheaper (same symbols either way). */
+  slot_t *slot = NULL;
+  if (n >= M / 8) {
+    slot = malloc(M * sizeof *slot);
+    if (!slot) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+    for (int s = 0; s < t->nsym; s++)
+      for (uint32_t j = t->cum[s]; j < t->cum[s + 1]; j++)
+        slot[j] = (slot_t){(uint16_t)s, (uint16_t)(t->freq[s] - 1), (uint16_t)t->cum[s]};
+  }
   const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
   size_t i = 0;
   /* The hot loop: four symbols per round with one bounds check per round (at most
    * 2 renormalisation bytes per symbol at <= 16-bit precision, so 8 bytes per round). */
-  for (; i + NSTATE <= n && end - q >= 2 * NSTATE; i += NSTATE) {
+  for (; slot && i + NSTATE <= n && end - q >= 2 * NSTATE; i += NSTATE) {
     for (int k = 0; k < NSTATE; k++) {
       slot_t e = slot[x[k] & mask];
       sym[i + k] = e.sym;
@@ -397,7 +417,7 @@ qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, u
   }
   for (; i < n; i++) {
     uint32_t *xs = &x[i & 3];
-    slot_t e = slot[*xs & mask];
+    slot_t e = slot ? slot[*xs & mask] : find_slot(t, *xs & mask);
     sym[i] = e.sym;
     *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
     while (*xs < RANS_L) {
@@ -554,7 +574,10 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
   QG_TRY(read_states(p, len, x));
   slot_t *slot[QG_RANS_NCTX] = {0};
   qg_status st = QG_OK;
-  for (int c = 0; c < QG_RANS_NCTX && !st; c++) {
+  size_t cells = 0; /* slot tables only when the stream is long enough to repay filling them */
+  for (int c = 0; c < QG_RANS_NCTX; c++) cells += t[c].nsym ? (size_t)1 << t[c].prob_bits : 0;
+  int use_slots = n >= cells / 8;
+  for (int c = 0; c < QG_RANS_NCTX && !st && use_slots; c++) {
     if (!t[c].nsym) continue; /* a context never seen; reaching it is an error below */
     slot[c] = malloc(((size_t)1 << t[c].prob_bits) * sizeof **slot);
     if (!slot[c]) st = qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
@@ -566,14 +589,14 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
   uint32_t prev = mid;
   for (size_t i = 0; !st && i < n; i++) {
     int c = cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(prev, mid);
-    if (!slot[c]) {
+    if (!t[c].nsym) {
       st = qg_fail(QG_ERR_INPUT, "rANS payload: symbol %zu falls in context %d, which has no table", i, c);
       break;
     }
     const int pb = t[c].prob_bits;
     const uint32_t mask = (1u << pb) - 1;
     uint32_t *xs = &x[i & 3];
-    slot_t e = slot[c][*xs & mask];
+    slot_t e = use_slots ? slot[c][*xs & mask] : find_slot(&t[c], *xs & mask);
     sym[i] = prev = e.sym;
     *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
     while (*xs < RANS_L) {
