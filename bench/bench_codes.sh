@@ -3,11 +3,14 @@
 # set of Hessians per model, so its three runs below write the same codes): for each
 # contest checkpoint x quantizer spec, the .qgz under rANS (format 2), the brotli-11 .qgz,
 # and the format-1 payload under zstd-22 / xz-9e / zlib-9 (+ the 32-byte header), the
-# order-0 estimate, plus `lrzip -z -L 9` over the uncompressed format-1 payload (+ header)
-# as a reference column: lrzip is a benchmark tool only, nothing in quantgolf needs it
-# (skipped visibly when it is not installed). Writes JSON (argv[1], default
+# order-0 estimate, plus `lrzip -T -z -L 9` (ZPAQ at level 9; -T turns off lrzip's LZ4
+# pre-test, which otherwise stores these payloads uncompressed) over the uncompressed
+# format-1 payload with one byte per code (as the contest's int8 tensors hold them) + the
+# header, as a reference column: lrzip is a benchmark tool only, nothing in quantgolf needs
+# it (skipped visibly when it is not installed, and for payloads over LRZIP_MAX bytes,
+# default 2,000,000: ZPAQ runs at ~13 KB/s here). Writes JSON (argv[1], default
 # bench_codes.json) and prints a markdown table.
-#   bench/bench_codes.sh [OUT.json] [BUILD_DIR]
+#   [LRZIP_MAX=BYTES] bench/bench_codes.sh [OUT.json] [BUILD_DIR]
 # GPTQ calibrates on data/kjv_contest/fineweb_train_*.bin (scripts/experiment-data.sh)
 # when present, else on text sampled from the model (--calib self).
 set -euo pipefail
@@ -32,16 +35,15 @@ cases=(
   "$tiny|e8p 2 bit|blocks.*: e8 bits=2; *: rowwise bits=8"
   "$recur|int6|preset:int6"
   "$recur|gptq int6|blocks.*: gptq bits=6; *: rowwise bits=8"
-  "$recur|turbo int4|blocks.*: turbo bits=4 group=128; *: rowwise bits=8"
   "$base|int6|preset:int6"
   "$base|gptq int6|blocks.*: gptq bits=6; *: rowwise bits=8"
-  "$base|gptq int5|blocks.*: gptq bits=5; *: rowwise bits=8"
   "$base|turbo int4|blocks.*: turbo bits=4 group=128; *: rowwise bits=8"
   "$base|e8p 2 bit|blocks.*: e8 bits=2; *: rowwise bits=8"
 )
 calib=("--calib" "self" "--calib-seqs" "16" "--calib-len" "256")
 shards=$(ls "$root"/data/kjv_contest/fineweb_train_*.bin 2>/dev/null | head -1 || true)
 [ -n "$shards" ] && calib=("--calib" "$root/data/kjv_contest/fineweb_train_*.bin" "--calib-seqs" "16" "--calib-len" "512")
+lrzip_max=${LRZIP_MAX:-2000000}
 have_lrzip=0
 command -v lrzip >/dev/null && have_lrzip=1
 [ $have_lrzip = 1 ] || echo "lrzip not installed: its reference column is skipped (apt-get install lrzip)" >&2
@@ -65,9 +67,14 @@ for c in "${cases[@]}"; do
   "${q[@]}" "${ha[@]}" --out "$tmp/c.qgz" --compress brotli --json > "$tmp/b.json"
   lr=null
   if [ $have_lrzip = 1 ]; then
-    tail -c +33 "$tmp/b.qgz" > "$tmp/p.bin"
+    "${q[@]}" "${ha[@]}" --out "$tmp/d.qgz" --compress none --layout bytes > /dev/null
+    tail -c +33 "$tmp/d.qgz" > "$tmp/p.bin"
     rm -f "$tmp/p.lrz"
-    lrzip -q -z -L 9 -o "$tmp/p.lrz" "$tmp/p.bin" && lr=$(($(stat -c %s "$tmp/p.lrz") + 32))
+    if [ "$(stat -c %s "$tmp/p.bin")" -le "$lrzip_max" ]; then
+      lrzip -q -T -z -L 9 -o "$tmp/p.lrz" "$tmp/p.bin" 2>/dev/null && lr=$(($(stat -c %s "$tmp/p.lrz") + 32))
+    else
+      echo "bench_codes: lrzip skipped for $model $name (payload over LRZIP_MAX=$lrzip_max bytes)" >&2
+    fi
   fi
   [ $first = 1 ] || echo "," >> "$tmp/all.json"
   first=0
@@ -94,7 +101,7 @@ cp "$tmp/all.json" "$out"
 python3 - "$out" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
-print("| model | codes | raw | order-0 | zstd-22 | brotli-11 | xz-9e | lrzip -z -L9 (reference) | rANS .qgz | rANS vs brotli | rANS vs lrzip |")
+print("| model | codes | raw | order-0 | zstd-22 | brotli-11 | xz-9e | lrzip -T -z -L9 (reference) | rANS .qgz | rANS vs brotli | rANS vs lrzip |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     f = lambda v: "-" if v is None else str(v)
