@@ -7,19 +7,21 @@
 
 #include "cli/commands.h"
 #include "core/util.h"
+#include "io/qgz_loader.h"
 #include "lab/allocate_run.h"
 
 void qg_cmd_allocate_help(void) {
   printf("usage: quantgolf allocate --model M --budget BYTES [--sensitivity FILE] [--objective kld|nll]\n"
          "         [--base SPEC --val GLOB --tokenizer T [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]]\n"
          "         [--iterate N]\n"
-         "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N] [--granularity BYTES]\n"
+         "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N|auto] [--granularity BYTES]\n"
          "         [--out SPEC.yaml] [--json]\n"
          "         [--verify --val GLOB --tokenizer T [--max-tokens N] [--seq-len N] [--calib GLOB]\n"
          "          [--device cpu|cuda|auto] [--verify-out A.qgz]]\n\n"
          "Chooses one candidate per group of the sensitivity table (or the group's base spec) to\n"
          "minimise the predicted metric (base + the sum of measured per-group deltas) with the\n"
-         "artifact's bytes (fixed bytes + per-group bytes + --code-bytes) within the budget: an\n"
+         "artifact's bytes (fixed bytes + per-group bytes + --code-bytes; auto: the bytes of\n"
+         "python/qgz_load.py, the loader an entrant ships) within the budget: an\n"
          "exact multiple-choice knapsack, DP over bytes at --granularity (default: 1 byte, exact,\n"
          "while the table stays within 2^24 cells, else the finest power of two that does; the\n"
          "rounding's worst case, groups x (granularity - 1) bytes, is printed). Prints\n"
@@ -32,6 +34,21 @@ void qg_cmd_allocate_help(void) {
          "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
          "the table with the chosen allocation as the base and re-solves, until no group's\n"
          "choice changes (at most N rounds, N <= 8), printing each round.\n");
+}
+
+/* --code-bytes N, or auto: the bytes of the loader an entrant ships (python/qgz_load.py) */
+static int code_bytes_arg(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  int64_t *out = dst;
+  if (!strcmp(v, "auto")) {
+    *out = qg_qgz_loader_bytes();
+    return 0;
+  }
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (!*v || *end || x < 0) return 1;
+  *out = x;
+  return 0;
 }
 
 static void on_progress(void *ctx, const char *stage, int i, int n) {
@@ -56,7 +73,9 @@ int qg_cmd_allocate(int argc, char **argv) {
       STR("--base", base), STR("--groups", groups),
       STR("--candidates", candidates), STR("--out", out), STR("--val", val), STR("--tokenizer", tokenizer),
       STR("--calib", calib), STR("--device", device), STR("--verify-out", verify_out),
-      AT_LEAST("--budget", budget, 1), AT_LEAST("--code-bytes", code_bytes, 0), AT_LEAST("--granularity", granularity, 1),
+      AT_LEAST("--budget", budget, 1), {.name = "--code-bytes", .kind = QG_ARG_FN, .dst = &o.code_bytes, .fn = code_bytes_arg,
+       .bad = "{opt}: '{val}' is not an integer >= 0 or auto"},
+      AT_LEAST("--granularity", granularity, 1),
       AT_LEAST("--max-tokens", max_tokens, 1),
       POSITIVE("--seq-len", seq_len), POSITIVE("--calib-seqs", calib_seqs), POSITIVE("--calib-len", calib_len),
       POSITIVE("--iterate", iterate),

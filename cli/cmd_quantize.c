@@ -12,6 +12,7 @@
 #include "comm/comm.h"
 #include "core/progress.h"
 #include "core/util.h"
+#include "io/qgz_loader.h"
 #include "quant/backend.h"
 #include "quant/job.h"
 
@@ -24,7 +25,7 @@ void qg_cmd_quantize_help(void) {
          "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
-         "                          [--code-bytes N | --code FILE...] [--contest-passthrough]\n"
+         "                          [--code-bytes N|auto | --code FILE...] [--contest-passthrough]\n"
          "                          [--dry-run] [--threads N] [--save-hessians F | --load-hessians F]\n\n"
          "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins; a\n"
          "rule takes every floating matrix it matches; non-float, control and 1-D tensors keep\n"
@@ -48,6 +49,7 @@ void qg_cmd_quantize_help(void) {
          "--compare-compressors its size under each compressor), the order-0 entropy of the\n"
          "codes plus side data (an estimate, not a bound: zstd/brotli may beat it), code\n"
          "bytes and the total against the 16,000,000-byte cap. --json prints the same as JSON.\n"
+         "--code-bytes auto counts the bytes of python/qgz_load.py, the loader an entrant ships.\n"
          "\nCalibration (GPTQ's Hessians H = 2/n sum x x^T at every linear's input, one forward\n"
          "pass per batch; the tied embedding gets the output head's):\n"
          "  --calib GLOB       token shards (training shards, not the evaluation ones): --calib-seqs\n"
@@ -79,9 +81,25 @@ typedef struct {
   qg_arg_list code;
   int json, contest_passthrough, compare, force, dry_run;
   int64_t code_bytes, seed;
+  int code_auto; /* --code-bytes auto: python/qgz_load.py's bytes */
   int64_t calib_seqs, calib_len, calib_seed, calib_skip;
   double calib_temp, mlp_power;
 } qargs;
+
+/* --code-bytes N, or auto: the bytes of the loader an entrant ships (python/qgz_load.py) */
+static int code_bytes_arg(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  qargs *a = dst;
+  if (!strcmp(v, "auto")) {
+    a->code_bytes = qg_qgz_loader_bytes(), a->code_auto = 1;
+    return 0;
+  }
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (!*v || *end || x < 0) return 1;
+  a->code_bytes = x;
+  return 0;
+}
 
 static int parse_args(int *argc, char **argv, qargs *a) {
   memset(a, 0, sizeof *a);
@@ -106,7 +124,9 @@ static int parse_args(int *argc, char **argv, qargs *a) {
       INT("--calib-seed", calib_seed, 0, INT64_MAX), INT("--calib-skip", calib_skip, 0, INT64_MAX),
       FLAG("--json", json), FLAG("--contest-passthrough", contest_passthrough), FLAG("--compare-compressors", compare),
       FLAG("--force", force),
-      COUNT("--code-bytes", code_bytes), COUNT("--seed", seed),
+      {.name = "--code-bytes", .kind = QG_ARG_FN, .dst = a, .fn = code_bytes_arg,
+       .bad = "{opt} {val}: expected a non-negative integer or auto"},
+      COUNT("--seed", seed),
       {.name = "--code", .kind = QG_ARG_MULTI, .dst = &a->code, .missing = "--code needs at least one FILE"},
       {.kind = QG_ARG_TABLE, .table = qg_cli_threads_args},
       {0}};
@@ -397,6 +417,7 @@ int qg_cmd_quantize(int argc, char **argv) {
     }
     qg_json_key(&j, "entropy_bytes"), qg_json_int(&j, (int64_t)ceil(ent));
     qg_json_key(&j, "code_bytes"), qg_json_int(&j, code_bytes);
+    qg_json_key(&j, "code_bytes_auto"), qg_json_bool(&j, a.code_auto);
     qg_json_key(&j, "total_bytes"), qg_json_int(&j, total);
     qg_json_key(&j, "cap_bytes"), qg_json_int(&j, CAP_BYTES);
     qg_json_key(&j, "fits"), qg_json_bool(&j, total <= CAP_BYTES);

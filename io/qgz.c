@@ -31,6 +31,10 @@ qg_status qg_compressor_from_name(const char *name, qg_compressor *out) {
   return qg_fail(QG_ERR_INPUT, "unknown compressor '%s' (valid: zstd, brotli, xz, zlib, rans, none)", name);
 }
 
+static int g_brotli_quality = 11;
+
+void qg_qgz_set_brotli_quality(int q) { g_brotli_quality = q < 0 ? 0 : q > 11 ? 11 : q; }
+
 static qg_status rans_bytes(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len) {
   uint32_t *sym = malloc((n + 1) * sizeof *sym);
   if (!sym) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS symbols)");
@@ -58,7 +62,7 @@ qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **ou
     case QG_COMP_NONE: memcpy(o, in, n), len = n; break;
     case QG_COMP_ZSTD: len = ZSTD_compress(o, cap, in, n, 22), ok = !ZSTD_isError(len); break;
     case QG_COMP_BROTLI:
-      ok = BrotliEncoderCompress(11, BROTLI_MAX_WINDOW_BITS, BROTLI_MODE_GENERIC, n, in, &len, o) == BROTLI_TRUE;
+      ok = BrotliEncoderCompress(g_brotli_quality, BROTLI_MAX_WINDOW_BITS, BROTLI_MODE_GENERIC, n, in, &len, o) == BROTLI_TRUE;
       break;
     case QG_COMP_XZ: {
       size_t pos = 0;
@@ -393,7 +397,7 @@ static qg_status get_varint(rd *r, uint64_t *v) {
 }
 
 static qg_status get_str(rd *r, char **out, size_t max, int allow_empty) {
-  uint64_t n;
+  uint64_t n = 0;
   QG_TRY(get_varint(r, &n));
   if (n > max || n > r->n - r->off) return bad(r, "string length beyond the payload or limit");
   if (!n && !allow_empty) return bad(r, "empty string");
@@ -414,7 +418,7 @@ static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
   r->off += nl;
   QG_TRY(get_u8(r, &kind));
   QG_TRY(get_u8(r, &bits));
-  uint64_t count;
+  uint64_t count = 0;
   QG_TRY(get_varint(r, &count));
   if (kind >= QG_SEC_KIND_COUNT) return bad(r, "unknown section kind");
   if (kind == QG_SEC_CODES ? (bits < 1 || bits > 32) : bits != 0) return bad(r, "bad code width");
@@ -490,7 +494,7 @@ static qg_status read_tensor(rd *r, qg_qtensor *t, qg_code_layout layout) {
   if (nd > QG_MAX_DIMS) return bad(r, "too many dims");
   t->ndim = nd;
   for (int d = 0; d < nd; d++) {
-    uint64_t v;
+    uint64_t v = 0;
     QG_TRY(get_varint(r, &v));
     if (v > ((uint64_t)1 << 40)) return bad(r, "dim too large");
     t->shape[d] = (int64_t)v;

@@ -42,6 +42,9 @@ typedef enum { QG_LAYOUT_PACKED = 0, QG_LAYOUT_BYTES = 1, QG_LAYOUT_AUTO = -1 } 
 const char *qg_compressor_name(qg_compressor c);
 /* "zstd", "brotli", "xz", "zlib", "rans", "none" */
 qg_status qg_compressor_from_name(const char *name, qg_compressor *out);
+/* brotli's quality for every brotli stream written (11 unless changed; 0..11). Readers
+ * and the format do not depend on it: fuzzers lower it so that encoding stays fast. */
+void qg_qgz_set_brotli_quality(int q);
 /* One-shot compression at the artifact's levels (malloc'd output). */
 qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len);
 /* Decompresses into out, which must receive exactly expect bytes; fname for messages. */

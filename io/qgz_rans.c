@@ -85,7 +85,9 @@ static qg_status ctx_tables(const qg_qsection *sec, const uint8_t *cv, qg_rans_t
   size_t tb = 0;
   for (int k = 0; !s && k < QG_RANS_NCTX; k++) {
     double best = INFINITY;
-    for (int pb = QG_RANS_MIN_BITS; !s && pb <= QG_RANS_MAX_BITS; pb += 2) {
+    int used = 0; /* an unused context is the empty table at any precision: build it once */
+    for (int v = 0; v < nsym && !used; v++) used = c[(size_t)k * nsym + v] != 0;
+    for (int pb = QG_RANS_MIN_BITS; !s && pb <= (used ? QG_RANS_MAX_BITS : QG_RANS_MIN_BITS); pb += 2) {
       qg_rans_table t;
       s = qg_rans_table_build(c + (size_t)k * nsym, nsym, pb, &t);
       if (s) break;

@@ -72,6 +72,47 @@ qg_status qg_rans_count(const uint32_t *sym, size_t n, int nsym, uint64_t *count
 static double gain_up(uint64_t c, uint32_t f) { return (double)c * log2((double)(f + 1) / f); }
 static double loss_down(uint64_t c, uint32_t f) { return f > 1 ? (double)c * log2((double)f / (f - 1)) : INFINITY; }
 
+/* An indexed binary heap of symbols keyed by key[s]: the top is the largest key (sign +1)
+ * or the smallest (sign -1), the lowest symbol among equal keys, so it picks exactly the
+ * symbol a first-to-last scan keeping the first strict best would. */
+typedef struct {
+  int *h, *pos, n, sign;
+  double *key;
+} sym_heap;
+
+static int heap_before(const sym_heap *q, int a, int b) {
+  double ka = q->sign * q->key[a], kb = q->sign * q->key[b];
+  return ka > kb || (ka == kb && a < b);
+}
+
+static void heap_swap(sym_heap *q, int i, int j) {
+  int t = q->h[i];
+  q->h[i] = q->h[j], q->h[j] = t;
+  q->pos[q->h[i]] = i, q->pos[q->h[j]] = j;
+}
+
+static void heap_down(sym_heap *q, int i) {
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, m = i;
+    if (l < q->n && heap_before(q, q->h[l], q->h[m])) m = l;
+    if (r < q->n && heap_before(q, q->h[r], q->h[m])) m = r;
+    if (m == i) return;
+    heap_swap(q, i, m), i = m;
+  }
+}
+
+/* Restores the order around symbol s after its key changed either way. */
+static void heap_fix(sym_heap *q, int s) {
+  int i = q->pos[s];
+  while (i > 0 && heap_before(q, q->h[i], q->h[(i - 1) / 2])) heap_swap(q, i, (i - 1) / 2), i = (i - 1) / 2;
+  heap_down(q, i);
+}
+
+static void heap_build(sym_heap *q) {
+  for (int i = 0; i < q->n; i++) q->h[i] = i, q->pos[i] = i;
+  for (int i = q->n / 2; i-- > 0;) heap_down(q, i);
+}
+
 qg_status qg_rans_table_build(const uint64_t *counts, int nsym, int prob_bits, qg_rans_table *t) {
   if (prob_bits < QG_RANS_MIN_BITS || prob_bits > QG_RANS_MAX_BITS)
     return qg_fail(QG_ERR_INPUT, "rANS precision %d bits is outside %d..%d", prob_bits, QG_RANS_MIN_BITS,
@@ -95,32 +136,60 @@ qg_status qg_rans_table_build(const uint64_t *counts, int nsym, int prob_bits, q
     t->freq[s] = (uint32_t)(f < 1 ? 1 : f > M ? M : f);
     total_f += t->freq[s];
   }
-  /* Reach the exact sum by the cheapest single-unit moves, then swap units between symbols
-   * while that lowers the cost. The objective is separable and concave in each freq, so a
-   * table where no single move of one unit helps is the global minimum. */
-  while (total_f != (int64_t)M) {
-    int best = -1;
-    double bv = 0;
-    for (int s = 0; s < nsym; s++) {
-      if (!counts[s]) continue;
-      double v = total_f < (int64_t)M ? gain_up(counts[s], t->freq[s]) : -loss_down(counts[s], t->freq[s]);
-      if (best < 0 || v > bv) best = s, bv = v;
-    }
-    if (total_f < (int64_t)M) t->freq[best]++, total_f++;
-    else t->freq[best]--, total_f--;
+  /* Reach the exact sum by the cheapest single-unit moves, then move units from the symbol
+   * that loses least to the one that gains most while that lowers the cost. The objective
+   * is separable and concave in each freq, so a table where no single move of one unit
+   * helps is the global minimum. Heaps of the present symbols keyed by those marginal
+   * costs make each move O(log k), O(k log k) in all. */
+  /* small alphabets (every code width up to 8 bits) need no heap allocation */
+  int mem_s[4 * 256], sym_s[256];
+  double key_s[2 * 256];
+  int small = present <= 256;
+  int *mem = small ? mem_s : malloc(4 * (size_t)present * sizeof *mem);
+  double *key = small ? key_s : malloc(2 * (size_t)present * sizeof *key);
+  int *sym_of = small ? sym_s : malloc((size_t)present * sizeof *sym_of);
+  if (!mem || !key || !sym_of) {
+    if (!small) free(mem), free(key), free(sym_of);
+    qg_rans_table_free(t);
+    return qg_fail(QG_ERR_NOMEM, "out of memory (rANS normaliser, %d symbols)", present);
   }
+  /* heap entries are ranks 0..present-1 of the present symbols, in symbol order, so the
+   * lowest-rank tie-break is the lowest symbol */
+  for (int s = 0, r = 0; s < nsym; s++)
+    if (counts[s]) sym_of[r++] = s;
+  sym_heap up = {mem, mem + present, present, 1, key}, dn = {mem + 2 * present, mem + 3 * present, present, -1,
+                                                                   key + present};
+  if (total_f != (int64_t)M) {
+    int add = total_f < (int64_t)M;
+    for (int r = 0; r < present; r++) {
+      int s = sym_of[r];
+      up.key[r] = add ? gain_up(counts[s], t->freq[s]) : -loss_down(counts[s], t->freq[s]);
+    }
+    heap_build(&up);
+    while (total_f != (int64_t)M) {
+      int r = up.h[0], s = sym_of[r];
+      if (add) t->freq[s]++, total_f++;
+      else t->freq[s]--, total_f--;
+      up.key[r] = add ? gain_up(counts[s], t->freq[s]) : -loss_down(counts[s], t->freq[s]);
+      heap_fix(&up, r);
+    }
+  }
+  for (int r = 0; r < present; r++) {
+    int s = sym_of[r];
+    up.key[r] = gain_up(counts[s], t->freq[s]), dn.key[r] = loss_down(counts[s], t->freq[s]);
+  }
+  heap_build(&up), heap_build(&dn);
   for (int iter = 0; iter < 4 * nsym + 16; iter++) {
-    int up = -1, dn = -1;
-    double gu = 0, ld = INFINITY;
-    for (int s = 0; s < nsym; s++) {
-      if (!counts[s]) continue;
-      double g = gain_up(counts[s], t->freq[s]), l = loss_down(counts[s], t->freq[s]);
-      if (up < 0 || g > gu) up = s, gu = g;
-      if (l < ld) dn = s, ld = l;
-    }
-    if (up < 0 || dn < 0 || up == dn || !(gu > ld * (1 + 1e-12))) break;
-    t->freq[up]++, t->freq[dn]--;
+    int ru = up.h[0], rd = dn.h[0];
+    double gu = up.key[ru], ld = dn.key[rd];
+    if (ru == rd || !(gu > ld * (1 + 1e-12))) break;
+    int su = sym_of[ru], sd = sym_of[rd];
+    t->freq[su]++, t->freq[sd]--;
+    up.key[ru] = gain_up(counts[su], t->freq[su]), dn.key[ru] = loss_down(counts[su], t->freq[su]);
+    up.key[rd] = gain_up(counts[sd], t->freq[sd]), dn.key[rd] = loss_down(counts[sd], t->freq[sd]);
+    heap_fix(&up, ru), heap_fix(&up, rd), heap_fix(&dn, ru), heap_fix(&dn, rd);
   }
+  if (!small) free(mem), free(key), free(sym_of);
   table_finish(t);
   return QG_OK;
 }
@@ -285,6 +354,17 @@ typedef struct {
   uint16_t sym, freq_m1, cum;
 } slot_t;
 
+/* The slot of value v < 2^prob_bits: the last symbol with cum <= v, which has freq > 0
+ * because cum[nsym] = 2^prob_bits > v. */
+static slot_t find_slot(const qg_rans_table *t, uint32_t v) {
+  int lo = 0, hi = t->nsym - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) >> 1;
+    if (t->cum[mid] <= v) lo = mid; else hi = mid - 1;
+  }
+  return (slot_t){(uint16_t)lo, (uint16_t)(t->freq[lo] - 1), (uint16_t)t->cum[lo]};
+}
+
 /* The flushed states that start every payload, each checked to lie in the normalised range. */
 static qg_status read_states(const uint8_t *p, size_t len, uint32_t x[NSTATE]) {
   if (len < QG_RANS_FLUSH_BYTES) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes lacks its 16 state bytes", len);
@@ -313,16 +393,21 @@ qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, u
   QG_TRY(read_states(p, len, x));
   const int pb = t->prob_bits;
   const uint32_t M = 1u << pb, mask = M - 1;
-  slot_t *slot = malloc(M * sizeof *slot);
-  if (!slot) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
-  for (int s = 0; s < t->nsym; s++)
-    for (uint32_t j = t->cum[s]; j < t->cum[s + 1]; j++)
-      slot[j] = (slot_t){(uint16_t)s, (uint16_t)(t->freq[s] - 1), (uint16_t)t->cum[s]};
+  /* A slot table costs M entries to fill: for short streams finding the symbol by binary
+   * search over cum is cheaper (same symbols either way). */
+  slot_t *slot = NULL;
+  if (n >= M / 8) {
+    slot = malloc(M * sizeof *slot);
+    if (!slot) return qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+    for (int s = 0; s < t->nsym; s++)
+      for (uint32_t j = t->cum[s]; j < t->cum[s + 1]; j++)
+        slot[j] = (slot_t){(uint16_t)s, (uint16_t)(t->freq[s] - 1), (uint16_t)t->cum[s]};
+  }
   const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
   size_t i = 0;
   /* The hot loop: four symbols per round with one bounds check per round (at most
    * 2 renormalisation bytes per symbol at <= 16-bit precision, so 8 bytes per round). */
-  for (; i + NSTATE <= n && end - q >= 2 * NSTATE; i += NSTATE) {
+  for (; slot && i + NSTATE <= n && end - q >= 2 * NSTATE; i += NSTATE) {
     for (int k = 0; k < NSTATE; k++) {
       slot_t e = slot[x[k] & mask];
       sym[i + k] = e.sym;
@@ -332,7 +417,7 @@ qg_status qg_rans_decode(const qg_rans_table *t, const uint8_t *p, size_t len, u
   }
   for (; i < n; i++) {
     uint32_t *xs = &x[i & 3];
-    slot_t e = slot[*xs & mask];
+    slot_t e = slot ? slot[*xs & mask] : find_slot(t, *xs & mask);
     sym[i] = e.sym;
     *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
     while (*xs < RANS_L) {
@@ -489,7 +574,10 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
   QG_TRY(read_states(p, len, x));
   slot_t *slot[QG_RANS_NCTX] = {0};
   qg_status st = QG_OK;
-  for (int c = 0; c < QG_RANS_NCTX && !st; c++) {
+  size_t cells = 0; /* slot tables only when the stream is long enough to repay filling them */
+  for (int c = 0; c < QG_RANS_NCTX; c++) cells += t[c].nsym ? (size_t)1 << t[c].prob_bits : 0;
+  int use_slots = n >= cells / 8;
+  for (int c = 0; c < QG_RANS_NCTX && !st && use_slots; c++) {
     if (!t[c].nsym) continue; /* a context never seen; reaching it is an error below */
     slot[c] = malloc(((size_t)1 << t[c].prob_bits) * sizeof **slot);
     if (!slot[c]) st = qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
@@ -501,14 +589,14 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
   uint32_t prev = mid;
   for (size_t i = 0; !st && i < n; i++) {
     int c = cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(prev, mid);
-    if (!slot[c]) {
+    if (!t[c].nsym) {
       st = qg_fail(QG_ERR_INPUT, "rANS payload: symbol %zu falls in context %d, which has no table", i, c);
       break;
     }
     const int pb = t[c].prob_bits;
     const uint32_t mask = (1u << pb) - 1;
     uint32_t *xs = &x[i & 3];
-    slot_t e = slot[c][*xs & mask];
+    slot_t e = use_slots ? slot[c][*xs & mask] : find_slot(&t[c], *xs & mask);
     sym[i] = prev = e.sym;
     *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
     while (*xs < RANS_L) {

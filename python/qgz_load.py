@@ -3,12 +3,15 @@ stored raw). numpy only; brotli/zstandard modules only for files compressed with
 (format 1 with brotli-11/zstd-22, and format 2's brotli meta). torch optional: load(...,
 torch=True) returns torch tensors.
 
-Dequantizes: rowwise, gptq over the rowwise grid, contest-int8, fp16, bf16, fp32, raw.
-Other methods (lloydmax, turbo, e8) raise NotImplementedError naming the tensor.
+Dequantizes every method quantgolf writes: rowwise, lloydmax, turbo (FWHT + Lloyd-Max), e8
+(E8P / E8 ball codebooks, residual stages), gptq over any of those grids, contest-int8,
+fp16, bf16, fp32, raw. The Lloyd-Max levels and E8 codebooks are rebuilt here exactly as
+quant/lloydmax.c and quant/e8.c build them (the artifact stores only their parameters).
 
 Format: see io/qgz.h (header, payload), io/qgz_rans.h (format 2 code block) and
 io/rans.h (tables and streams). Usage: python3 qgz_load.py A.qgz [--dump OUT.npz | --raw OUT.bin]"""
 import lzma
+import math
 import struct
 import sys
 import zlib
@@ -308,7 +311,248 @@ def dequant(t):
         if "scales" in sec:
             return (c.reshape(rows, cols) * f16(sec["scales"]["data"])[:, None]).reshape(shape)
         return (c * sec["scale"]["data"][0]).reshape(shape)
+    if m == "gptq":
+        m = o["grid"]
+    if m == "lloydmax":
+        g = int(o.get("group", "0")) or cols
+        cf = lloydmax(int(o["bits"]))
+        c = cf[sec["codes"]["data"]].reshape(rows, cols)
+        return (c * np.repeat(f16(sec["scales"]["data"]).reshape(rows, cols // g), g, axis=1)).reshape(shape)
+    if m == "turbo":
+        return turbo(sec, o, rows, cols).reshape(shape)
+    if m == "e8":
+        return e8(sec, o, rows, cols).reshape(shape)
     raise NotImplementedError("tensor '%s': method %s is not supported by qgz_load.py" % (t["name"], m))
+
+
+# ---- Lloyd-Max levels for N(0,1) (quant/lloydmax.c) ---------------------------------
+
+
+def _cdf(x):
+    return 0.5 * math.erfc(-x * 0.70710678118654752440)
+
+
+def _pdf(x):
+    return 0.39894228040143267794 * math.exp(-0.5 * x * x)
+
+
+def _lm_residual(c, jac=False):
+    n, inf = len(c), float("inf")
+    f, lo, di, up = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    for i in range(n):
+        a = -inf if i == 0 else 0.5 * (c[i - 1] + c[i])
+        b = inf if i == n - 1 else 0.5 * (c[i] + c[i + 1])
+        p = _cdf(-a) - _cdf(-b) if a >= 0 else _cdf(b) - _cdf(a)
+        mu = (_pdf(a) - _pdf(b)) / p
+        f[i] = c[i] - mu
+        if jac:
+            da = 0 if a == -inf else _pdf(a) * (mu - a) / p
+            db = 0 if b == inf else _pdf(b) * (b - mu) / p
+            lo[i], up[i], di[i] = -0.5 * da, -0.5 * db, 1 - 0.5 * da - 0.5 * db
+    return f, max(abs(v) for v in f), lo, di, up
+
+
+def _sym(c):
+    n = len(c)
+    for i in range(n // 2):
+        m = 0.5 * (c[n - 1 - i] - c[i])
+        c[i], c[n - 1 - i] = -m, m
+
+
+_LM = {}
+
+
+def lloydmax(bits):
+    """The b-bit centroids as float32: Lloyd steps from the N(0,3) quantiles, then damped
+    Newton (tridiagonal Jacobian), as qg_lloydmax_gaussian."""
+    if bits in _LM:
+        return _LM[bits]
+    n = 1 << bits
+    c = []
+    for i in range(n):
+        lo, hi, p = -40.0, 40.0, (i + 0.5) / n
+        for _ in range(200):
+            if hi - lo <= 1e-15:
+                break
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if _cdf(mid) < p else (lo, mid)
+        c.append(math.sqrt(3.0) * 0.5 * (lo + hi))
+    for _ in range(200):
+        f, d = _lm_residual(c)[:2]
+        c = [ci - fi for ci, fi in zip(c, f)]
+        _sym(c)
+        if d < 1e-6:
+            break
+    res = _lm_residual(c)[1]
+    for _ in range(60):
+        if res <= 1e-12:
+            break
+        f, _r, lo, di, up = _lm_residual(c, True)
+        cp, dp, x = [0.0] * n, [0.0] * n, [0.0] * n
+        cp[0], dp[0] = up[0] / di[0], f[0] / di[0]
+        for i in range(1, n):
+            m = di[i] - lo[i] * cp[i - 1]
+            cp[i], dp[i] = up[i] / m, (f[i] - lo[i] * dp[i - 1]) / m
+        x[n - 1] = dp[n - 1]
+        for i in range(n - 2, -1, -1):
+            x[i] = dp[i] - cp[i] * x[i + 1]
+        h, tres, trial = 1.0, float("inf"), c
+        while h > 1e-4:
+            trial = [ci - h * xi for ci, xi in zip(c, x)]
+            if all(trial[i] > trial[i - 1] for i in range(1, n)):
+                tres = _lm_residual(trial)[1]
+                if tres < res:
+                    break
+            h *= 0.5
+        if not tres < res:
+            f = _lm_residual(c)[0]
+            c = [ci - fi for ci, fi in zip(c, f)]
+            _sym(c)
+            res = _lm_residual(c)[1]
+            continue
+        c, res = trial, tres
+    _sym(c)
+    _LM[bits] = np.array(c, dtype=np.float32)
+    return _LM[bits]
+
+
+# ---- turbo: inverse FWHT rotation (quant/fwht.c, quant/turbo.c) ---------------------
+
+
+def signs(seed, n):
+    out, st, w, M = np.empty(n, np.float32), seed, 0, (1 << 64) - 1
+    for i in range(n):
+        if i % 64 == 0:
+            st = (st + 0x9E3779B97F4A7C15) & M
+            z = ((st ^ (st >> 30)) * 0xBF58476D1CE4E5B9) & M
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+            w = z ^ (z >> 31)
+        out[i] = -1.0 if (w >> (i % 64)) & 1 else 1.0
+    return out
+
+
+def fwht(x):
+    """Normalised Walsh-Hadamard over the last axis in float32, the C butterfly order."""
+    n, h = x.shape[-1], 1
+    while h < n:
+        y = x.reshape(x.shape[:-1] + (n // (2 * h), 2, h))
+        a, b = y[..., 0, :], y[..., 1, :]
+        x = np.stack((a + b, a - b), axis=-2).reshape(x.shape)
+        h *= 2
+    return x * np.float32(1.0 / math.sqrt(n))
+
+
+def turbo(sec, o, rows, cols):
+    g = int(o["group"])
+    ng = cols // g
+    v = lloydmax(int(o["bits"]))[sec["codes"]["data"]].reshape(rows, ng, g)
+    if o.get("norm", "ls") == "ls":
+        a = f16(sec["scales"]["data"]).reshape(rows, ng, 1)
+    else:
+        cc = np.sqrt((v.astype(np.float64) ** 2).sum(axis=2, keepdims=True))
+        n = f16(sec["norms"]["data"]).reshape(rows, ng, 1).astype(np.float64)
+        a = np.where(cc > 0, n / np.where(cc > 0, cc, 1), 0).astype(np.float32)
+    seed = int.from_bytes(bytes(sec["seed"]["data"]), "little")
+    w = fwht(v * a) * signs(seed, cols).reshape(1, ng, g)
+    if float(o.get("eq", "0")) > 0:
+        w = w / f16(sec["colscale"]["data"]).reshape(1, ng, g)
+    return w.reshape(rows, cols)
+
+
+# ---- e8: E8P and E8-ball codebooks (quant/e8.c) --------------------------------------
+
+
+def _patterns(lim, odd):
+    out, d = [], [0] * 8
+
+    def rec(j, n2):
+        if j == 8:
+            if odd or (sum(d) // 2) % 2 == 0:
+                out.append((n2, tuple(d)))
+            return
+        v = odd
+        while n2 + v * v <= lim and v <= 15:
+            d[j] = v
+            rec(j + 1, n2 + v * v)
+            v += 2
+
+    rec(0, 0)
+    return out
+
+
+def _orbit(d):
+    return 128 if d[0] & 1 else 1 << sum(1 for v in d if v)
+
+
+def _key(p):
+    return (p[0], sum(v << (4 * j) for j, v in enumerate(p[1])))
+
+
+_CB = {}
+
+
+def codebook(name):
+    """Entries (size x 8, float32) of "e8p" or of the E8 ball of radius^2 name (an int)."""
+    if name in _CB:
+        return _CB[name]
+    e8p = name == "e8p"
+    if e8p:
+        pats = _patterns(40, 1)
+        for i in range(8):
+            for j in range(i + 1, 8):
+                for k in range(j + 1, 8):
+                    if len(pats) < 227 + 29:
+                        pats.append((48, tuple(1 if m in (i, j, k) else 3 for m in range(8))))
+    else:
+        pats = _patterns(4 * name, 0) + _patterns(4 * name, 1)
+    pats.sort(key=_key)
+    ent = []
+    for _n2, d in pats:
+        m = 256 if e8p else _orbit(d)
+        c = np.arange(m, dtype=np.int64)
+        sg = c >> 1 if e8p else c
+        sh = np.where(c & 1, 1, -1) if e8p else np.zeros(m, np.int64)
+        e = np.zeros((m, 8), np.int64)
+        if d[0] & 1:
+            pc = np.zeros(m, np.int64)
+            for b in range(7):
+                pc += (sg >> b) & 1
+            par = (sum(d) // 2) & 1
+            for j in range(8):
+                neg = (pc & 1) ^ par if j == 0 else (sg >> (j - 1)) & 1
+                e[:, j] = np.where(neg == 1, -2, 2) * d[j] + sh
+        else:
+            b = 0
+            for j in range(8):
+                if d[j]:
+                    e[:, j] = np.where((sg >> b) & 1, -2, 2) * d[j]
+                    b += 1
+        ent.append(e)
+    _CB[name] = (np.concatenate(ent) * 0.25).astype(np.float32)
+    return _CB[name]
+
+
+def _ball_for_bits(bits):
+    cap, r2 = 1 << int(math.floor(8 * bits + 1e-9)), 2
+    while r2 + 2 <= 30 and sum(_orbit(d) for _n, d in _patterns(4 * (r2 + 2), 0) + _patterns(4 * (r2 + 2), 1)) <= cap:
+        r2 += 2
+    return r2
+
+
+def e8(sec, o, rows, cols):
+    bits, g = float(o["bits"]), int(o.get("group", "0")) or cols
+    if o.get("cb", "e8p") == "e8p":
+        stages = ["e8p"] + ([] if bits == 2 else [2 if bits == 3 else "e8p"])
+    else:
+        stages = [2 if bits == 1 else 10 if bits == 2 else _ball_for_bits(bits)]
+    nv, ng = cols // 8, cols // g
+    sc = f16(sec["scales"]["data"]).reshape(len(stages), rows, ng)
+    gi = np.arange(nv) * 8 // g
+    acc = np.zeros((rows, nv, 8), np.float32)
+    for k, cb in enumerate(stages):
+        e = codebook(cb)[sec["codes" if k == 0 else "codes2"]["data"]].reshape(rows, nv, 8)
+        acc = acc + sc[k][:, gi][:, :, None] * e
+    return acc.reshape(rows, cols)
 
 
 def load(path, torch=False):

@@ -11,6 +11,7 @@ pkgs=(
   libopenmpi-dev openmpi-bin   # the MPI communication backend (comm/) and mpirun for its tests
   clang libclang-rt-dev   # libFuzzer and sanitizer runtimes for `make fuzz`
   python3-numpy python3-brotli  # test_qgz_load_py: python/qgz_load.py against the C reader
+  lrzip   # bench/bench_codes.sh's reference column only; nothing in quantgolf needs it
 )
 
 missing=()

@@ -129,6 +129,77 @@ static void test_normaliser_matches_greedy(void **st) {
   }
 }
 
+/* The normaliser as first written: a linear scan per unit move, O(k^2). The heap version
+ * in io/rans.c must give the same table, tie-breaks included. */
+static double ref_up(uint64_t c, uint32_t f) { return (double)c * log2((double)(f + 1) / f); }
+static double ref_dn(uint64_t c, uint32_t f) { return f > 1 ? (double)c * log2((double)f / (f - 1)) : INFINITY; }
+static void scan_normalise(const uint64_t *counts, int nsym, int pb, uint32_t *freq) {
+  const uint32_t M = 1u << pb;
+  uint64_t total = 0;
+  for (int s = 0; s < nsym; s++) total += counts[s];
+  int64_t total_f = 0;
+  for (int s = 0; s < nsym; s++) {
+    freq[s] = 0;
+    if (!counts[s]) continue;
+    uint64_t f = (uint64_t)((double)counts[s] * M / (double)total);
+    freq[s] = (uint32_t)(f < 1 ? 1 : f > M ? M : f);
+    total_f += freq[s];
+  }
+  while (total_f != (int64_t)M) {
+    int best = -1;
+    double bv = 0;
+    for (int s = 0; s < nsym; s++) {
+      if (!counts[s]) continue;
+      double v = total_f < (int64_t)M ? ref_up(counts[s], freq[s]) : -ref_dn(counts[s], freq[s]);
+      if (best < 0 || v > bv) best = s, bv = v;
+    }
+    if (total_f < (int64_t)M) freq[best]++, total_f++;
+    else freq[best]--, total_f--;
+  }
+  for (int iter = 0; iter < 4 * nsym + 16; iter++) {
+    int up = -1, dn = -1;
+    double gu = 0, ld = INFINITY;
+    for (int s = 0; s < nsym; s++) {
+      if (!counts[s]) continue;
+      double g = ref_up(counts[s], freq[s]), l = ref_dn(counts[s], freq[s]);
+      if (up < 0 || g > gu) up = s, gu = g;
+      if (l < ld) dn = s, ld = l;
+    }
+    if (up < 0 || dn < 0 || up == dn || !(gu > ld * (1 + 1e-12))) break;
+    freq[up]++, freq[dn]--;
+  }
+}
+
+static void test_normaliser_heap_equals_scan(void **st) {
+  (void)st;
+  static uint64_t cnt[QG_RANS_MAX_ALPHABET];
+  static uint32_t ref[QG_RANS_MAX_ALPHABET];
+  int trials = 0;
+  for (int trial = 0; trial < 300; trial++) {
+    int pb = QG_RANS_MIN_BITS + trial % (QG_RANS_MAX_BITS - QG_RANS_MIN_BITS + 1);
+    int k = trial < 100 ? 1 + (int)(rnd() % 64) : trial < 250 ? 1 + (int)(rnd() % 1024) : QG_RANS_MAX_ALPHABET;
+    if (k > (1 << pb)) k = 1 << pb;
+    int shape = trial % 5;
+    for (int s = 0; s < k; s++) {
+      uint64_t r = rnd();
+      cnt[s] = shape == 0 ? 1 + r % 3                                  /* many ties, tiny counts */
+               : shape == 1 ? (r & 7) ? 0 : 1 + (r >> 8) % 1000000     /* sparse, wide range */
+               : shape == 2 ? (uint64_t)(1e6 * exp(-0.5 * (s - k / 2.0) * (s - k / 2.0) / (k / 8.0 + 1)))  /* codes */
+               : shape == 3 ? 1000                                     /* all equal */
+                            : 1 + (r >> 8) % (1u << (r % 30));          /* heavy tailed */
+    }
+    cnt[k - 1] += 1; /* the alphabet is k */
+    scan_normalise(cnt, k, pb, ref);
+    qg_rans_table t;
+    assert_int_equal(qg_rans_table_build(cnt, k, pb, &t), QG_OK);
+    assert_int_equal(t.nsym, k);
+    if (memcmp(t.freq, ref, (size_t)k * sizeof *ref)) fail_msg("trial %d (k %d, %d bits, shape %d): tables differ", trial, k, pb, shape);
+    trials++;
+    qg_rans_table_free(&t);
+  }
+  assert_int_equal(trials, 300);
+}
+
 /* A large skewed stream codes within 0.05 % of its order-0 entropy plus its table, the
  * flush bytes and the length varint. */
 static void test_near_entropy(void **st) {
@@ -230,6 +301,7 @@ static void test_corrupt_rejected(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_sizes),     cmocka_unit_test(test_normaliser_is_optimal), cmocka_unit_test(test_normaliser_matches_greedy),
+      cmocka_unit_test(test_normaliser_heap_equals_scan),
       cmocka_unit_test(test_near_entropy),        cmocka_unit_test(test_table_compact_roundtrip),
       cmocka_unit_test(test_corrupt_rejected),
   };
