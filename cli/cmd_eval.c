@@ -188,6 +188,6 @@ int qg_cmd_eval(int argc, char **argv) {
   qg_spm_luts_free(&luts);
   qg_gpt_free(&m);
   rc = s ? qg_cli_comm_report("eval", c.opts.comm, s, 0) : 0;
-  qg_comm_close(c.opts.comm);
+  qg_cli_comm_close();
   return rc;
 }

@@ -424,6 +424,6 @@ int qg_cmd_kld(int argc, char **argv) {
   qg_gpt_free(&m0);
   qg_gpt_free(&m1);
   rc = s ? qg_cli_comm_report("kld", c.opts.comm, s, 0) : 0;
-  qg_comm_close(c.opts.comm);
+  qg_cli_comm_close();
   return rc;
 }

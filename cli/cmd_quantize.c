@@ -295,7 +295,7 @@ int qg_cmd_quantize(int argc, char **argv) {
   if (jr.helper_rank) { /* calibrated with the others; rank 0 reports */
     qg_qjob_result_free(&jr);
     qg_spec_free(&spec);
-    qg_comm_close(comm);
+    qg_cli_comm_close();
     return 0;
   }
   if (jr.dry_run) {

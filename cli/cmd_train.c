@@ -322,7 +322,7 @@ int qg_cmd_train(int argc, char **argv) {
   rc = parse_args(&argc, argv, &a);
   if (rc) {
     qg_train_kvs_free(&a.kvs);
-    qg_comm_close(comm);
+    qg_cli_comm_close();
     return rc;
   }
   int rank = qg_comm_rank(comm);
@@ -475,6 +475,6 @@ int qg_cmd_train(int argc, char **argv) {
   qg_spm_luts_free(&luts);
   qg_shards_close(&val);
   qg_train_kvs_free(&a.kvs);
-  qg_comm_close(comm);
+  qg_cli_comm_close();
   return rc;
 }

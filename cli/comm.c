@@ -8,6 +8,12 @@
 #include "comm/comm.h"
 
 static char g_cmd[32];
+static qg_comm *g_comm; /* the command's communicator, closed once when the command returns */
+
+void qg_cli_comm_close(void) {
+  if (g_comm) qg_comm_close(g_comm);
+  g_comm = NULL;
+}
 
 static void on_timeout(void *ctx, const char *msg) {
   (void)ctx;
@@ -33,6 +39,7 @@ int qg_cli_take_comm(const char *cmd, int *argc, char **argv, qg_comm **out) {
     fprintf(stderr, "quantgolf %s: %s\n", cmd, qg_last_error());
     return 2;
   }
+  g_comm = *out;
   return 0;
 }
 

@@ -84,6 +84,8 @@ struct qg_comm;
  * one rank, else self); installs the watchdog's handler (one line on stderr, then the job
  * ends). 0 done, 2 after printing why not (a backend this build lacks, ...). */
 int qg_cli_take_comm(const char *cmd, int *argc, char **argv, struct qg_comm **out);
+/* Closes the communicator qg_cli_take_comm opened (main calls it after every command). */
+void qg_cli_comm_close(void);
 /* The error report of a rank: rank 0 prints it, other ranks too (prefixed) unless it is an
  * input error found before any rank could diverge (same_everywhere: the configuration and
  * data every rank checked alike). Other errors with more than one rank abort the job, so

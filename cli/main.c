@@ -124,7 +124,9 @@ int main(int argc, char **argv) {
       commands[i].help();
       return 0;
     }
-    return commands[i].run(argc - 1, argv + 1);
+    int rc = commands[i].run(argc - 1, argv + 1);
+    qg_cli_comm_close();
+    return rc;
   }
   fprintf(stderr, "quantgolf: unknown command '%s' (see quantgolf --help)\n", argv[1]);
   return 2;

@@ -242,7 +242,7 @@ static qg_status measure_real(void *ctx, const qg_alloc_solution *sol, int64_t *
   return QG_OK;
 }
 
-qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
+static qg_status allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   memset(r, 0, sizeof *r);
   double t0 = qg_now();
   const char *objective = o->objective ? o->objective : "kld";
@@ -288,6 +288,7 @@ qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
   if (!s && (o->verify || o->repair)) {
     /* compression is not additive over tensors: repair an over-budget real artifact */
     measure_ctx mc = {o, r, &st};
+    qg_alloc_solution_free(&r->sol); /* the repair solves again from the full budget */
     s = qg_alloc_solve_repair(&r->sp.p, budget, gran, QG_ALLOC_REPAIR_MAX, measure_real, &mc, &r->sol, &r->repair);
     if (!s) budget = r->repair.budget[r->repair.rounds], r->fits = r->repair.fits;
   }
@@ -416,4 +417,10 @@ void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg
   }
   qg_json_key(j, "seconds"), qg_json_num(j, r->seconds);
   qg_json_obj_end(j);
+}
+
+qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
+  qg_status s = allocate_run(o, r);
+  if (s) qg_allocate_result_free(r); /* a failed run leaves nothing to free */
+  return s;
 }

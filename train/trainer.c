@@ -272,12 +272,15 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   if (s) goto fail;
   if (!s) s = qg_gpt_config_make(c->vocab, c->layers, c->dim, c->heads, c->kv_heads, c->mlp_mult * c->dim, !c->untied,
                                  c->mlp_power, &t->mc);
-  if (s) return s;
+  if (s) goto fail;
   qg_buf fp;
   qg_buf_init(&fp);
   describe(c, &fp, 1);
   qg_buf_byte(&fp, 0);
-  if ((s = qg_buf_status(&fp))) return s;
+  if ((s = qg_buf_status(&fp))) {
+    qg_buf_free(&fp);
+    goto fail;
+  }
   t->config_line = (char *)fp.p;
   if ((s = qg_comm_check_same(t->comm, "the training configuration (train.log's settings)", t->config_line,
                               strlen(t->config_line))))
