@@ -158,12 +158,17 @@ static qg_status solve_at(qg_allocate_result *r, const qg_state *st, int64_t bud
 
 /* A table measured in place by the sensitivity engine at the given base spec: its
  * sensitivity.json read back through the same strict parser as a file. */
-static qg_status measure_table(const qg_allocate_opts *o, const char *base, qg_alloc_table *t) {
+static qg_sens_opts sens_opts(const qg_allocate_opts *o, const char *base) {
   qg_sens_opts so = {.model = o->model, .val = o->val, .tokenizer = o->tokenizer, .base = base,
                      .candidates = o->candidates, .groups = o->groups, .calib = o->calib,
                      .calib_seqs = o->calib_seqs, .calib_len = o->calib_len,
                      .eval = {.seq_len = o->seq_len ? o->seq_len : 1024, .max_tokens = o->max_tokens},
                      .device = o->device, .est_seqs = -1, .progress = o->progress, .progress_ctx = o->progress_ctx};
+  return so;
+}
+
+static qg_status measure_table(const qg_allocate_opts *o, const char *base, qg_alloc_table *t) {
+  qg_sens_opts so = sens_opts(o, base);
   qg_sens_result sr;
   QG_TRY(qg_sensitivity_run(&so, &sr));
   qg_buf b;
@@ -242,9 +247,8 @@ static qg_status measure_real(void *ctx, const qg_alloc_solution *sol, int64_t *
   return QG_OK;
 }
 
-static qg_status allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
-  memset(r, 0, sizeof *r);
-  double t0 = qg_now();
+/* The options alone, before any file is read. */
+static qg_status check_opts(const qg_allocate_opts *o) {
   const char *objective = o->objective ? o->objective : "kld";
   if (strcmp(objective, "kld") && strcmp(objective, "nll"))
     return qg_fail(QG_ERR_INPUT, "--objective '%s': expected kld or nll", objective);
@@ -258,6 +262,45 @@ static qg_status allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) 
     return qg_fail(QG_ERR_INPUT, "allocate: without --sensitivity, --base SPEC (what every group starts from) is required");
   if (o->iterate < 0 || o->iterate > QG_ALLOC_ITER_MAX)
     return qg_fail(QG_ERR_INPUT, "--iterate: at most %d rounds, got %d", QG_ALLOC_ITER_MAX, o->iterate);
+  return QG_OK;
+}
+
+qg_status qg_allocate_check(const qg_allocate_opts *o) {
+  QG_TRY(check_opts(o));
+  if (!o->sensitivity || o->iterate) {
+    qg_sens_opts so = sens_opts(o, o->sensitivity ? "*: rowwise bits=8" : o->base);
+    QG_TRY(qg_sensitivity_check(&so));
+  }
+  if (!o->sensitivity) return QG_OK;
+  /* with a table the whole solve is cheap: a budget below the smallest total shows here */
+  char **only = NULL;
+  int n_only = 0;
+  if (o->candidates) QG_TRY(qg_sens_expand_candidates(o->candidates, &only, &n_only));
+  qg_allocate_result r;
+  memset(&r, 0, sizeof r);
+  qg_state st;
+  qg_state_init(&st);
+  char sha[65];
+  qg_status s = qg_alloc_table_load(o->sensitivity, &r.t);
+  if (!s) s = qg_sha256_file(o->model, sha);
+  if (!s) s = qg_checkpoint_load(o->model, &st, NULL);
+  if (!s) s = qg_alloc_table_check(&r.t, &st, sha);
+  if (!s) s = qg_alloc_tproblem_make(&r.t, o->objective ? o->objective : "kld", (const char *const *)only, n_only,
+                                     o->code_bytes, &r.sp);
+  int64_t gran = o->granularity ? o->granularity : s ? 1 : qg_alloc_auto_granularity(&r.sp.p, o->budget, (int64_t)1 << 24);
+  if (!s) s = solve_at(&r, &st, o->budget, gran);
+  for (int k = 0; k < n_only; k++) free(only[k]);
+  free(only);
+  qg_state_free(&st);
+  qg_allocate_result_free(&r);
+  return s;
+}
+
+static qg_status allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) {
+  memset(r, 0, sizeof *r);
+  double t0 = qg_now();
+  const char *objective = o->objective ? o->objective : "kld";
+  QG_TRY(check_opts(o));
   char **only = NULL;
   int n_only = 0;
   qg_status s = QG_OK;

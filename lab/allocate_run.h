@@ -78,6 +78,10 @@ typedef struct {
 } qg_allocate_result;
 
 qg_status qg_allocate_run(const qg_allocate_opts *o, qg_allocate_result *r);
+/* The cheap part of qg_allocate_run alone: the options, and with a table file the table
+ * against the model and the solve itself (a budget below the smallest total fails here);
+ * without one the sensitivity engine's own input checks. Nothing is quantized. */
+qg_status qg_allocate_check(const qg_allocate_opts *o);
 void qg_allocate_result_free(qg_allocate_result *r);
 /* The result as one JSON object (schema_version 1, command "allocate"). */
 void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg_json *j);

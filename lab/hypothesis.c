@@ -13,7 +13,7 @@
 #include "core/util.h"
 #include "io/qgz.h"
 #include "io/yaml_guard.h"
-#include "lab/allocate_run.h"
+#include "lab/alloc_arm.h"
 #include "quant/pipeline.h"
 #include "quant/spec.h"
 #include "train/train.h"
@@ -441,10 +441,10 @@ static qg_status check_spec(const ctx *c, const qg_lab_arm *a, const char *text)
   return QG_OK;
 }
 
-/* An allocate arm's spec: the solver's choice from its sensitivity table, made now so
- * every later check (and the cache key) sees an ordinary spec. */
-static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, yaml_node_t *vn, const char *path,
-                                    qg_lab_arm *a) {
+/* An allocate arm: its options and inputs checked now (cheap); the solver chooses its spec
+ * when the experiment runs (lab/alloc_arm.h). */
+static qg_status check_allocation(const ctx *c, const qg_lab_hypothesis *h, yaml_node_t *vn, const char *path,
+                                  qg_lab_arm *a) {
   if (a->spec || a->spec_file) return bad(c, vn, path, "allocate chooses the spec: give no spec or spec_file%s", NULL);
   if (a->fit_param || a->trains) return bad(c, vn, path, "allocate arms take no fit or train%s", NULL);
   if (!a->alloc_budget) return bad(c, vn, path, "allocate needs budget (bytes)%s", NULL);
@@ -455,24 +455,8 @@ static qg_status resolve_allocation(const ctx *c, const qg_lab_hypothesis *h, ya
   if (!a->alloc_sensitivity && !a->alloc_candidates)
     return bad(c, vn, path, "allocate without sensitivity measures the table in place: it needs candidates%s", NULL);
   if (!h->model) return bad(c, vn, path, "allocate needs the experiment's model%s", NULL);
-  /* repair: the real artifact is quantized once (no evaluation) and the budget shrunk by
-   * any excess, so the arm meets its budget although compressed bytes are not additive */
-  qg_allocate_opts o = {.model = h->model, .sensitivity = a->alloc_sensitivity, .budget = a->alloc_budget,
-                        .candidates = a->alloc_candidates, .granularity = 1, .repair = 1,
-                        .base = a->alloc_base ? a->alloc_base : "*: rowwise bits=8", .groups = a->alloc_groups,
-                        .val = h->val, .tokenizer = h->tokenizer, .calib = h->calib, .seq_len = h->seq_len,
-                        .max_tokens = h->max_tokens, .calib_seqs = h->calib_seqs, .calib_len = h->calib_len};
-  qg_allocate_result r;
-  qg_status s = qg_allocate_run(&o, &r);
+  qg_status s = qg_lab_alloc_check(h, a);
   if (s) return qg_fail_prefix(s, "%s: line %d: %s.allocate", c->path, a->line, path);
-  a->spec = r.spec_inline;
-  r.spec_inline = NULL;
-  a->contest_passthrough |= r.contest_passthrough;
-  a->alloc_predicted_kld = r.predicted;
-  a->alloc_predicted_bytes = r.sol.best.bytes;
-  a->alloc_repair_rounds = r.repair.rounds;
-  a->alloc_measured_bytes = r.measured_bytes;
-  qg_allocate_result_free(&r);
   return QG_OK;
 }
 
@@ -502,8 +486,8 @@ static qg_status read_arm(const ctx *c, top_ctx *t, yaml_node_t *kn, yaml_node_t
           a->n_train++;
         }
   QG_TRY(each_member(c, vn, path, arm_member, &p));
-  if (a->allocates) QG_TRY(resolve_allocation(c, h, vn, path, a));
-  if (!a->spec == !a->spec_file) return bad(c, vn, path, "give exactly one of spec, spec_file and allocate%s", NULL);
+  if (a->allocates) QG_TRY(check_allocation(c, h, vn, path, a));
+  else if (!a->spec == !a->spec_file) return bad(c, vn, path, "give exactly one of spec, spec_file and allocate%s", NULL);
   a->is_float = a->spec && !strcmp(a->spec, "none");
   if (a->compress) {
     qg_compressor comp;

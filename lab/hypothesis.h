@@ -53,16 +53,12 @@ typedef struct {
   char *compress;         /* zstd | brotli | xz | zlib (default: the experiment's) */
   int contest_passthrough; /* the spec leaves small float tensors to the contest's passthrough */
   int expect;             /* this arm's direction against the baseline (default: the experiment's) */
-  /* allocate: {budget, candidates, groups, sensitivity}: the spec is the allocation solver's
-   * choice from the sensitivity table, made when the file is read (spec holds it) */
+  /* allocate: {budget, candidates, groups, base, sensitivity}: the spec is the allocation
+   * solver's choice, made when the experiment runs (qg_lab_result.alloc holds it) */
   int allocates;
   int64_t alloc_budget;
   char *alloc_candidates, *alloc_groups, *alloc_sensitivity; /* sensitivity NULL: measured in place */
   char *alloc_base;                                          /* the engine's base spec (rowwise bits=8) */
-  int alloc_repair_rounds;                                   /* over-budget re-solves */
-  int64_t alloc_measured_bytes;                              /* the repair's real artifact bytes */
-  double alloc_predicted_kld; /* the solver's prediction (base + chosen deltas) */
-  int64_t alloc_predicted_bytes;
   int line;
 } qg_lab_arm;
 

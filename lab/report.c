@@ -213,7 +213,8 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     qg_json_obj_begin(&j);
     qg_json_key(&j, "name"), qg_json_str(&j, arm->name);
     qg_json_key(&j, "label"), qg_json_str(&j, arm->label ? arm->label : arm->name);
-    qg_json_key(&j, "spec"), arm->spec ? qg_json_str(&j, arm->spec) : qg_json_null(&j);
+    const char *spec = arm->allocates ? r->alloc[a].spec : arm->spec;
+    qg_json_key(&j, "spec"), spec ? qg_json_str(&j, spec) : qg_json_null(&j);
     qg_json_key(&j, "spec_file"), arm->spec_file ? qg_json_str(&j, arm->spec_file) : qg_json_null(&j);
     qg_json_key(&j, "float"), qg_json_bool(&j, arm->is_float);
     qg_json_key(&j, "allocate");
@@ -223,10 +224,13 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
       qg_json_key(&j, "candidates"), arm->alloc_candidates ? qg_json_str(&j, arm->alloc_candidates) : qg_json_null(&j);
       qg_json_key(&j, "groups"), qg_json_str(&j, arm->alloc_groups ? arm->alloc_groups : "roles");
       qg_json_key(&j, "sensitivity"), qg_json_str(&j, arm->alloc_sensitivity ? arm->alloc_sensitivity : "(measured in place)");
-      qg_json_key(&j, "repair_rounds"), qg_json_int(&j, arm->alloc_repair_rounds);
-      qg_json_key(&j, "repair_measured_bytes"), qg_json_int(&j, arm->alloc_measured_bytes);
-      qg_json_key(&j, "predicted_kld"), qg_json_num(&j, arm->alloc_predicted_kld);
-      qg_json_key(&j, "predicted_bytes"), qg_json_int(&j, arm->alloc_predicted_bytes);
+      const qg_lab_alloc *al = &r->alloc[a];
+      qg_json_key(&j, "repair_rounds"), qg_json_int(&j, al->repair_rounds);
+      qg_json_key(&j, "repair_measured_bytes"), qg_json_int(&j, al->measured_bytes);
+      qg_json_key(&j, "predicted_kld"), qg_json_num(&j, al->predicted_kld);
+      qg_json_key(&j, "predicted_bytes"), qg_json_int(&j, al->predicted_bytes);
+      qg_json_key(&j, "seconds"), qg_json_num(&j, al->seconds);
+      qg_json_key(&j, "from_cache"), qg_json_bool(&j, al->reused);
       qg_json_obj_end(&j);
     } else {
       qg_json_null(&j);
@@ -475,7 +479,8 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
   for (int a = 0; a < h->n_arms; a++) {
     const qg_lab_arm *arm = &h->arms[a];
     qg_buf_printf(o, "| %s | `", arm->name);
-    for (const char *p = arm->spec ? arm->spec : arm->spec_file; *p; p++)
+    const char *spec = arm->allocates ? r->alloc[a].spec : arm->spec;
+    for (const char *p = spec ? spec : arm->spec_file; *p; p++)
       if (*p == '|') qg_buf_str(o, "\\|");
       else if (*p == '\n') qg_buf_byte(o, ' ');
       else qg_buf_byte(o, (uint8_t)*p);
@@ -489,17 +494,19 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
   for (int a = 0; a < h->n_arms; a++) {
     const qg_lab_arm *arm = &h->arms[a];
     if (!arm->allocates) continue;
+    const qg_lab_alloc *al = &r->alloc[a];
     qg_buf_printf(o, "Arm %s is the allocation solver's choice (exact multiple-choice knapsack, 1-byte granularity) "
                   "from `%s` under a budget of %lld bytes%s%s: predicted KLD %.6g at %lld bytes (the sum of the "
-                  "table's per-group deltas and marginal bytes; measured below).\n\n", arm->name,
+                  "table's per-group deltas and marginal bytes; measured below), solved when the experiment ran "
+                  "in %.1f s%s.\n\n", arm->name,
                   arm->alloc_sensitivity ? arm->alloc_sensitivity : "a table measured in place",
                   (long long)arm->alloc_budget, arm->alloc_candidates ? ", candidates " : "",
-                  arm->alloc_candidates ? arm->alloc_candidates : "", arm->alloc_predicted_kld,
-                  (long long)arm->alloc_predicted_bytes);
-    if (arm->alloc_repair_rounds)
+                  arm->alloc_candidates ? arm->alloc_candidates : "", al->predicted_kld,
+                  (long long)al->predicted_bytes, al->seconds, al->reused ? " (this run read it from the cache)" : "");
+    if (al->repair_rounds)
       qg_buf_printf(o, "Its first choice's real artifact was over the budget (compressed bytes are not additive over "
                     "tensors): re-solved %d time(s) with the budget reduced by the measured excess; that artifact "
-                    "measured %lld bytes (brotli).\n\n", arm->alloc_repair_rounds, (long long)arm->alloc_measured_bytes);
+                    "measured %lld bytes (brotli).\n\n", al->repair_rounds, (long long)al->measured_bytes);
   }
   results_md(o, r);
   fits_md(o, r);

@@ -5,6 +5,7 @@
  *                                       into place once training finished)
  *   art/KEY.qgz, art/KEY.tsv            an artifact and its per-tensor figures
  *   eval/KEY.tok                        per-token records against the reference
+ *   alloc/KEY.tsv                       an allocate arm's choice (lab/alloc_arm.c)
  * KEY is the first 16 hex digits of a SHA-256 over a text that lists, one per line, every
  * input that determines the file (see the *_key functions). */
 #include "lab/runner.h"
@@ -281,6 +282,7 @@ static qg_status plan_arm(const run *R, const qg_lab_arm *a, const char *fit_val
   memset(p, 0, sizeof *p);
   if (a->spec_file) p->file = a->spec_file;
   else if (a->fit_param && strcmp(a->fit_param, "dim") && fit_value) p->text = qg_lab_spec_with(a->spec, a->fit_param, fit_value);
+  else if (a->allocates) p->text = qg_strdup(R->r->alloc[a - h->arms].spec);
   else p->text = qg_strdup(a->spec);
   if (!p->text && !p->file) return qg_fail(QG_ERR_NOMEM, "out of memory");
   qg_spec sp;
@@ -296,7 +298,7 @@ static qg_status plan_arm(const run *R, const qg_lab_arm *a, const char *fit_val
     return qg_fail(QG_ERR_INPUT, "%s: arm '%s': its spec needs calibration (GPTQ): give data.calib or the arm's "
                    "calibration.source", h->path, a->name);
   QG_TRY(qg_compressor_from_name(a->compress ? a->compress : h->compress, &p->comp));
-  p->contest_passthrough = a->contest_passthrough;
+  p->contest_passthrough = a->contest_passthrough || (a->allocates && R->r->alloc[a - h->arms].contest_passthrough);
   return QG_OK;
 }
 
@@ -610,16 +612,20 @@ void qg_lab_result_free(qg_lab_result *r) {
     }
   free(r->cells);
   free(r->arms);
+  if (r->alloc && r->h)
+    for (int i = 0; i < r->h->n_arms; i++) qg_lab_alloc_free(&r->alloc[i]);
+  free(r->alloc);
   memset(r, 0, sizeof *r);
 }
 
 /* Everything that can be checked without computing: every spec (each fit value), the
- * calibration source where GPTQ needs one, the device. */
-static qg_status preflight(run *R) {
+ * calibration source where GPTQ needs one, the device. Allocate arms have no spec before
+ * they are solved: with allocated set, only they are checked (after solving). */
+static qg_status preflight(run *R, int allocated) {
   const qg_lab_hypothesis *h = R->h;
   for (int i = 0; i < h->n_arms; i++) {
     const qg_lab_arm *a = &h->arms[i];
-    if (a->is_float) continue;
+    if (a->is_float || a->allocates != allocated) continue;
     int nv = a->fit_param && strcmp(a->fit_param, "dim") ? a->n_fit : 1;
     for (int v = 0; v < nv; v++) {
       arm_plan p;
@@ -632,12 +638,42 @@ static qg_status preflight(run *R) {
   return qg_quant_backend_by_device(R->device, &qb);
 }
 
+/* The engine's stages as the runner's progress ("allocate: evaluate 3/6"). */
+typedef struct {
+  run *R;
+  const qg_lab_arm *a;
+} alloc_view;
+
+static void alloc_progress(void *ctx, const char *stage, int i, int n) {
+  alloc_view *v = ctx;
+  char text[160];
+  snprintf(text, sizeof text, "allocate: %s %d/%d", stage, i, n);
+  progress(v->R, v->a, 0, text);
+}
+
+/* Every allocate arm solved (or read from the cache), then its spec checked like any other. */
+static qg_status resolve_allocations(run *R) {
+  const qg_lab_hypothesis *h = R->h;
+  const qg_lab_setup *su = &R->r->setup;
+  qg_lab_alloc_ids ids = {su->model_sha, su->tokenizer_sha, su->val_sha, su->calib_sha};
+  for (int i = 0; i < h->n_arms; i++) {
+    const qg_lab_arm *a = &h->arms[i];
+    if (!a->allocates) continue;
+    progress(R, a, 0, "allocate");
+    alloc_view v = {R, a};
+    qg_status s = qg_lab_alloc_resolve(h, a, &ids, R->o->cache_dir, R->o->force, alloc_progress, &v, &R->r->alloc[i]);
+    if (s) return qg_fail_prefix(s, "arm '%s': allocate", a->name);
+    R->step++;
+  }
+  return preflight(R, 1);
+}
+
 qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_result *r) {
   memset(r, 0, sizeof *r);
   run R = {.h = h, .o = o, .r = r, .device = o->device ? o->device : h->device, .t0 = qg_now()};
   r->h = h;
   r->n_seeds = o->max_seeds > 0 && o->max_seeds < h->n_seeds ? o->max_seeds : h->n_seeds;
-  QG_TRY(preflight(&R));
+  QG_TRY(preflight(&R, 0));
   qg_lab_setup *su = &r->setup;
   snprintf(su->version, sizeof su->version, "%s", QG_VERSION);
   snprintf(su->commit, sizeof su->commit, "%s", o->git_commit ? o->git_commit : "unknown");
@@ -680,8 +716,11 @@ qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_re
   int na = h->n_arms, ns = r->n_seeds;
   r->cells = calloc((size_t)(na * ns), sizeof *r->cells);
   r->arms = calloc((size_t)na, sizeof *r->arms);
-  if (!r->cells || !r->arms) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-  for (int a = 0; a < na; a++) R.steps += ns * (1 + (h->arms[a].trains ? 1 : 0) + (h->arms[a].is_float ? 0 : 1));
+  r->alloc = calloc((size_t)na, sizeof *r->alloc);
+  if (!r->cells || !r->arms || !r->alloc) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int a = 0; a < na; a++)
+    R.steps += ns * (1 + (h->arms[a].trains ? 1 : 0) + (h->arms[a].is_float ? 0 : 1)) + h->arms[a].allocates;
+  if (!s) s = resolve_allocations(&R);
   qg_eval_opts eo = {.seq_len = h->seq_len, .stride = h->stride, .max_tokens = h->max_tokens};
   int ref_arm = strcmp(h->reference, "float") ? qg_lab_arm_index(h, h->reference) : -1;
   for (int si = 0; !s && si < ns; si++) {
@@ -735,6 +774,8 @@ qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_re
       int want = 4 | (h->arms[c->arm].is_float ? 0 : 2) | (h->arms[c->arm].trains ? 1 : 0);
       if ((c->reused & want) != want) su->reused_all = 0;
     }
+    for (int i = 0; i < na; i++)
+      if (h->arms[i].allocates && !r->alloc[i].reused) su->reused_all = 0;
     progress(&R, NULL, 0, "statistics");
     s = qg_lab_analyze(r);
   }

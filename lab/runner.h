@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lab/alloc_arm.h"
 #include "lab/hypothesis.h"
 #include "lab/stats.h"
 
@@ -85,6 +86,7 @@ typedef struct {
   int n_seeds;                /* seeds used (--seeds may cut the list) */
   qg_lab_cell *cells;         /* [arm * n_seeds + seed] */
   qg_lab_armsum *arms;        /* per arm (the baseline's is unused) */
+  qg_lab_alloc *alloc;        /* per arm: an allocate arm's choice (zero for the others) */
   qg_verdict verdict;
   int agree, n_repro;         /* reproductions agreeing with the verdict (min over arms) */
   double confidence;          /* min over compared arms */

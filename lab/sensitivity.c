@@ -833,17 +833,44 @@ static qg_status loss_estimators(sens_run *R) {
   return s;
 }
 
-qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r) {
+static void run_init(sens_run *R, const qg_sens_opts *o, qg_sens_result *r) {
   memset(r, 0, sizeof *r);
   r->rho_output = r->rho_trace = r->rho_split = NAN;
   r->rho_fisher[0] = r->rho_fisher[1] = r->rho_hutch[0] = r->rho_hutch[1] = NAN;
   r->stab_fisher = r->stab_hutch = r->stab_output = r->stab_trace = NAN;
+  memset(R, 0, sizeof *R);
+  R->o = o, R->r = r;
+  qg_state_init(&R->st);
+  qg_hessian_map_init(&R->hm);
+  qg_shards_init(&R->val);
+}
+
+static void run_free(sens_run *R) {
+  qg_sens_result *r = R->r;
+  if (R->cq)
+    for (int i = 0; i < r->nc * R->n_flat; i++) qg_qmodel_free(&R->cq[i]);
+  free(R->cq), free(R->cache), free(R->flat_state), free(R->flat_of);
+  qg_qmodel_free(&R->bq);
+  qg_hessian_map_free(&R->hm);
+  if (R->val_open) qg_shards_close(&R->val);
+  if (R->luts_ok) qg_spm_luts_free(&R->luts);
+  if (R->base_ok) qg_spec_free(&R->base);
+  qg_state_free(&R->st);
+}
+
+qg_status qg_sensitivity_check(const qg_sens_opts *o) {
+  qg_sens_result r;
   sens_run R;
-  memset(&R, 0, sizeof R);
-  R.o = o, R.r = r;
-  qg_state_init(&R.st);
-  qg_hessian_map_init(&R.hm);
-  qg_shards_init(&R.val);
+  run_init(&R, o, &r);
+  qg_status s = check_inputs(&R);
+  run_free(&R);
+  qg_sens_result_free(&r);
+  return s;
+}
+
+qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r) {
+  sens_run R;
+  run_init(&R, o, r);
   double t0 = qg_now();
   qg_status s = check_inputs(&R);
   if (!s && o->calib) {
@@ -862,15 +889,7 @@ qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r) {
   if (!s) s = loss_estimators(&R);
   r->seconds_est = qg_now() - t4;
   r->seconds_total = qg_now() - t0;
-  if (R.cq)
-    for (int i = 0; i < r->nc * R.n_flat; i++) qg_qmodel_free(&R.cq[i]);
-  free(R.cq), free(R.cache), free(R.flat_state), free(R.flat_of);
-  qg_qmodel_free(&R.bq);
-  qg_hessian_map_free(&R.hm);
-  if (R.val_open) qg_shards_close(&R.val);
-  if (R.luts_ok) qg_spm_luts_free(&R.luts);
-  if (R.base_ok) qg_spec_free(&R.base);
-  qg_state_free(&R.st);
+  run_free(&R);
   if (s) qg_sens_result_free(r);
   return s;
 }

@@ -106,6 +106,9 @@ typedef struct {
  * data, calibration present when needed): bad input is QG_ERR_INPUT before any
  * quantization or evaluation. */
 qg_status qg_sensitivity_run(const qg_sens_opts *o, qg_sens_result *r);
+/* Only those checks (a caller that runs the engine later, e.g. the runner's allocate arm
+ * while its file is read). */
+qg_status qg_sensitivity_check(const qg_sens_opts *o);
 void qg_sens_result_free(qg_sens_result *r);
 
 /* Expands "rowwise bits=4|5; gptq bits=6" into "rowwise bits=4", "rowwise bits=5",

@@ -13,8 +13,9 @@
 #include "core/file.h"
 #include "core/sha256.h"
 #include "core/util.h"
-#include "lab/hypothesis.h"
+#include "lab/alloc_arm.h"
 #include "lab/alloc_table.h"
+#include "lab/hypothesis.h"
 #include "quant/spec.h"
 #include "tests/testlib.h"
 
@@ -229,7 +230,8 @@ static void test_cli(void **s) {
   qg_test_rmdir(dir);
 }
 
-/* A hypothesis arm `allocate:` becomes the solver's spec when the file is read. */
+/* A hypothesis arm `allocate:` is checked when the file is read and becomes the solver's
+ * spec when it is resolved (as the runner does), once: the second time from the cache. */
 static void test_runner_arm(void **s) {
   (void)s;
   const char *model;
@@ -253,11 +255,20 @@ static void test_runner_arm(void **s) {
   qg_lab_hypothesis h;
   assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_OK);
   const qg_lab_arm *a = &h.arms[qg_lab_arm_index(&h, "s")];
-  assert_true(a->allocates);
-  assert_string_equal(a->spec, "blocks.0.mlp.fc.weight: rowwise bits=8; blocks.1.mlp.fc.weight: rowwise bits=8; "
-                               "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
-  assert_int_equal(a->alloc_predicted_bytes, 1200);
-  assert_true(a->alloc_predicted_kld == 0.01 - 0.005);
+  assert_true(a->allocates && !a->spec); /* reading the file chooses nothing */
+  qg_lab_alloc_ids ids = {sha, "t", "v", ""};
+  const char *cache = qg_test_path(dir, "cache");
+  for (int pass = 0; pass < 2; pass++) { /* solved, then read back from the cache */
+    qg_lab_alloc al;
+    if (qg_lab_alloc_resolve(&h, a, &ids, cache, 0, NULL, NULL, &al)) fail_msg("%s", qg_last_error());
+    assert_int_equal(al.reused, pass);
+    assert_string_equal(al.spec, "blocks.0.mlp.fc.weight: rowwise bits=8; blocks.1.mlp.fc.weight: rowwise bits=8; "
+                                 "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
+    assert_int_equal(al.predicted_bytes, 1200);
+    assert_true(al.predicted_kld == 0.01 - 0.005);
+    assert_true(al.measured_bytes > 0 && !al.measured_in_place);
+    qg_lab_alloc_free(&al);
+  }
   qg_lab_hypothesis_free(&h);
   /* too small a budget, no table: one line naming the file and the arm, before any work */
   snprintf(yaml, sizeof yaml, fmt, mpath, "10", ", sensitivity: sens.json");

@@ -11,8 +11,12 @@
 
 #include <cmocka.h>
 
+#include "core/progress.h"
+#include "lab/alloc_arm.h"
 #include "lab/allocate_run.h"
 #include "lab/hypothesis.h"
+#include "lab/report.h"
+#include "lab/runner.h"
 #include "tests/testlib.h"
 
 static void test_in_place_iterate_verify(void **st) {
@@ -72,8 +76,9 @@ static void test_in_place_errors(void **st) {
   assert_non_null(strstr(qg_last_error(), "--candidates"));
 }
 
-/* A runner arm `allocate:` without a table: the engine measures one while the file is read,
- * and the choice's real artifact is quantized once to keep it within the budget. */
+/* A runner arm `allocate:` without a table: reading the file measures nothing; resolving it
+ * (as the runner does) measures the table in place and quantizes the choice's real artifact
+ * once to keep it within the budget; the second resolution comes from the cache. */
 static void test_runner_arm_in_place(void **st) {
   (void)st;
   const char *p;
@@ -93,22 +98,55 @@ static void test_runner_arm_in_place(void **st) {
   char hpath[4200];
   snprintf(hpath, sizeof hpath, "%s", qg_test_path(dir, "h.yaml"));
   qg_lab_hypothesis h;
+  double t0 = qg_now();
   if (qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h)) fail_msg("%s", qg_last_error());
+  print_message("  reading the file took %.2f s (nothing measured)\n", qg_now() - t0);
   const qg_lab_arm *a = &h.arms[qg_lab_arm_index(&h, "s")];
-  assert_true(a->allocates && a->spec);
+  assert_true(a->allocates && !a->spec);
+  qg_lab_alloc_ids ids = {"m", "t", "v", ""};
+  qg_lab_alloc al, again;
+  if (qg_lab_alloc_resolve(&h, a, &ids, dir, 0, NULL, NULL, &al)) fail_msg("%s", qg_last_error());
   print_message("  arm s: predicted KLD %.6g at %lld bytes, real artifact %lld bytes after %d repair round(s)\n",
-                a->alloc_predicted_kld, (long long)a->alloc_predicted_bytes, (long long)a->alloc_measured_bytes,
-                a->alloc_repair_rounds);
-  assert_true(a->alloc_predicted_bytes <= 250000);
-  assert_true(a->alloc_measured_bytes > 0 && a->alloc_measured_bytes <= 250000);
+                al.predicted_kld, (long long)al.predicted_bytes, (long long)al.measured_bytes, al.repair_rounds);
+  assert_true(al.measured_in_place && !al.reused);
+  assert_true(al.predicted_bytes <= 250000);
+  assert_true(al.measured_bytes > 0 && al.measured_bytes <= 250000);
+  if (qg_lab_alloc_resolve(&h, a, &ids, dir, 0, NULL, NULL, &again)) fail_msg("%s", qg_last_error());
+  assert_true(again.reused && !strcmp(again.spec, al.spec) && again.measured_bytes == al.measured_bytes);
+  assert_true(again.predicted_kld == al.predicted_kld && again.predicted_bytes == al.predicted_bytes);
+  qg_lab_alloc_free(&again);
   /* the same choice as allocate itself from the same in-place table */
   qg_allocate_opts o = {.model = model, .budget = 250000, .granularity = 1, .base = "*: rowwise bits=8",
                         .candidates = "rowwise bits=3|4", .val = val, .tokenizer = tok, .seq_len = 64,
                         .max_tokens = 257, .repair = 1};
   qg_allocate_result r;
   if (qg_allocate_run(&o, &r)) fail_msg("%s", qg_last_error());
-  assert_string_equal(r.spec_inline, a->spec);
-  assert_true(r.measured_bytes == a->alloc_measured_bytes && !r.verified);
+  assert_string_equal(r.spec_inline, al.spec);
+  assert_true(r.measured_bytes == al.measured_bytes && !r.verified);
+  /* the runner end to end: the arm's cell runs the resolved spec (its artifact is the one the
+   * repair measured), the report says so, and a second run takes the choice from the cache */
+  int si = qg_lab_arm_index(&h, "s");
+  char cache[4200], out[4200];
+  snprintf(cache, sizeof cache, "%s", qg_test_path(dir, "cache"));
+  snprintf(out, sizeof out, "%s", qg_test_path(dir, "reports"));
+  for (int pass = 0; pass < 2; pass++) {
+    qg_lab_opts lo = {.cache_dir = cache, .git_commit = "test"};
+    qg_lab_result lr;
+    if (qg_lab_run(&h, &lo, &lr)) fail_msg("%s", qg_last_error());
+    assert_string_equal(lr.alloc[si].spec, al.spec);
+    assert_int_equal(lr.alloc[si].reused, pass);
+    assert_true(lr.cells[si * lr.n_seeds].artifact_bytes == al.measured_bytes);
+    assert_int_equal(lr.setup.reused_all, pass);
+    if (qg_lab_write_report(&lr, out, "quantgolf run h.yaml")) fail_msg("%s", qg_last_error());
+    char rp[4300];
+    snprintf(rp, sizeof rp, "%s/%s/report.md", out, h.id);
+    static char md[1 << 16];
+    qg_test_slurp(rp, md, sizeof md);
+    assert_non_null(strstr(md, "solved when the experiment ran"));
+    assert_true(!strstr(md, "read it from the cache") == !pass);
+    qg_lab_result_free(&lr);
+  }
+  qg_lab_alloc_free(&al);
   qg_allocate_result_free(&r);
   qg_lab_hypothesis_free(&h);
   qg_test_rmdir(dir);
