@@ -37,6 +37,8 @@ void qg_cmd_train_help(void) {
       "  --comm self|mpi|nccl|auto  ranks for data-parallel training (default auto: mpi under\n"
       "                       mpirun with more than one rank); same weights on any world size\n"
       "                       that divides --grad-accum (CPU only; see README, Data parallelism)\n"
+      "  --nproc N            N ranks on this machine: the same command under `mpirun -np N` (from\n"
+      "                       PATH); --threads is per rank\n"
       "  --allow-tokenizer-mismatch  train although a shard manifest (from `prepare`) names\n"
       "                       another tokenizer\n"
       "model (defaults: the contest baseline)\n"

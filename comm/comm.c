@@ -149,6 +149,11 @@ void qg_comm_set_timeout(qg_comm *c, double seconds) {
   atomic_store(&c->timeout_ns, (int64_t)(seconds * 1e9));
 }
 
+const char *qg_comm_current_op(const qg_comm *c) {
+  if (!c || !atomic_load(&((qg_comm *)c)->op_start_ns)) return NULL;
+  return qg_comm_op_name((qg_comm_opkind)atomic_load(&((qg_comm *)c)->op_kind));
+}
+
 /* Brackets a collective: the watchdog watches it, the counters count it. */
 static int64_t op_begin(qg_comm *c, qg_comm_opkind k) {
   int64_t t = now_ns();

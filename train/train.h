@@ -206,6 +206,9 @@ typedef struct {
   int64_t *counts;     /* per rank: floats it owns */
   float *gpack, *gacc, *wpack;
   double *losses;      /* this rank's micro-batch losses of a step */
+  /* test-only fault injection (QG_TEST_DIE_AT_STEP / QG_TEST_DIE_RANK, see trainer.c);
+   * 0: off */
+  int die_at_step, die_rank;
 } qg_trainer;
 
 /* Validates the configuration (shapes that divide, batch vs seq_len and grad_accum),

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,9 @@ static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, doubl
     QG_TRY(qg_train_zero_grads(t));
     QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
     QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
+    /* test-only: this rank dies mid-step, as a crashed node would, while the others go
+     * on into the step's first reduce-scatter */
+    if (t->die_at_step == t->step + 1 && t->rank == t->die_rank && j == 0) raise(SIGKILL);
     QG_TRY(qg_dp_fold_micro(t));
   }
   qg_dp_grads_ready(t);
@@ -424,6 +428,11 @@ qg_status qg_trainer_step(qg_trainer *t, qg_train_info *info) {
 qg_status qg_trainer_run(qg_trainer *t, qg_train_cb cb, void *ctx) {
   const qg_train_config *c = &t->cfg;
   char path[4096];
+  /* Test-only fault injection for the dying-rank test (tests/test_train_dp.c): with
+   * QG_TEST_DIE_AT_STEP=K the rank QG_TEST_DIE_RANK (default 1) kills itself with SIGKILL
+   * in the middle of training step K (warmup steps are not counted). Not for real runs. */
+  const char *die = getenv("QG_TEST_DIE_AT_STEP"), *die_rank = getenv("QG_TEST_DIE_RANK");
+  if (die && *die) t->die_at_step = atoi(die), t->die_rank = die_rank && *die_rank ? atoi(die_rank) : 1;
   while (t->step < c->iterations) {
     if (c->max_seconds > 0 && t->train_s >= c->max_seconds) break; /* the wall-clock cap */
     if (c->stop_at > 0 && t->step >= c->stop_at) break;
