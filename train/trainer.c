@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/progress.h"
 #include "core/util.h"
@@ -209,9 +210,12 @@ static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, doubl
     QG_TRY(qg_train_zero_grads(t));
     QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
     QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
-    /* test-only: this rank dies mid-step, as a crashed node would, while the others go
-     * on into the step's first reduce-scatter */
-    if (t->die_at_step == t->step + 1 && t->rank == t->die_rank && j == 0) raise(SIGKILL);
+    /* test-only: this rank dies mid-step, as a crashed node would, once the others (a
+     * few milliseconds of work behind) wait in the step's first reduce-scatter */
+    if (t->die_at_step == t->step + 1 && t->rank == t->die_rank && j == 0) {
+      usleep(300000);
+      raise(SIGKILL);
+    }
     QG_TRY(qg_dp_fold_micro(t));
   }
   qg_dp_grads_ready(t);
