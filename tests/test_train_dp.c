@@ -140,6 +140,17 @@ static void check_step_comm(const char *dir, int W, int64_t P, int grad_accum, i
   assert_int_equal(steps, iterations);
 }
 
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The uninterrupted single-process run of g_base, once. */
+static void reference_run(void) {
+  if (!qg_test_exists(qg_test_path(g_dir, "one/train_state.safetensors"))) train(0, "one", "");
+}
+
 static void test_bitwise_any_world(void **st) {
   (void)st;
   REQUIRE_MPI();
@@ -160,6 +171,31 @@ static void test_bitwise_any_world(void **st) {
   same_state("qone", "qnp2");
 }
 
+/* The GPU's data-parallel path (train/dp.h, qg_dp_dev_*: contiguous blocks, the whole
+ * optimizer on every rank), run on the CPU by the test-only QG_TEST_DP_REPLICATED=1: one
+ * process on the self backend and 2 and 4 ranks under mpirun give the default path's
+ * single-process weights and optimizer state bit for bit, with QAT too. */
+static void test_replicated_path(void **st) {
+  (void)st;
+  REQUIRE_MPI();
+  reference_run();
+  const int nps[] = {0, 2, 4};
+  const char *dirs[] = {"rep1", "rep2", "rep4"};
+  for (int k = 0; k < 3; k++) {
+    char args[12000], err[16384];
+    snprintf(args, sizeof args, "%s --out '%s/%s'", g_base, g_dir, dirs[k]);
+    int rc = run_env("QG_TEST_DP_REPLICATED=1", "", nps[k], args, NULL, 0, err, sizeof err);
+    if (rc) fail_msg("np %d: exit %d\n%s", nps[k], rc, err);
+    same_state("one", dirs[k]);
+  }
+  char args[12000], err[16384];
+  if (!qg_test_exists(qg_test_path(g_dir, "qone/train_state.safetensors")))
+    train(0, "qone", "--qat 'blocks.*: rowwise bits=4' --qat-ste clip");
+  snprintf(args, sizeof args, "%s --out '%s/qrep2' --qat 'blocks.*: rowwise bits=4' --qat-ste clip", g_base, g_dir);
+  assert_int_equal(run_env("QG_TEST_DP_REPLICATED=1", "", 2, args, NULL, 0, err, sizeof err), 0);
+  same_state("qone", "qrep2");
+}
+
 static void test_resume_other_world(void **st) {
   (void)st;
   REQUIRE_MPI();
@@ -170,17 +206,6 @@ static void test_resume_other_world(void **st) {
   train(0, "r14", "--stop-at 2");
   train(4, "r14", "--resume");
   same_state("full", "r14");
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The uninterrupted single-process run of g_base, once. */
-static void reference_run(void) {
-  if (!qg_test_exists(qg_test_path(g_dir, "one/train_state.safetensors"))) train(0, "one", "");
 }
 
 /* A rank that dies in the middle of a step (QG_TEST_DIE_AT_STEP, test-only): the job ends
@@ -442,6 +467,7 @@ int main(void) {
            g_dir, g_dir, QG_SOURCE_DIR);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bitwise_any_world),
+      cmocka_unit_test(test_replicated_path),
       cmocka_unit_test(test_resume_other_world),
       cmocka_unit_test(test_kld_any_world),
       cmocka_unit_test(test_calibration_any_world),

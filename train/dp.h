@@ -40,12 +40,16 @@ qg_status qg_dp_take(qg_trainer *t, int64_t n, int32_t *out);
  * reduce-scatter onto a running sum of one contiguous block of the layout per rank, round
  * by round as on the CPU, so the step's gradient is ((g_0 + g_1) + g_2) + ... on any world
  * size; the summed blocks are then all-gathered into t->g and every rank runs the whole
- * optimizer (Muon is not sharded on the GPU). One rank runs this same code. */
+ * optimizer (Muon is not sharded on the GPU). One rank runs this same code. The CPU
+ * trainer takes this path too when the test-only QG_TEST_DP_REPLICATED=1 is set, so that
+ * tests/test_train_dp.c can check it under mpirun against the single-process run, bit for
+ * bit (the fold order and each tensor's optimizer arithmetic are the same). */
 qg_status qg_dp_dev_init(qg_trainer *t);
 void qg_dp_dev_free(qg_trainer *t);
-/* After micro-batch j's backward into t->g: folds it onto this rank's block (j = 0 starts
- * the sum). */
-qg_status qg_dp_dev_fold_micro(qg_trainer *t, int j);
+/* Start of a step: this rank's running block sum to zero. */
+qg_status qg_dp_dev_begin(qg_trainer *t);
+/* After a micro-batch's backward into t->g: folds it onto this rank's block. */
+qg_status qg_dp_dev_fold_micro(qg_trainer *t);
 /* After the last micro-batch: every rank's summed block into t->g. */
 qg_status qg_dp_dev_grads_ready(qg_trainer *t);
 /* The mean of the step's micro-batch losses (losses[j] this rank's), in global order. */

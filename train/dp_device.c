@@ -1,6 +1,6 @@
-/* Data parallelism of the GPU trainer over an on-device communicator (nccl): see
- * train/dp.h. Buffers are device memory from the trainer's op table, the same memory the
- * communicator's collectives take. */
+/* Data parallelism with every rank running the whole optimizer: the GPU trainer over an
+ * on-device communicator (nccl), see train/dp.h. Buffers are the trainer's op table's
+ * memory (device memory on the GPU), the memory the communicator's collectives take. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +15,7 @@ qg_status qg_dp_dev_init(qg_trainer *t) {
   mine = t->dev_counts[t->rank];
   QG_TRY(t->ops->alloc(t->ops, (void **)&t->dev_gacc, sizeof(float) * (size_t)(mine ? mine : 1)));
   QG_TRY(t->ops->alloc(t->ops, (void **)&t->dev_loss, sizeof(double) * (size_t)t->cfg.grad_accum));
+  if (!(t->dev_zeros = calloc((size_t)(mine ? mine : 1), sizeof(float)))) return qg_fail(QG_ERR_NOMEM, "out of memory");
   t->dev_dp = 1;
   return QG_OK;
 }
@@ -22,14 +23,18 @@ qg_status qg_dp_dev_init(qg_trainer *t) {
 void qg_dp_dev_free(qg_trainer *t) {
   if (t->dev_gacc) t->ops->free(t->ops, t->dev_gacc);
   if (t->dev_loss) t->ops->free(t->ops, t->dev_loss);
-  free(t->dev_counts);
-  t->dev_gacc = NULL, t->dev_loss = NULL, t->dev_counts = NULL, t->dev_dp = 0;
+  free(t->dev_counts), free(t->dev_zeros);
+  t->dev_gacc = NULL, t->dev_loss = NULL, t->dev_counts = NULL, t->dev_zeros = NULL, t->dev_dp = 0;
 }
 
-qg_status qg_dp_dev_fold_micro(qg_trainer *t, int j) {
-  /* round 0 overwrites: g_0 + g_1 + ... equals 0 + g_0 + g_1 + ... bit for bit */
-  return qg_comm_reduce_scatter(t->comm, t->g, t->dev_gacc, 0, t->dev_counts, QG_COMM_F32,
-                                j == 0 ? QG_COMM_OVERWRITE : QG_COMM_ACCUMULATE);
+/* The running sum starts from zero as the CPU's does, so the fold is the same arithmetic
+ * ((0 + g_0) + g_1) + ..., signs of zeros included. */
+qg_status qg_dp_dev_begin(qg_trainer *t) {
+  return t->ops->upload(t->ops, t->dev_gacc, t->dev_zeros, sizeof(float) * (size_t)t->dev_counts[t->rank]);
+}
+
+qg_status qg_dp_dev_fold_micro(qg_trainer *t) {
+  return qg_comm_reduce_scatter(t->comm, t->g, t->dev_gacc, 0, t->dev_counts, QG_COMM_F32, QG_COMM_ACCUMULATE);
 }
 
 qg_status qg_dp_dev_grads_ready(qg_trainer *t) {

@@ -207,12 +207,14 @@ typedef struct {
   int64_t *counts;     /* per rank: floats it owns */
   float *gpack, *gacc, *wpack;
   double *losses;      /* this rank's micro-batch losses of a step */
-  /* the GPU over an on-device communicator (train/dp.h, qg_dp_dev_*): one contiguous
-   * block of the layout per rank, its running gradient sum and the losses, on the device */
+  /* every rank running the whole optimizer (the GPU over an on-device communicator;
+   * train/dp.h, qg_dp_dev_*): one contiguous block of the layout per rank, its running
+   * gradient sum and the losses, in the op table's memory */
   int dev_dp;
   int64_t *dev_counts;
   float *dev_gacc;
   double *dev_loss;
+  float *dev_zeros; /* host zeros of this rank's block */
   /* test-only fault injection (QG_TEST_DIE_AT_STEP / QG_TEST_DIE_RANK, see trainer.c);
    * 0: off */
   int die_at_step, die_rank;

@@ -227,14 +227,16 @@ static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, doubl
   return qg_train_step_end(t);
 }
 
-/* One step on the GPU over an on-device communicator (nccl; train/dp.h): the CPU's split
- * and fold order on the device, then every rank's whole optimizer. */
+/* One step with every rank running the whole optimizer (the GPU over an on-device
+ * communicator, nccl; train/dp.h): the CPU's split and fold order in the op table's
+ * memory, the summed gradient all-gathered. */
 static qg_status do_step_dev_dp(qg_trainer *t, double scale, double momentum, double *loss_out) {
   const qg_train_config *c = &t->cfg;
   int64_t local = c->batch_tokens / c->grad_accum;
   int B = (int)(local / c->seq_len), T = c->seq_len, la = c->grad_accum / t->world;
   qg_gpt *model = t->qat_active ? &t->meff : &t->m;
   if (t->qat_active) QG_TRY(qg_train_qat_apply(t));
+  QG_TRY(qg_dp_dev_begin(t));
   for (int j = 0; j < la; j++) {
     QG_TRY(qg_dp_take(t, local + 1, t->chunk));
     memcpy(t->xbuf, t->chunk, sizeof(int32_t) * (size_t)local);
@@ -242,7 +244,7 @@ static qg_status do_step_dev_dp(qg_trainer *t, double scale, double momentum, do
     QG_TRY(qg_train_zero_grads(t));
     QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
     QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
-    QG_TRY(qg_dp_dev_fold_micro(t, j));
+    QG_TRY(qg_dp_dev_fold_micro(t));
   }
   QG_TRY(qg_dp_dev_grads_ready(t));
   QG_TRY(qg_dp_dev_loss(t, t->losses, loss_out));
@@ -254,8 +256,8 @@ static qg_status do_step_dev_dp(qg_trainer *t, double scale, double momentum, do
 
 /* One optimizer step at the given lr multiplier and Muon momentum. */
 static qg_status do_step(qg_trainer *t, double scale, double momentum, double *loss_out) {
-  if (!t->on_device) return do_step_cpu(t, scale, momentum, loss_out);
   if (t->dev_dp) return do_step_dev_dp(t, scale, momentum, loss_out);
+  if (!t->on_device) return do_step_cpu(t, scale, momentum, loss_out);
   /* the GPU on the self backend: gradients accumulated in place on the device */
   const qg_train_config *c = &t->cfg;
   int64_t local = c->batch_tokens / c->grad_accum;
@@ -329,7 +331,10 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   if ((s = qg_comm_check_same_i64(t->comm, "the training data's token count", qg_shards_count(&t->data.shards))))
     goto fail;
   if ((s = qg_dp_init(t))) goto fail;
-  if (t->on_device && comm_dev && (s = qg_dp_dev_init(t))) goto fail;
+  /* test-only on the CPU (train/dp.h): the GPU's data-parallel path, checked bitwise */
+  const char *repl = getenv("QG_TEST_DP_REPLICATED");
+  if (((t->on_device && comm_dev) || (!t->on_device && repl && !strcmp(repl, "1"))) && (s = qg_dp_dev_init(t)))
+    goto fail;
   if (!(t->losses = calloc((size_t)c->grad_accum, sizeof(double)))) {
     s = qg_fail(QG_ERR_NOMEM, "out of memory");
     goto fail;
