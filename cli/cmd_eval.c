@@ -31,6 +31,7 @@ void qg_cmd_eval_help(void) {
   qg_args_help(args, 13, buf, sizeof buf);
   fputs(buf, stdout);
   fputs("  --comm self|mpi|auto  under mpirun: windows split over the ranks, the one-rank figures\n", stdout);
+  fputs("  --nproc N             N ranks on this machine: the same command under `mpirun -np N`\n", stdout);
 }
 
 static int precision(const char *v, void *dst, char *err, size_t cap) {

@@ -36,7 +36,8 @@ void qg_cmd_kld_help(void) {
       "                         header (\"QGKLD001\", uint64 count), then per scored token\n"
       "                         three little-endian float32: kld, nll_base, nll_model\n"
       "  --comm self|mpi|auto   under mpirun: windows split over the ranks, every figure and the\n"
-      "                         dump those of one rank (rank 0 prints and writes)\n");
+      "                         dump those of one rank (rank 0 prints and writes)\n"
+      "  --nproc N              N ranks on this machine: the same command under `mpirun -np N`\n");
 }
 
 

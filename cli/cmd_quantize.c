@@ -62,6 +62,7 @@ void qg_cmd_quantize_help(void) {
          "  --force            allow --calib self with --calib-len above 4096\n"
          "  --comm self|mpi|auto  under mpirun: calibration batches split over the ranks (the same\n"
          "                     Hessians as one rank); rank 0 quantizes and writes\n"
+         "  --nproc N          N ranks on this machine: the same command under `mpirun -np N`\n"
          "  --save-hessians F  also save the Hessians to F (safetensors, fp64, with the SHA-256 of\n"
          "                     the model file and of the calibration tokens)\n"
          "  --load-hessians F  use F's Hessians instead of calibrating; refused when F was collected\n"

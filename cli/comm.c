@@ -1,5 +1,6 @@
 /* The communicator of the commands that run across ranks: --comm, the watchdog's line,
  * and error reports that end the whole job rather than leave the other ranks waiting. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,41 @@ void qg_cli_comm_close(void) {
 static void on_timeout(void *ctx, const char *msg) {
   (void)ctx;
   fprintf(stderr, "quantgolf %s: %s\n", g_cmd, msg);
+}
+
+/* When one rank dies, OpenMPI's launcher ends the others with SIGTERM (then SIGKILL): each
+ * says in one line where it was, so the job's stderr names the collective the survivors
+ * were waiting in and not only the launcher's report of the dead rank. Async-signal-safe
+ * only: the line's start is formatted when the communicator opens. */
+static char g_term_prefix[128];
+
+static size_t put(char *dst, size_t n, size_t cap, const char *s) {
+  while (*s && n + 1 < cap) dst[n++] = *s++;
+  return n;
+}
+
+static void on_term(int sig) {
+  char line[320];
+  size_t n = put(line, 0, sizeof line, g_term_prefix);
+  const char *op = qg_comm_current_op(g_comm);
+  n = put(line, n, sizeof line, "ended by the launcher (SIGTERM) ");
+  n = put(line, n, sizeof line, op ? "while waiting in " : "between collectives");
+  if (op) n = put(line, n, sizeof line, op);
+  n = put(line, n, sizeof line, ": another rank has probably died (or the job was interrupted)\n");
+  ssize_t w = write(STDERR_FILENO, line, n);
+  (void)w;
+  raise(sig); /* SA_RESETHAND: the default action, once this handler returns */
+}
+
+static void catch_term(qg_comm *c) {
+  snprintf(g_term_prefix, sizeof g_term_prefix, "quantgolf %s: rank %d of %d: ", g_cmd, qg_comm_rank(c),
+           qg_comm_world(c));
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
 }
 
 int qg_cli_take_comm(const char *cmd, int *argc, char **argv, qg_comm **out) {
@@ -40,6 +76,7 @@ int qg_cli_take_comm(const char *cmd, int *argc, char **argv, qg_comm **out) {
     return 2;
   }
   g_comm = *out;
+  if (qg_comm_world(g_comm) > 1) catch_term(g_comm);
   return 0;
 }
 

@@ -11,6 +11,7 @@ typedef struct {
   const char *summary;
   int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
   void (*help)(void);
+  int ranks; /* runs across ranks: takes --nproc N (cli/launch.c) */
 } qg_command;
 
 int qg_cmd_inspect(int argc, char **argv);
@@ -79,6 +80,11 @@ extern const qg_arg qg_cli_threads_args[];
 /* Prints a usage error on stderr and returns 2. */
 int qg_cli_usage_error(const char *cmd, const char *fmt, ...) QG_PRINTF(2, 3);
 struct qg_comm;
+/* --nproc N for the commands that run across ranks (argv[0] the command): without it, or
+ * with N = 1, removes it and returns -1 (run here); with N > 1 re-executes the command line
+ * without it under `mpirun -np N` from PATH and does not return; a bad N, no launcher, no
+ * MPI in the build or an MPI launcher already around: one line and 2. */
+int qg_cli_nproc(const char *cmd, int *argc, char **argv);
 /* --comm NAME for the commands that run across ranks (cli/comm.c): removes it from argv
  * and opens the communicator (auto when absent: mpi under an MPI launcher with more than
  * one rank, else self); installs the watchdog's handler (one line on stderr, then the job

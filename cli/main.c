@@ -11,32 +11,32 @@
 
 static const qg_command commands[] = {
     {"inspect", "list the tensors of a checkpoint, tokenizer or shard file", qg_cmd_inspect,
-     qg_cmd_inspect_help},
+     qg_cmd_inspect_help, 0},
     {"convert", "convert any readable checkpoint to safetensors", qg_cmd_convert,
-     qg_cmd_convert_help},
+     qg_cmd_convert_help, 0},
     {"export-int8", "quantize a float checkpoint to the contest's .int8.ptz artifact",
-     qg_cmd_export_int8, qg_cmd_export_int8_help},
+     qg_cmd_export_int8, qg_cmd_export_int8_help, 0},
     {"tokenizer", "assemble or train a SentencePiece BPE .model", qg_cmd_tokenizer,
-     qg_cmd_tokenizer_help},
+     qg_cmd_tokenizer_help, 0},
     {"encode", "text lines to token ids, exactly as sentencepiece", qg_cmd_encode,
-     qg_cmd_encode_help},
-    {"decode", "token ids back to text", qg_cmd_decode, qg_cmd_decode_help},
+     qg_cmd_encode_help, 0},
+    {"decode", "token ids back to text", qg_cmd_decode, qg_cmd_decode_help, 0},
     {"prepare", "documents to contest token shards (BOS + tokens)", qg_cmd_prepare,
-     qg_cmd_prepare_help},
-    {"eval", "val_loss, val_bpb and perplexity of a model on token shards", qg_cmd_eval, qg_cmd_eval_help},
-    {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help},
+     qg_cmd_prepare_help, 0},
+    {"eval", "val_loss, val_bpb and perplexity of a model on token shards", qg_cmd_eval, qg_cmd_eval_help, 1},
+    {"kld", "KL divergence and paired statistics of a model against a base model", qg_cmd_kld, qg_cmd_kld_help, 1},
     {"quantize", "quantize a checkpoint by a spec into a .qgz (or contest .int8.ptz) artifact",
-     qg_cmd_quantize, qg_cmd_quantize_help},
+     qg_cmd_quantize, qg_cmd_quantize_help, 1},
     {"quantizers", "every quantizer and option (type, range, default, meaning) and the spec presets",
-     qg_cmd_quantizers, qg_cmd_quantizers_help},
+     qg_cmd_quantizers, qg_cmd_quantizers_help, 0},
     {"train", "train the contest GPT (Muon + Adam, STE QAT, checkpoints, resume)", qg_cmd_train,
-     qg_cmd_train_help},
+     qg_cmd_train_help, 1},
     {"sensitivity", "per-group KLD deltas, bytes and ROI of candidate quantizers against a base spec",
-     qg_cmd_sensitivity, qg_cmd_sensitivity_help},
+     qg_cmd_sensitivity, qg_cmd_sensitivity_help, 0},
     {"allocate", "the best per-group quantizer choice under a byte budget, from a sensitivity table",
-     qg_cmd_allocate, qg_cmd_allocate_help},
-    {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help},
-    {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help},
+     qg_cmd_allocate, qg_cmd_allocate_help, 0},
+    {"run", "run hypothesis files (experiments/*.yaml) into reports with verdicts", qg_cmd_run, qg_cmd_run_help, 0},
+    {"info", "version, build options and GPU availability", qg_cmd_info, qg_cmd_info_help, 0},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -124,7 +124,9 @@ int main(int argc, char **argv) {
       commands[i].help();
       return 0;
     }
-    int rc = commands[i].run(argc - 1, argv + 1);
+    int sub_argc = argc - 1, rc = commands[i].ranks ? qg_cli_nproc(argv[1], &sub_argc, argv + 1) : -1;
+    if (rc >= 0) return rc;
+    rc = commands[i].run(sub_argc, argv + 1);
     qg_cli_comm_close();
     return rc;
   }

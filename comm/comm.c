@@ -114,8 +114,8 @@ static void self_close(qg_comm *c) { (void)c; }
 static const qg_comm_backend self_backend = {
     .name = "self", .on_device = 0, .allgatherv = self_allgatherv, .alltoallv = self_alltoallv,
     .broadcast = self_broadcast, .barrier = self_barrier, .alloc = qg_comm_host_alloc, .free = qg_comm_host_free,
-    .add = qg_comm_host_add, .divide = qg_comm_host_divide, .copy = qg_comm_host_copy, .abort = self_abort,
-    .close = self_close};
+    .add = qg_comm_host_add, .divide = qg_comm_host_divide, .copy = qg_comm_host_copy,
+    .to_backend = qg_comm_host_copy, .to_host = qg_comm_host_copy, .abort = self_abort, .close = self_close};
 
 /* ---- the watchdog ----------------------------------------------------------------------- */
 
@@ -147,6 +147,11 @@ static void *watchdog_main(void *arg) {
 
 void qg_comm_set_timeout(qg_comm *c, double seconds) {
   atomic_store(&c->timeout_ns, (int64_t)(seconds * 1e9));
+}
+
+const char *qg_comm_current_op(const qg_comm *c) {
+  if (!c || !atomic_load(&((qg_comm *)c)->op_start_ns)) return NULL;
+  return qg_comm_op_name((qg_comm_opkind)atomic_load(&((qg_comm *)c)->op_kind));
 }
 
 /* Brackets a collective: the watchdog watches it, the counters count it. */
@@ -376,10 +381,19 @@ qg_status qg_comm_barrier(qg_comm *c) {
 
 /* ---- agreement ---------------------------------------------------------------------------- */
 
-/* A host buffer for the small exchanges below, in backend memory when that is the device. */
+/* The small exchanges below from host memory: staged through backend memory when that is
+ * the device. */
 static qg_status gather_host(qg_comm *c, const void *mine, size_t bytes, void *all) {
   if (!c->be->on_device) return qg_comm_allgather(c, mine, all, (int64_t)bytes, NULL, QG_COMM_U8);
-  return qg_fail(QG_ERR_UNSUPPORTED, "%s: host agreement checks need an MPI or self communicator", c->be->name);
+  void *d = NULL;
+  size_t total = bytes * (size_t)c->world;
+  QG_TRY(c->be->alloc(c, &d, total));
+  char *at = (char *)d + bytes * (size_t)c->rank;
+  qg_status s = c->be->to_backend(c, at, mine, bytes);
+  if (!s) s = qg_comm_allgather(c, at, d, (int64_t)bytes, NULL, QG_COMM_U8);
+  if (!s) s = c->be->to_host(c, all, d, total);
+  c->be->free(c, d);
+  return s;
 }
 
 qg_status qg_comm_check_same(qg_comm *c, const char *label, const void *data, size_t n) {

@@ -124,5 +124,9 @@ typedef void (*qg_comm_timeout_handler)(void *ctx, const char *msg);
 void qg_comm_set_timeout_handler(qg_comm_timeout_handler h, void *ctx);
 /* Overrides QG_COMM_TIMEOUT for this communicator (seconds; 0 disables). */
 void qg_comm_set_timeout(qg_comm *c, double seconds);
+/* The collective this communicator is inside now ("reduce-scatter", ...), or NULL between
+ * collectives. Async-signal-safe (atomic loads, static strings): a SIGTERM handler can say
+ * where the launcher ended a rank whose peer died. */
+const char *qg_comm_current_op(const qg_comm *c);
 
 #endif

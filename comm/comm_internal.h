@@ -29,8 +29,10 @@ typedef struct {
   qg_status (*add)(qg_comm *c, void *out, const void *a, const void *b, int64_t n, qg_comm_dtype t);
   /* out[i] = out[i] / world */
   qg_status (*divide)(qg_comm *c, void *out, int64_t n, qg_comm_dtype t, int world);
-  /* copies within backend memory */
+  /* copies within backend memory, and between it and the host */
   qg_status (*copy)(qg_comm *c, void *dst, const void *src, size_t bytes);
+  qg_status (*to_backend)(qg_comm *c, void *dst, const void *host, size_t bytes);
+  qg_status (*to_host)(qg_comm *c, void *host, const void *src, size_t bytes);
   void (*abort)(qg_comm *c, int code);
   void (*close)(qg_comm *c);
 } qg_comm_backend;

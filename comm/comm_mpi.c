@@ -100,8 +100,8 @@ static void mpi_close(qg_comm *c) {
 static const qg_comm_backend mpi_backend = {
     .name = "mpi", .on_device = 0, .allgatherv = mpi_allgatherv, .alltoallv = mpi_alltoallv,
     .broadcast = mpi_broadcast, .barrier = mpi_barrier, .alloc = qg_comm_host_alloc, .free = qg_comm_host_free,
-    .add = qg_comm_host_add, .divide = qg_comm_host_divide, .copy = qg_comm_host_copy, .abort = mpi_abort,
-    .close = mpi_close};
+    .add = qg_comm_host_add, .divide = qg_comm_host_divide, .copy = qg_comm_host_copy,
+    .to_backend = qg_comm_host_copy, .to_host = qg_comm_host_copy, .abort = mpi_abort, .close = mpi_close};
 
 int qg_comm_mpi_built(void) { return 1; }
 

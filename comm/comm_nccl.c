@@ -112,6 +112,17 @@ static qg_status nccl_copy(qg_comm *c, void *dst, const void *src, size_t bytes)
   return wait_stream(c, "copy");
 }
 
+static qg_status nccl_to_device(qg_comm *c, void *dst, const void *host, size_t bytes) {
+  (void)c;
+  cudaError_t e = bytes ? cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice) : cudaSuccess;
+  return e == cudaSuccess ? QG_OK : cuda_err(e, "host to GPU");
+}
+static qg_status nccl_to_host(qg_comm *c, void *host, const void *src, size_t bytes) {
+  (void)c;
+  cudaError_t e = bytes ? cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost) : cudaSuccess;
+  return e == cudaSuccess ? QG_OK : cuda_err(e, "GPU to host");
+}
+
 static void nccl_abort(qg_comm *c, int code) {
   nccl_impl *m = impl_of(c);
   if (m && m->comm) ncclCommAbort(m->comm);
@@ -129,7 +140,8 @@ static void nccl_close(qg_comm *c) {
 static const qg_comm_backend nccl_backend = {
     .name = "nccl", .on_device = 1, .allgatherv = nccl_allgatherv, .alltoallv = nccl_alltoallv,
     .broadcast = nccl_broadcast, .barrier = nccl_barrier, .alloc = nccl_alloc, .free = nccl_free, .add = nccl_add,
-    .divide = nccl_divide, .copy = nccl_copy, .abort = nccl_abort, .close = nccl_close};
+    .divide = nccl_divide, .copy = nccl_copy, .to_backend = nccl_to_device, .to_host = nccl_to_host,
+    .abort = nccl_abort, .close = nccl_close};
 
 int qg_comm_nccl_built(void) { return 1; }
 

@@ -79,7 +79,8 @@ typedef struct {
   qg_precision precision;
   /* data parallelism: the ranks this run trains on (NULL: one rank). Not part of the
    * configuration: a run gives the same weights on any world size that divides
-   * grad_accum, and resumes on any other (see train/dp.h). CPU only. */
+   * grad_accum, and resumes on any other (see train/dp.h). The CPU trainer takes a host
+   * communicator (self, mpi), the GPU trainer self or an on-device one (nccl). */
   qg_comm *comm;
 } qg_train_config;
 
@@ -206,6 +207,17 @@ typedef struct {
   int64_t *counts;     /* per rank: floats it owns */
   float *gpack, *gacc, *wpack;
   double *losses;      /* this rank's micro-batch losses of a step */
+  /* every rank running the whole optimizer (the GPU over an on-device communicator;
+   * train/dp.h, qg_dp_dev_*): one contiguous block of the layout per rank, its running
+   * gradient sum and the losses, in the op table's memory */
+  int dev_dp;
+  int64_t *dev_counts;
+  float *dev_gacc;
+  double *dev_loss;
+  float *dev_zeros; /* host zeros of this rank's block */
+  /* test-only fault injection (QG_TEST_DIE_AT_STEP / QG_TEST_DIE_RANK, see trainer.c);
+   * 0: off */
+  int die_at_step, die_rank;
 } qg_trainer;
 
 /* Validates the configuration (shapes that divide, batch vs seq_len and grad_accum),

@@ -3,10 +3,12 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/progress.h"
 #include "core/util.h"
@@ -166,13 +168,14 @@ static qg_status load_init(qg_trainer *t, const char *path) {
   return st;
 }
 
-/* The optimizers of the tensors this rank owns (all of them on one rank). */
+/* The optimizers of the tensors this rank owns (all of them on one rank, and on the GPU,
+ * where every rank holds the whole summed gradient). */
 static qg_status optimize(qg_trainer *t, double scale, double momentum) {
   const qg_train_config *c = &t->cfg;
   double tok_lr = c->untied ? c->embed_lr : c->tied_embed_lr;
   for (int i = 0; i < t->lay.n; i++) {
     const qg_gpt_param *p = &t->lay.p[i];
-    if (t->owner && t->owner[i] != t->rank) continue;
+    if (!t->dev_dp && t->owner && t->owner[i] != t->rank) continue;
     switch (p->role) {
       case QG_PARAM_MATRIX:
         QG_TRY(qg_train_muon(t, p, c->matrix_lr * scale, momentum));
@@ -207,6 +210,12 @@ static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, doubl
     QG_TRY(qg_train_zero_grads(t));
     QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
     QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
+    /* test-only: this rank dies mid-step, as a crashed node would, once the others (a
+     * few milliseconds of work behind) wait in the step's first reduce-scatter */
+    if (t->die_at_step == t->step + 1 && t->rank == t->die_rank && j == 0) {
+      usleep(300000);
+      raise(SIGKILL);
+    }
     QG_TRY(qg_dp_fold_micro(t));
   }
   qg_dp_grads_ready(t);
@@ -218,10 +227,38 @@ static qg_status do_step_cpu(qg_trainer *t, double scale, double momentum, doubl
   return qg_train_step_end(t);
 }
 
+/* One step with every rank running the whole optimizer (the GPU over an on-device
+ * communicator, nccl; train/dp.h): the CPU's split and fold order in the op table's
+ * memory, the summed gradient all-gathered. */
+static qg_status do_step_dev_dp(qg_trainer *t, double scale, double momentum, double *loss_out) {
+  const qg_train_config *c = &t->cfg;
+  int64_t local = c->batch_tokens / c->grad_accum;
+  int B = (int)(local / c->seq_len), T = c->seq_len, la = c->grad_accum / t->world;
+  qg_gpt *model = t->qat_active ? &t->meff : &t->m;
+  if (t->qat_active) QG_TRY(qg_train_qat_apply(t));
+  QG_TRY(qg_dp_dev_begin(t));
+  for (int j = 0; j < la; j++) {
+    QG_TRY(qg_dp_take(t, local + 1, t->chunk));
+    memcpy(t->xbuf, t->chunk, sizeof(int32_t) * (size_t)local);
+    memcpy(t->ybuf, t->chunk + 1, sizeof(int32_t) * (size_t)local);
+    QG_TRY(qg_train_zero_grads(t));
+    QG_TRY(qg_gpt_forward_train(model, &t->st, t->xbuf, t->ybuf, B, T, 1.0f / (float)c->grad_accum, &t->losses[j]));
+    QG_TRY(qg_gpt_backward(model, &t->st, &t->gm));
+    QG_TRY(qg_dp_dev_fold_micro(t));
+  }
+  QG_TRY(qg_dp_dev_grads_ready(t));
+  QG_TRY(qg_dp_dev_loss(t, t->losses, loss_out));
+  if (t->qat_active && c->qat_ste_clip) QG_TRY(qg_train_qat_mask(t));
+  t->adam_t++;
+  QG_TRY(optimize(t, scale, momentum));
+  return qg_train_step_end(t);
+}
+
 /* One optimizer step at the given lr multiplier and Muon momentum. */
 static qg_status do_step(qg_trainer *t, double scale, double momentum, double *loss_out) {
+  if (t->dev_dp) return do_step_dev_dp(t, scale, momentum, loss_out);
   if (!t->on_device) return do_step_cpu(t, scale, momentum, loss_out);
-  /* the GPU: one rank, gradients accumulated in place on the device */
+  /* the GPU on the self backend: gradients accumulated in place on the device */
   const qg_train_config *c = &t->cfg;
   int64_t local = c->batch_tokens / c->grad_accum;
   int B = (int)(local / c->seq_len), T = c->seq_len;
@@ -261,9 +298,13 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
     t->own_comm = 1;
   }
   t->rank = qg_comm_rank(t->comm), t->world = qg_comm_world(t->comm);
-  if (t->world > 1 && t->on_device)
-    s = qg_fail(QG_ERR_UNSUPPORTED, "data-parallel training (%d ranks) runs on the CPU only (--device cpu); the GPU "
-                "trainer takes one rank", t->world);
+  int comm_dev = qg_comm_on_device(t->comm);
+  if (comm_dev && !t->on_device)
+    s = qg_fail(QG_ERR_INPUT, "--comm %s moves GPU memory: it trains with --device cuda (CPU ranks take --comm mpi)",
+                qg_comm_name(t->comm));
+  else if (t->world > 1 && t->on_device && !comm_dev)
+    s = qg_fail(QG_ERR_UNSUPPORTED, "data-parallel training on the GPU (%d ranks) needs --comm nccl; --comm %s ranks "
+                "train on the CPU (--device cpu)", t->world, qg_comm_name(t->comm));
   if (!s && c->grad_accum % t->world != 0)
     s = qg_fail(QG_ERR_INPUT,
                 "--grad-accum %d is not a multiple of the world size %d: the global batch does not depend on the "
@@ -290,6 +331,10 @@ qg_status qg_trainer_init(qg_trainer *t, const qg_train_config *cfg, qg_train_cb
   if ((s = qg_comm_check_same_i64(t->comm, "the training data's token count", qg_shards_count(&t->data.shards))))
     goto fail;
   if ((s = qg_dp_init(t))) goto fail;
+  /* test-only on the CPU (train/dp.h): the GPU's data-parallel path, checked bitwise */
+  const char *repl = getenv("QG_TEST_DP_REPLICATED");
+  if (((t->on_device && comm_dev) || (!t->on_device && repl && !strcmp(repl, "1"))) && (s = qg_dp_dev_init(t)))
+    goto fail;
   if (!(t->losses = calloc((size_t)c->grad_accum, sizeof(double)))) {
     s = qg_fail(QG_ERR_NOMEM, "out of memory");
     goto fail;
@@ -369,6 +414,7 @@ void qg_trainer_free(qg_trainer *t) {
   qg_train_free_state(t);
   free(t->xbuf), free(t->ybuf), free(t->chunk), free(t->config_line), free(t->losses);
   qg_dp_free(t);
+  qg_dp_dev_free(t);
   if (t->own_comm) qg_comm_close(t->comm);
   qg_gpt_layout_free(&t->lay);
   memset(t, 0, sizeof *t);
@@ -424,6 +470,11 @@ qg_status qg_trainer_step(qg_trainer *t, qg_train_info *info) {
 qg_status qg_trainer_run(qg_trainer *t, qg_train_cb cb, void *ctx) {
   const qg_train_config *c = &t->cfg;
   char path[4096];
+  /* Test-only fault injection for the dying-rank test (tests/test_train_dp.c): with
+   * QG_TEST_DIE_AT_STEP=K the rank QG_TEST_DIE_RANK (default 1) kills itself with SIGKILL
+   * in the middle of training step K (warmup steps are not counted). Not for real runs. */
+  const char *die = getenv("QG_TEST_DIE_AT_STEP"), *die_rank = getenv("QG_TEST_DIE_RANK");
+  if (die && *die) t->die_at_step = atoi(die), t->die_rank = die_rank && *die_rank ? atoi(die_rank) : 1;
   while (t->step < c->iterations) {
     if (c->max_seconds > 0 && t->train_s >= c->max_seconds) break; /* the wall-clock cap */
     if (c->stop_at > 0 && t->step >= c->stop_at) break;
