@@ -4,10 +4,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_hessian.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
 #include "kernels/ops.h"
 #include "kernels/rope_table.h"
@@ -50,11 +54,7 @@ static void rms_task(void *c, int64_t task, int thread) {
   for (int64_t i = lo; i < hi; i++) {
     const float *x = r->x + i * r->dim;
     float *y = r->y + i * r->dim;
-    /* mean of squares accumulated in double: F.rms_norm computes in float32 but with a
-     * pairwise/vectorised sum; double keeps us within its rounding either way */
-    double ss = 0;
-    for (int j = 0; j < r->dim; j++) ss += (double)x[j] * x[j];
-    float inv = 1.0f / sqrtf((float)(ss / r->dim) + r->eps);
+    float inv = qg_cpu_rms_inv(x, r->dim, r->eps);
     for (int j = 0; j < r->dim; j++) y[j] = x[j] * inv;
   }
 }
@@ -227,7 +227,16 @@ static void ew_task(void *c, int64_t task, int thread) {
     switch (e->kind) {
       case EW_RELU_POW:
         if (e->p == 2.0f) {
-          for (int c2 = 0; c2 < d; c2++) {
+          int c2 = 0;
+#ifdef __SSE2__
+          /* max(x, 0) is x > 0 ? x : 0 exactly (NaN and -0 give 0), which the compiler
+           * does not vectorise from the comparison by itself */
+          for (; c2 + 4 <= d; c2 += 4) {
+            __m128 r = _mm_max_ps(_mm_loadu_ps(x + c2), _mm_setzero_ps());
+            _mm_storeu_ps(x + c2, _mm_mul_ps(r, r));
+          }
+#endif
+          for (; c2 < d; c2++) {
             float r = x[c2] > 0.0f ? x[c2] : 0.0f;
             x[c2] = r * r;
           }
@@ -248,9 +257,14 @@ static void ew_task(void *c, int64_t task, int thread) {
       case EW_AFFINE:
         for (int c2 = 0; c2 < d; c2++) x[c2] = x[c2] * e->a[c2] + e->b[c2];
         break;
-      case EW_HEAD_SCALE: /* d = H * hd here; a = gain per head; p = hd */
-        for (int c2 = 0; c2 < d; c2++) x[c2] *= e->a[c2 / (int)e->p];
+      case EW_HEAD_SCALE: { /* d = H * hd here; a = gain per head; p = hd */
+        int hd = (int)e->p;
+        for (int h = 0; h < d / hd; h++) {
+          float g = e->a[h], *xh = x + h * hd;
+          for (int j = 0; j < hd; j++) xh[j] *= g;
+        }
         break;
+      }
     }
   }
 }

@@ -12,6 +12,7 @@
 
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
 #include "kernels/rope_table.h"
 
@@ -42,10 +43,7 @@ static void row_task(void *c, int64_t task, int thread) {
     for (int64_t i = lo; i < hi; i++) {
       const float *x = r->x + i * n, *dy = r->dy + i * n;
       float *dx = r->dx + i * n;
-      /* the same 1/rms the forward computed (double sum of squares, float sqrt) */
-      double ss = 0;
-      for (int j = 0; j < n; j++) ss += (double)x[j] * x[j];
-      float inv = 1.0f / sqrtf((float)(ss / n) + r->eps);
+      float inv = qg_cpu_rms_inv(x, n, r->eps); /* the same 1/rms the forward computed */
       double dot = 0;
       for (int j = 0; j < n; j++) dot += (double)dy[j] * ((double)x[j] * inv);
       float m = (float)(dot / n);
