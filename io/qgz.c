@@ -214,7 +214,6 @@ static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout lay
       if (s->kind != QG_SEC_CODES && s->kind != QG_SEC_RAW && scale_raw)
         *scale_raw += (size_t)qg_qsection_packed_bytes(s);
       int ext = v2 && qg_qgz_rans_external(s, v2) && !(inl && inl[idx]);
-      if (v2 >= QG_QGZ_VERSION_WIDE && v3_flagged(s)) qg_buf_byte(b, (uint8_t)ext);
       if (s->kind == QG_SEC_CODES) {
         if (!ext) put_codes(b, s, layout);
       } else if (v2 && planes && (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16)) {
@@ -234,8 +233,6 @@ static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout lay
       }
     }
   }
-  /* format 3: the options last, where they do not disturb brotli's start */
-  if (v2 >= QG_QGZ_VERSION_WIDE) qg_buf_byte(b, (uint8_t)(planes ? QG_QGZ_META_PLANES : 0));
   return qg_buf_status(b);
 }
 
@@ -303,7 +300,26 @@ static qg_status encode_rans_with(const qg_qtensor *const *q, int n, const uint8
     qg_varint_put(body, zn);
     qg_buf_append(body, z, zn);
     inf->meta_compressed = body->n - QG_QGZ_HEADER;
+    /* the code block opens with where each code section of <= 16 bits is: a bit each,
+     * 1 = in the block (kept out of the meta, where it would disturb brotli's matches) */
+    size_t before = body->n;
+    qg_buf_byte(body, (uint8_t)(planes ? QG_QGZ_META_PLANES : 0));
+    int nf = 0;
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < q[i]->nsec; k++) nf += v3_flagged(&q[i]->sec[k]);
+    qg_varint_put(body, (uint64_t)nf);
+    uint8_t acc = 0;
+    int na = 0;
+    for (int i = 0, idx = 0; i < n; i++)
+      for (int k = 0; k < q[i]->nsec; k++, idx++) {
+        if (!v3_flagged(&q[i]->sec[k])) continue;
+        acc |= (uint8_t)(!(inl && inl[idx]) << na);
+        if (++na == 8) qg_buf_byte(body, acc), acc = 0, na = 0;
+      }
+    if (na) qg_buf_byte(body, acc);
+    size_t place = body->n - before;
     s = qg_qgz_rans_encode(q, n, inl, body, &st, fell_back);
+    st.stream_headers += place;
   }
   if (!s) s = qg_buf_status(body);
   if (!s) {
@@ -442,6 +458,8 @@ typedef struct {
   int planes;   /* f16/bf16 sections as delta byte planes (formats 2 and 3) */
   uint8_t *ext; /* format 3: per section read, whether its codes are in the code block */
   size_t nsec, cap_sec;
+  const uint8_t *flags; /* format 3: the code block's placement bits */
+  uint64_t nflag, flag_i;
   uint64_t extent_lim; /* bound on a tensor's element count (allocation guard) */
   int64_t numel;       /* of the tensor being read */
 } rd;
@@ -501,10 +519,9 @@ static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
   if (count > ((uint64_t)1 << 36)) return bad(r, "section too large");
   int ext = r->v2 == QG_QGZ_VERSION_RANS && kind == QG_SEC_CODES && bits <= QG_QGZ_RANS_MAX_BITS;
   if (r->v2 >= QG_QGZ_VERSION_WIDE && kind == QG_SEC_CODES && bits <= 16) {
-    uint8_t f = 0;
-    QG_TRY(get_u8(r, &f));
-    if (f > 1) return bad(r, "bad code placement byte");
-    ext = f;
+    if (r->flag_i >= r->nflag) return bad(r, "more code sections than the code block places");
+    ext = (r->flags[r->flag_i / 8] >> (r->flag_i % 8)) & 1;
+    r->flag_i++;
   }
   if (r->v2 >= QG_QGZ_VERSION_WIDE) {
     if (r->nsec == r->cap_sec) {
@@ -654,12 +671,17 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   qg_status s = qg_decompress(mcomp, body, bn, p, (size_t)raw, fname);
   if (!s && (uint32_t)crc32(0L, p, (uInt)raw) != crc)
     s = qg_fail(QG_ERR_INPUT, "%s: offset 12: payload CRC-32 mismatch (corrupt file)", fname);
-  rd r = {p, (size_t)raw, 0, fname, NULL, ver == QG_QGZ_VERSION ? 0 : (int)ver, 1, NULL, 0, 0, 64 * (uint64_t)raw + 1024, 0};
-  if (!s && ver >= QG_QGZ_VERSION_WIDE) { /* the options byte ends the meta */
-    uint8_t o = r.n ? p[r.n - 1] : 0;
-    if (!r.n) s = bad(&r, "meta lacks its options byte");
-    else if (o & ~QG_QGZ_META_PLANES) s = bad(&r, "unknown meta options");
-    else r.n--, r.planes = o & QG_QGZ_META_PLANES;
+  rd r = {p, (size_t)raw, 0, fname, NULL, ver == QG_QGZ_VERSION ? 0 : (int)ver, 1, NULL, 0, 0, NULL, 0, 0,
+          64 * (uint64_t)raw + 1024, 0};
+  const uint8_t *cb = body + bn;
+  if (!s && ver >= QG_QGZ_VERSION_WIDE) {
+    size_t cl = (size_t)(data + len - cb), cp = 1;
+    if (!cl || (cb[0] & ~QG_QGZ_META_PLANES))
+      s = qg_fail(QG_ERR_INPUT, "%s: code block offset 0: missing or unknown meta options", fname);
+    else if (qg_varint_get(cb, cl, &cp, &r.nflag) || r.nflag > 8 * (uint64_t)cl || (r.nflag + 7) / 8 > cl - cp)
+      s = qg_fail(QG_ERR_INPUT, "%s: code block offset 1: code placement bits missing or past the end", fname);
+    else
+      r.planes = cb[0] & QG_QGZ_META_PLANES, r.flags = cb + cp, cb += cp + (size_t)(r.nflag + 7) / 8;
   }
   if (r.v2) r.extent_lim = 64 * (uint64_t)len + ((uint64_t)1 << 24);
   int cap = 0;
@@ -681,8 +703,8 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   }
   r.tensor = NULL;
   if (!s && r.off != r.n) s = bad(&r, "trailing bytes after the last tensor");
+  if (!s && r.flag_i != r.nflag) s = bad(&r, "the code block places more code sections than the payload has");
   if (!s && r.v2) {
-    const uint8_t *cb = body + bn;
     s = qg_qgz_rans_decode(cb, (size_t)(data + len - cb), out->t, out->n, fname, r.v2, r.ext);
   }
   free(r.ext);

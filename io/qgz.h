@@ -27,10 +27,11 @@
 #define QG_QGZ_MAGIC "QGZA"
 #define QG_QGZ_VERSION 1      /* every compressor but rans */
 #define QG_QGZ_VERSION_RANS 2 /* compressor rans; body = varint meta bytes, brotli meta, code block */
-/* As 2, but the meta starts with an options byte (bit 0: f16/bf16 sections as delta byte
- * planes, else as they are), each code section of <= 16 bits carries a byte after its
- * count (1: its codes are in the code block, 0: inline here), and codes of 13..16 bits
- * may be in the block (io/qgz_wide.h). */
+/* As 2, but the code block opens with an options byte (bit 0: the meta's f16/bf16
+ * sections as delta byte planes, else as they are), then varint N and N placement bits
+ * (LSB first, padded to a byte), one per code section of <= 16 bits in payload order (1:
+ * its codes are in the code block, 0: inline in the meta), and codes of 13..16 bits may be
+ * in the block (io/qgz_wide.h). */
 #define QG_QGZ_VERSION_WIDE 3
 #define QG_QGZ_META_PLANES 1
 #define QG_QGZ_HEADER 32

@@ -210,12 +210,8 @@ def unpack_codes(b, n, bits):
     return (bitsarr.astype(np.uint64) << np.arange(bits, dtype=np.uint64)).sum(axis=1).astype(np.uint32)
 
 
-def read_payload(p, count, layout, ver):
-    planes = ver == 2
-    if ver >= 3:  # the options byte ends the meta: bit 0 = f16/bf16 as delta byte planes
-        if not len(p) or p[-1] & ~1:
-            raise ValueError("bad meta options")
-        planes, p = bool(p[-1] & 1), p[:-1]
+def read_payload(p, count, layout, ver, flags=(), opts=0):
+    planes, fi = ver == 2 or opts & 1, 0
     r, ts = R(p), []
     for _ in range(count):
         t = {"name": r.take(r.var()).decode(), "method": r.take(r.var()).decode(), "options": r.take(r.var()).decode()}
@@ -228,7 +224,9 @@ def read_payload(p, count, layout, ver):
             kind, bits, n = r.u8(), r.u8(), r.var()
             s = {"name": name, "kind": kind, "bits": bits, "count": n, "ext": False}
             if kind == 0 and ver >= 3 and bits <= 16:  # where the codes are: 1 = the code block
-                s["ext"] = r.u8() == 1
+                if fi >= len(flags):
+                    raise ValueError("more code sections than the code block places")
+                s["ext"], fi = bool(flags[fi]), fi + 1
             if kind == 0:
                 if s["ext"] or (ver == 2 and bits <= 12):
                     s["ext"] = True
@@ -252,8 +250,8 @@ def read_payload(p, count, layout, ver):
             secs.append(s)
         t["sec"] = secs
         ts.append(t)
-    if r.p != len(p):
-        raise ValueError("trailing bytes after the last tensor")
+    if r.p != len(p) or fi != len(flags):
+        raise ValueError("trailing bytes after the last tensor, or unplaced code sections")
     return ts
 
 
@@ -383,7 +381,16 @@ def read_qgz(path):
         meta, rest = decompress(comp, b[32:], raw), None
     if zlib.crc32(meta) != crc:
         raise ValueError("%s: payload CRC mismatch" % path)
-    ts = read_payload(meta, count, layout, ver)
+    flags, opts = (), 0
+    if ver >= 3:  # the code block opens with options (bit 0: f16 as delta byte planes) and
+        r = R(rest)  # a placement bit per code section of <= 16 bits
+        opts = r.u8()
+        if opts & ~1:
+            raise ValueError("unknown meta options")
+        nf = r.var()
+        bm = int.from_bytes(bytes(r.take((nf + 7) // 8)), "little")
+        flags, rest = [(bm >> i) & 1 for i in range(nf)], rest[r.p:]
+    ts = read_payload(meta, count, layout, ver, flags, opts)
     if ver >= 2:
         read_code_block(rest, ts, ver)
     return ts

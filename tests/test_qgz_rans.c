@@ -126,7 +126,8 @@ static void test_roundtrip_and_choices(void **st) {
   free(f);
 }
 
-/* One all-zero 2-bit tensor: its code block is [0 tables][0 wide tables][mode 0][table 01 0c][payload 0]. */
+/* One all-zero 2-bit tensor: its code block is [options 1][1 placement bit: 1][0 tables][0 wide tables][mode 0]
+ * [table 01 0c][payload 0]. */
 static void one_zero_tensor(uint8_t **f, size_t *n, size_t *cb) {
   qg_qtensor t;
   qg_qtensor_init(&t);
@@ -140,7 +141,10 @@ static void one_zero_tensor(uint8_t **f, size_t *n, size_t *cb) {
   size_t pos = QG_QGZ_HEADER;
   uint64_t mz;
   assert_int_equal(qg_varint_get(*f, *n, &pos, &mz), 0);
-  *cb = pos + (size_t)mz;
+  /* options (f16 planes), one placement bit (in the block), then the streams' part */
+  static const uint8_t head[] = {1, 1, 1};
+  assert_memory_equal(*f + pos + (size_t)mz, head, sizeof head);
+  *cb = pos + (size_t)mz + sizeof head;
   static const uint8_t want[] = {0, 0, 0, 1, 12, 0}; /* no shared tables, no wide shared tables, mode 0, ... */
   assert_int_equal(*n - *cb, sizeof want);
   assert_memory_equal(*f + *cb, want, sizeof want);
