@@ -117,7 +117,7 @@ def slots(t):
 
 
 def rans_decode(tabs, ctxfn, data, n, out=None):
-    """tabs: list of tables; ctxfn(i, prev) -> table index; out: where symbols go."""
+    """tabs: list of tables; ctxfn(i, prev) -> table index; out: the symbols' array."""
     out = np.zeros(n, dtype=np.uint32) if out is None else out
     if n == 0:
         return out
@@ -137,41 +137,6 @@ def rans_decode(tabs, ctxfn, data, n, out=None):
         k, m = i & 3, (1 << pb) - 1
         s = int(sl[c][x[k] & m])
         out[i] = prev = s
-        x[k] = freq[s] * (x[k] >> pb) + (x[k] & m) - cum[s]
-        while x[k] < RANS_L:
-            if q >= len(data):
-                raise ValueError("stream decodes past its end")
-            x[k] = ((x[k] << 8) | data[q]) & 0xFFFFFFFF
-            q += 1
-    if q != len(data) or any(v != RANS_L for v in x):
-        raise ValueError("corrupt rANS stream")
-    return out
-
-
-def rans_wide_decode(hi, hc, lo, lc, data, n):
-    """io/rans.h wide symbols: high part with table hi[hc(i)], then the low byte with
-    lo[lc[high]], interleaved in one payload."""
-    out = np.zeros(n, dtype=np.uint32)
-    if n == 0:
-        if len(data):
-            raise ValueError("payload for 0 symbols")
-        return out
-    tabs = list(dict.fromkeys(id(t) for t in hi + lo))
-    byid = {id(t): t for t in hi + lo}
-    sl = {k: slots(byid[k]) for k in tabs if byid[k][0]}
-    x = list(struct.unpack_from("<4I", data, 0))
-    q = 16
-    for j in range(2 * n):
-        i = j >> 1
-        t = lo[lc[out[i] >> 8] if lc else 0] if j & 1 else hi[hc[i] if hc is not None else 0]
-        if id(t) not in sl:
-            raise ValueError("wide symbol without a table")
-        nsym, pb, freq, cum = t
-        k, m = j & 3, (1 << pb) - 1
-        s = int(sl[id(t)][x[k] & m])
-        if s > 255:
-            raise ValueError("wide part over 8 bits")
-        out[i] = out[i] | s if j & 1 else s << 8
         x[k] = freq[s] * (x[k] >> pb) + (x[k] & m) - cum[s]
         while x[k] < RANS_L:
             if q >= len(data):
@@ -259,38 +224,34 @@ def wide_ref(r, wshared, alpha):
     v = r.var()
     t = rans_table(r) if v == 0 else uniform(alpha) if v == 1 else wshared[v - 2]
     if t[0] > alpha:
-        raise ValueError("wide table alphabet over %d" % alpha)
+        raise ValueError("wide table alphabet too large")
     return t
 
 
 def read_wide(r, wshared, t, s):
-    """io/qgz_wide.h mode 6."""
+    """io/qgz_wide.h mode 6: a high part then a low byte per code, one payload."""
     n, alpha = s["count"], 1 << (s["bits"] - 8)
-    hk, hc = r.u8(), None
+    hk, hc = r.u8(), [0] * n
     if hk == 4:
         cols = r.var()
         if cols < 1 or cols * t["shape"][0] != n:
             raise ValueError("column classes do not match the code matrix")
-        cb = np.frombuffer(bytes(r.take((cols + 3) // 4)), np.uint8)
-        cls = np.array([(int(cb[j // 4]) >> (2 * (j % 4))) & 3 for j in range(cols)], np.uint8)
-        hc = np.tile(cls, n // cols)
+        cb = r.take((cols + 3) // 4)
+        hc = [(cb[j % cols // 4] >> (2 * (j % cols % 4))) & 3 for j in range(n)]
     elif hk != 1:
-        raise ValueError("bad high-part context count %d" % hk)
+        raise ValueError("bad high-part context count")
     hi = [wide_ref(r, wshared, alpha) for _ in range(hk)]
-    lk, lc = r.u8(), None
+    lk, lc = r.u8(), [0] * alpha
     if not 1 <= lk <= 8:
-        raise ValueError("bad low-byte class count %d" % lk)
+        raise ValueError("bad low-byte class count")
     if lk > 1:
-        cb = bytes(r.take((3 * alpha + 7) // 8))
-        acc = int.from_bytes(cb, "little")
+        acc = int.from_bytes(bytes(r.take((3 * alpha + 7) // 8)), "little")
         lc = [(acc >> (3 * v)) & 7 for v in range(alpha)]
         if max(lc) >= lk:
             raise ValueError("low-byte class out of range")
-    lo = [wide_ref(r, wshared, 256) for _ in range(lk)]
-    out = rans_wide_decode(hi, hc, lo, lc, r.take(r.var()), n)
-    if n and int(out.max()) >> s["bits"]:
-        raise ValueError("symbol outside the alphabet")
-    return out
+    tabs = hi + [wide_ref(r, wshared, 256) for _ in range(lk)]
+    d = rans_decode(tabs, lambda i, p: hk + lc[p] if i & 1 else hc[i >> 1], r.take(r.var()), 2 * n)
+    return d[0::2] << 8 | d[1::2]
 
 
 def read_code_block(b, ts, ver):
