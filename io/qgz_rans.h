@@ -1,7 +1,10 @@
-/* The code streams of a rANS-compressed .qgz (format version 2, compressor "rans").
+/* The code streams of a rANS-compressed .qgz (format versions 2 and 3, compressor "rans").
  *
- * Every CODES section of at most 12 bits is coded here instead of inline in the payload
- * ("external" codes); wider codes stay in the payload. Sections are grouped by role: the
+ * Format 2: every CODES section of at most 12 bits is coded here instead of inline in the
+ * payload ("external" codes); wider codes stay in the payload. Format 3 (io/qgz.h): the
+ * block's placement bits say which sections of <= 16 bits are here; after the narrow
+ * shared tables come the wide ones, and sections of 13..16 bits use mode 6 (or 2) of
+ * io/qgz_wide.h. Sections are grouped by role: the
  * tensor name with its digit runs replaced by '#' (blocks.3.attn.c_q.weight and
  * blocks.7.attn.c_q.weight share "blocks.#.attn.c_q.weight"), plus section name and bit
  * width. Each group may carry one shared table, built from the group's summed counts;
@@ -16,7 +19,11 @@
  * modes 3/4: as said;
  * mode 5: as mode 2 over one byte per code (codes <= 8 bits);
  * mode 1: varint table index; modes 0/1/3/4: varint payload bytes + rANS payload;
- * mode 2: varint compressed bytes + brotli stream of the bit-packed codes. */
+ * mode 2: varint compressed bytes + brotli stream of the bit-packed codes.
+ * Format 3 adds mode 7: as mode 3 with the code one row above as the context (lagged
+ * contexts, io/rans.h), for code matrices; and the flag QG_QGZ_ROWS_PERMUTED on the mode
+ * byte of a code matrix's stream: the rows' order (io/qgz_rows.h) follows the mode byte
+ * and the stream codes the rows in that order. */
 #ifndef QG_IO_QGZ_RANS_H
 #define QG_IO_QGZ_RANS_H
 
