@@ -44,9 +44,8 @@ typedef struct {
   int hk, lk;
   uint8_t lc[256];         /* low-byte class per high value */
   wref hr[NHC], lr[8];
-  /* own-only choices, kept while shared tables are decided */
+  /* bytes of the own-only choices, kept while shared tables are decided */
   double hi_ns, lo_ns;
-  int hk_ns, lk_ns;
   int ghi[2], glo[2];      /* role and width groups */
   size_t pay, total;
   int brotli;
@@ -190,7 +189,6 @@ static qg_status plan_unshared(qg_wide_set *ws, wstream *x) {
     }
     QG_TRY(s);
   }
-  x->hk_ns = x->hk, x->lk_ns = x->lk;
   return QG_OK;
 }
 
