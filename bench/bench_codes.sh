@@ -10,7 +10,9 @@
 # it (skipped visibly when it is not installed, and for payloads over LRZIP_MAX bytes,
 # default 2,000,000: ZPAQ runs at ~13 KB/s here). Writes JSON (argv[1], default
 # bench_codes.json) and prints a markdown table.
-#   [LRZIP_MAX=BYTES] bench/bench_codes.sh [OUT.json] [BUILD_DIR]
+#   [LRZIP_MAX=BYTES] [ONLY=REGEX] bench/bench_codes.sh [OUT.json] [BUILD_DIR]
+# ONLY: run just the cases whose "model|codes" matches the extended regex (e.g.
+# ONLY='^tiny' or ONLY='baseline.*(int6|e8p)').
 # GPTQ calibrates on data/kjv_contest/fineweb_train_*.bin (scripts/experiment-data.sh)
 # when present, else on text sampled from the model (--calib self).
 set -euo pipefail
@@ -51,6 +53,7 @@ echo "[" > "$tmp/all.json"
 first=1
 for c in "${cases[@]}"; do
   IFS='|' read -r model name spec <<< "$c"
+  [ -z "${ONLY:-}" ] || [[ "$model|$name" =~ $ONLY ]] || continue
   [ -r "$contest/$model" ] || { echo "SKIP: $model not found" >&2; continue; }
   echo "bench_codes: $model $name" >&2
   if [[ $spec == preset:* ]]; then sa=(--preset "${spec#preset:}"); else sa=(--spec "$spec"); fi
@@ -95,7 +98,8 @@ row = {"model": sys.argv[2], "codes": sys.argv[3], "raw": n.get("artifact_bytes"
        "zlib9": h(n.get("zlib_bytes")),
        "lrzip_z_L9": None if sys.argv[4] == "null" else int(sys.argv[4]), "rans_qgz": g("artifact_bytes"),
        "rans_codes": g("rans_code_bytes"), "rans_meta": g("rans_meta_bytes"), "rans_tables": g("rans_table_bytes"),
-       "rans_streams": {k: g("rans_streams_" + k) for k in ("own", "shared", "context", "brotli")}}
+       "rans_streams": {k: g("rans_streams_" + k) for k in ("own", "shared", "context", "wide", "brotli", "row_ordered")},
+       "rans_sections_inline": g("rans_sections_inline")}
 print(json.dumps(row))
 PY
 done

@@ -13,6 +13,7 @@
 #include "core/progress.h"
 #include "core/util.h"
 #include "io/qgz_loader.h"
+#include "io/qgz_rans.h"
 #include "quant/backend.h"
 #include "quant/job.h"
 
@@ -24,7 +25,7 @@ void qg_cmd_quantize_help(void) {
          "                          --preset NAME)\n"
          "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
-         "                          [--layout auto|packed|bytes] [--seed N] [--json]\n"
+         "                          [--layout auto|packed|bytes] [--no-row-order] [--seed N] [--json]\n"
          "                          [--code-bytes N|auto | --code FILE...] [--contest-passthrough]\n"
          "                          [--dry-run] [--threads N] [--save-hessians F | --load-hessians F]\n\n"
          "Quantizes every tensor of checkpoint M as the spec says (first matching rule wins; a\n"
@@ -42,7 +43,8 @@ void qg_cmd_quantize_help(void) {
   printf(".\nEvery option, its range, default and meaning, and the presets: quantgolf quantizers.\n"
          "Example: --spec 'blocks.*.mlp.*: rowwise bits=5; *: rowwise bits=6 clip=search'\n"
          "         --preset int6   (= 'tok_emb.weight: rowwise bits=8; *: rowwise bits=6')\n"
-         "--compress none writes the .qgz uncompressed.\n\n"
+         "--compress none writes the .qgz uncompressed. --no-row-order: rans does not try coding\n"
+         "a code matrix's rows in another order (the weights are the same either way).\n\n"
          "Prints per tensor: method, bits/weight, packed bytes (bit-packed sections before\n"
          "compression), weight MSE, relative Hessian-weighted error ('-' without calibration),\n"
          "order-0 entropy of the codes; totals: artifact bytes, raw payload (with\n"
@@ -80,7 +82,7 @@ void qg_cmd_quantize_help(void) {
 typedef struct {
   const char *model, *spec, *spec_file, *preset, *out, *compress, *layout, *calib, *device, *save_h, *load_h;
   qg_arg_list code;
-  int json, contest_passthrough, compare, force, dry_run;
+  int json, contest_passthrough, compare, force, dry_run, no_row_order;
   int64_t code_bytes, seed;
   int code_auto; /* --code-bytes auto: python/qgz_load.py's bytes */
   int64_t calib_seqs, calib_len, calib_seed, calib_skip;
@@ -124,7 +126,7 @@ static int parse_args(int *argc, char **argv, qargs *a) {
       INT("--calib-seqs", calib_seqs, 1, 1000000), INT("--calib-len", calib_len, 1, 1000000),
       INT("--calib-seed", calib_seed, 0, INT64_MAX), INT("--calib-skip", calib_skip, 0, INT64_MAX),
       FLAG("--json", json), FLAG("--contest-passthrough", contest_passthrough), FLAG("--compare-compressors", compare),
-      FLAG("--force", force),
+      FLAG("--force", force), FLAG("--no-row-order", no_row_order),
       {.name = "--code-bytes", .kind = QG_ARG_FN, .dst = a, .fn = code_bytes_arg,
        .bad = "{opt} {val}: expected a non-negative integer or auto"},
       COUNT("--seed", seed),
@@ -281,6 +283,7 @@ int qg_cmd_quantize(int argc, char **argv) {
   if (a.seed) spec.seed = (uint64_t)a.seed;
   if (a.contest_passthrough) spec.contest_passthrough = 1;
   job_view view = {.calib = a.load_h ? a.load_h : a.calib, .compare = a.compare, .dry_run = a.dry_run};
+  qg_qgz_rans_set_row_orders(!a.no_row_order);
   qg_qjob_opts jo = {.model = a.model, .spec = &spec, .out = a.out, .compressor = ptz ? QG_COMP_ZLIB : comp,
                      .best_compressor = best && !ptz, .layout = layout, .compare_compressors = a.compare, .calib = a.calib, .calib_seqs = (int)a.calib_seqs,
                      .calib_len = (int)a.calib_len, .calib_seed = (uint64_t)a.calib_seed, .calib_skip = a.calib_skip,
@@ -414,6 +417,9 @@ int qg_cmd_quantize(int argc, char **argv) {
         qg_json_key(&j, "rans_streams_shared"), qg_json_int(&j, info.streams_shared);
         qg_json_key(&j, "rans_streams_brotli"), qg_json_int(&j, info.streams_brotli);
         qg_json_key(&j, "rans_streams_context"), qg_json_int(&j, info.streams_ctx);
+        qg_json_key(&j, "rans_streams_wide"), qg_json_int(&j, info.streams_wide);
+        qg_json_key(&j, "rans_streams_row_ordered"), qg_json_int(&j, info.streams_permuted);
+        qg_json_key(&j, "rans_sections_inline"), qg_json_int(&j, info.streams_inline);
       }
     }
     qg_json_key(&j, "entropy_bytes"), qg_json_int(&j, (int64_t)ceil(ent));
@@ -450,9 +456,10 @@ int qg_cmd_quantize(int argc, char **argv) {
     printf("raw       %12zu bytes\n", raw_n);
     if (!ptz && info.comp == QG_COMP_RANS)
       printf("rans      meta %zu (scales %zu raw) + codes %zu + tables %zu + stream headers %zu + header %d; "
-             "streams: %d own table, %d shared (%d tables), %d context, %d brotli\n",
+             "streams: %d own table, %d shared (%d tables), %d context (%d row-ordered), %d wide, %d brotli; %d inline\n",
              info.meta_compressed, info.scale_raw, info.code_payload, info.code_tables, info.code_stream_headers,
-             QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_ctx, info.streams_brotli);
+             QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_ctx,
+             info.streams_permuted, info.streams_wide, info.streams_brotli, info.streams_inline);
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);

@@ -1,7 +1,8 @@
 /* libFuzzer harness for the rANS coder and the rANS .qgz code block. The first byte picks:
  *   0: the round-trip property: the rest, read as symbols under a width from the second
- *      byte, is compressed and decompressed, and must come back equal, with qg_rans_cost
- *      equal to the bytes written (abort otherwise);
+ *      byte (1..8 bits, or 13..16 bits from byte pairs: wide symbols), is compressed and
+ *      decompressed, and must come back equal, with qg_rans_cost equal to the bytes
+ *      written (abort otherwise);
  *   1: the same through a whole rANS .qgz (one tensor of those codes): encode, read back,
  *      compare;
  *   2: the rest as a self-contained rANS stream handed to the decoder (must fail cleanly
@@ -17,11 +18,13 @@
 #include "io/qgz.h"
 #include "io/rans.h"
 
+/* One symbol a byte, or for widths over 8 bits one a byte pair (little-endian). */
 static uint32_t *symbols(const uint8_t *d, size_t n, int bits, size_t *ns) {
-  *ns = n;
-  uint32_t *s = malloc((n + 1) * sizeof *s);
+  *ns = bits > 8 ? n / 2 : n;
+  uint32_t *s = malloc((*ns + 1) * sizeof *s);
   if (!s) abort();
-  for (size_t i = 0; i < n; i++) s[i] = d[i] & ((1u << bits) - 1);
+  for (size_t i = 0; i < *ns; i++)
+    s[i] = (bits > 8 ? (uint32_t)d[2 * i] | (uint32_t)d[2 * i + 1] << 8 : d[i]) & ((1u << bits) - 1);
   return s;
 }
 
@@ -29,7 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int init;
   if (!init) qg_qgz_set_brotli_quality(1), init = 1;
   if (size < 2) return 0;
-  int mode = data[0] & 3, bits = 1 + data[1] % 8, pb = QG_RANS_MIN_BITS + (data[1] >> 4) % 5;
+  /* bit 3 of the second byte: wide codes (13..16 bits, io/qgz_wide.h) */
+  int mode = data[0] & 3, bits = data[1] & 8 ? 13 + (data[1] & 3) : 1 + data[1] % 8;
+  int pb = QG_RANS_MIN_BITS + (data[1] >> 4) % 5;
   const uint8_t *d = data + 2;
   size_t n = size - 2, ns;
   if (mode == 0) {
@@ -45,11 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     qg_qtensor t;
     qg_qtensor_init(&t);
     t.name = strdup("blocks.0.w"), t.method = strdup("rowwise"), t.options = strdup("");
-    int64_t cols = 1 + (data[1] & 7);
-    t.ndim = 2, t.shape[0] = (int64_t)n / cols, t.shape[1] = cols, t.rows = t.shape[0], t.cols = cols;
+    uint32_t *sy = symbols(d, n, bits, &ns);
+    int64_t cols = bits > 8 ? 8 << (data[1] & 3) : 1 + (data[1] & 7);
+    t.ndim = 2, t.shape[0] = (int64_t)ns / cols, t.shape[1] = cols, t.rows = t.shape[0], t.cols = cols;
     void *c;
     if (qg_qtensor_add(&t, "codes", QG_SEC_CODES, bits, t.rows * cols, &c)) abort();
-    for (int64_t i = 0; i < t.rows * cols; i++) ((uint32_t *)c)[i] = d[i] & ((1u << bits) - 1);
+    memcpy(c, sy, (size_t)(t.rows * cols) * sizeof *sy);
+    free(sy);
     const qg_qtensor *p = &t;
     uint8_t *f;
     size_t fl;

@@ -5,6 +5,7 @@
 #include <brotli/encode.h>
 #include <lzma.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -31,7 +32,9 @@ qg_status qg_compressor_from_name(const char *name, qg_compressor *out) {
   return qg_fail(QG_ERR_INPUT, "unknown compressor '%s' (valid: zstd, brotli, xz, zlib, rans, none)", name);
 }
 
-static int g_brotli_quality = 11;
+static int g_brotli_quality = 11, g_rans_inline = 1;
+
+void qg_qgz_rans_set_inline(int on) { g_rans_inline = on; }
 
 void qg_qgz_set_brotli_quality(int q) { g_brotli_quality = q < 0 ? 0 : q > 11 ? 11 : q; }
 
@@ -182,8 +185,15 @@ static void put_u16_delta_planes(qg_buf *b, const uint16_t *h, int64_t n) {
   }
 }
 
+/* Format 3: a code section of up to 16 bits carries a byte saying where its codes are. */
+static int v3_flagged(const qg_qsection *s) { return s->kind == QG_SEC_CODES && s->bits >= 1 && s->bits <= 16; }
+
+/* v2: the rANS meta of format version v2 (2 or 3), 0 for format 1; inl (format 3, NULL:
+ * none): per section in payload order, 1 = codes inline here rather than in the code block */
 static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout layout, int v2, qg_buf *b,
-                           size_t *scale_raw) {
+                           size_t *scale_raw, const uint8_t *inl, int planes) {
+  int idx = 0;
+  if (v2 == QG_QGZ_VERSION_RANS) planes = 1;
   for (int i = 0; i < n; i++) {
     const qg_qtensor *t = q[i];
     put_str(b, t->name);
@@ -193,7 +203,7 @@ static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout lay
     qg_buf_byte(b, (uint8_t)t->ndim);
     for (int d = 0; d < t->ndim; d++) put_varint(b, (uint64_t)t->shape[d]);
     qg_buf_byte(b, (uint8_t)t->nsec);
-    for (int k = 0; k < t->nsec; k++) {
+    for (int k = 0; k < t->nsec; k++, idx++) {
       const qg_qsection *s = &t->sec[k];
       size_t nl = strlen(s->name);
       qg_buf_byte(b, (uint8_t)nl);
@@ -203,9 +213,10 @@ static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout lay
       put_varint(b, (uint64_t)s->count);
       if (s->kind != QG_SEC_CODES && s->kind != QG_SEC_RAW && scale_raw)
         *scale_raw += (size_t)qg_qsection_packed_bytes(s);
+      int ext = v2 && qg_qgz_rans_external(s, v2) && !(inl && inl[idx]);
       if (s->kind == QG_SEC_CODES) {
-        if (!v2 || !qg_qgz_rans_external(s)) put_codes(b, s, layout);
-      } else if (v2 && (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16)) {
+        if (!ext) put_codes(b, s, layout);
+      } else if (v2 && planes && (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16)) {
         put_u16_delta_planes(b, s->data, s->count);
       } else if (s->kind == QG_SEC_F16 || s->kind == QG_SEC_BF16) {
         const uint16_t *h = s->data;
@@ -226,7 +237,7 @@ static qg_status payload_v(const qg_qtensor *const *q, int n, qg_code_layout lay
 }
 
 qg_status qg_qgz_payload(const qg_qtensor *const *q, int n, qg_code_layout layout, qg_buf *b) {
-  return payload_v(q, n, layout, 0, b, NULL);
+  return payload_v(q, n, layout, 0, b, NULL, NULL, 0);
 }
 
 /* ---- encode --------------------------------------------------------------------------- */
@@ -272,40 +283,118 @@ static void put_header(uint8_t *f, int version, qg_compressor comp, qg_code_layo
   qg_wr_u32le(f + 24, (uint32_t)zn), qg_wr_u32le(f + 28, (uint32_t)((uint64_t)zn >> 32));
 }
 
-/* Version 2: header, varint meta bytes, brotli meta, code block (io/qgz_rans.h). */
-static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, size_t *len, qg_qgz_info *inf) {
-  qg_buf meta, body;
-  qg_buf_init(&meta), qg_buf_init(&body);
+/* One format-3 image with the sections inl marks inline in the meta (NULL: none). */
+static qg_status encode_rans_with(const qg_qtensor *const *q, int n, const uint8_t *inl, int planes, qg_buf *body,
+                                  qg_qgz_info *inf, uint8_t *fell_back) {
+  qg_buf meta;
+  qg_buf_init(&meta), qg_buf_init(body);
   uint8_t *z = NULL;
   size_t zn = 0;
   qg_qgz_rans_stats st;
-  qg_status s = payload_v(q, n, QG_LAYOUT_PACKED, 1, &meta, &inf->scale_raw);
+  inf->scale_raw = 0;
+  qg_status s = payload_v(q, n, QG_LAYOUT_PACKED, QG_QGZ_VERSION_WIDE, &meta, &inf->scale_raw, inl, planes);
   if (!s && meta.n > QG_QGZ_MAX_PAYLOAD) s = qg_fail(QG_ERR_NOMEM, "artifact payload of %zu bytes is too large", meta.n);
   if (!s) s = qg_compress(QG_COMP_BROTLI, meta.p ? meta.p : (const uint8_t *)"", meta.n, &z, &zn);
   if (!s) {
-    qg_buf_zeros(&body, QG_QGZ_HEADER);
-    qg_varint_put(&body, zn);
-    qg_buf_append(&body, z, zn);
-    inf->meta_compressed = body.n - QG_QGZ_HEADER;
-    s = qg_qgz_rans_encode(q, n, &body, &st);
+    qg_buf_zeros(body, QG_QGZ_HEADER);
+    qg_varint_put(body, zn);
+    qg_buf_append(body, z, zn);
+    inf->meta_compressed = body->n - QG_QGZ_HEADER;
+    /* the code block opens with where each code section of <= 16 bits is: a bit each,
+     * 1 = in the block (kept out of the meta, where it would disturb brotli's matches) */
+    size_t before = body->n;
+    qg_buf_byte(body, (uint8_t)(planes ? QG_QGZ_META_PLANES : 0));
+    int nf = 0;
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < q[i]->nsec; k++) nf += v3_flagged(&q[i]->sec[k]);
+    qg_varint_put(body, (uint64_t)nf);
+    uint8_t acc = 0;
+    int na = 0;
+    for (int i = 0, idx = 0; i < n; i++)
+      for (int k = 0; k < q[i]->nsec; k++, idx++) {
+        if (!v3_flagged(&q[i]->sec[k])) continue;
+        acc |= (uint8_t)(!(inl && inl[idx]) << na);
+        if (++na == 8) qg_buf_byte(body, acc), acc = 0, na = 0;
+      }
+    if (na) qg_buf_byte(body, acc);
+    size_t place = body->n - before;
+    s = qg_qgz_rans_encode(q, n, inl, body, &st, fell_back);
+    st.stream_headers += place;
   }
-  if (!s) s = qg_buf_status(&body);
+  if (!s) s = qg_buf_status(body);
   if (!s) {
-    put_header(body.p, QG_QGZ_VERSION_RANS, QG_COMP_RANS, QG_LAYOUT_PACKED, n, &meta, body.n - QG_QGZ_HEADER);
+    put_header(body->p, QG_QGZ_VERSION_WIDE, QG_COMP_RANS, QG_LAYOUT_PACKED, n, &meta, body->n - QG_QGZ_HEADER);
     inf->layout = QG_LAYOUT_PACKED;
     inf->raw_bytes = inf->packed_raw = meta.n;
-    inf->packed_compressed = body.n - QG_QGZ_HEADER;
-    inf->file_bytes = body.n;
+    inf->packed_compressed = body->n - QG_QGZ_HEADER;
+    inf->file_bytes = body->n;
     inf->code_payload = st.code_payload, inf->code_tables = st.tables, inf->code_stream_headers = st.stream_headers;
-    inf->streams_ctx = st.ctx, inf->streams_own = st.own, inf->streams_shared = st.shared, inf->streams_brotli = st.brotli;
-    inf->shared_tables = st.shared_tables;
-    *file = body.p, *len = body.n;
+    inf->streams_ctx = st.ctx, inf->streams_wide = st.wide, inf->streams_own = st.own, inf->streams_shared = st.shared;
+    inf->streams_brotli = st.brotli, inf->shared_tables = st.shared_tables, inf->streams_permuted = st.permuted;
+    inf->streams_inline = 0;
+    if (inl)
+      for (int i = 0, idx = 0; i < n; i++)
+        for (int k = 0; k < q[i]->nsec; k++, idx++) inf->streams_inline += inl[idx] && v3_flagged(&q[i]->sec[k]);
   } else {
-    qg_buf_free(&body);
+    qg_buf_free(body);
   }
   free(z);
   qg_buf_free(&meta);
   return s;
+}
+
+/* Format 3: header, varint meta bytes, brotli meta, code block (io/qgz_rans.h). The
+ * smallest of a few images, which differ in which code sections stay inline in the meta
+ * (where brotli models them with everything else): all of them (about the brotli-11
+ * artifact, so that rans is never much larger than brotli on a whole file; made with the
+ * f16 sections delta-planed and as they are, and the better form is kept for the rest),
+ * none (each stream in the block falls back to its own brotli stream where that is
+ * smaller), those fallbacks, and the fallbacks with every narrow (<= 12-bit) or every
+ * wide section. */
+static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, size_t *len, qg_qgz_info *inf) {
+  int ns = 0;
+  for (int i = 0; i < n; i++) ns += q[i]->nsec;
+  enum { NC = 3 };
+  uint8_t *fb = calloc((size_t)ns + 1, 1), *m = calloc((size_t)(NC + 1) * ((size_t)ns + 1), 1);
+  if (!fb || !m) return free(fb), free(m), qg_fail(QG_ERR_NOMEM, "out of memory");
+  qg_buf best, cand;
+  qg_qgz_info bi = *inf, ci = *inf;
+  uint8_t *all = m + (size_t)NC * (ns + 1);
+  memset(all, 1, (size_t)ns + 1);
+  if (!g_rans_inline) {
+    free(fb), free(m);
+    qg_status s = encode_rans_with(q, n, NULL, 1, &best, &bi, NULL);
+    if (!s) *inf = bi, *file = best.p, *len = best.n;
+    return s;
+  }
+  qg_status s = encode_rans_with(q, n, all, 1, &best, &bi, NULL);
+  int planes = 1;
+  if (!s) s = encode_rans_with(q, n, all, 0, &cand, &ci, NULL);
+  if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci, planes = 0;
+  else if (!s) qg_buf_free(&cand);
+  if (!s) s = encode_rans_with(q, n, NULL, planes, &cand, &ci, fb);
+  if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci;
+  else if (!s) qg_buf_free(&cand);
+  for (int c = 0; c < NC; c++)
+    for (int i = 0, idx = 0; i < n; i++)
+      for (int k = 0; k < q[i]->nsec; k++, idx++) {
+        int wide = q[i]->sec[k].bits > QG_QGZ_RANS_MAX_BITS;
+        m[(size_t)c * (ns + 1) + idx] = (uint8_t)(fb[idx] || (c == 1 && !wide) || (c == 2 && wide));
+      }
+  for (int c = 0; !s && c < NC; c++) {
+    uint8_t *mc = m + (size_t)c * (ns + 1);
+    int seen = 0, dup = 0; /* skip masks of no section and masks already tried */
+    for (int i = 0; i < ns; i++) seen |= mc[i];
+    for (int d = 0; d <= NC && !dup; d++) dup = d != c && (d < c || d == NC) && !memcmp(mc, m + (size_t)d * (ns + 1), (size_t)ns);
+    if (!seen || dup) continue;
+    s = encode_rans_with(q, n, mc, planes, &cand, &ci, NULL);
+    if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci;
+    else if (!s) qg_buf_free(&cand);
+  }
+  free(fb), free(m);
+  if (s) return qg_buf_free(&best), s;
+  *inf = bi, *file = best.p, *len = best.n;
+  return QG_OK;
 }
 
 qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout, uint8_t **file,
@@ -365,7 +454,12 @@ typedef struct {
   const uint8_t *p;
   size_t n, off;
   const char *fname, *tensor;
-  int v2; /* format version 2: external codes, delta-planed 16-bit sections */
+  int v2; /* format version 2 or 3 (0 for 1): external codes, delta-planed 16-bit sections */
+  int planes;   /* f16/bf16 sections as delta byte planes (formats 2 and 3) */
+  uint8_t *ext; /* format 3: per section read, whether its codes are in the code block */
+  size_t nsec, cap_sec;
+  const uint8_t *flags; /* format 3: the code block's placement bits */
+  uint64_t nflag, flag_i;
   uint64_t extent_lim; /* bound on a tensor's element count (allocation guard) */
   int64_t numel;       /* of the tensor being read */
 } rd;
@@ -423,7 +517,21 @@ static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
   if (kind >= QG_SEC_KIND_COUNT) return bad(r, "unknown section kind");
   if (kind == QG_SEC_CODES ? (bits < 1 || bits > 32) : bits != 0) return bad(r, "bad code width");
   if (count > ((uint64_t)1 << 36)) return bad(r, "section too large");
-  int ext = r->v2 && kind == QG_SEC_CODES && bits <= QG_QGZ_RANS_MAX_BITS;
+  int ext = r->v2 == QG_QGZ_VERSION_RANS && kind == QG_SEC_CODES && bits <= QG_QGZ_RANS_MAX_BITS;
+  if (r->v2 >= QG_QGZ_VERSION_WIDE && kind == QG_SEC_CODES && bits <= 16) {
+    if (r->flag_i >= r->nflag) return bad(r, "more code sections than the code block places");
+    ext = (r->flags[r->flag_i / 8] >> (r->flag_i % 8)) & 1;
+    r->flag_i++;
+  }
+  if (r->v2 >= QG_QGZ_VERSION_WIDE) {
+    if (r->nsec == r->cap_sec) {
+      size_t nc = r->cap_sec ? 2 * r->cap_sec : 64;
+      uint8_t *ne = realloc(r->ext, nc);
+      if (!ne) return qg_fail(QG_ERR_NOMEM, "out of memory");
+      r->ext = ne, r->cap_sec = nc;
+    }
+    r->ext[r->nsec++] = (uint8_t)ext;
+  }
   uint64_t need = ext ? 0
                   : kind == QG_SEC_CODES ? (uint64_t)code_bytes((int64_t)count, bits, layout)
                   : kind == QG_SEC_F32 ? count * 4
@@ -440,7 +548,7 @@ static qg_status read_section(rd *r, qg_qtensor *t, qg_code_layout layout) {
   const uint8_t *p = r->p + r->off;
   if (ext) {
     /* filled from the code block */
-  } else if (r->v2 && (kind == QG_SEC_F16 || kind == QG_SEC_BF16)) {
+  } else if (r->v2 && r->planes && (kind == QG_SEC_F16 || kind == QG_SEC_BF16)) {
     uint16_t *h = d, prev = 0;
     for (uint64_t i = 0; i < count; i++) h[i] = prev = (uint16_t)(prev + (p[i] | (p[count + i] << 8)));
   } else if (kind == QG_SEC_CODES) {
@@ -522,11 +630,11 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
                                           fname, len, QG_QGZ_HEADER);
   if (!qg_qgz_sniff(data, len)) return qg_fail(QG_ERR_INPUT, "%s: offset 0: not a .qgz artifact (bad magic)", fname);
   unsigned ver = qg_rd_u16le(data + 4);
-  if (ver != QG_QGZ_VERSION && ver != QG_QGZ_VERSION_RANS)
-    return qg_fail(QG_ERR_UNSUPPORTED, "%s: offset 4: format version %u (this build reads %d and %d)", fname, ver,
-                   QG_QGZ_VERSION, QG_QGZ_VERSION_RANS);
+  if (ver != QG_QGZ_VERSION && ver != QG_QGZ_VERSION_RANS && ver != QG_QGZ_VERSION_WIDE)
+    return qg_fail(QG_ERR_UNSUPPORTED, "%s: offset 4: format version %u (this build reads %d to %d)", fname, ver,
+                   QG_QGZ_VERSION, QG_QGZ_VERSION_WIDE);
   if (data[6] >= QG_COMP_COUNT) return qg_fail(QG_ERR_INPUT, "%s: offset 6: unknown compressor %u", fname, data[6]);
-  if ((ver == QG_QGZ_VERSION_RANS) != (data[6] == QG_COMP_RANS))
+  if ((ver != QG_QGZ_VERSION) != (data[6] == QG_COMP_RANS))
     return qg_fail(QG_ERR_INPUT, "%s: offset 6: compressor %s does not match format version %u", fname,
                    qg_compressor_name((qg_compressor)data[6]), ver);
   if (data[7] > 1) return qg_fail(QG_ERR_INPUT, "%s: offset 7: unknown code layout %u", fname, data[7]);
@@ -549,7 +657,7 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   const uint8_t *body = data + QG_QGZ_HEADER;
   size_t bn = (size_t)zn, mpos = 0;
   qg_compressor mcomp = out->comp;
-  if (ver == QG_QGZ_VERSION_RANS) {
+  if (ver != QG_QGZ_VERSION) {
     uint64_t mz;
     if (qg_varint_get(body, bn, &mpos, &mz) || mz > bn - mpos)
       return qg_fail(QG_ERR_INPUT, "%s: offset %d: meta length missing or past the end of the file", fname, QG_QGZ_HEADER);
@@ -563,7 +671,18 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   qg_status s = qg_decompress(mcomp, body, bn, p, (size_t)raw, fname);
   if (!s && (uint32_t)crc32(0L, p, (uInt)raw) != crc)
     s = qg_fail(QG_ERR_INPUT, "%s: offset 12: payload CRC-32 mismatch (corrupt file)", fname);
-  rd r = {p, (size_t)raw, 0, fname, NULL, ver == QG_QGZ_VERSION_RANS, 64 * (uint64_t)raw + 1024, 0};
+  rd r = {p, (size_t)raw, 0, fname, NULL, ver == QG_QGZ_VERSION ? 0 : (int)ver, 1, NULL, 0, 0, NULL, 0, 0,
+          64 * (uint64_t)raw + 1024, 0};
+  const uint8_t *cb = body + bn;
+  if (!s && ver >= QG_QGZ_VERSION_WIDE) {
+    size_t cl = (size_t)(data + len - cb), cp = 1;
+    if (!cl || (cb[0] & ~QG_QGZ_META_PLANES))
+      s = qg_fail(QG_ERR_INPUT, "%s: code block offset 0: missing or unknown meta options", fname);
+    else if (qg_varint_get(cb, cl, &cp, &r.nflag) || r.nflag > 8 * (uint64_t)cl || (r.nflag + 7) / 8 > cl - cp)
+      s = qg_fail(QG_ERR_INPUT, "%s: code block offset 1: code placement bits missing or past the end", fname);
+    else
+      r.planes = cb[0] & QG_QGZ_META_PLANES, r.flags = cb + cp, cb += cp + (size_t)(r.nflag + 7) / 8;
+  }
   if (r.v2) r.extent_lim = 64 * (uint64_t)len + ((uint64_t)1 << 24);
   int cap = 0;
   for (uint32_t i = 0; !s && i < count; i++) {
@@ -584,10 +703,11 @@ qg_status qg_qgz_read_mem(const uint8_t *data, size_t len, const char *fname, qg
   }
   r.tensor = NULL;
   if (!s && r.off != r.n) s = bad(&r, "trailing bytes after the last tensor");
+  if (!s && r.flag_i != r.nflag) s = bad(&r, "the code block places more code sections than the payload has");
   if (!s && r.v2) {
-    const uint8_t *cb = body + bn;
-    s = qg_qgz_rans_decode(cb, (size_t)(data + len - cb), out->t, out->n, fname);
+    s = qg_qgz_rans_decode(cb, (size_t)(data + len - cb), out->t, out->n, fname, r.v2, r.ext);
   }
+  free(r.ext);
   free(p);
   if (s) qg_qgz_free(out);
   return s;

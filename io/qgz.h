@@ -27,6 +27,13 @@
 #define QG_QGZ_MAGIC "QGZA"
 #define QG_QGZ_VERSION 1      /* every compressor but rans */
 #define QG_QGZ_VERSION_RANS 2 /* compressor rans; body = varint meta bytes, brotli meta, code block */
+/* As 2, but the code block opens with an options byte (bit 0: the meta's f16/bf16
+ * sections as delta byte planes, else as they are), then varint N and N placement bits
+ * (LSB first, padded to a byte), one per code section of <= 16 bits in payload order (1:
+ * its codes are in the code block, 0: inline in the meta), and codes of 13..16 bits may be
+ * in the block (io/qgz_wide.h). */
+#define QG_QGZ_VERSION_WIDE 3
+#define QG_QGZ_META_PLANES 1
 #define QG_QGZ_HEADER 32
 #define QG_QGZ_MAX_PAYLOAD ((uint64_t)1 << 31)
 
@@ -45,6 +52,9 @@ qg_status qg_compressor_from_name(const char *name, qg_compressor *out);
 /* brotli's quality for every brotli stream written (11 unless changed; 0..11). Readers
  * and the format do not depend on it: fuzzers lower it so that encoding stays fast. */
 void qg_qgz_set_brotli_quality(int q);
+/* Whether the rans writer may leave code sections inline in its brotli meta when that is
+ * smaller (on unless turned off): tests turn it off to get every stream in the code block. */
+void qg_qgz_rans_set_inline(int on);
 /* One-shot compression at the artifact's levels (malloc'd output). */
 qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len);
 /* Decompresses into out, which must receive exactly expect bytes; fname for messages. */
@@ -64,7 +74,9 @@ typedef struct {
   size_t meta_compressed;    /* varint + brotli meta (names, shapes, scales, wide codes) */
   size_t scale_raw;          /* raw bytes of the f16/bf16/f32 sections inside meta */
   size_t code_payload, code_tables, code_stream_headers;
-  int streams_own, streams_shared, streams_brotli, streams_ctx, shared_tables;
+  int streams_own, streams_shared, streams_brotli, streams_ctx, streams_wide, shared_tables;
+  int streams_permuted; /* of those, streams whose rows are coded in a stored order */
+  int streams_inline;   /* code sections left inline in the brotli meta */
 } qg_qgz_info;
 
 /* The whole file image; layout AUTO compresses both layouts and keeps the smaller. */

@@ -9,10 +9,14 @@
 #include <string.h>
 
 #include "io/qgz.h"
+#include "io/qgz_rows.h"
+#include "io/qgz_wide.h"
 #include "io/rans.h"
 
-int qg_qgz_rans_external(const qg_qsection *s) {
-  return s->kind == QG_SEC_CODES && s->bits >= 1 && s->bits <= QG_QGZ_RANS_MAX_BITS;
+static int narrow(const qg_qsection *s) { return s->kind == QG_SEC_CODES && s->bits >= 1 && s->bits <= QG_QGZ_RANS_MAX_BITS; }
+
+int qg_qgz_rans_external(const qg_qsection *s, int version) {
+  return narrow(s) || (version >= QG_QGZ_VERSION_WIDE && qg_qgz_wide_section(s));
 }
 
 /* "blocks.12.mlp.fc.weight" + "codes" + 6 -> "blocks.#.mlp.fc.weight/codes/6" */
@@ -51,7 +55,11 @@ typedef struct {
   int mode;          /* 0 own, 1 shared, 2 brotli, 3 previous-code contexts */
   qg_rans_table ctx[QG_RANS_NCTX];
   size_t ctx_pay, ctx_total;
-  int ctx_mode;      /* 3 previous code, 4 column classes */
+  int ctx_mode;      /* 3 previous code, 4 column classes, 7 previous row */
+  size_t lag;        /* modes 3 and 7: the context's distance back */
+  uint32_t *order, *psym; /* rows coded in this order (NULL: as they are), the codes so */
+  size_t order_bytes;
+  int64_t orows;
   int64_t cols;
   uint8_t *cls, *cv; /* mode 4: class per column, context per code */
   qg_rans_table own; /* the stream's own table */
@@ -73,15 +81,15 @@ typedef struct {
 /* Context tables of a stream for the contexts cv (NULL: previous code): per context the
  * precision with the smallest table plus ideal payload, then the exact payload; *total
  * = tables + payload length varint + payload. */
-static qg_status ctx_tables(const qg_qsection *sec, const uint8_t *cv, qg_rans_table *tab, size_t *pay, size_t *total) {
+static qg_status ctx_tables(const qg_qsection *sec, const uint32_t *sym, const uint8_t *cv, size_t lag, qg_rans_table *tab,
+                            size_t *pay, size_t *total) {
   const int nsym = 1 << sec->bits;
   const uint32_t mid = (uint32_t)nsym / 2;
-  const uint32_t *sym = sec->data;
   uint64_t *c = calloc((size_t)QG_RANS_NCTX * (size_t)nsym, sizeof *c);
   if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
   qg_status s = QG_OK;
   if (cv) for (int64_t i = 0; i < sec->count; i++) c[(size_t)cv[i] * nsym + (sym[i] & (nsym - 1))]++;
-  else s = qg_rans_ctx_count(sym, (size_t)sec->count, nsym, mid, c);
+  else s = qg_rans_lag_count(sym, (size_t)sec->count, nsym, mid, lag, c);
   size_t tb = 0;
   for (int k = 0; !s && k < QG_RANS_NCTX; k++) {
     double best = INFINITY;
@@ -98,10 +106,17 @@ static qg_status ctx_tables(const qg_qsection *sec, const uint8_t *cv, qg_rans_t
     tb += qg_rans_table_bytes(&tab[k]);
   }
   free(c);
-  if (!s) s = qg_rans_ctx_payload_cost(tab, mid, cv, sym, (size_t)sec->count, pay);
+  if (!s) s = cv ? qg_rans_ctx_payload_cost(tab, mid, cv, sym, (size_t)sec->count, pay)
+                 : qg_rans_lag_payload_cost(tab, mid, lag, sym, (size_t)sec->count, pay);
   *total = s ? SIZE_MAX : tb + qg_varint_len(*pay) + *pay;
   return s;
 }
+
+/* Previous-row contexts (mode 7), and the previous-code and previous-row contexts over
+ * the rows reordered by spread or by greedy nearest neighbour, each order paying for
+ * its bytes: the stream keeps whichever is smallest with its current context choice. */
+static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv);
+
 
 /* Column classes: columns ranked by their mean |code - mid| and cut into four equal
  * groups, so outlier input features get their own tables. */
@@ -129,19 +144,69 @@ static qg_status column_classes(const qg_qsection *sec, int64_t cols, uint8_t **
 
 static size_t class_bytes(int64_t cols) { return qg_varint_len((uint64_t)cols) + (size_t)(cols + 3) / 4; }
 
-qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_qgz_rans_stats *stp) {
+static int g_row_orders = 1;
+void qg_qgz_rans_set_row_orders(int on) { g_row_orders = on; }
+
+/* Takes ctx tables ct (total tot) over codes in order ord (NULL: as they are) when smaller. */
+static void take_ctx(stream *x, qg_rans_table *ct, size_t pay, size_t tot, int mode, size_t lag, uint32_t *ord,
+                     uint32_t *psym, size_t ob) {
+  if (tot == SIZE_MAX || tot + ob >= x->ctx_total) {
+    for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
+    return;
+  }
+  for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&x->ctx[k]), x->ctx[k] = ct[k];
+  x->ctx_pay = pay, x->ctx_total = tot + ob, x->ctx_mode = mode, x->lag = lag;
+  if (x->order != ord) free(x->order), free(x->psym), x->order = ord, x->psym = psym;
+  x->order_bytes = ob;
+}
+
+static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv) {
+  stream *x = xv;
+  x->orows = rows;
+  qg_rans_table ct[QG_RANS_NCTX] = {{0}};
+  size_t pay = 0, tot = SIZE_MAX;
+  QG_TRY(ctx_tables(sec, sec->data, NULL, (size_t)cols, ct, &pay, &tot));
+  take_ctx(x, ct, pay, tot, 7, (size_t)cols, NULL, NULL, 0);
+  if (rows > QG_ROWS_MAX) return QG_OK;
+  const uint32_t mid = 1u << (sec->bits - 1);
+  const size_t ob = qg_rows_order_bytes(rows);
+  for (int how = 0; how < 2; how++) {
+    if (how && rows * rows * cols > ((int64_t)1 << 32)) break; /* greedy is quadratic in rows */
+    uint32_t *ord = malloc((size_t)rows * sizeof *ord), *ps = malloc((size_t)sec->count * sizeof *ps + 1);
+    if (!ord || !ps) return free(ord), free(ps), qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
+    qg_status s = how ? qg_rows_greedy(sec->data, rows, cols, mid, ord) : qg_rows_by_spread(sec->data, rows, cols, mid, ord);
+    if (!s) qg_rows_apply(sec->data, rows, cols, ord, ps, 0);
+    int kept = 0;
+    for (int m = 0; !s && m < 2; m++) {
+      size_t lag = m ? (size_t)cols : 1;
+      memset(ct, 0, sizeof ct), tot = SIZE_MAX;
+      s = ctx_tables(sec, ps, NULL, lag, ct, &pay, &tot);
+      if (!s && tot != SIZE_MAX && tot + ob < x->ctx_total) kept = 1;
+      if (!s) take_ctx(x, ct, pay, tot, m ? 7 : 3, lag, ord, ps, ob);
+    }
+    if (!kept || x->order != ord) free(ord), free(ps);
+    QG_TRY(s);
+  }
+  return QG_OK;
+}
+
+qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *inl, qg_buf *out, qg_qgz_rans_stats *stp,
+                             uint8_t *fell_back) {
   qg_qgz_rans_stats st = {0};
-  int ns = 0, ng = 0;
+  int ns = 0, ng = 0, idx = 0;
   for (int i = 0; i < n; i++)
-    for (int k = 0; k < q[i]->nsec; k++) ns += qg_qgz_rans_external(&q[i]->sec[k]);
+    for (int k = 0; k < q[i]->nsec; k++, idx++) ns += narrow(&q[i]->sec[k]) && !(inl && inl[idx]);
+  idx = 0;
   stream *sv = calloc((size_t)ns + 1, sizeof *sv);
   group *gv = calloc((size_t)ns + 1, sizeof *gv);
+  qg_wide_set *ws = NULL;
   qg_status s = sv && gv ? QG_OK : qg_fail(QG_ERR_NOMEM, "out of memory (code streams)");
+  if (!s) s = qg_wide_plan(q, n, inl, &ws);
   int si = 0;
   for (int i = 0; !s && i < n; i++)
-    for (int k = 0; !s && k < q[i]->nsec; k++) {
+    for (int k = 0; !s && k < q[i]->nsec; k++, idx++) {
       const qg_qsection *sec = &q[i]->sec[k];
-      if (!qg_qgz_rans_external(sec)) continue;
+      if (!narrow(sec) || (inl && inl[idx])) continue;
       char *key = role_key(q[i], sec);
       if (!key) {
         s = qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -180,20 +245,21 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
         else qg_rans_table_free(&t);
       }
       free(c);
-      if (!s) s = ctx_tables(sec, NULL, x->ctx, &x->ctx_pay, &x->ctx_total);
-      x->ctx_mode = 3;
+      if (!s) s = ctx_tables(sec, sec->data, NULL, 1, x->ctx, &x->ctx_pay, &x->ctx_total);
+      x->ctx_mode = 3, x->lag = 1;
       int64_t cols = q[i]->cols;
       if (!s && cols >= 8 && cols <= 65536 && q[i]->rows > 1 && sec->count == q[i]->rows * cols) {
         qg_rans_table ct[QG_RANS_NCTX] = {{0}};
         size_t cp = 0, ctot = SIZE_MAX;
         s = column_classes(sec, cols, &x->cls, &x->cv);
-        if (!s) s = ctx_tables(sec, x->cv, ct, &cp, &ctot);
+        if (!s) s = ctx_tables(sec, sec->data, x->cv, 0, ct, &cp, &ctot);
         if (!s && ctot + class_bytes(cols) < x->ctx_total) {
           for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&x->ctx[k]), x->ctx[k] = ct[k];
           x->ctx_pay = cp, x->ctx_total = ctot + class_bytes(cols), x->ctx_mode = 4, x->cols = cols;
         } else {
           for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
         }
+        if (!s && g_row_orders) s = row_candidates(sec, q[i]->rows, cols, x);
       }
       /* brotli over the bit-packed codes: the fallback when it is smaller */
       qg_buf pk;
@@ -252,9 +318,29 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
     for (int g = 0; g < ng; g++)
       if (gv[g].used) qg_rans_table_write(&gv[g].table, out), st.tables += qg_rans_table_bytes(&gv[g].table);
     st.shared_tables = nt;
-    for (int i = 0; !s && i < ns; i++) {
-      stream *x = &sv[i];
-      qg_buf_byte(out, (uint8_t)(x->mode == 2 && x->brotli_bytes ? 5 : x->mode));
+    qg_wide_stats wst = {0};
+    qg_wide_write_tables(ws, out, &wst);
+    /* the streams in payload order: narrow ones here, wide ones by io/qgz_wide.c */
+    int si = 0, wi = 0;
+    idx = 0;
+    for (int ti = 0; !s && ti < n; ti++)
+      for (int k = 0; !s && k < q[ti]->nsec; k++, idx++) {
+      if (inl && inl[idx]) continue;
+      if (qg_qgz_wide_section(&q[ti]->sec[k])) {
+        int fb = 0;
+        s = qg_wide_write_stream(ws, wi++, out, &wst, &fb);
+        if (fell_back) fell_back[idx] = (uint8_t)fb;
+        continue;
+      }
+      if (!narrow(&q[ti]->sec[k])) continue;
+      stream *x = &sv[si++];
+      if (fell_back) fell_back[idx] = x->mode == 2;
+      int perm = x->mode >= 3 && x->mode != 5 && x->order;
+      qg_buf_byte(out, (uint8_t)((x->mode == 2 && x->brotli_bytes ? 5 : x->mode) | (perm ? QG_QGZ_ROWS_PERMUTED : 0)));
+      if (perm) {
+        s = qg_rows_order_write(x->order, x->orows, out);
+        st.tables += x->order_bytes, st.permuted++;
+      }
       st.stream_headers++;
       if (x->mode == 2) {
         qg_varint_put(out, x->zn);
@@ -275,8 +361,9 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
         for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_write(&x->ctx[k], out), st.tables += qg_rans_table_bytes(&x->ctx[k]);
         qg_varint_put(out, x->ctx_pay);
         st.stream_headers += qg_varint_len(x->ctx_pay), st.code_payload += x->ctx_pay, st.ctx++;
-        s = qg_rans_ctx_encode(x->ctx, 1u << (x->s->bits - 1), x->mode == 4 ? x->cv : NULL, x->s->data,
-                               (size_t)x->s->count, out);
+        const uint32_t *sy = x->order ? x->psym : x->s->data, mid = 1u << (x->s->bits - 1);
+        s = x->mode == 4 ? qg_rans_ctx_encode(x->ctx, mid, x->cv, sy, (size_t)x->s->count, out)
+                         : qg_rans_lag_encode(x->ctx, mid, x->lag, sy, (size_t)x->s->count, out);
         continue;
       }
       const qg_rans_table *t = x->mode ? &gv[x->group].table : &x->own;
@@ -286,19 +373,22 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
       qg_varint_put(out, pay);
       st.stream_headers += qg_varint_len(pay), st.code_payload += pay;
       s = qg_rans_encode(t, x->s->data, (size_t)x->s->count, out);
-    }
-    st.stream_headers += qg_varint_len((uint64_t)nt);
+      }
+    st.stream_headers += qg_varint_len((uint64_t)nt) + wst.stream_headers;
+    st.tables += wst.tables, st.code_payload += wst.code_payload;
+    st.brotli += wst.brotli, st.wide = wst.wide, st.shared_tables += wst.shared_tables;
     if (!s) s = qg_buf_status(out);
     if (!s && out->n - before != st.tables + st.code_payload + st.stream_headers)
       s = qg_fail(QG_ERR_INTERNAL, "code block accounting is off by %zd bytes",
                   (ssize_t)(out->n - before) - (ssize_t)(st.tables + st.code_payload + st.stream_headers));
   }
   for (int i = 0; sv && i < ns; i++) {
-    qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].cls), free(sv[i].cv);
+    qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].cls), free(sv[i].cv), free(sv[i].order), free(sv[i].psym);
     for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&sv[i].ctx[k]);
   }
   for (int g = 0; gv && g < ng; g++) free(gv[g].key), free(gv[g].counts), qg_rans_table_free(&gv[g].table);
   free(sv), free(gv);
+  qg_wide_free(ws);
   if (!s && stp) *stp = st;
   return s;
 }
@@ -310,7 +400,12 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_
   qg_fail(QG_ERR_INPUT, "%s: code block offset %zu (tensor '%s', section '%s'): " what, fname, pos,            \
           t[i].name ? t[i].name : "?", sec->name, __VA_ARGS__)
 
-qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n, const char *fname) {
+static qg_status read_stream(const uint8_t *p, size_t len, size_t *posp, uint8_t mode, const qg_rans_table *tab, uint64_t nt,
+                             const qg_rans_table *wtab, uint64_t nw, qg_qtensor *ti, qg_qsection *sec, const char *fname,
+                             int version);
+
+qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n, const char *fname, int version,
+                             const uint8_t *ext) {
   size_t pos = 0;
   uint64_t nt;
   if (qg_varint_get(p, len, &pos, &nt) || nt > (uint64_t)len)
@@ -329,19 +424,77 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
     }
     pos += used;
   }
+  qg_rans_table *wtab = NULL;
+  uint64_t nw = 0;
+  if (!s && version >= QG_QGZ_VERSION_WIDE && (s = qg_wide_read_tables(p, len, &pos, &wtab, &nw)))
+    s = qg_fail_prefix(QG_ERR_INPUT, "%s: code block offset %zu", fname, pos);
+  int idx = 0;
   for (int i = 0; !s && i < n; i++)
-    for (int k = 0; !s && k < t[i].nsec; k++) {
+    for (int k = 0; !s && k < t[i].nsec; k++, idx++) {
       qg_qsection *sec = &t[i].sec[k];
-      if (!qg_qgz_rans_external(sec)) continue;
+      if (ext ? !ext[idx] : !qg_qgz_rans_external(sec, version)) continue;
       if (pos >= len) {
         s = FAIL_AT("%s", "the code block ends before this section");
         break;
       }
       uint8_t mode = p[pos++];
-      uint64_t v;
-      if (mode > 5) {
+      uint32_t *order = NULL;
+      if (mode & QG_QGZ_ROWS_PERMUTED) {
+        mode &= (uint8_t)~QG_QGZ_ROWS_PERMUTED;
+        if (version < QG_QGZ_VERSION_WIDE || t[i].rows < 2 || t[i].cols < 1 || sec->count != t[i].rows * t[i].cols ||
+            t[i].rows > QG_ROWS_MAX) {
+          s = FAIL_AT("%s", "a row order for a section that is not a code matrix");
+          break;
+        }
+        if (!(order = malloc((size_t)t[i].rows * sizeof *order))) {
+          s = qg_fail(QG_ERR_NOMEM, "out of memory");
+          break;
+        }
+        if ((s = qg_rows_order_read(p, len, &pos, t[i].rows, order))) {
+          free(order);
+          s = PREFIX_AT();
+          break;
+        }
+      }
+      s = read_stream(p, len, &pos, mode, tab, nt, wtab, nw, &t[i], sec, fname, version);
+      if (!s && order) {
+        uint32_t *tmp = malloc((size_t)sec->count * sizeof *tmp + 1);
+        if (!tmp) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+        else qg_rows_apply(sec->data, t[i].rows, t[i].cols, order, tmp, 1), memcpy(sec->data, tmp, (size_t)sec->count * sizeof *tmp);
+        free(tmp);
+      }
+      free(order);
+    }
+  for (uint64_t j = 0; j < made; j++) qg_rans_table_free(&tab[j]);
+  for (uint64_t j = 0; j < nw; j++) qg_rans_table_free(&wtab[j]);
+  free(tab), free(wtab);
+  if (!s && pos != len)
+    s = qg_fail(QG_ERR_INPUT, "%s: code block offset %zu: %zu trailing bytes after the last stream", fname, pos, len - pos);
+  return s;
+}
+
+/* One stream's body after its mode byte, into sec->data. */
+static qg_status read_stream(const uint8_t *p, size_t len, size_t *posp, uint8_t mode, const qg_rans_table *tab, uint64_t nt,
+                             const qg_rans_table *wtab, uint64_t nw, qg_qtensor *ti, qg_qsection *sec, const char *fname,
+                             int version) {
+  size_t pos = *posp;
+  qg_status s = QG_OK;
+  uint64_t v;
+  const int i = 0;
+  qg_qtensor *t = ti;
+  do {
+      if (mode > 7) {
         s = FAIL_AT("unknown stream mode %u", mode);
         break;
+      }
+      if (mode == 6) {
+        if (version < QG_QGZ_VERSION_WIDE) {
+          s = FAIL_AT("%s", "wide stream mode in a format-2 file");
+          break;
+        }
+        s = qg_wide_read_stream(p, len, &pos, wtab, nw, &t[i], sec);
+        if (s) s = PREFIX_AT();
+        continue;
       }
       if (mode == 5 && sec->bits > 8) {
         s = FAIL_AT("%s", "byte-per-code brotli stream for codes over 8 bits");
@@ -376,6 +529,10 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
         free(pk);
         pos += (size_t)v;
         continue;
+      }
+      if (mode == 7 && (version < QG_QGZ_VERSION_WIDE || t[i].cols < 1 || sec->count != t[i].rows * t[i].cols)) {
+        s = FAIL_AT("%s", "previous-row contexts for a section that is not a code matrix");
+        break;
       }
       if (mode >= 3) {
         qg_rans_table ct[QG_RANS_NCTX] = {{0}};
@@ -412,7 +569,9 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
         }
         if (!s && (qg_varint_get(p, len, &pos, &v) || v > len - pos)) s = FAIL_AT("%s", "rANS payload length runs past the block");
         if (!s) {
-          s = qg_rans_ctx_decode(ct, 1u << (sec->bits - 1), cv, p + pos, (size_t)v, sec->data, (size_t)sec->count);
+          s = mode == 7 ? qg_rans_lag_decode(ct, 1u << (sec->bits - 1), (size_t)t[i].cols, p + pos, (size_t)v, sec->data,
+                                             (size_t)sec->count)
+                        : qg_rans_ctx_decode(ct, 1u << (sec->bits - 1), cv, p + pos, (size_t)v, sec->data, (size_t)sec->count);
           if (s) s = PREFIX_AT();
           pos += (size_t)v;
         }
@@ -447,10 +606,7 @@ qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n,
         pos += (size_t)v;
       }
       qg_rans_table_free(&own);
-    }
-  for (uint64_t j = 0; j < made; j++) qg_rans_table_free(&tab[j]);
-  free(tab);
-  if (!s && pos != len)
-    s = qg_fail(QG_ERR_INPUT, "%s: code block offset %zu: %zu trailing bytes after the last stream", fname, pos, len - pos);
+  } while (0);
+  *posp = pos;
   return s;
 }

@@ -1,7 +1,10 @@
-/* The code streams of a rANS-compressed .qgz (format version 2, compressor "rans").
+/* The code streams of a rANS-compressed .qgz (format versions 2 and 3, compressor "rans").
  *
- * Every CODES section of at most 12 bits is coded here instead of inline in the payload
- * ("external" codes); wider codes stay in the payload. Sections are grouped by role: the
+ * Format 2: every CODES section of at most 12 bits is coded here instead of inline in the
+ * payload ("external" codes); wider codes stay in the payload. Format 3 (io/qgz.h): the
+ * block's placement bits say which sections of <= 16 bits are here; after the narrow
+ * shared tables come the wide ones, and sections of 13..16 bits use mode 6 (or 2) of
+ * io/qgz_wide.h. Sections are grouped by role: the
  * tensor name with its digit runs replaced by '#' (blocks.3.attn.c_q.weight and
  * blocks.7.attn.c_q.weight share "blocks.#.attn.c_q.weight"), plus section name and bit
  * width. Each group may carry one shared table, built from the group's summed counts;
@@ -16,7 +19,11 @@
  * modes 3/4: as said;
  * mode 5: as mode 2 over one byte per code (codes <= 8 bits);
  * mode 1: varint table index; modes 0/1/3/4: varint payload bytes + rANS payload;
- * mode 2: varint compressed bytes + brotli stream of the bit-packed codes. */
+ * mode 2: varint compressed bytes + brotli stream of the bit-packed codes.
+ * Format 3 adds mode 7: as mode 3 with the code one row above as the context (lagged
+ * contexts, io/rans.h), for code matrices; and the flag QG_QGZ_ROWS_PERMUTED on the mode
+ * byte of a code matrix's stream: the rows' order (io/qgz_rows.h) follows the mode byte
+ * and the stream codes the rows in that order. */
 #ifndef QG_IO_QGZ_RANS_H
 #define QG_IO_QGZ_RANS_H
 
@@ -27,20 +34,29 @@
 #include "io/qtensor.h"
 
 #define QG_QGZ_RANS_MAX_BITS 12
+#define QG_QGZ_ROWS_PERMUTED 0x80 /* on a stream's mode byte: its rows coded in a stored order */
 
 typedef struct {
   size_t tables;        /* bytes of all tables (shared and own) */
   size_t code_payload;  /* rANS payload bytes and brotli stream bytes */
   size_t stream_headers; /* mode bytes, indices, lengths */
-  int own, shared, brotli, ctx, shared_tables; /* streams per mode; shared tables kept */
+  int own, shared, brotli, ctx, wide, shared_tables; /* streams per mode; shared tables kept */
+  int permuted; /* streams whose rows are coded in a stored order */
 } qg_qgz_rans_stats;
 
-/* True when a section's codes live in the code block. */
-int qg_qgz_rans_external(const qg_qsection *s);
-/* Appends the code block of q[0..n) to out. */
-qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, qg_buf *out, qg_qgz_rans_stats *st);
+/* True when a section's codes live in the code block of a file of that format version. */
+int qg_qgz_rans_external(const qg_qsection *s, int version);
+/* Whether encoders try row orders (on unless turned off; a reader needs no setting). */
+void qg_qgz_rans_set_row_orders(int on);
+/* Appends the code block of q[0..n) to out. inl (NULL: none): per section of q in payload
+ * order, 1 = its codes stay inline in the meta (format 3), not in the block; fell_back
+ * (optional, same indexing): set to 1 for the streams that fell back to brotli. */
+qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *inl, qg_buf *out, qg_qgz_rans_stats *st,
+                             uint8_t *fell_back);
 /* Fills the external sections of t[0..n) (allocated, zeroed) from p[0..len), which must
- * be consumed exactly; errors name the file, tensor and section. */
-qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n, const char *fname);
+ * be consumed exactly; ext (format 3): per section in payload order, 1 = in the block
+ * (NULL: by qg_qgz_rans_external). Errors name the file, tensor and section. */
+qg_status qg_qgz_rans_decode(const uint8_t *p, size_t len, qg_qtensor *t, int n, const char *fname, int version,
+                             const uint8_t *ext);
 
 #endif

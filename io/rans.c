@@ -464,10 +464,51 @@ static qg_status best_table(const uint32_t *sym, size_t n, int nsym, int prob_bi
   return st;
 }
 
+/* A part's table at prob_bits (0: the precision with the least table bytes + ideal payload). */
+static qg_status part_table(const uint64_t *c, int nsym, int prob_bits, qg_rans_table *t) {
+  double best = INFINITY;
+  memset(t, 0, sizeof *t);
+  for (int pb = prob_bits ? prob_bits : QG_RANS_MIN_BITS; pb <= (prob_bits ? prob_bits : QG_RANS_MAX_BITS); pb++) {
+    qg_rans_table u;
+    qg_status st = qg_rans_table_build(c, nsym, pb, &u);
+    if (st) return qg_rans_table_free(t), st;
+    double v = qg_rans_cross_entropy_bits(&u, c, nsym) / 8 + (double)qg_rans_table_bytes(&u);
+    if (v < best) best = v, qg_rans_table_free(t), *t = u;
+    else qg_rans_table_free(&u);
+  }
+  return QG_OK;
+}
+
+/* Alphabets over QG_RANS_MAX_ALPHABET (up to 2^16): the high parts' table and the low
+ * bytes' table from the symbols' own counts, *total = both tables + varint + payload. */
+static qg_status wide_tables(const uint32_t *sym, size_t n, int nsym, int prob_bits, qg_rans_table *hi, qg_rans_table *lo,
+                             size_t *total, size_t *payload) {
+  memset(hi, 0, sizeof *hi), memset(lo, 0, sizeof *lo);
+  if (nsym > 1 << 16) return qg_fail(QG_ERR_INPUT, "rANS alphabet of %d symbols exceeds 2^16", nsym);
+  uint64_t ch[256] = {0}, cl[256] = {0};
+  for (size_t i = 0; i < n; i++) {
+    if (sym[i] >= (uint32_t)nsym)
+      return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the alphabet of %d", sym[i], i, nsym);
+    ch[sym[i] >> 8]++, cl[sym[i] & 0xff]++;
+  }
+  qg_status st = part_table(ch, 256, prob_bits, hi);
+  if (!st) st = part_table(cl, 256, prob_bits, lo);
+  qg_rans_wide w = {.hi = {hi}, .lo = {lo}};
+  if (!st) st = qg_rans_wide_payload_cost(&w, sym, n, payload);
+  if (st) return qg_rans_table_free(hi), qg_rans_table_free(lo), st;
+  *total = qg_rans_table_bytes(hi) + qg_rans_table_bytes(lo) + qg_varint_len(*payload) + *payload;
+  return QG_OK;
+}
+
 qg_status qg_rans_cost(const uint32_t *sym, size_t n, int nsym, int prob_bits, size_t *bytes) {
-  qg_rans_table t;
+  qg_rans_table t, lo;
   size_t pay;
-  QG_TRY(best_table(sym, n, nsym, prob_bits, &t, bytes, &pay));
+  if (nsym > QG_RANS_MAX_ALPHABET) {
+    QG_TRY(wide_tables(sym, n, nsym, prob_bits, &t, &lo, bytes, &pay));
+    qg_rans_table_free(&lo);
+  } else {
+    QG_TRY(best_table(sym, n, nsym, prob_bits, &t, bytes, &pay));
+  }
   qg_rans_table_free(&t);
   return QG_OK;
 }
@@ -475,6 +516,16 @@ qg_status qg_rans_cost(const uint32_t *sym, size_t n, int nsym, int prob_bits, s
 qg_status qg_rans_compress(const uint32_t *sym, size_t n, int nsym, int prob_bits, qg_buf *out) {
   qg_rans_table t;
   size_t total, pay;
+  if (nsym > QG_RANS_MAX_ALPHABET) {
+    qg_rans_table lo;
+    QG_TRY(wide_tables(sym, n, nsym, prob_bits, &t, &lo, &total, &pay));
+    qg_rans_table_write(&t, out), qg_rans_table_write(&lo, out);
+    qg_varint_put(out, pay);
+    qg_rans_wide w = {.hi = {&t}, .lo = {&lo}};
+    qg_status st = qg_rans_wide_encode(&w, sym, n, out);
+    qg_rans_table_free(&t), qg_rans_table_free(&lo);
+    return st != QG_OK ? st : qg_buf_status(out);
+  }
   QG_TRY(best_table(sym, n, nsym, prob_bits, &t, &total, &pay));
   qg_rans_table_write(&t, out);
   qg_varint_put(out, pay);
@@ -483,9 +534,31 @@ qg_status qg_rans_compress(const uint32_t *sym, size_t n, int nsym, int prob_bit
   return st != QG_OK ? st : qg_buf_status(out);
 }
 
+static qg_status wide_decompress(const uint8_t *p, size_t len, size_t *used, uint32_t *sym, size_t n, uint32_t max_sym) {
+  qg_rans_table hi, lo = {0};
+  size_t pos, u = 0;
+  QG_TRY(qg_rans_table_read(p, len, &pos, &hi));
+  qg_status st = qg_rans_table_read(p + pos, len - pos, &u, &lo);
+  pos += u;
+  uint64_t pay = 0;
+  if (!st && (hi.nsym > 256 || lo.nsym > 256))
+    st = qg_fail(QG_ERR_INPUT, "rANS wide stream: a part's table has %d symbols (at most 256)",
+                 hi.nsym > lo.nsym ? hi.nsym : lo.nsym);
+  if (!st && (qg_varint_get(p, len, &pos, &pay) || pay > len - pos))
+    st = qg_fail(QG_ERR_INPUT, "rANS stream: payload length missing or past the end (%zu bytes left)", len - pos);
+  qg_rans_wide w = {.hi = {&hi}, .lo = {&lo}};
+  if (!st) st = qg_rans_wide_decode(&w, p + pos, (size_t)pay, sym, n);
+  for (size_t i = 0; !st && i < n; i++)
+    if (sym[i] >= max_sym) st = qg_fail(QG_ERR_INPUT, "rANS stream: symbol %u at %zu is outside the alphabet of %u", sym[i], i, max_sym);
+  qg_rans_table_free(&hi), qg_rans_table_free(&lo);
+  if (!st) *used = pos + (size_t)pay;
+  return st;
+}
+
 qg_status qg_rans_decompress(const uint8_t *p, size_t len, size_t *used, uint32_t *sym, size_t n, uint32_t max_sym) {
   qg_rans_table t;
   size_t pos;
+  if (max_sym > QG_RANS_MAX_ALPHABET) return wide_decompress(p, len, used, sym, n, max_sym);
   QG_TRY(qg_rans_table_read(p, len, &pos, &t));
   if ((uint32_t)t.nsym > max_sym) {
     int ns = t.nsym;
@@ -523,14 +596,17 @@ qg_status qg_rans_ctx_count(const uint32_t *sym, size_t n, int nsym, uint32_t mi
   return QG_OK;
 }
 
-qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
-                                   size_t *bytes) {
+/* The context of symbol i: cv[i] when given, else the bucket of the symbol lag places back. */
+#define CTX_AT(i) (cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of((i) >= lag ? sym[(i) - lag] : mid, mid))
+
+static qg_status lag_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, size_t lag, const uint32_t *sym, size_t n,
+                          size_t *bytes) {
   *bytes = 0;
   if (!n) return QG_OK;
   uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
   size_t out = 0;
   for (size_t i = n; i-- > 0;) {
-    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    const qg_rans_table *tc = &t[CTX_AT(i)];
     uint32_t s = sym[i];
     if (s >= (uint32_t)tc->nsym || !tc->freq[s]) return bad_symbol(tc, s, i);
     uint32_t f = tc->freq[s], *xs = &x[i & 3];
@@ -542,10 +618,10 @@ qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const u
   return QG_OK;
 }
 
-qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
-                             qg_buf *out) {
+static qg_status lag_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, size_t lag, const uint32_t *sym,
+                            size_t n, qg_buf *out) {
   size_t bytes;
-  QG_TRY(qg_rans_ctx_payload_cost(t, mid, cv, sym, n, &bytes));
+  QG_TRY(lag_cost(t, mid, cv, lag, sym, n, &bytes));
   if (!bytes) return QG_OK;
   size_t base = out->n;
   qg_buf_zeros(out, bytes);
@@ -553,7 +629,7 @@ qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t
   uint8_t *beg = out->p + base, *p = beg + bytes;
   uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
   for (size_t i = n; i-- > 0;) {
-    const qg_rans_table *tc = &t[cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(i ? sym[i - 1] : mid, mid)];
+    const qg_rans_table *tc = &t[CTX_AT(i)];
     uint32_t s = sym[i], f = tc->freq[s], *xs = &x[i & 3];
     uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
     while (*xs >= xmax) *--p = (uint8_t)*xs, *xs >>= 8;
@@ -564,8 +640,8 @@ qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t
   return QG_OK;
 }
 
-qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
-                             uint32_t *sym, size_t n) {
+static qg_status lag_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, size_t lag, const uint8_t *p,
+                            size_t len, uint32_t *sym, size_t n) {
   if (!n) {
     if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
     return QG_OK;
@@ -586,9 +662,8 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
         slot[c][j] = (slot_t){(uint16_t)s, (uint16_t)(t[c].freq[s] - 1), (uint16_t)t[c].cum[s]};
   }
   const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
-  uint32_t prev = mid;
   for (size_t i = 0; !st && i < n; i++) {
-    int c = cv ? cv[i] % QG_RANS_NCTX : qg_rans_ctx_of(prev, mid);
+    int c = CTX_AT(i);
     if (!t[c].nsym) {
       st = qg_fail(QG_ERR_INPUT, "rANS payload: symbol %zu falls in context %d, which has no table", i, c);
       break;
@@ -597,7 +672,7 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
     const uint32_t mask = (1u << pb) - 1;
     uint32_t *xs = &x[i & 3];
     slot_t e = use_slots ? slot[c][*xs & mask] : find_slot(&t[c], *xs & mask);
-    sym[i] = prev = e.sym;
+    sym[i] = e.sym;
     *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
     while (*xs < RANS_L) {
       if (q >= end) {
@@ -608,6 +683,162 @@ qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t
     }
   }
   for (int c = 0; c < QG_RANS_NCTX; c++) free(slot[c]);
+  if (st) return st;
+  if (q != end) return qg_fail(QG_ERR_INPUT, "rANS payload: %td trailing bytes after %zu symbols", end - q, n);
+  for (int k = 0; k < NSTATE; k++)
+    if (x[k] != RANS_L) return qg_fail(QG_ERR_INPUT, "rANS payload: state %d does not return to its start (corrupt)", k);
+  return QG_OK;
+}
+
+qg_status qg_rans_ctx_payload_cost(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                                   size_t *bytes) {
+  return lag_cost(t, mid, cv, 1, sym, n, bytes);
+}
+
+qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint32_t *sym, size_t n,
+                             qg_buf *out) {
+  return lag_encode(t, mid, cv, 1, sym, n, out);
+}
+
+qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
+                             uint32_t *sym, size_t n) {
+  return lag_decode(t, mid, cv, 1, p, len, sym, n);
+}
+
+qg_status qg_rans_lag_count(const uint32_t *sym, size_t n, int nsym, uint32_t mid, size_t lag, uint64_t *counts) {
+  memset(counts, 0, (size_t)QG_RANS_NCTX * (size_t)nsym * sizeof *counts);
+  for (size_t i = 0; i < n; i++) {
+    if (sym[i] >= (uint32_t)nsym)
+      return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is outside the alphabet of %d", sym[i], i, nsym);
+    counts[(size_t)qg_rans_ctx_of(i >= lag ? sym[i - lag] : mid, mid) * (size_t)nsym + sym[i]]++;
+  }
+  return QG_OK;
+}
+
+qg_status qg_rans_lag_payload_cost(const qg_rans_table *t, uint32_t mid, size_t lag, const uint32_t *sym, size_t n,
+                                   size_t *bytes) {
+  return lag_cost(t, mid, NULL, lag ? lag : 1, sym, n, bytes);
+}
+
+qg_status qg_rans_lag_encode(const qg_rans_table *t, uint32_t mid, size_t lag, const uint32_t *sym, size_t n, qg_buf *out) {
+  return lag_encode(t, mid, NULL, lag ? lag : 1, sym, n, out);
+}
+
+qg_status qg_rans_lag_decode(const qg_rans_table *t, uint32_t mid, size_t lag, const uint8_t *p, size_t len, uint32_t *sym,
+                             size_t n) {
+  return lag_decode(t, mid, NULL, lag ? lag : 1, p, len, sym, n);
+}
+
+/* ---- wide symbols ------------------------------------------------------------------- */
+
+/* The table of rANS symbol j of a wide stream: j = 2i is the high part of symbol i, j = 2i + 1
+ * its low byte. NULL when the table is missing. */
+static const qg_rans_table *wide_table(const qg_rans_wide *w, const uint32_t *sym, size_t j) {
+  size_t i = j >> 1;
+  if (!(j & 1)) return w->hi[w->hc ? w->hc[i] % QG_RANS_NCTX : 0];
+  return w->lo[w->lc ? w->lc[(sym[i] >> 8) & 0xff] % QG_RANS_NCTX : 0];
+}
+
+static uint32_t wide_part(const uint32_t *sym, size_t j) { return j & 1 ? sym[j >> 1] & 0xff : sym[j >> 1] >> 8; }
+
+qg_status qg_rans_wide_payload_cost(const qg_rans_wide *w, const uint32_t *sym, size_t n, size_t *bytes) {
+  *bytes = 0;
+  if (!n) return QG_OK;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  size_t out = 0;
+  for (size_t j = 2 * n; j-- > 0;) {
+    const qg_rans_table *tc = wide_table(w, sym, j);
+    uint32_t s = wide_part(sym, j);
+    if (sym[j >> 1] > 0xffff) return qg_fail(QG_ERR_INPUT, "symbol %u at index %zu is wider than 16 bits", sym[j >> 1], j >> 1);
+    if (!tc) return qg_fail(QG_ERR_INPUT, "wide symbol %zu has no %s table", j >> 1, j & 1 ? "low-byte" : "high-part");
+    if (s >= (uint32_t)tc->nsym || !tc->freq[s]) return bad_symbol(tc, s, j >> 1);
+    uint32_t f = tc->freq[s], *xs = &x[j & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *xs >>= 8, out++;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  *bytes = out + QG_RANS_FLUSH_BYTES;
+  return QG_OK;
+}
+
+qg_status qg_rans_wide_encode(const qg_rans_wide *w, const uint32_t *sym, size_t n, qg_buf *out) {
+  size_t bytes;
+  QG_TRY(qg_rans_wide_payload_cost(w, sym, n, &bytes));
+  if (!bytes) return QG_OK;
+  size_t base = out->n;
+  qg_buf_zeros(out, bytes);
+  QG_TRY(qg_buf_status(out));
+  uint8_t *beg = out->p + base, *p = beg + bytes;
+  uint32_t x[NSTATE] = {RANS_L, RANS_L, RANS_L, RANS_L};
+  for (size_t j = 2 * n; j-- > 0;) {
+    const qg_rans_table *tc = wide_table(w, sym, j);
+    uint32_t s = wide_part(sym, j), f = tc->freq[s], *xs = &x[j & 3];
+    uint32_t xmax = ((RANS_L >> tc->prob_bits) << 8) * f;
+    while (*xs >= xmax) *--p = (uint8_t)*xs, *xs >>= 8;
+    *xs = ((*xs / f) << tc->prob_bits) + (*xs % f) + tc->cum[s];
+  }
+  for (int k = NSTATE; k-- > 0;) p -= 4, qg_wr_u32le(p, x[k]);
+  if (p != beg) return qg_fail(QG_ERR_INTERNAL, "rANS encoder wrote %td bytes more than its cost", beg - p);
+  return QG_OK;
+}
+
+qg_status qg_rans_wide_decode(const qg_rans_wide *w, const uint8_t *p, size_t len, uint32_t *sym, size_t n) {
+  if (!n) {
+    if (len) return qg_fail(QG_ERR_INPUT, "rANS payload of %zu bytes for 0 symbols", len);
+    return QG_OK;
+  }
+  uint32_t x[NSTATE];
+  QG_TRY(read_states(p, len, x));
+  /* slot arrays for the distinct tables, when the stream repays filling them */
+  const qg_rans_table *tab[2 * QG_RANS_NCTX];
+  slot_t *slot[2 * QG_RANS_NCTX] = {0};
+  int nt = 0;
+  size_t cells = 0;
+  for (int k = 0; k < 2 * QG_RANS_NCTX; k++) {
+    const qg_rans_table *t = k < QG_RANS_NCTX ? w->hi[k] : w->lo[k - QG_RANS_NCTX];
+    int seen = !t || !t->nsym;
+    for (int m = 0; m < nt && !seen; m++) seen = tab[m] == t;
+    if (!seen) tab[nt++] = t, cells += (size_t)1 << t->prob_bits;
+  }
+  qg_status st = QG_OK;
+  int use_slots = 2 * n >= cells / 8;
+  for (int m = 0; m < nt && use_slots && !st; m++) {
+    slot[m] = malloc(((size_t)1 << tab[m]->prob_bits) * sizeof **slot);
+    if (!slot[m]) st = qg_fail(QG_ERR_NOMEM, "out of memory (rANS slots)");
+    for (int s = 0; !st && s < tab[m]->nsym; s++)
+      for (uint32_t v = tab[m]->cum[s]; v < tab[m]->cum[s + 1]; v++)
+        slot[m][v] = (slot_t){(uint16_t)s, (uint16_t)(tab[m]->freq[s] - 1), (uint16_t)tab[m]->cum[s]};
+  }
+  const uint8_t *q = p + QG_RANS_FLUSH_BYTES, *end = p + len;
+  for (size_t j = 0; !st && j < 2 * n; j++) {
+    const qg_rans_table *tc = wide_table(w, sym, j);
+    if (!tc || !tc->nsym) {
+      st = qg_fail(QG_ERR_INPUT, "rANS payload: wide symbol %zu needs a %s table that is missing", j >> 1,
+                   j & 1 ? "low-byte" : "high-part");
+      break;
+    }
+    int m = 0;
+    while (m < nt && tab[m] != tc) m++;
+    const int pb = tc->prob_bits;
+    const uint32_t mask = (1u << pb) - 1;
+    uint32_t *xs = &x[j & 3];
+    slot_t e = use_slots ? slot[m][*xs & mask] : find_slot(tc, *xs & mask);
+    if (e.sym > 0xff) { /* tables of wider alphabets are the caller's error; never write past 16 bits */
+      st = qg_fail(QG_ERR_INPUT, "rANS payload: part %u of wide symbol %zu is over 8 bits", e.sym, j >> 1);
+      break;
+    }
+    if (j & 1) sym[j >> 1] |= e.sym;
+    else sym[j >> 1] = (uint32_t)e.sym << 8;
+    *xs = ((uint32_t)e.freq_m1 + 1) * (*xs >> pb) + (*xs & mask) - e.cum;
+    while (*xs < RANS_L) {
+      if (q >= end) {
+        st = qg_fail(QG_ERR_INPUT, "rANS payload: stream decodes past its end at wide symbol %zu of %zu", j >> 1, n);
+        break;
+      }
+      *xs = (*xs << 8) | *q++;
+    }
+  }
+  for (int m = 0; m < nt; m++) free(slot[m]);
   if (st) return st;
   if (q != end) return qg_fail(QG_ERR_INPUT, "rANS payload: %td trailing bytes after %zu symbols", end - q, n);
   for (int k = 0; k < NSTATE; k++)

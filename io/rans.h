@@ -100,6 +100,35 @@ qg_status qg_rans_ctx_encode(const qg_rans_table *t, uint32_t mid, const uint8_t
 qg_status qg_rans_ctx_decode(const qg_rans_table *t, uint32_t mid, const uint8_t *cv, const uint8_t *p, size_t len,
                              uint32_t *sym, size_t n);
 
+/* Lagged contexts: symbol i is coded with table ctx(sym[i - lag]) (ctx(mid) for i < lag);
+ * lag 1 is the previous-symbol rule above, lag = the row length a previous-row rule (the
+ * code above in a matrix). counts as qg_rans_ctx_count. */
+qg_status qg_rans_lag_count(const uint32_t *sym, size_t n, int nsym, uint32_t mid, size_t lag, uint64_t *counts);
+qg_status qg_rans_lag_payload_cost(const qg_rans_table *t, uint32_t mid, size_t lag, const uint32_t *sym, size_t n,
+                                   size_t *bytes);
+qg_status qg_rans_lag_encode(const qg_rans_table *t, uint32_t mid, size_t lag, const uint32_t *sym, size_t n, qg_buf *out);
+qg_status qg_rans_lag_decode(const qg_rans_table *t, uint32_t mid, size_t lag, const uint8_t *p, size_t len, uint32_t *sym,
+                             size_t n);
+
+/* Wide symbols (up to 16 bits, e.g. E8P's codebook indices): symbol s is two rANS symbols
+ * of one payload, its high part s >> 8 and then its low byte s & 255; the high part is
+ * coded with table hi[hc[i]] (hc NULL: hi[0]), the low byte with lo[lc[s >> 8]] (lc NULL:
+ * lo[0]), so the low byte's table may depend on the high part. A two-table split costs
+ * two tables of <= 256 symbols where one 2^16-symbol table would cost ~100 KB. The
+ * payload always carries its 16 flush bytes (0 bytes for 0 symbols). The self-contained
+ * streams above (qg_rans_cost, _compress, _decompress) take alphabets over
+ * QG_RANS_MAX_ALPHABET (up to 2^16) in this form: high table, low table, varint payload
+ * bytes, payload. */
+typedef struct {
+  const qg_rans_table *hi[QG_RANS_NCTX], *lo[QG_RANS_NCTX];
+  const uint8_t *hc; /* per symbol, or NULL */
+  const uint8_t *lc; /* per high part (256 entries), or NULL */
+} qg_rans_wide;
+qg_status qg_rans_wide_payload_cost(const qg_rans_wide *w, const uint32_t *sym, size_t n, size_t *bytes);
+qg_status qg_rans_wide_encode(const qg_rans_wide *w, const uint32_t *sym, size_t n, qg_buf *out);
+/* Fails cleanly on a missing table or a part over 8 bits; sym < 2^16. */
+qg_status qg_rans_wide_decode(const qg_rans_wide *w, const uint8_t *p, size_t len, uint32_t *sym, size_t n);
+
 /* Unsigned LEB128 helpers shared with the container. */
 void qg_varint_put(qg_buf *b, uint64_t v);
 size_t qg_varint_len(uint64_t v);

@@ -116,9 +116,9 @@ def slots(t):
     return sl
 
 
-def rans_decode(tabs, ctxfn, data, n):
-    """tabs: list of tables; ctxfn(i, prev) -> table index."""
-    out = np.zeros(n, dtype=np.uint32)
+def rans_decode(tabs, ctxfn, data, n, out=None):
+    """tabs: list of tables; ctxfn(i, prev) -> table index; out: the symbols' array."""
+    out = np.zeros(n, dtype=np.uint32) if out is None else out
     if n == 0:
         return out
     if len(tabs) == 1 and sum(1 for f in tabs[0][2] if f) == 1:
@@ -148,6 +148,11 @@ def rans_decode(tabs, ctxfn, data, n):
     return out
 
 
+def uniform(alpha):
+    f = 4096 // alpha
+    return (alpha, 12, [f] * alpha, [f * i for i in range(alpha + 1)])
+
+
 def rans_stream(r, n, max_sym):
     t = rans_table(r)
     if t[0] > max_sym:
@@ -170,7 +175,8 @@ def unpack_codes(b, n, bits):
     return (bitsarr.astype(np.uint64) << np.arange(bits, dtype=np.uint64)).sum(axis=1).astype(np.uint32)
 
 
-def read_payload(p, count, layout, v2):
+def read_payload(p, count, layout, ver, flags=(), opts=0):
+    planes, fi = ver == 2 or opts & 1, 0
     r, ts = R(p), []
     for _ in range(count):
         t = {"name": r.take(r.var()).decode(), "method": r.take(r.var()).decode(), "options": r.take(r.var()).decode()}
@@ -182,8 +188,12 @@ def read_payload(p, count, layout, v2):
             name = r.take(r.u8()).decode()
             kind, bits, n = r.u8(), r.u8(), r.var()
             s = {"name": name, "kind": kind, "bits": bits, "count": n, "ext": False}
+            if kind == 0 and ver >= 3 and bits <= 16:  # where the codes are: 1 = the code block
+                if fi >= len(flags):
+                    raise ValueError("more code sections than the code block places")
+                s["ext"], fi = bool(flags[fi]), fi + 1
             if kind == 0:
-                if v2 and bits <= 12:
+                if s["ext"] or (ver == 2 and bits <= 12):
                     s["ext"] = True
                 elif layout == 0:
                     s["data"] = unpack_codes(r.take((n * bits + 7) // 8), n, bits)
@@ -193,7 +203,7 @@ def read_payload(p, count, layout, v2):
                     s["data"] = (raw << (8 * np.arange(nb, dtype=np.uint32))).sum(axis=1).astype(np.uint32)
             elif kind in (F16, BF16):
                 b = np.frombuffer(bytes(r.take(2 * n)), dtype=np.uint8)
-                if v2:
+                if planes:
                     d = (b[:n].astype(np.uint16) | (b[n:].astype(np.uint16) << 8))
                     s["data"] = np.cumsum(d, dtype=np.uint16)
                 else:
@@ -205,47 +215,114 @@ def read_payload(p, count, layout, v2):
             secs.append(s)
         t["sec"] = secs
         ts.append(t)
-    if r.p != len(p):
-        raise ValueError("trailing bytes after the last tensor")
+    if r.p != len(p) or fi != len(flags):
+        raise ValueError("trailing bytes after the last tensor, or unplaced code sections")
     return ts
 
 
-def read_code_block(b, ts):
+def wide_ref(r, wshared, alpha):
+    v = r.var()
+    t = rans_table(r) if v == 0 else uniform(alpha) if v == 1 else wshared[v - 2]
+    if t[0] > alpha:
+        raise ValueError("wide table alphabet too large")
+    return t
+
+
+def read_wide(r, wshared, t, s):
+    """io/qgz_wide.h mode 6: a high part then a low byte per code, one payload."""
+    n, alpha = s["count"], 1 << (s["bits"] - 8)
+    hk, hc = r.u8(), [0] * n
+    if hk == 4:
+        cols = r.var()
+        if cols < 1 or cols * t["shape"][0] != n:
+            raise ValueError("column classes do not match the code matrix")
+        cb = r.take((cols + 3) // 4)
+        hc = [(cb[j % cols // 4] >> (2 * (j % cols % 4))) & 3 for j in range(n)]
+    elif hk != 1:
+        raise ValueError("bad high-part context count")
+    hi = [wide_ref(r, wshared, alpha) for _ in range(hk)]
+    lk, lc = r.u8(), [0] * alpha
+    if not 1 <= lk <= 8:
+        raise ValueError("bad low-byte class count")
+    if lk > 1:
+        acc = int.from_bytes(bytes(r.take((3 * alpha + 7) // 8)), "little")
+        lc = [(acc >> (3 * v)) & 7 for v in range(alpha)]
+        if max(lc) >= lk:
+            raise ValueError("low-byte class out of range")
+    tabs = hi + [wide_ref(r, wshared, 256) for _ in range(lk)]
+    d = rans_decode(tabs, lambda i, p: hk + lc[p] if i & 1 else hc[i >> 1], r.take(r.var()), 2 * n)
+    return d[0::2] << 8 | d[1::2]
+
+
+def read_code_block(b, ts, ver):
     r = R(b)
     shared = [rans_table(r) for _ in range(r.var())]
+    wshared = [rans_table(r) for _ in range(r.var())] if ver >= 3 else []
     for t in ts:
         for s in t["sec"]:
             if not s["ext"]:
                 continue
             n, bits, mode = s["count"], s["bits"], r.u8()
             where = "tensor '%s', section '%s'" % (t["name"], s["name"])
-            if mode in (2, 5):
-                import brotli
-                z = brotli.decompress(bytes(r.take(r.var())))
-                s["data"] = unpack_codes(z, n, bits) if mode == 2 else np.frombuffer(z, np.uint8).astype(np.uint32)
-                continue
-            if mode in (3, 4):
-                mid, cls = 1 << (bits - 1), None
-                if mode == 4:
-                    cols = r.var()
-                    cb = np.frombuffer(bytes(r.take((cols + 3) // 4)), np.uint8)
-                    cls = [(int(cb[j // 4]) >> (2 * (j % 4))) & 3 for j in range(cols)]
-                tabs = [rans_table(r) for _ in range(NCTX)]
-                pay = r.take(r.var())
-                fn = (lambda i, p: cls[i % len(cls)]) if cls else (lambda i, p: ctx_of(mid if p is None else p, mid))
-                s["data"] = rans_decode(tabs, fn, pay, n)
-                continue
-            if mode == 0:
-                tab = rans_table(r)
-            elif mode == 1:
-                tab = shared[r.var()]
-            else:
-                raise ValueError("%s: unknown stream mode %d" % (where, mode))
-            if tab[0] > (1 << bits):
-                raise ValueError("%s: symbol outside the alphabet" % where)
-            s["data"] = rans_decode([tab], lambda i, p: 0, r.take(r.var()), n)
+            order = None
+            if mode & 0x80 and ver >= 3:  # rows coded in a stored order (io/qgz_rows.h)
+                mode &= 0x7F
+                order = read_order(r, t["shape"][0])
+            read_stream(r, shared, wshared, t, s, mode, ver, where)
+            if order is not None:
+                rows = t["shape"][0]
+                d = np.empty_like(s["data"]).reshape(rows, -1)
+                d[order] = s["data"].reshape(rows, -1)
+                s["data"] = d.reshape(-1)
     if r.p != len(b):
         raise ValueError("trailing bytes after the last stream")
+
+
+def read_order(r, rows):
+    """A Lehmer code: entry k of rows - k choices in ceil(log2(rows - k)) bits, LSB first."""
+    nbits = [(rows - k - 1).bit_length() for k in range(rows)]
+    acc = int.from_bytes(bytes(r.take((sum(nbits) + 7) // 8)), "little")
+    free, order, at = list(range(rows)), [], 0
+    for b in nbits:
+        v = (acc >> at) & ((1 << b) - 1)
+        at += b
+        if v >= len(free):
+            raise ValueError("row order entry out of range")
+        order.append(free.pop(v))
+    return np.array(order, dtype=np.int64)
+
+
+def read_stream(r, shared, wshared, t, s, mode, ver, where):
+    n, bits = s["count"], s["bits"]
+    if mode == 6 and ver >= 3:
+        s["data"] = read_wide(r, wshared, t, s)
+    elif mode in (2, 5):
+        import brotli
+        z = brotli.decompress(bytes(r.take(r.var())))
+        s["data"] = unpack_codes(z, n, bits) if mode == 2 else np.frombuffer(z, np.uint8).astype(np.uint32)
+    elif mode in (3, 4) or (mode == 7 and ver >= 3):
+        mid, cls = 1 << (bits - 1), None
+        if mode == 4:
+            cols = r.var()
+            cb = np.frombuffer(bytes(r.take((cols + 3) // 4)), np.uint8)
+            cls = [(int(cb[j // 4]) >> (2 * (j % 4))) & 3 for j in range(cols)]
+        tabs = [rans_table(r) for _ in range(NCTX)]
+        pay = r.take(r.var())
+        if mode == 7:  # the code one row above (io/rans.h lagged contexts)
+            lag = n // t["shape"][0]
+            out = np.zeros(n, dtype=np.uint32)
+            fn = lambda i, p: ctx_of(int(out[i - lag]) if i >= lag else mid, mid)
+            s["data"] = rans_decode(tabs, fn, pay, n, out)
+        else:
+            fn = (lambda i, p: cls[i % len(cls)]) if cls else (lambda i, p: ctx_of(mid if p is None else p, mid))
+            s["data"] = rans_decode(tabs, fn, pay, n)
+    elif mode in (0, 1):
+        tab = rans_table(r) if mode == 0 else shared[r.var()]
+        if tab[0] > (1 << bits):
+            raise ValueError("%s: symbol outside the alphabet" % where)
+        s["data"] = rans_decode([tab], lambda i, p: 0, r.take(r.var()), n)
+    else:
+        raise ValueError("%s: unknown stream mode %d" % (where, mode))
 
 
 def read_qgz(path):
@@ -254,9 +331,9 @@ def read_qgz(path):
         raise ValueError("%s: not a .qgz artifact" % path)
     ver, comp, layout = struct.unpack_from("<H", b, 4)[0], b[6], b[7]
     count, crc, raw, zn = struct.unpack_from("<IIQQ", b, 8)
-    if zn != len(b) - 32 or ver not in (1, 2):
+    if zn != len(b) - 32 or ver not in (1, 2, 3):
         raise ValueError("%s: bad header" % path)
-    if ver == 2:
+    if ver >= 2:
         r = R(b, 32)
         mz = r.var()
         meta = decompress(2, r.take(mz), raw)
@@ -265,9 +342,18 @@ def read_qgz(path):
         meta, rest = decompress(comp, b[32:], raw), None
     if zlib.crc32(meta) != crc:
         raise ValueError("%s: payload CRC mismatch" % path)
-    ts = read_payload(meta, count, layout, ver == 2)
-    if ver == 2:
-        read_code_block(rest, ts)
+    flags, opts = (), 0
+    if ver >= 3:  # the code block opens with options (bit 0: f16 as delta byte planes) and
+        r = R(rest)  # a placement bit per code section of <= 16 bits
+        opts = r.u8()
+        if opts & ~1:
+            raise ValueError("unknown meta options")
+        nf = r.var()
+        bm = int.from_bytes(bytes(r.take((nf + 7) // 8)), "little")
+        flags, rest = [(bm >> i) & 1 for i in range(nf)], rest[r.p:]
+    ts = read_payload(meta, count, layout, ver, flags, opts)
+    if ver >= 2:
+        read_code_block(rest, ts, ver)
     return ts
 
 

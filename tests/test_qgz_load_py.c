@@ -19,6 +19,7 @@
 #include "core/tensor.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
+#include "io/qgz.h"
 #include "quant/artifact.h"
 #include "tests/testlib.h"
 
@@ -109,7 +110,70 @@ static void test_python_matches_c(void **st) {
   qg_test_rmdir(dir);
 }
 
+static uint64_t rs = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) { return rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17; }
+
+/* Format 3's own stream kinds, forced into the code block: E8P codes as wide streams
+ * (shared tables, low-byte classes) and rows of four kinds in random order (a stored row
+ * order with previous-row contexts), read by both readers. */
+static void test_python_reads_format3_streams(void **st) {
+  (void)st;
+  const char *py = python();
+  if (!py) {
+    print_message("SKIP: python3 with numpy and brotli not found\n");
+    skip();
+  }
+  enum { NT = 4 };
+  qg_qtensor t[NT];
+  for (int i = 0; i < NT; i++) {
+    qg_qtensor_init(&t[i]);
+    char name[64];
+    int e8 = i < 3;
+    snprintf(name, sizeof name, e8 ? "blocks.%d.attn.c_q.weight" : "blocks.%d.mlp.fc.weight", i);
+    t[i].name = strdup(name), t[i].method = strdup(e8 ? "e8" : "rowwise"), t[i].options = strdup(e8 ? "bits=2" : "bits=6");
+    int64_t rows = e8 ? 128 : 160, cols = e8 ? 256 : 96, nc = e8 ? rows * cols / 8 : rows * cols;
+    t[i].ndim = 2, t[i].shape[0] = rows, t[i].shape[1] = cols, t[i].rows = rows, t[i].cols = cols;
+    void *d;
+    assert_int_equal(qg_qtensor_add(&t[i], "codes", QG_SEC_CODES, e8 ? 16 : 6, nc, &d), QG_OK);
+    uint32_t *c = d;
+    double sig[4][96];
+    for (int k = 0; k < 4; k++)
+      for (int j = 0; j < 96; j++) sig[k][j] = rnd() % 2 ? 12 : 1;
+    for (int64_t r = 0; r < rows; r++) {
+      int k = (int)(rnd() % 4);
+      for (int64_t j = 0; j < nc / rows; j++) {
+        double u = (double)(rnd() % 100000) / 100000.0, g = 0;
+        for (int m = 0; m < 4; m++) g += (double)(rnd() % 1000) / 1000.0 - 0.5;
+        uint32_t hi = (uint32_t)(u * u * u * 255), lo = (uint32_t)(rnd() & 0xff);
+        long v = lround(31 + g * 1.7 * sig[k][j % 96]);
+        c[r * (nc / rows) + j] = e8 ? hi << 8 | (hi < 3 ? lo & 0x1f : lo) : (uint32_t)(v < 0 ? 0 : v > 62 ? 62 : v); /* rowwise 6-bit: 0..62 */
+      }
+    }
+    assert_int_equal(qg_qtensor_add(&t[i], "scales", QG_SEC_F16, 0, rows, &d), QG_OK);
+    for (int64_t j = 0; j < rows; j++) ((uint16_t *)d)[j] = (uint16_t)(0x2000 + (rnd() % 300));
+  }
+  const qg_qtensor *p[NT];
+  for (int i = 0; i < NT; i++) p[i] = &t[i];
+  char *dir = qg_test_tmpdir();
+  char *q = strdup(qg_test_path(dir, "f3.qgz")), *raw = strdup(qg_test_path(dir, "f3.bin")), cmd[2048];
+  qg_qgz_info info;
+  qg_qgz_rans_set_inline(0);
+  assert_int_equal(qg_qgz_write(q, p, NT, QG_COMP_RANS, QG_LAYOUT_PACKED, &info), QG_OK);
+  qg_qgz_rans_set_inline(1);
+  print_message("format 3: %d wide streams, %d row-ordered, %zu bytes\n", info.streams_wide, info.streams_permuted,
+                info.file_bytes);
+  assert_int_equal(info.streams_wide, 3);
+  assert_int_equal(info.streams_permuted, 1);
+  snprintf(cmd, sizeof cmd, "%s '%s/python/qgz_load.py' '%s' --raw '%s' >/dev/null", py, QG_SOURCE_DIR, q, raw);
+  if (system(cmd) != 0) fail_msg("qgz_load.py failed on the format-3 streams");
+  compare(q, raw);
+  for (int i = 0; i < NT; i++) qg_qtensor_free(&t[i]);
+  free(q), free(raw);
+  qg_test_rmdir(dir);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_python_matches_c)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_python_reads_format3_streams),
+                                     cmocka_unit_test(test_python_matches_c)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,8 +298,122 @@ static void test_corrupt_rejected(void **st) {
   free(s), free(d), free(d2), qg_buf_free(&b);
 }
 
+/* E8P-shaped 16-bit symbols: a skewed high part (pattern, by norm) and low bytes that
+ * depend on it a little. */
+static void e8p_like(uint32_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t hi = (uint32_t)(fabs(urand() * urand() * urand()) * 256) & 0xff;
+    uint32_t lo = (uint32_t)(rnd() & 0xff);
+    if (hi < 4) lo &= 0x3f; /* a class of high values with a narrower low byte */
+    s[i] = hi << 8 | lo;
+  }
+}
+
+/* Alphabets over 4096 (wide symbols): the self-contained stream round-trips, its cost is
+ * its size, and it codes within 0.05 % of the entropy of (high part) + (low byte) plus two
+ * tables, flush bytes and the varint. */
+static void test_wide_streams(void **st) {
+  (void)st;
+  static const size_t sizes[] = {0, 1, 2, 3, 5, 1001, 200000};
+  uint32_t *s = malloc(200000 * sizeof *s);
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t n = sizes[k];
+    e8p_like(s, n);
+    roundtrip(s, n, 65536, 0);
+    roundtrip(s, n, 65536, 13);
+    for (size_t i = 0; i < n; i++) s[i] = (uint32_t)(rnd() % 8192); /* 13 bits */
+    roundtrip(s, n, 8192, 0);
+    for (size_t i = 0; i < n; i++) s[i] = 0x1234; /* one symbol */
+    roundtrip(s, n, 65536, 0);
+  }
+  const size_t n = 200000;
+  e8p_like(s, n);
+  uint64_t ch[256] = {0}, cl[256] = {0};
+  for (size_t i = 0; i < n; i++) ch[s[i] >> 8]++, cl[s[i] & 0xff]++;
+  double h = (qg_entropy_bits(ch, 256) + qg_entropy_bits(cl, 256)) / 8;
+  size_t total;
+  assert_int_equal(qg_rans_cost(s, n, 65536, 0, &total), QG_OK);
+  print_message("wide: entropy of the parts %.0f B, stream %zu B\n", h, total);
+  assert_true((double)total <= h * 1.0005 + 2 * 3 * 256 + QG_RANS_FLUSH_BYTES + 4);
+  assert_true((double)total >= h);
+  /* the low byte's table per high class: lo[1] for high values < 4 */
+  uint64_t c0[256] = {0}, c1[256] = {0};
+  for (size_t i = 0; i < n; i++) ((s[i] >> 8) < 4 ? c1 : c0)[s[i] & 0xff]++;
+  qg_rans_table th, t0, t1;
+  assert_int_equal(qg_rans_table_build(ch, 256, 14, &th), QG_OK);
+  assert_int_equal(qg_rans_table_build(c0, 256, 14, &t0), QG_OK);
+  assert_int_equal(qg_rans_table_build(c1, 256, 14, &t1), QG_OK);
+  uint8_t lc[256] = {1, 1, 1, 1};
+  qg_rans_wide w = {.hi = {&th}, .lo = {&t0, &t1}, .lc = lc}, w1 = {.hi = {&th}, .lo = {&t0}};
+  size_t pay, pay1;
+  assert_int_equal(qg_rans_wide_payload_cost(&w, s, n, &pay), QG_OK);
+  qg_buf b;
+  qg_buf_init(&b);
+  assert_int_equal(qg_rans_wide_encode(&w, s, n, &b), QG_OK);
+  assert_int_equal(b.n, pay);
+  uint32_t *d = malloc(n * sizeof *d);
+  assert_int_equal(qg_rans_wide_decode(&w, b.p, b.n, d, n), QG_OK);
+  assert_memory_equal(d, s, n * sizeof *s);
+  /* t0 lacks no low byte, but t1 lacks those over 0x3f: a class map that sends a high
+   * value >= 4 to t1 cannot code the stream */
+  lc[4] = 1;
+  assert_int_equal(qg_rans_wide_payload_cost(&w, s, n, &pay1), QG_ERR_INPUT);
+  lc[4] = 0;
+  /* the classes pay: about 2 bits of each code under high values < 4 */
+  assert_int_equal(qg_rans_wide_payload_cost(&w1, s, n, &pay1), QG_OK);
+  assert_true(pay < pay1);
+  /* truncations and a missing table fail cleanly */
+  for (size_t cut = 0; cut < b.n; cut += 1 + cut / 8) assert_int_equal(qg_rans_wide_decode(&w, b.p, cut, d, n), QG_ERR_INPUT);
+  qg_rans_wide wm = {.hi = {&th}, .lo = {&t0, NULL}, .lc = lc};
+  assert_int_equal(qg_rans_wide_decode(&wm, b.p, b.n, d, n), QG_ERR_INPUT);
+  /* a symbol over 16 bits */
+  s[7] = 1u << 16;
+  assert_int_equal(qg_rans_wide_payload_cost(&w1, s, n, &pay1), QG_ERR_INPUT);
+  assert_int_equal(qg_rans_cost(s, n, 1 << 17, 0, &total), QG_ERR_INPUT);
+  qg_rans_table_free(&th), qg_rans_table_free(&t0), qg_rans_table_free(&t1);
+  qg_buf_free(&b), free(s), free(d);
+}
+
+/* Lagged contexts: a matrix whose rows repeat with noise codes smaller with the code
+ * above as context (lag = row length) than with the code before it (lag 1), and both
+ * round-trip. */
+static void test_lag_contexts(void **st) {
+  (void)st;
+  const size_t cols = 64, rows = 200, n = rows * cols;
+  const int nsym = 64;
+  uint32_t *s = malloc(n * sizeof *s), *d = malloc(n * sizeof *d);
+  gaussian_codes(s, cols, nsym, 6.0);
+  for (size_t i = cols; i < n; i++) s[i] = (rnd() % 4) ? s[i - cols] : (uint32_t)(rnd() % nsym);
+  size_t pay[2];
+  for (int k = 0; k < 2; k++) {
+    size_t lag = k ? cols : 1;
+    uint64_t *c = calloc((size_t)QG_RANS_NCTX * nsym, sizeof *c);
+    assert_int_equal(qg_rans_lag_count(s, n, nsym, nsym / 2, lag, c), QG_OK);
+    qg_rans_table t[QG_RANS_NCTX];
+    for (int x = 0; x < QG_RANS_NCTX; x++) assert_int_equal(qg_rans_table_build(c + (size_t)x * nsym, nsym, 14, &t[x]), QG_OK);
+    assert_int_equal(qg_rans_lag_payload_cost(t, nsym / 2, lag, s, n, &pay[k]), QG_OK);
+    qg_buf b;
+    qg_buf_init(&b);
+    assert_int_equal(qg_rans_lag_encode(t, nsym / 2, lag, s, n, &b), QG_OK);
+    assert_int_equal(b.n, pay[k]);
+    assert_int_equal(qg_rans_lag_decode(t, nsym / 2, lag, b.p, b.n, d, n), QG_OK);
+    assert_memory_equal(d, s, n * sizeof *s);
+    if (lag == 1) { /* the same as the previous-symbol functions */
+      size_t p2;
+      assert_int_equal(qg_rans_ctx_payload_cost(t, nsym / 2, NULL, s, n, &p2), QG_OK);
+      assert_int_equal(p2, pay[k]);
+    }
+    for (int x = 0; x < QG_RANS_NCTX; x++) qg_rans_table_free(&t[x]);
+    free(c), qg_buf_free(&b);
+  }
+  print_message("lag 1: %zu B, lag %zu: %zu B\n", pay[0], cols, pay[1]);
+  assert_true(pay[1] < pay[0]);
+  free(s), free(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_wide_streams), cmocka_unit_test(test_lag_contexts),
       cmocka_unit_test(test_roundtrip_sizes),     cmocka_unit_test(test_normaliser_is_optimal), cmocka_unit_test(test_normaliser_matches_greedy),
       cmocka_unit_test(test_normaliser_heap_equals_scan),
       cmocka_unit_test(test_near_entropy),        cmocka_unit_test(test_table_compact_roundtrip),
