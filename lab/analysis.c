@@ -206,6 +206,16 @@ qg_status qg_lab_analyze(qg_lab_result *r) {
   }
   if (!st) {
     r->verdict = qg_verdict_all(arm_v, n_cmp);
+    /* with several question arms the headline must explain the verdict: when the first one
+     * agrees with the hypothesis but another decides against it, show the deciding arm */
+    if (r->headline >= 0 && r->arms[r->headline].verdict != r->verdict) {
+      int pick = -1;
+      for (int a = 0; a < na && pick < 0; a++)
+        if (qg_lab_arm_compared(h, a) && !h->arms[a].is_float && qg_lab_arm_expect(h, a) == h->expect &&
+            r->arms[a].verdict == r->verdict)
+          pick = a;
+      if (pick >= 0) r->headline = pick;
+    }
     if (r->headline < 0)
       for (int a = 0; a < na && r->headline < 0; a++)
         if (qg_lab_arm_compared(h, a)) r->headline = a;

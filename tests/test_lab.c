@@ -276,6 +276,14 @@ static void test_aa_budget_fit(void **st) {
   assert_true(db->lo == db->hi && db->estimate == (double)(r.cells[1].artifact_bytes - r.cells[0].artifact_bytes));
   assert_true(db->estimate > 0 && r.cells[2].d[QG_METRIC_BYTES].estimate < 0);
   free_run(&r, &h);
+  /* the headline explains the verdict: the first arm agrees with the hypothesis, the second
+   * decides against it, so the failing arm is the headline */
+  snprintf(body, sizeof body, HEAD "id: headline\nbaseline: a\nmetric: bytes\nexpect: higher\narms:\n"
+           "  a: {spec: '*: rowwise bits=4'}\n  b: {spec: '*: rowwise bits=6'}\n  c: {spec: '*: rowwise bits=2'}\n");
+  assert_int_equal(run_file(write_yaml(dir, "headline.yaml", body), out, &r, &h, 0), QG_OK);
+  assert_int_equal(r.verdict, QG_VERDICT_FAILURE);
+  assert_int_equal(r.headline, qg_lab_arm_index(&h, "c"));
+  free_run(&r, &h);
   /* fit: the largest artifact within the budget (bits 6 fits exactly; 8 does not) */
   snprintf(body, sizeof body, HEAD "id: fit\nbaseline: a\nbudget: {bytes: %lld}\narms:\n"
            "  a: {spec: '*: rowwise bits=4'}\n"
