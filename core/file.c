@@ -30,7 +30,7 @@ static qg_status qg_open_regular_fd(const char *path, int *fd_out, struct stat *
 }
 
 qg_status qg_open_regular(const char *path, FILE **out) {
-  int fd;
+  int fd = -1; /* set on success; -O3 cannot see that */
   struct stat st;
   *out = NULL;
   QG_TRY(qg_open_regular_fd(path, &fd, &st));

@@ -592,7 +592,7 @@ qg_status qg_svg_ecdf(qg_buf *out, const qg_svg_axes *ax, const char *const *nam
     return qg_fail(QG_ERR_INPUT, "%s: hline_y = %g is not a fraction in [0, 1]", fn, ax->hline_y);
   double *v = malloc(sizeof(double) * maxn);
   size_t *idx = malloc(sizeof(size_t) * (ECDF_Q + ECDF_P));
-  char(*legend)[160] = malloc(sizeof *legend * (size_t)n_series);
+  char(*legend)[192] = malloc(sizeof *legend * (size_t)n_series);
   qg_status st = v && idx && legend ? QG_OK : qg_fail(QG_ERR_NOMEM, "%s: out of memory", fn);
   double lw = 0;
   for (int s = 0; s < n_series && st == QG_OK; s++) { /* legend texts, with the clamp count */
