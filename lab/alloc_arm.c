@@ -18,7 +18,8 @@ static qg_allocate_opts opts_of(const qg_lab_hypothesis *h, const qg_lab_arm *a)
                         .candidates = a->alloc_candidates, .granularity = 1, .repair = 1,
                         .base = a->alloc_base ? a->alloc_base : "*: rowwise bits=8", .groups = a->alloc_groups,
                         .val = h->val, .tokenizer = h->tokenizer, .calib = h->calib, .seq_len = h->seq_len,
-                        .max_tokens = h->max_tokens, .calib_seqs = h->calib_seqs, .calib_len = h->calib_len};
+                        .max_tokens = h->max_tokens, .calib_seqs = h->calib_seqs, .calib_len = h->calib_len,
+                        .code_bytes = h->budget_code_bytes};
   return o;
 }
 
@@ -33,6 +34,7 @@ static qg_status key_of(const qg_lab_hypothesis *h, const qg_lab_arm *a, const q
   qg_buf_init(&b);
   qg_buf_printf(&b, "quantgolf %s allocate\nmodel %s\nbudget %lld\ngranularity 1\nrepair\n", QG_VERSION, ids->model_sha,
                 (long long)a->alloc_budget);
+  if (h->budget_code_bytes) qg_buf_printf(&b, "code bytes %lld\n", (long long)h->budget_code_bytes);
   qg_buf_printf(&b, "candidates %s\n", a->alloc_candidates ? a->alloc_candidates : "(the table's)");
   qg_status s = QG_OK;
   if (a->alloc_sensitivity) {

@@ -12,6 +12,7 @@
 #include "core/file.h"
 #include "core/util.h"
 #include "io/qgz.h"
+#include "io/qgz_loader.h"
 #include "io/yaml_guard.h"
 #include "lab/alloc_arm.h"
 #include "quant/pipeline.h"
@@ -193,7 +194,15 @@ static qg_status budget_member(const ctx *c, void *obj, const char *key, const c
   qg_lab_hypothesis *h = obj;
   if (!strcmp(key, "bytes")) return get_i64(c, v, full, 1, (int64_t)1 << 50, &h->budget_bytes);
   if (!strcmp(key, "equal")) return get_num(c, v, full, 0, 0.99, &h->budget_equal);
-  return unknown(c, v, full, "bytes, equal");
+  if (!strcmp(key, "code_bytes")) { /* auto: the loader an entrant ships, as quantize --code-bytes auto */
+    const char *s = scalar(v);
+    if (s && !strcmp(s, "auto")) {
+      h->budget_code_bytes = qg_qgz_loader_bytes();
+      return QG_OK;
+    }
+    return get_i64(c, v, full, 0, (int64_t)1 << 40, &h->budget_code_bytes);
+  }
+  return unknown(c, v, full, "bytes, equal, code_bytes");
 }
 
 /* Training options: the train command's own names, checked against the library's table on
@@ -560,6 +569,10 @@ static qg_status validate(const ctx *c, top_ctx *t, yaml_node_t *root) {
                "is 'float' but arms train: name the arm whose float model every KLD is measured against (e.g. a "
                "plain arm with spec: none)%s", NULL);
   }
+  if (h->budget_code_bytes && !h->budget_bytes)
+    return bad(c, root, "budget.code_bytes", "counts against budget.bytes, which is not given%s", NULL);
+  if (h->budget_bytes && h->budget_code_bytes >= h->budget_bytes)
+    return bad(c, root, "budget.code_bytes", "leaves no bytes of budget.bytes for the artifact%s", NULL);
   for (int i = 0; i < h->n_arms; i++) {
     qg_lab_arm *a = &h->arms[i];
     if (!a->fit_to) continue;

@@ -7,7 +7,7 @@
  * Schema (README "Experiments" has a complete example):
  *   id, hypothesis, model, tokenizer, data: {val, calib, seq_len, max_tokens, stride},
  *   reference: float | ARM, baseline: ARM, arms: {NAME: ARM...}, metric: kld|nll|bpb,
- *   expect: lower|higher, margin, alpha, seeds: [...], budget: {bytes, equal},
+ *   expect: lower|higher, margin, alpha, seeds: [...], budget: {bytes, equal, code_bytes: N|auto},
  *   rule: contest, resamples, bootstrap_seed, compress, calib: {seqs, len, skip},
  *   train: {defaults for every trained arm}, published: "text", device: cpu|cuda|auto
  * An arm: {spec | spec_file | allocate: {budget, candidates, groups, sensitivity}, train: {...},
@@ -84,6 +84,7 @@ typedef struct {
   int has_budget;
   int64_t budget_bytes;   /* 0: no byte cap */
   double budget_equal;    /* 0: not required; else max spread (max - min) / max */
+  int64_t budget_code_bytes; /* the shipped code's bytes, counted with every artifact against budget.bytes */
   int rule_contest;       /* the contest's record rule: 0.005 nats at p < 0.01 */
   int resamples;
   uint64_t bootstrap_seed;

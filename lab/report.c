@@ -200,6 +200,7 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     qg_json_obj_begin(&j);
     qg_json_key(&j, "bytes"), h->budget_bytes ? qg_json_int(&j, h->budget_bytes) : qg_json_null(&j);
     qg_json_key(&j, "equal"), qg_json_num(&j, h->budget_equal);
+    qg_json_key(&j, "code_bytes"), qg_json_int(&j, h->budget_code_bytes);
     qg_json_obj_end(&j);
   } else {
     qg_json_null(&j);
@@ -334,6 +335,9 @@ static void setup_md(qg_buf *o, const qg_lab_result *r) {
   if (h->has_budget) {
     qg_buf_printf(o, "| budget | ");
     if (h->budget_bytes) bytes_text(o, h->budget_bytes), qg_buf_printf(o, " bytes");
+    if (h->budget_bytes && h->budget_code_bytes)
+      qg_buf_printf(o, " including %lld bytes of shipped code (each arm's artifact may use the rest)",
+                    (long long)h->budget_code_bytes);
     if (h->budget_equal > 0) qg_buf_printf(o, "%sall arms within %g%% of each other", h->budget_bytes ? "; " : "", 100 * h->budget_equal);
     qg_buf_printf(o, " |\n");
   }

@@ -535,10 +535,10 @@ static qg_status budget_check(const run *R, int si) {
   for (int a = 0; a < h->n_arms; a++) {
     const qg_lab_cell *c = &r->cells[a * r->n_seeds + si];
     if (c->is_float) continue;
-    if (h->budget_bytes && c->artifact_bytes > h->budget_bytes)
-      return qg_fail(QG_ERR_INPUT, "%s: budget.bytes: arm '%s' (seed %llu) has a %lld-byte artifact, over the %lld-byte "
+    if (h->budget_bytes && c->artifact_bytes + h->budget_code_bytes > h->budget_bytes)
+      return qg_fail(QG_ERR_INPUT, "%s: budget.bytes: arm '%s' (seed %llu) has a %lld-byte artifact%s, over the %lld-byte "
                      "budget", h->path, h->arms[a].name, (unsigned long long)c->seed, (long long)c->artifact_bytes,
-                     (long long)h->budget_bytes);
+                     h->budget_code_bytes ? " (plus budget.code_bytes)" : "", (long long)h->budget_bytes);
     if (c->artifact_bytes < lo) lo = c->artifact_bytes, ilo = a;
     if (c->artifact_bytes > hi) hi = c->artifact_bytes, ihi = a;
   }
@@ -555,7 +555,8 @@ static qg_status fit_arm(run *R, const qg_lab_arm *a, int ai, int si, const char
                          qg_lab_cell *c) {
   const qg_lab_hypothesis *h = R->h;
   int to_arm = strcmp(a->fit_to, "budget") ? qg_lab_arm_index(h, a->fit_to) : -1;
-  int64_t target = to_arm >= 0 ? R->r->cells[to_arm * R->r->n_seeds + si].artifact_bytes : h->budget_bytes;
+  int64_t target = to_arm >= 0 ? R->r->cells[to_arm * R->r->n_seeds + si].artifact_bytes
+                               : h->budget_bytes - h->budget_code_bytes;
   c->trial_values = calloc((size_t)a->n_fit, sizeof *c->trial_values);
   c->trial_bytes = calloc((size_t)a->n_fit, sizeof *c->trial_bytes);
   if (!c->trial_values || !c->trial_bytes) return qg_fail(QG_ERR_NOMEM, "out of memory");
@@ -582,10 +583,14 @@ static qg_status fit_arm(run *R, const qg_lab_arm *a, int ai, int si, const char
     int64_t score = to_arm >= 0 ? -llabs(b - target) * 2 - (b > target) : b;
     if (ok && (best < 0 || score > best_score)) best = v, best_score = score;
   }
-  if (best < 0)
-    return qg_fail(QG_ERR_INPUT, "%s: arm '%s': no value of %s gives an artifact within budget.bytes %lld (smallest "
-                   "tried: %lld bytes)", h->path, a->name, a->fit_param, (long long)h->budget_bytes,
-                   (long long)c->trial_bytes[0]);
+  if (best < 0) {
+    int64_t least = c->trial_bytes[0];
+    for (int v = 1; v < a->n_fit; v++)
+      if (c->trial_bytes[v] < least) least = c->trial_bytes[v];
+    return qg_fail(QG_ERR_INPUT, "%s: arm '%s': no value of %s gives an artifact within budget.bytes (%lld bytes left for "
+                   "the artifact; smallest tried: %lld bytes)", h->path, a->name, a->fit_param, (long long)target,
+                   (long long)least);
+  }
   (void)ai;
   c->fit_value = qg_strdup(a->fit_values[best]);
   /* redo the chosen one: a cache hit, which restores its figures in the cell */

@@ -94,6 +94,12 @@ static void test_validation(void **st) {
   }
   snprintf(body, sizeof body, HEAD "%scolour: blue\n", arms);
   expect_error(dir, body, "colour: unknown key");
+  snprintf(body, sizeof body, HEAD "%sbudget: {code_bytes: 100}\n", arms);
+  expect_error(dir, body, "budget.code_bytes");
+  snprintf(body, sizeof body, HEAD "%sbudget: {bytes: 100, code_bytes: 100}\n", arms);
+  expect_error(dir, body, "leaves no bytes");
+  snprintf(body, sizeof body, HEAD "%sbudget: {bytes: 1000, code_bytes: lots}\n", arms);
+  expect_error(dir, body, "expected an integer");
   snprintf(body, sizeof body, HEAD "baseline: zz\narms:\n  a: {spec: '*: rowwise bits=8'}\n  b: {spec: '*: fp16'}\n");
   expect_error(dir, body, "'zz' is not an arm");
   snprintf(body, sizeof body, HEAD "%sreference: nope\n", arms);
@@ -296,6 +302,28 @@ static void test_aa_budget_fit(void **st) {
   assert_int_equal(r.cells[1].n_trials, 4);
   assert_string_equal(r.cells[2].fit_value, "3"); /* closest in bytes to the 4-bit arm */
   free_run(&r, &h);
+  /* budget.code_bytes: the shipped code counts against budget.bytes; exactly the 6-bit
+   * artifact plus the code fits, one more code byte leaves room for 5 bits only */
+  for (int extra = 0; extra < 2; extra++) {
+    snprintf(body, sizeof body, HEAD "id: code%d\nbaseline: a\nbudget: {bytes: %lld, code_bytes: %d}\narms:\n"
+             "  a: {spec: '*: rowwise bits=4'}\n"
+             "  b: {spec: '*: rowwise bits={bits}', fit: {param: bits, values: [3, 8, 6, 5], to: budget}}\n"
+             "expect: higher\n", extra, (long long)six + 1000, 1000 + extra);
+    assert_int_equal(run_file(write_yaml(dir, "code.yaml", body), out, &r, &h, 0), QG_OK);
+    assert_int_equal(h.budget_code_bytes, 1000 + extra);
+    assert_string_equal(r.cells[1].fit_value, extra ? "5" : "6");
+    free_run(&r, &h);
+  }
+  /* ... and an arm over it is refused */
+  snprintf(body, sizeof body, HEAD "id: codecap\nbaseline: a\nbudget: {bytes: %lld, code_bytes: 1001}\narms:\n"
+           "  a: {spec: '*: rowwise bits=4'}\n  b: {spec: '*: rowwise bits=6'}\n", (long long)six + 1000);
+  assert_int_equal(run_file(write_yaml(dir, "codecap.yaml", body), out, &r, &h, 0), QG_ERR_INPUT);
+  assert_non_null(strstr(qg_last_error(), "budget.code_bytes"));
+  snprintf(body, sizeof body, HEAD "id: codeauto\nbaseline: a\nbudget: {bytes: 16000000, code_bytes: auto}\narms:\n"
+           "  a: {spec: '*: rowwise bits=4'}\n  b: {spec: '*: rowwise bits=6'}\n");
+  assert_int_equal(parse(dir, body, &h), QG_OK);
+  assert_true(h.budget_code_bytes > 10000 && h.budget_code_bytes < 100000);
+  qg_lab_hypothesis_free(&h);
   qg_test_rmdir(dir);
 }
 
