@@ -29,8 +29,9 @@ void qg_cmd_allocate_help(void) {
          "spec YAML for quantize --spec-file. --verify quantizes it, measures the artifact's real\n"
          "bytes and its KLD to the float model (95%% block-bootstrap interval), and prints\n"
          "predicted vs measured; when the real artifact (plus --code-bytes) is over the budget it\n"
-         "re-solves with the budget reduced by the measured excess, up to 4 times, and says\n"
-         "whether the delivered artifact fits. Without --sensitivity the table is measured in\n"
+         "re-solves with the budget reduced by the measured excess, then bisects between a\n"
+         "budget that fits and one that does not (at most 8 measured re-solves), delivers the\n"
+         "fitting choice with the lowest prediction and says whether it fits. Without --sensitivity the table is measured in\n"
          "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
          "the table with the chosen allocation as the base and re-solves, until no group's\n"
          "choice changes (at most N rounds, N <= 8), printing each round.\n");
@@ -140,9 +141,9 @@ int qg_cmd_allocate(int argc, char **argv) {
              (long long)r.measured_bytes, (long long)r.sol.best.bytes, (long long)(r.measured_bytes - r.sol.best.bytes),
              100.0 * (double)(r.measured_bytes - r.sol.best.bytes) / (double)r.sol.best.bytes, (long long)r.measured_tokens);
       for (int k = 1; k <= r.repair.rounds; k++)
-        printf("repair %d: over budget by %lld bytes, re-solved at budget %lld: artifact + code %lld bytes\n", k,
-               (long long)(r.repair.measured[k - 1] - o.budget), (long long)r.repair.budget[k],
-               (long long)r.repair.measured[k]);
+        printf("repair %d: solved at budget %lld: artifact + code %lld bytes (%+lld against the budget)\n", k,
+               (long long)r.repair.budget[k], (long long)r.repair.measured[k],
+               (long long)(r.repair.measured[k] - o.budget));
       printf("delivered artifact %s the budget (%lld + code %lld vs %lld)\n", r.fits ? "fits" : "does NOT fit",
              (long long)r.measured_bytes, (long long)o.code_bytes, (long long)o.budget);
     }

@@ -177,34 +177,82 @@ qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t gran
   return s;
 }
 
+/* A measured solution of the repair: its choice, prediction and real total. */
+typedef struct {
+  qg_alloc_solution sol;
+  int64_t solver_budget, real;
+} repair_try;
+
+static int same_choice(const qg_alloc_problem *p, const int *a, const int *b) {
+  return !memcmp(a, b, sizeof *a * (size_t)p->n_groups);
+}
+
 qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,
                                 qg_alloc_measure_fn measure, void *ctx, qg_alloc_solution *out,
                                 qg_alloc_repair_log *log) {
   memset(log, 0, sizeof *log);
+  memset(out, 0, sizeof *out);
+  log->fit_lo = log->over_hi = -1;
   if (max_rounds > QG_ALLOC_REPAIR_MAX) max_rounds = QG_ALLOC_REPAIR_MAX;
-  int64_t b = budget, m;
-  QG_TRY(qg_alloc_solve(p, b, granularity, 0, out));
-  qg_status s = measure(ctx, out, &m);
+  if (max_rounds < 0) max_rounds = 0;
+  repair_try tries[QG_ALLOC_REPAIR_MAX + 1];
+  int nt = 0, last = -1, best = -1, n_log = 0;
+  int64_t b = budget, tol = granularity > 64 ? granularity : 64;
+  qg_status s = QG_OK;
+  /* each step solves at b and measures, unless the same choice was measured before */
+  for (int step = 0; step < 64 && !s; step++) {
+    qg_alloc_solution sol;
+    if ((s = qg_alloc_solve(p, b, granularity, 0, &sol))) break;
+    int cur = -1;
+    for (int k = 0; k < nt && cur < 0; k++)
+      if (same_choice(p, tries[k].sol.best.choice, sol.best.choice)) cur = k;
+    if (cur >= 0) {
+      qg_alloc_solution_free(&sol);
+    } else if (nt > max_rounds) { /* no measurement left */
+      qg_alloc_solution_free(&sol);
+      break;
+    } else {
+      tries[nt] = (repair_try){sol, b, 0};
+      if ((s = measure(ctx, &tries[nt].sol, &tries[nt].real))) {
+        qg_alloc_solution_free(&tries[nt].sol);
+        break;
+      }
+      log->budget[n_log] = b, log->measured[n_log] = tries[nt].real, n_log++;
+      cur = nt++, last = cur;
+    }
+    int fits = tries[cur].real <= budget;
+    if (fits && (best < 0 || tries[cur].sol.best.delta < tries[best].sol.best.delta)) best = cur;
+    if (fits) {
+      if (b > log->fit_lo) log->fit_lo = b;
+    } else if (log->over_hi < 0 || b < log->over_hi) {
+      log->over_hi = b;
+    }
+    /* next solver budget: the excess step until something fits, then bisection */
+    if (log->fit_lo < 0) {
+      int64_t nb = b - (tries[cur].real - budget);
+      if (nb < tries[cur].sol.min_bytes || nb >= b) break;
+      b = nb;
+    } else if (log->over_hi >= 0 && log->over_hi - log->fit_lo > tol) {
+      b = log->fit_lo + (log->over_hi - log->fit_lo) / 2;
+    } else {
+      break;
+    }
+  }
   if (s) {
-    qg_alloc_solution_free(out);
+    for (int k = 0; k < nt; k++) qg_alloc_solution_free(&tries[k].sol);
     return s;
   }
-  log->budget[0] = b, log->measured[0] = m;
-  while (m > budget && log->rounds < max_rounds && b - (m - budget) >= out->min_bytes) {
-    b -= m - budget;
-    qg_alloc_solution next;
-    if (!(s = qg_alloc_solve(p, b, granularity, 0, &next))) {
-      qg_alloc_solution_free(out);
-      *out = next;
-      s = measure(ctx, out, &m);
-    }
-    if (s) {
-      qg_alloc_solution_free(out);
-      return s;
-    }
-    log->rounds++;
-    log->budget[log->rounds] = b, log->measured[log->rounds] = m;
+  int pick = best >= 0 ? best : last;
+  if (pick != last) { /* measure the delivered one again, so the caller's state describes it */
+    int64_t real;
+    s = measure(ctx, &tries[pick].sol, &real);
+    if (!s) log->budget[n_log] = tries[pick].solver_budget, log->measured[n_log] = real, n_log++;
   }
-  log->fits = m <= budget;
+  for (int k = 0; k < nt; k++)
+    if (k != pick || s) qg_alloc_solution_free(&tries[k].sol);
+  if (s) return s;
+  *out = tries[pick].sol;
+  log->rounds = n_log - 1;
+  log->fits = log->measured[n_log - 1] <= budget;
   return QG_OK;
 }

@@ -55,18 +55,25 @@ int64_t qg_alloc_auto_granularity(const qg_alloc_problem *p, int64_t budget, int
 void qg_alloc_eval(const qg_alloc_problem *p, const int *choice, double *delta, int64_t *bytes);
 
 /* Real compressed bytes are not additive over tensors, so a solution within the budget
- * on the table's per-tensor costs can come out over it. Solves at budget, measures the
- * solution's real total (measure: e.g. quantize it and add code bytes), and while that is
- * over the budget re-solves with the solver's budget reduced by the measured excess
- * (cumulatively), at most max_rounds times (<= QG_ALLOC_REPAIR_MAX), stopping early when
- * the reduced budget is below the smallest achievable total. out is the last solution
- * measured; log->fits says whether its real total is within the budget. */
-#define QG_ALLOC_REPAIR_MAX 4
+ * on the table's per-tensor costs can come out over it. Solves at budget and measures the
+ * solution's real total (measure: e.g. quantize it and add code bytes). While the real total
+ * is over the budget, re-solves with the solver's budget reduced by the measured excess
+ * (cumulatively), stopping when the reduced budget is below the smallest achievable total.
+ * Once one solver budget fits and a larger one does not, bisects between them (a solve whose
+ * choice was measured before reuses that measurement) until they are within 64 bytes (or
+ * the granularity), since the excess step overshoots when the surcharge is not constant.
+ * At most max_rounds (<= QG_ALLOC_REPAIR_MAX) re-solves are measured. out is the measured
+ * solution within the budget with the lowest predicted delta (the last measured when none
+ * fits); measure is called last on out, so its side effects describe it. log lists every
+ * measurement in order; the last entry is out's. */
+#define QG_ALLOC_REPAIR_MAX 8
 typedef struct {
-  int rounds;                                   /* re-solves done */
-  int64_t budget[QG_ALLOC_REPAIR_MAX + 1];      /* the solver's budget, per measurement */
-  int64_t measured[QG_ALLOC_REPAIR_MAX + 1];    /* the real total, per measurement */
-  int fits;
+  int rounds;                                   /* measurements after the first */
+  int64_t budget[QG_ALLOC_REPAIR_MAX + 2];      /* the solver's budget, per measurement */
+  int64_t measured[QG_ALLOC_REPAIR_MAX + 2];    /* the real total, per measurement */
+  int fits;                                     /* out's real total is within the budget */
+  int64_t fit_lo, over_hi;                      /* final bracket: the largest solver budget known to fit and the
+                                                 * smallest known to be over (-1: none) */
 } qg_alloc_repair_log;
 typedef qg_status (*qg_alloc_measure_fn)(void *ctx, const qg_alloc_solution *sol, int64_t *real_bytes);
 qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,

@@ -184,6 +184,20 @@ typedef struct {
   int calls;
 } real_cost;
 
+/* Real bytes per option (a choice's real total is their sum): non-additivity that
+ * differs between options rather than a uniform surcharge. */
+typedef struct {
+  int64_t real[2][3];
+  int calls;
+} per_option_cost;
+
+static qg_status measure_per_option(void *ctx, const qg_alloc_solution *sol, int64_t *bytes) {
+  per_option_cost *c = ctx;
+  *bytes = c->real[0][sol->best.choice[0]] + c->real[1][sol->best.choice[1]];
+  c->calls++;
+  return QG_OK;
+}
+
 static qg_status measure(void *ctx, const qg_alloc_solution *sol, int64_t *bytes) {
   real_cost *c = ctx;
   double d;
@@ -194,6 +208,24 @@ static qg_status measure(void *ctx, const qg_alloc_solution *sol, int64_t *bytes
   return QG_OK;
 }
 
+/* Brute force: the lowest delta among all choices whose real cost (the surcharge model)
+ * is within the budget, or INFINITY. */
+static double best_real(const qg_alloc_problem *p, const real_cost *c, int64_t budget) {
+  int n = p->n_groups, ch[16] = {0};
+  double best = INFINITY;
+  for (;;) {
+    double d;
+    int64_t b;
+    qg_alloc_eval(p, ch, &d, &b);
+    int64_t real = b + (int64_t)(c->rate * (double)(b - p->fixed_bytes));
+    if (real <= budget && d < best) best = d;
+    int g = 0;
+    while (g < n && ++ch[g] == p->n_opts[g]) ch[g++] = 0;
+    if (g == n) break;
+  }
+  return best;
+}
+
 static void test_repair(void **st) {
   (void)st;
   for (int trial = 0; trial < 200; trial++) {
@@ -202,33 +234,42 @@ static void test_repair(void **st) {
     qg_alloc_solution s0;
     int64_t budget = I.p.fixed_bytes + (int64_t)(next() % 900);
     if (qg_alloc_solve(&I.p, budget, 1, 0, &s0)) continue; /* below the smallest total */
-    int64_t lo = s0.min_bytes;
     qg_alloc_solution_free(&s0);
     real_cost c = {&I.p, 0.03 + 0.01 * (double)(next() % 5), 0};
     qg_alloc_solution s;
     qg_alloc_repair_log log;
-    assert_int_equal(qg_alloc_solve_repair(&I.p, budget, 1, 4, measure, &c, &s, &log), QG_OK);
+    assert_int_equal(qg_alloc_solve_repair(&I.p, budget, 1, QG_ALLOC_REPAIR_MAX, measure, &c, &s, &log), QG_OK);
+    /* every measurement is logged; the last one is the delivered choice's */
     assert_int_equal(c.calls, log.rounds + 1);
+    assert_true(log.rounds <= QG_ALLOC_REPAIR_MAX + 1);
     int64_t real;
     measure(&c, &s, &real);
     assert_true(real == log.measured[log.rounds]);
     assert_int_equal(log.fits, real <= budget);
-    /* each round shrinks the solver's budget by exactly the measured excess */
-    for (int k = 1; k <= log.rounds; k++) {
-      assert_true(log.measured[k - 1] > budget);
-      assert_true(log.budget[k] == log.budget[k - 1] - (log.measured[k - 1] - budget));
-    }
-    /* stopping: it fits, or the rounds ran out, or the next budget would be infeasible */
-    if (!log.fits)
-      assert_true(log.rounds == 4 || log.budget[log.rounds] - (real - budget) < lo);
-    /* the delivered choice is the exact optimum at the solver's last budget */
+    /* the first re-solves shrink the solver's budget by exactly the measured excess */
+    for (int k = 1; k <= log.rounds && log.measured[k - 1] > budget; k++) /* (less when a choice repeats) */
+      assert_true(log.budget[k] <= log.budget[k - 1] - (log.measured[k - 1] - budget));
+    /* the delivered choice is the exact optimum at its solver budget, and no measured
+     * choice within the budget predicts lower */
     qg_alloc_solution ref;
     assert_int_equal(qg_alloc_solve(&I.p, log.budget[log.rounds], 1, 0, &ref), QG_OK);
     assert_true(ref.best.delta == s.best.delta);
     qg_alloc_solution_free(&ref);
+    for (int k = 0; k <= log.rounds; k++) {
+      if (log.measured[k] > budget) continue;
+      assert_true(log.fits);
+      qg_alloc_solution o;
+      assert_int_equal(qg_alloc_solve(&I.p, log.budget[k], 1, 0, &o), QG_OK);
+      assert_true(s.best.delta <= o.best.delta);
+      qg_alloc_solution_free(&o);
+    }
+    /* never better than the best choice that really fits (brute force) */
+    if (log.fits) assert_true(s.best.delta >= best_real(&I.p, &c, budget));
     qg_alloc_solution_free(&s);
   }
-  /* a case where one round is needed and enough: two groups, 3 % surcharge */
+  /* one excess step is enough here: two groups, 3 % surcharge; 600 + 500 = 1100 fits the
+   * table but is 1133 real; re-solved at 1067, 600 + 300 = 900 is 927 real; the bisection
+   * between 1067 and 1100 finds only that choice again, so nothing more is quantized */
   qg_alloc_option a[] = {{600, 0.0}, {400, 0.5}}, b[] = {{500, 0.0}, {300, 0.25}};
   qg_alloc_option *ops[] = {a, b};
   int no[] = {2, 2};
@@ -236,11 +277,42 @@ static void test_repair(void **st) {
   real_cost c = {&p, 0.03, 0};
   qg_alloc_solution s;
   qg_alloc_repair_log log;
-  /* 600 + 500 = 1100 fits the table but is 1133 real: re-solved at 1067, 600 + 300 = 900 is 927 real */
   assert_int_equal(qg_alloc_solve_repair(&p, 1100, 1, 4, measure, &c, &s, &log), QG_OK);
   assert_int_equal(log.rounds, 1);
+  assert_int_equal(c.calls, 2);
   assert_true(log.measured[0] == 1133 && log.budget[1] == 1067);
   assert_true(log.fits && log.measured[1] == 927);
+  qg_alloc_solution_free(&s);
+  /* the excess step overshoots when one option's real bytes are far above its table bytes
+   * (as int8 over an int8 export compresses worse than the table's marginal bytes say):
+   * group 0 {A0 1000 bytes, delta 0; A1 1100, -1, really 1250}, group 1 {B0 1000, 0; B1 900,
+   * +2; B2 1050, -0.5, really 1100}, budget 2100. A1+B0 (2100) is 2250 real: 150 over, so
+   * the excess step solves at 1950 and gets A0+B1 (delta +2), which fits. The bisection
+   * then finds A0+B0 at 2025 and A0+B2 at 2062 (real 2100, delta -0.5): the real optimum. */
+  qg_alloc_option g0[] = {{1000, 0.0}, {1100, -1.0}}, g1[] = {{1000, 0.0}, {900, 2.0}, {1050, -0.5}};
+  qg_alloc_option *ops2[] = {g0, g1};
+  int no2[] = {2, 3};
+  qg_alloc_problem p2 = {2, no2, ops2, 0};
+  per_option_cost pc = {{{1000, 1250}, {1000, 900, 1100}}, 0};
+  assert_int_equal(qg_alloc_solve_repair(&p2, 2100, 1, QG_ALLOC_REPAIR_MAX, measure_per_option, &pc, &s, &log), QG_OK);
+  assert_true(log.fits);
+  assert_true(s.best.delta == -0.5);
+  assert_int_equal(s.best.choice[0], 0);
+  assert_int_equal(s.best.choice[1], 2);
+  assert_true(log.measured[log.rounds] == 2100);
+  assert_true(log.budget[1] == 1950 && log.measured[1] == 1900); /* the overshoot */
+  assert_int_equal(pc.calls, log.rounds + 1);
+  qg_alloc_solution_free(&s);
+  /* the same with B2 really 1110: the bisection's last try (A0+B2, 2110) is over, so the
+   * delivered choice is the best one that fitted (A0+B0, measured again: 5 measurements) */
+  per_option_cost pc3 = {{{1000, 1250}, {1000, 900, 1110}}, 0};
+  assert_int_equal(qg_alloc_solve_repair(&p2, 2100, 1, QG_ALLOC_REPAIR_MAX, measure_per_option, &pc3, &s, &log), QG_OK);
+  assert_true(log.fits && s.best.delta == 0.0);
+  assert_int_equal(s.best.choice[0], 0);
+  assert_int_equal(s.best.choice[1], 0);
+  assert_int_equal(pc3.calls, 5);
+  assert_true(log.budget[log.rounds] == 2025 && log.measured[log.rounds] == 2000);
+  assert_true(log.fit_lo == 2025 && log.over_hi == 2062);
   qg_alloc_solution_free(&s);
 }
 
