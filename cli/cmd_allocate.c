@@ -29,9 +29,8 @@ void qg_cmd_allocate_help(void) {
          "spec YAML for quantize --spec-file. --verify quantizes it, measures the artifact's real\n"
          "bytes and its KLD to the float model (95%% block-bootstrap interval), and prints\n"
          "predicted vs measured; when the real artifact (plus --code-bytes) is over the budget it\n"
-         "re-solves with the budget reduced by the measured excess, then bisects between a\n"
-         "budget that fits and one that does not (at most 8 measured re-solves), delivers the\n"
-         "fitting choice with the lowest prediction and says whether it fits. Without --sensitivity the table is measured in\n"
+         "charges the measured excess to the options the choice took and re-solves (at most 8\n"
+         "measured re-solves), and says whether the delivered artifact fits. Without --sensitivity the table is measured in\n"
          "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
          "the table with the chosen allocation as the base and re-solves, until no group's\n"
          "choice changes (at most N rounds, N <= 8), printing each round.\n");

@@ -32,7 +32,7 @@ qg_status qg_lab_alloc_check(const qg_lab_hypothesis *h, const qg_lab_arm *a) {
 static qg_status key_of(const qg_lab_hypothesis *h, const qg_lab_arm *a, const qg_lab_alloc_ids *ids, char key[17]) {
   qg_buf b;
   qg_buf_init(&b);
-  qg_buf_printf(&b, "quantgolf %s allocate\nmodel %s\nbudget %lld\ngranularity 1\nrepair excess+bisect best-fit\n", QG_VERSION, ids->model_sha,
+  qg_buf_printf(&b, "quantgolf %s allocate\nmodel %s\nbudget %lld\ngranularity 1\nrepair learnt-costs\n", QG_VERSION, ids->model_sha,
                 (long long)a->alloc_budget);
   if (h->budget_code_bytes) qg_buf_printf(&b, "code bytes %lld\n", (long long)h->budget_code_bytes);
   qg_buf_printf(&b, "candidates %s\n", a->alloc_candidates ? a->alloc_candidates : "(the table's)");

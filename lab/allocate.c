@@ -180,11 +180,53 @@ qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t gran
 /* A measured solution of the repair: its choice, prediction and real total. */
 typedef struct {
   qg_alloc_solution sol;
-  int64_t solver_budget, real;
+  int64_t real;
 } repair_try;
 
 static int same_choice(const qg_alloc_problem *p, const int *a, const int *b) {
   return !memcmp(a, b, sizeof *a * (size_t)p->n_groups);
+}
+
+/* A copy of p whose option bytes the repair corrects. */
+static qg_status copy_problem(const qg_alloc_problem *p, qg_alloc_problem *w) {
+  memset(w, 0, sizeof *w);
+  w->n_groups = p->n_groups, w->fixed_bytes = p->fixed_bytes;
+  w->n_opts = malloc(sizeof *w->n_opts * (size_t)p->n_groups);
+  w->opts = calloc((size_t)p->n_groups, sizeof *w->opts);
+  if (!w->n_opts || !w->opts) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  for (int g = 0; g < p->n_groups; g++) {
+    w->n_opts[g] = p->n_opts[g];
+    if (!(w->opts[g] = malloc(sizeof **w->opts * (size_t)p->n_opts[g]))) return qg_fail(QG_ERR_NOMEM, "out of memory");
+    memcpy(w->opts[g], p->opts[g], sizeof **w->opts * (size_t)p->n_opts[g]);
+  }
+  return QG_OK;
+}
+
+static void free_problem(qg_alloc_problem *w) {
+  for (int g = 0; w->opts && g < w->n_groups; g++) free(w->opts[g]);
+  free(w->opts), free(w->n_opts);
+}
+
+/* Charges the measured residual (real total minus the corrected prediction) to the
+ * options of the groups that left their base (option 0), in proportion to how far each
+ * moved from its base in table bytes (equally when none moved in bytes). */
+static void charge_residual(const qg_alloc_problem *p, qg_alloc_problem *w, const int *choice, int64_t residual) {
+  int64_t total = 0;
+  int moved = 0;
+  for (int g = 0; g < p->n_groups; g++)
+    if (choice[g]) moved++, total += llabs(p->opts[g][choice[g]].bytes - p->opts[g][0].bytes);
+  if (!moved || !residual) return;
+  int64_t left = residual;
+  int k = 0;
+  for (int g = 0; g < p->n_groups; g++) {
+    if (!choice[g]) continue;
+    int64_t share = ++k == moved ? left
+                    : total ? (int64_t)((double)residual * (double)llabs(p->opts[g][choice[g]].bytes - p->opts[g][0].bytes) /
+                                        (double)total)
+                            : residual / moved;
+    w->opts[g][choice[g]].bytes += share;
+    left -= share;
+  }
 }
 
 qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,
@@ -192,66 +234,55 @@ qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64
                                 qg_alloc_repair_log *log) {
   memset(log, 0, sizeof *log);
   memset(out, 0, sizeof *out);
-  log->fit_lo = log->over_hi = -1;
   if (max_rounds > QG_ALLOC_REPAIR_MAX) max_rounds = QG_ALLOC_REPAIR_MAX;
   if (max_rounds < 0) max_rounds = 0;
+  qg_alloc_problem w;
+  qg_status s = copy_problem(p, &w);
   repair_try tries[QG_ALLOC_REPAIR_MAX + 1];
-  int nt = 0, last = -1, best = -1, n_log = 0;
-  int64_t b = budget, tol = granularity > 64 ? granularity : 64;
-  qg_status s = QG_OK;
-  /* each step solves at b and measures, unless the same choice was measured before */
-  for (int step = 0; step < 64 && !s; step++) {
+  int nt = 0, n_log = 0;
+  int64_t b = budget;
+  for (int step = 0; step < 4 * (QG_ALLOC_REPAIR_MAX + 1) && !s; step++) {
     qg_alloc_solution sol;
-    if ((s = qg_alloc_solve(p, b, granularity, 0, &sol))) break;
+    if ((s = qg_alloc_solve(&w, b, granularity, 0, &sol))) {
+      if (nt) s = QG_OK; /* nothing more fits the corrected costs: keep what was measured */
+      break;
+    }
     int cur = -1;
     for (int k = 0; k < nt && cur < 0; k++)
       if (same_choice(p, tries[k].sol.best.choice, sol.best.choice)) cur = k;
-    if (cur >= 0) {
+    if (cur >= 0) { /* measured before: fits, so done; or over, so fall back to the excess step */
       qg_alloc_solution_free(&sol);
-    } else if (nt > max_rounds) { /* no measurement left */
+      if (tries[cur].real <= budget) break;
+      b -= tries[cur].real - budget;
+      continue;
+    }
+    if (nt > max_rounds) { /* no measurement left */
       qg_alloc_solution_free(&sol);
       break;
-    } else {
-      tries[nt] = (repair_try){sol, b, 0};
-      if ((s = measure(ctx, &tries[nt].sol, &tries[nt].real))) {
-        qg_alloc_solution_free(&tries[nt].sol);
-        break;
-      }
-      log->budget[n_log] = b, log->measured[n_log] = tries[nt].real, n_log++;
-      cur = nt++, last = cur;
     }
-    int fits = tries[cur].real <= budget;
-    if (fits && (best < 0 || tries[cur].sol.best.delta < tries[best].sol.best.delta)) best = cur;
-    if (fits) {
-      if (b > log->fit_lo) log->fit_lo = b;
-    } else if (log->over_hi < 0 || b < log->over_hi) {
-      log->over_hi = b;
-    }
-    /* next solver budget: the excess step until something fits, then bisection */
-    if (log->fit_lo < 0) {
-      int64_t nb = b - (tries[cur].real - budget);
-      if (nb < tries[cur].sol.min_bytes || nb >= b) break;
-      b = nb;
-    } else if (log->over_hi >= 0 && log->over_hi - log->fit_lo > tol) {
-      b = log->fit_lo + (log->over_hi - log->fit_lo) / 2;
-    } else {
+    tries[nt] = (repair_try){sol, 0};
+    if ((s = measure(ctx, &tries[nt].sol, &tries[nt].real))) {
+      qg_alloc_solution_free(&tries[nt].sol);
       break;
     }
+    log->budget[n_log] = b, log->measured[n_log] = tries[nt].real, n_log++;
+    const repair_try *t = &tries[nt++];
+    if (t->real <= budget) break; /* the corrected costs' optimum fits */
+    double d;
+    int64_t predicted;
+    qg_alloc_eval(&w, t->sol.best.choice, &d, &predicted);
+    charge_residual(p, &w, t->sol.best.choice, t->real - predicted);
+    b = budget;
   }
+  free_problem(&w);
   if (s) {
     for (int k = 0; k < nt; k++) qg_alloc_solution_free(&tries[k].sol);
     return s;
   }
-  int pick = best >= 0 ? best : last;
-  if (pick != last) { /* measure the delivered one again, so the caller's state describes it */
-    int64_t real;
-    s = measure(ctx, &tries[pick].sol, &real);
-    if (!s) log->budget[n_log] = tries[pick].solver_budget, log->measured[n_log] = real, n_log++;
-  }
-  for (int k = 0; k < nt; k++)
-    if (k != pick || s) qg_alloc_solution_free(&tries[k].sol);
-  if (s) return s;
-  *out = tries[pick].sol;
+  for (int k = 0; k < nt - 1; k++) qg_alloc_solution_free(&tries[k].sol);
+  *out = tries[nt - 1].sol; /* the last measured: the first that fits, else the last try */
+  /* the prediction in the table's own bytes (the frontier stays on the corrected costs) */
+  qg_alloc_eval(p, out->best.choice, &out->best.delta, &out->best.bytes);
   log->rounds = n_log - 1;
   log->fits = log->measured[n_log - 1] <= budget;
   return QG_OK;

@@ -56,24 +56,23 @@ void qg_alloc_eval(const qg_alloc_problem *p, const int *choice, double *delta, 
 
 /* Real compressed bytes are not additive over tensors, so a solution within the budget
  * on the table's per-tensor costs can come out over it. Solves at budget and measures the
- * solution's real total (measure: e.g. quantize it and add code bytes). While the real total
- * is over the budget, re-solves with the solver's budget reduced by the measured excess
- * (cumulatively), stopping when the reduced budget is below the smallest achievable total.
- * Once one solver budget fits and a larger one does not, bisects between them (a solve whose
- * choice was measured before reuses that measurement) until they are within 64 bytes (or
- * the granularity), since the excess step overshoots when the surcharge is not constant.
- * At most max_rounds (<= QG_ALLOC_REPAIR_MAX) re-solves are measured. out is the measured
- * solution within the budget with the lowest predicted delta (the last measured when none
- * fits); measure is called last on out, so its side effects describe it. log lists every
- * measurement in order; the last entry is out's. */
+ * solution's real total (measure: e.g. quantize it and add code bytes). While it is over,
+ * the residual (real minus predicted) is charged to the options the solution took in the
+ * groups that left their base, option 0 (whose bytes the table measured with the whole
+ * artifact), in proportion to how far each moved from its base in bytes, and the corrected
+ * problem is solved again at the same budget: costs learnt from measurements, so a choice
+ * measured over is not predicted to fit again, and the solver does not give up promotions
+ * for demotions as a budget cut would. A choice measured before falls back to cutting the
+ * solver's budget by its excess. At most max_rounds (<= QG_ALLOC_REPAIR_MAX) re-solves are
+ * measured. out is the last one measured (the first that fits, if any), its best.bytes the
+ * table's prediction for it (its frontier is on the corrected costs); log lists every
+ * measurement in order. */
 #define QG_ALLOC_REPAIR_MAX 8
 typedef struct {
   int rounds;                                   /* measurements after the first */
-  int64_t budget[QG_ALLOC_REPAIR_MAX + 2];      /* the solver's budget, per measurement */
-  int64_t measured[QG_ALLOC_REPAIR_MAX + 2];    /* the real total, per measurement */
+  int64_t budget[QG_ALLOC_REPAIR_MAX + 1];      /* the solver's budget, per measurement */
+  int64_t measured[QG_ALLOC_REPAIR_MAX + 1];    /* the real total, per measurement */
   int fits;                                     /* out's real total is within the budget */
-  int64_t fit_lo, over_hi;                      /* final bracket: the largest solver budget known to fit and the
-                                                 * smallest known to be over (-1: none) */
 } qg_alloc_repair_log;
 typedef qg_status (*qg_alloc_measure_fn)(void *ctx, const qg_alloc_solution *sol, int64_t *real_bytes);
 qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64_t granularity, int max_rounds,

@@ -509,9 +509,8 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
                   (long long)al->predicted_bytes, al->seconds, al->reused ? " (this run read it from the cache)" : "");
     if (al->repair_rounds)
       qg_buf_printf(o, "Its first choice's real artifact was over the budget (compressed bytes are not additive over "
-                    "tensors): re-solved %d time(s), the solver's budget first reduced by the measured excess, then "
-                    "bisected between one that fits and one that does not, keeping the fitting choice with the lowest "
-                    "predicted KLD; that artifact measured %lld bytes (brotli).\n\n", al->repair_rounds, (long long)al->measured_bytes);
+                    "tensors): re-solved %d time(s), each time with the measured excess charged to the options that "
+                    "choice took; that artifact measured %lld bytes (brotli).\n\n", al->repair_rounds, (long long)al->measured_bytes);
   }
   results_md(o, r);
   fits_md(o, r);
