@@ -1,5 +1,6 @@
 /* Benchmarks of the vector-quantization cores: E8 lattice decoding, codebook encoding
- * (the lattice fast path and the full pattern search), codebook decoding, the FWHT, and
+ * (the lattice fast path and the full pattern search, each beside the reference encoder
+ * that the device runs), codebook decoding, the FWHT, and
  * the e8 / turbo / lloydmax quantizers on a 512 x 1024 Gaussian matrix. Prints a table
  * and writes JSON (argv[1], default bench_vq.json). Never fails on time. */
 #define _POSIX_C_SOURCE 200809L
@@ -11,6 +12,7 @@
 
 #include "core/json.h"
 #include "quant/e8.h"
+#include "quant/e8_search.h"
 #include "quant/fwht.h"
 #include "quant/quantizer.h"
 
@@ -26,7 +28,7 @@ typedef struct {
   const char *unit;     /* what an item is */
 } result;
 
-static result res[32];
+static result res[48];
 static int nres;
 static volatile float sink; /* keeps results alive */
 
@@ -83,9 +85,19 @@ int main(int argc, char **argv) {
     TIMEIT(label, "vec8", NV, 3, {
       for (int i = 0; i < NV; i++) idx[i] = qg_e8_encode(cbs[c].cb, xs + 8 * i, NULL);
     });
+    /* the reference (quant/e8_core.h as the device runs it), for the host search's speedup
+     * measured in one process */
+    snprintf(label, sizeof label, "encode %s (reference)", cbs[c].name);
+    TIMEIT(label, "vec8", NV, 3, {
+      for (int i = 0; i < NV; i++) idx[i] = qg_e8_encode_ref(cbs[c].cb, xs + 8 * i, NULL);
+    });
     snprintf(label, sizeof label, "encode %s (full search)", cbs[c].name);
     TIMEIT(label, "vec8", NV / 8, 3, {
       for (int i = 0; i < NV / 8; i++) idx[i] = qg_e8_encode_search(cbs[c].cb, xs + 8 * i, NULL);
+    });
+    snprintf(label, sizeof label, "encode %s (full search, reference)", cbs[c].name);
+    TIMEIT(label, "vec8", NV / 8, 3, {
+      for (int i = 0; i < NV / 8; i++) idx[i] = qg_e8_encode_search_ref(cbs[c].cb, xs + 8 * i, NULL);
     });
     snprintf(label, sizeof label, "decode %s", cbs[c].name);
     TIMEIT(label, "vec8", NV, 5, {
@@ -138,6 +150,7 @@ int main(int argc, char **argv) {
     qg_qconfig_free(&c);
   }
 
+  printf("E8 host search: %s\n", qg_e8_search_isa());
   printf("%-36s %12s %16s\n", "case", "best ms", "throughput");
   for (int i = 0; i < nres; i++) {
     double rate = res[i].items / res[i].best_s;
@@ -153,6 +166,8 @@ int main(int argc, char **argv) {
   qg_json_obj_begin(&j);
   qg_json_key(&j, "benchmark");
   qg_json_str(&j, "bench_vq");
+  qg_json_key(&j, "e8_host_search");
+  qg_json_str(&j, qg_e8_search_isa());
   qg_json_key(&j, "results");
   qg_json_arr_begin(&j);
   for (int i = 0; i < nres; i++) {

@@ -378,6 +378,7 @@ qg_status qg_gpt_forward(qg_gpt *m, const int32_t *tokens, int64_t B, int T) {
   QG_TRY(o->rmsnorm(o, m->h, m->x, R, c->d, c->eps));
   static const char *const head_tied[] = {"tok_emb.weight"}, *const head_untied[] = {"lm_head.weight"};
   QG_TRY(tap(m, -1, c->tied ? head_tied : head_untied, 1, m->h, R, c->d));
+  if (m->taps_only && m->tap) return QG_OK;
   return o->matmul(o, m->logits, m->h, c->tied ? m->tok_emb : m->lm_head, R, c->d, c->vocab);
 }
 

@@ -48,6 +48,9 @@ typedef struct {
    * model calls it once per effective layer, so a shared block's inputs accumulate. */
   qg_status (*tap)(void *ctx, const char *const *names, int n_names, const float *x, int64_t rows, int K);
   void *tap_ctx;
+  /* Set by a caller that reads only the taps (calibration): the forward stops after the
+   * output head's tap, without the logits product (m->logits is then not written). */
+  int taps_only;
 } qg_gpt;
 
 /* Infers the configuration from tensor names and shapes, checking every tensor: unknown

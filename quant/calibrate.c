@@ -174,6 +174,7 @@ qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int 
   tap_ctx t = {map, m->ops, NULL, 0, 0};
   m->tap = hessian_tap;
   m->tap_ctx = &t;
+  m->taps_only = 1; /* the logits are not needed */
   qg_status e = QG_OK;
   qg_progress pr;
   qg_progress_start(&pr, "calibration", "tokens", (int64_t)n * len);
@@ -185,6 +186,7 @@ qg_status qg_calib_hessians(qg_gpt *m, const int32_t *seqs, int n, int len, int 
   qg_progress_finish(&pr, (int64_t)n * len);
   m->tap = NULL;
   m->tap_ctx = NULL;
+  m->taps_only = 0;
   for (int i = 0; i < t.n && !e; i++) { /* the sums into the map (names stay the map's) */
     qg_hessian *h;
     int64_t rows = 0;
@@ -210,6 +212,7 @@ qg_status qg_calib_hessians_comm(qg_gpt *m, const int32_t *seqs, int n, int len,
   tap_ctx t = {map, m->ops, NULL, 0, 0};
   m->tap = hessian_tap;
   m->tap_ctx = &t;
+  m->taps_only = 1;
   qg_status e = QG_OK;
   /* the layout of the folded vector: per tap (in first-call order) k*k sums and a row count */
   int ntap = 0;
@@ -260,6 +263,7 @@ qg_status qg_calib_hessians_comm(qg_gpt *m, const int32_t *seqs, int n, int len,
   qg_progress_finish(&pr, (int64_t)n * len);
   m->tap = NULL;
   m->tap_ctx = NULL;
+  m->taps_only = 0;
   if (!e && ntap) e = qg_comm_allgather(comm, acc, buf, 0, counts, QG_COMM_F64);
   for (int j = 0; j < ntap && !e; j++) {
     qg_hessian *h;

@@ -6,13 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The encoder is shared with the device (quant/e8_core.h); the host scores 32 patterns
- * per step and pads the tables to whole chunks. */
-#define E8_CHUNK 32
+#include "quant/e8_host.h"
+#include "quant/e8_search.h"
+
+/* The encoder is shared with the device (quant/e8_core.h); the host pads the tables to
+ * whole blocks of 32 patterns and replaces the core's pattern search and key lookup with
+ * its own (quant/e8_search.c: the same results, bit for bit). */
+#define E8_CHUNK QG_E8_HOST_CHUNK
 #define QG_E8_FN static inline
 #define QG_E8_POPC __builtin_popcount
 #define QG_E8_CHUNK E8_CHUNK
+#define QG_E8_SCORES qg_e8_search_scores_host
+#define QG_E8_LOOKUP host_lookup
+static inline int host_lookup(const qg_e8_tables *cb, const float *z, unsigned *neg);
 #include "quant/e8_core.h"
+
+/* qg_e8c_lookup_point with the hash. */
+static inline int host_lookup(const qg_e8_tables *cb, const float *z, unsigned *neg) {
+  uint32_t key = 0;
+  *neg = 0;
+  for (int j = 0; j < 8; j++) {
+    float a = fabsf(2.0f * z[j]);
+    if (a > 15.0f) return -1;
+    key |= (uint32_t)(uint8_t)a << (4 * j);
+    if (z[j] < 0) *neg |= 1u << j;
+  }
+  return qg_e8_host_find(cb, key);
+}
 
 _Static_assert(QG_E8_BALL == QG_E8CB_BALL && QG_E8_E8P == QG_E8CB_E8P, "e8_core's kinds are e8.h's");
 
@@ -85,6 +105,7 @@ void qg_e8_codebook_free(qg_e8_codebook *cb) {
   free(cb->pat), free(cb->pat_at), free(cb->pat_norm), free(cb->pat_half);
   free(cb->pat_par), free(cb->pat_nnz), free(cb->pat_off), free(cb->keys);
   free(cb->key_pat), free(cb->entries);
+  qg_e8_host_free(cb->host);
   memset(cb, 0, sizeof *cb);
 }
 
@@ -159,6 +180,12 @@ static qg_status finish_codebook(qg_e8_codebook *cb, const pattern *pats, int n)
                          .pat_at = cb->pat_at, .pat_norm = cb->pat_norm, .pat_half = cb->pat_half,
                          .pat_par = cb->pat_par, .pat = &cb->pat[0][0], .pat_off = cb->pat_off,
                          .keys = cb->keys, .key_pat = cb->key_pat, .entries = cb->entries};
+  qg_status hs = qg_e8_host_build(&cb->t, &cb->host);
+  if (hs) {
+    qg_e8_codebook_free(cb);
+    return hs;
+  }
+  cb->t.host = cb->host;
   /* Enumerate every entry through the same index arithmetic the decoder inverts. */
   for (int i = 0; i < n; i++) {
     uint32_t m = cb->kind == QG_E8CB_E8P ? 256 : orbit_size(&pats[i]);
@@ -292,17 +319,35 @@ const qg_e8_codebook *qg_e8_codebook_get(const char *name) {
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
+static inline int use_avx2(void) {
+#if QG_E8_HOST_AVX2
+  return __builtin_cpu_supports("avx2");
+#else
+  return 0;
+#endif
+}
+
 uint32_t qg_e8_encode_search(const qg_e8_codebook *cb, const float x[8], float *d2) {
   float v[8], d;
+  uint32_t i;
   for (int j = 0; j < 8; j++) v[j] = isfinite(x[j]) ? x[j] : 0.0f;
-  uint32_t i = qg_e8c_encode_search(&cb->t, v, &d);
+#if QG_E8_HOST_AVX2
+  if (use_avx2()) i = qg_e8_host_encode_search_avx2(&cb->t, v, &d);
+  else
+#endif
+    i = qg_e8c_encode_search(&cb->t, v, &d);
   if (d2) *d2 = d;
   return i;
 }
 
 uint32_t qg_e8_encode(const qg_e8_codebook *cb, const float x[8], float *d2) {
   float d;
-  uint32_t i = qg_e8c_encode(&cb->t, x, &d);
+  uint32_t i;
+#if QG_E8_HOST_AVX2
+  if (use_avx2()) i = qg_e8_host_encode_avx2(&cb->t, x, &d);
+  else
+#endif
+    i = qg_e8c_encode(&cb->t, x, &d);
   if (d2) *d2 = d;
   return i;
 }

@@ -58,6 +58,7 @@ typedef struct {
   uint32_t *keys;    /* packed patterns (4 bits per doubled coordinate), sorted */
   int32_t *key_pat;  /* the pattern of keys[i] */
   int8_t *entries;   /* size x 8 coordinates in quarter units (value = q / 4) */
+  struct qg_e8_host *host; /* the host search's tables (quant/e8_search.h) */
   qg_e8_tables t;    /* the same tables as the shared encoder reads them */
 } qg_e8_codebook;
 
@@ -74,9 +75,15 @@ const qg_e8_codebook *qg_e8_codebook_get(const char *name);
 
 /* Index of the entry nearest to x (exact; *d2 = its squared distance when non-NULL). */
 uint32_t qg_e8_encode(const qg_e8_codebook *cb, const float x[8], float *d2);
-/* The same by a pass over all patterns, without the lattice-decoding fast path (tests
+/* The same by a search over the patterns, without the lattice-decoding fast path (tests
  * and benchmarks compare the two). */
 uint32_t qg_e8_encode_search(const qg_e8_codebook *cb, const float x[8], float *d2);
+/* Both again with the reference search (quant/e8_core.h as the device runs it: a scalar
+ * pass over every pattern, the key lookup by binary search) instead of the host's
+ * (quant/e8_search.c): the same index and distance, bit for bit; for tests and
+ * benchmarks (quant/e8_ref.c). */
+uint32_t qg_e8_encode_ref(const qg_e8_codebook *cb, const float x[8], float *d2);
+uint32_t qg_e8_encode_search_ref(const qg_e8_codebook *cb, const float x[8], float *d2);
 /* Entry idx (idx < size) into y. */
 static inline void qg_e8_decode(const qg_e8_codebook *cb, uint32_t idx, float y[8]) {
   const int8_t *e = cb->entries + (size_t)idx * 8;

@@ -69,6 +69,13 @@ QG_E8_FN void qg_e8c_e8_nearest(const float *x, float *y) {
     for (int j = 0; j < 8; j++) y[j] = h[j];
 }
 
+/* The nearest point z of D8 (half = 0) or D8 + ½ (half = 1) to y, and |y - z|^2. */
+QG_E8_FN void qg_e8c_coset(const float *y, int half, float *z, float *d) {
+  if (half) qg_e8c_half_nearest(y, z);
+  else qg_e8c_d8_nearest(y, z);
+  *d = qg_e8c_dist2(y, z);
+}
+
 QG_E8_FN int qg_e8c_find_pattern(const qg_e8_tables *cb, uint32_t key) {
   int lo = 0, hi = cb->n_pat - 1;
   while (lo <= hi) {
@@ -110,22 +117,40 @@ QG_E8_FN int qg_e8c_lookup_point(const qg_e8_tables *cb, const float *z, unsigne
   return qg_e8c_find_pattern(cb, key);
 }
 
+/* The includer may supply its own coset decoding, point lookup and scoring pass (same
+ * signatures, the same results bit for bit: quant/e8.c and quant/e8_host_avx2.c do);
+ * the device uses these. */
+#ifndef QG_E8_COSET
+#define QG_E8_COSET qg_e8c_coset
+#endif
+#ifndef QG_E8_LOOKUP
+#define QG_E8_LOOKUP qg_e8c_lookup_point
+#endif
+
 /* One pass over the patterns: the nearest entry to y (without shift), as pattern and
  * minus signs; returns its squared distance. For pattern a the best signs follow y, and
  * the distance is |y|^2 - 2 sum a_j|y_j| + |a|^2; a half pattern whose parity disagrees
- * with y's signs pays 4 min_j a_j|y_j| for flipping its cheapest coordinate. Patterns go
- * QG_E8_CHUNK at a time, coordinate-major (each pattern's terms still summed in
- * coordinate order, so the chunk size does not change a result); the tables are padded
- * to whole host chunks. */
-QG_E8_FN float qg_e8c_search(const qg_e8_tables *cb, const float *y, int *pbest, unsigned *negbest) {
-  float ay[8], y2 = 0;
+ * with y's signs pays 4 min_j a_j|y_j| for flipping its cheapest coordinate. The search
+ * is three steps so that the host can replace the middle one (the scoring pass, see
+ * quant/e8_search.c) and keep the rest: search_prep (|y|, |y|^2, y's minus signs),
+ * search_scores (the first pattern of least score), search_finish (its signs). */
+QG_E8_FN unsigned qg_e8c_search_prep(const float *y, float *ay, float *y2) {
   unsigned neg = 0;
+  float s = 0;
   for (int j = 0; j < 8; j++) {
     ay[j] = fabsf(y[j]);
-    y2 += y[j] * y[j];
+    s += y[j] * y[j];
     if (y[j] < 0) neg |= 1u << j;
   }
-  uint8_t negpar = (uint8_t)(QG_E8_POPC(neg) & 1);
+  *y2 = s;
+  return neg;
+}
+
+/* Patterns go QG_E8_CHUNK at a time, coordinate-major (each pattern's terms still summed
+ * in coordinate order, so the chunk size does not change a result); the tables are
+ * padded to whole host chunks. The least score (+inf when none is below +inf) and its
+ * first pattern (0 when none). */
+QG_E8_FN float qg_e8c_search_scores(const qg_e8_tables *cb, const float *ay, unsigned negpar, int *pbest) {
   float best = INFINITY;
   int bp = 0, np = cb->n_pat;
   for (int base = 0; base < np; base += QG_E8_CHUNK) {
@@ -148,6 +173,12 @@ QG_E8_FN float qg_e8c_search(const qg_e8_tables *cb, const float *y, int *pbest,
       if (score < best) best = score, bp = base + p;
     }
   }
+  *pbest = bp;
+  return best;
+}
+
+QG_E8_FN float qg_e8c_search_finish(const qg_e8_tables *cb, const float *ay, unsigned neg, unsigned negpar,
+                                    int bp, float best, float y2, int *pbest, unsigned *negbest) {
   unsigned n = neg;
   if (cb->pat_half[bp] && cb->pat_par[bp] != negpar) { /* flip the cheapest coordinate */
     int mj = 0;
@@ -165,6 +196,19 @@ QG_E8_FN float qg_e8c_search(const qg_e8_tables *cb, const float *y, int *pbest,
   *negbest = n;
   float d = y2 + best;
   return d > 0 ? d : 0;
+}
+
+#ifndef QG_E8_SCORES
+#define QG_E8_SCORES qg_e8c_search_scores
+#endif
+
+QG_E8_FN float qg_e8c_search(const qg_e8_tables *cb, const float *y, int *pbest, unsigned *negbest) {
+  float ay[8], y2;
+  unsigned neg = qg_e8c_search_prep(y, ay, &y2);
+  unsigned negpar = (unsigned)(QG_E8_POPC(neg) & 1);
+  int bp;
+  float best = QG_E8_SCORES(cb, ay, negpar, &bp);
+  return qg_e8c_search_finish(cb, ay, neg, negpar, bp, best, y2, pbest, negbest);
 }
 
 /* The nearest entry by searching every pattern (v already sanitised). */
@@ -196,10 +240,17 @@ QG_E8_FN uint32_t qg_e8c_encode(const qg_e8_tables *cb, const float *x, float *d
   if (cb->kind == QG_E8_BALL && cb->n_pat <= 64) /* a few patterns: searching is cheaper */
     return qg_e8c_encode_search(cb, v, d2);
   if (cb->kind == QG_E8_BALL) {
-    /* The nearest lattice point is the nearest entry whenever it is in the ball. */
-    qg_e8c_e8_nearest(v, z);
-    if ((p = qg_e8c_lookup_point(cb, z, &neg)) >= 0) {
-      *d2 = qg_e8c_dist2(v, z);
+    /* The nearest lattice point (qg_e8c_e8_nearest) is the nearest entry whenever it is
+     * in the ball. */
+    float h[8], dz, dh;
+    QG_E8_COSET(v, 0, z, &dz);
+    QG_E8_COSET(v, 1, h, &dh);
+    if (dh < dz) {
+      for (int j = 0; j < 8; j++) z[j] = h[j];
+      dz = dh;
+    }
+    if ((p = QG_E8_LOOKUP(cb, z, &neg)) >= 0) {
+      *d2 = dz;
       return qg_e8c_index_of(cb, p, neg, 0);
     }
     *d2 = qg_e8c_search(cb, v, &p, &neg);
@@ -215,9 +266,8 @@ QG_E8_FN uint32_t qg_e8c_encode(const qg_e8_tables *cb, const float *x, float *d
   for (int sh = 0; sh < 2; sh++) {
     float t = sh ? 0.25f : -0.25f;
     for (int j = 0; j < 8; j++) y[sh][j] = v[j] - t;
-    qg_e8c_half_nearest(y[sh], z);
-    dl[sh] = qg_e8c_dist2(y[sh], z);
-    pp[sh] = qg_e8c_lookup_point(cb, z, &nn[sh]);
+    QG_E8_COSET(y[sh], 1, z, &dl[sh]);
+    pp[sh] = QG_E8_LOOKUP(cb, z, &nn[sh]);
   }
   uint32_t best = 0;
   float bd = INFINITY;

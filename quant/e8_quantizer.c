@@ -169,34 +169,60 @@ static uint32_t code8(const qg_e8_codebook *cb, const double *x, float s, float 
   return i;
 }
 
-static double stage_err(const qg_e8_codebook *cb, const double *x, const double *imp, int64_t n, float s) {
+/* The error of coding x at scale s, sum imp_j (x_j - q_j)^2; the sum stops early, at a
+ * partial value, once it exceeds `stop` (or reaches it, when `reach`): the terms are >= 0
+ * (imp >= 0, checked by the caller), so the full sum could only be larger, and the scale
+ * searches below only need to know that this candidate cannot win. */
+static double stage_err_upto(const qg_e8_codebook *cb, const double *x, const double *imp, int64_t n, float s,
+                             double stop, int reach) {
   double e = 0;
   for (int64_t j = 0; j < n; j += 8) {
     float q[8];
     code8(cb, x + j, s, q);
     for (int k = 0; k < 8; k++) e += (imp ? imp[j + k] : 1.0) * (x[j + k] - q[k]) * (x[j + k] - q[k]);
+    if (e > stop || (reach && e == stop)) return e;
   }
   return e;
+}
+
+static double stage_err(const qg_e8_codebook *cb, const double *x, const double *imp, int64_t n, float s) {
+  return stage_err_upto(cb, x, imp, n, s, INFINITY, 0);
 }
 
 /* The best scale for one stage on n values x: the search's multipliers of RMS / unit
  * (geometric over a range), then two refinements halving the spacing around the best
  * (encodes are the cost, so a coarse grid plus refinement beats a fine grid); *err gets
- * its error. */
+ * its error. The winner is the first candidate (in the grid's order) of least error, as
+ * a plain loop finds it; the grid is visited from the middle outwards, so a good error
+ * is known early and the other candidates' sums stop as soon as they cannot win (a
+ * candidate before the best so far must stay at or below its error to win, one after it
+ * strictly below), which leaves every result as the plain loop's. */
 static float stage_scale(const qg_e8_opts *c, int k, const double *x, const double *imp, int64_t n,
                          const qg_e8_search *sr, double *err) {
   double ss = 0;
-  for (int64_t j = 0; j < n; j++) ss += x[j] * x[j];
+  int prune = 1;
+  for (int64_t j = 0; j < n; j++) {
+    ss += x[j] * x[j];
+    if (imp && !(imp[j] >= 0)) prune = 0; /* a negative or NaN weight: sums not monotone */
+  }
   double base = sqrt(ss / (double)n) / c->unit[k];
   /* all zero: the smallest scale makes every entry ~0 */
   float best = qg_f16_to_f32(1);
   double be = INFINITY, bm = 0;
-  for (int i = 0; base > 0 && i < sr->n; i++) {
+  int bi = -1, mid = (sr->n - 1) / 2, order[QG_E8_MAX_STEPS], no = 0;
+  order[no++] = mid;
+  for (int d = 1; no < sr->n; d++) {
+    if (mid + d < sr->n) order[no++] = mid + d;
+    if (mid - d >= 0) order[no++] = mid - d;
+  }
+  for (int t = 0; base > 0 && t < sr->n; t++) {
+    int i = order[t];
     double m = sr->mult[i];
     float s = qg_f16r(base * m);
     if (s == 0.0f) continue;
-    double e = stage_err(c->stage[k], x, imp, n, s);
-    if (e < be) be = e, best = s, bm = m;
+    int before = bi >= 0 && i < bi;
+    double e = prune ? stage_err_upto(c->stage[k], x, imp, n, s, be, !before) : stage_err(c->stage[k], x, imp, n, s);
+    if (e < be || (before && e == be)) be = e, best = s, bm = m, bi = i;
   }
   for (int round = 0; bm > 0 && sr->n > 1 && round < 2; round++) {
     double m0 = bm;
@@ -204,7 +230,7 @@ static float stage_scale(const qg_e8_opts *c, int k, const double *x, const doub
       double m = m0 * (sgn < 0 ? sr->dn[round] : sr->up[round]);
       float s = qg_f16r(base * m);
       if (s == 0.0f || s == best) continue;
-      double e = stage_err(c->stage[k], x, imp, n, s);
+      double e = prune ? stage_err_upto(c->stage[k], x, imp, n, s, be, 1) : stage_err(c->stage[k], x, imp, n, s);
       if (e < be) be = e, best = s, bm = m;
     }
   }

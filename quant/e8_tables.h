@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+struct qg_e8_host; /* quant/e8_search.h */
+
 typedef struct {
   int kind;               /* qg_e8cb_kind */
   int n_pat, n_pad;       /* patterns; n_pat rounded up to the host search chunk */
@@ -16,6 +18,7 @@ typedef struct {
   const uint32_t *pat_off, *keys;
   const int32_t *key_pat;
   const int8_t *entries;  /* size x 8, quarter units */
+  const struct qg_e8_host *host; /* the host search's own tables; NULL on the device */
 } qg_e8_tables;
 
 #endif

@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "io/checkpoint.h"
+#include "kernels/cpu/cpu_hessian.h"
 #include "quant/artifact.h"
 #include "quant/calibrate.h"
 #include "quant/pipeline.h"
@@ -42,6 +45,31 @@ static void test_fast_accumulate(void **st) {
   qg_hessian_free(&a);
   qg_hessian_free(&b);
   free(x);
+}
+
+/* The pooled block sums (kernels/cpu/cpu_hessian.c) are the bits of the plain loop: one
+ * fp32 ssyrk per 1024-row block (BLAS threads as configured), added into fp64 block after
+ * block; so the Hessians do not depend on the thread count. Several widths, row counts
+ * that leave a partial block, fresh random rows. */
+static void test_pooled_blocks_bitwise(void **st) {
+  (void)st;
+  const int64_t shapes[][2] = {{5000, 96}, {3001, 384}, {2049, 130}, {700, 768}};
+  uint64_t rng = 77;
+  for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+    int64_t N = shapes[c][0], K = shapes[c][1];
+    float *x = malloc(sizeof *x * (size_t)(N * K)), *blk = malloc(sizeof *blk * (size_t)(K * K));
+    double *a = calloc((size_t)(K * K), sizeof *a), *b = calloc((size_t)(K * K), sizeof *b);
+    for (int64_t i = 0; i < N * K; i++) x[i] = qg_test_randf(&rng) * (i % 3 ? 1.0f : 3.0f) + 0.1f;
+    for (int64_t r0 = 0; r0 < N; r0 += 1024) {
+      int64_t nr = N - r0 < 1024 ? N - r0 : 1024;
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)nr, 1.0f, x + r0 * K, (int)K, 0.0f, blk, (int)K);
+      for (int64_t i = 0; i < K; i++)
+        for (int64_t j = i; j < K; j++) a[i * K + j] += blk[i * K + j];
+    }
+    assert_int_equal(qg_cpu_hessian_add(b, x, N, K), QG_OK);
+    assert_memory_equal(a, b, sizeof *a * (size_t)(K * K));
+    free(x), free(blk), free(a), free(b);
+  }
 }
 
 /* The op table's accumulator (kernels/ops.h hacc_*) on the CPU: fed in parts, read back
@@ -256,6 +284,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fast_accumulate),
       cmocka_unit_test(test_backend_hacc),
+      cmocka_unit_test(test_pooled_blocks_bitwise),
       cmocka_unit_test(test_model_hessians),
       cmocka_unit_test(test_from_shards),
   };
