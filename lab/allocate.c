@@ -180,7 +180,7 @@ qg_status qg_alloc_solve(const qg_alloc_problem *p, int64_t budget, int64_t gran
 /* A measured solution of the repair: its choice, prediction and real total. */
 typedef struct {
   qg_alloc_solution sol;
-  int64_t real;
+  int64_t solver_budget, real;
 } repair_try;
 
 static int same_choice(const qg_alloc_problem *p, const int *a, const int *b) {
@@ -260,7 +260,7 @@ qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64
       qg_alloc_solution_free(&sol);
       break;
     }
-    tries[nt] = (repair_try){sol, 0};
+    tries[nt] = (repair_try){sol, b, 0};
     if ((s = measure(ctx, &tries[nt].sol, &tries[nt].real))) {
       qg_alloc_solution_free(&tries[nt].sol);
       break;
@@ -279,8 +279,20 @@ qg_status qg_alloc_solve_repair(const qg_alloc_problem *p, int64_t budget, int64
     for (int k = 0; k < nt; k++) qg_alloc_solution_free(&tries[k].sol);
     return s;
   }
-  for (int k = 0; k < nt - 1; k++) qg_alloc_solution_free(&tries[k].sol);
-  *out = tries[nt - 1].sol; /* the last measured: the first that fits, else the last try */
+  /* the first choice that fits (the last measured), else the smallest real artifact */
+  int pick = nt - 1;
+  if (tries[pick].real > budget)
+    for (int k = 0; k < nt; k++)
+      if (tries[k].real < tries[pick].real) pick = k;
+  if (pick != nt - 1) { /* measured again, so the caller's state describes the delivered one */
+    int64_t real;
+    s = measure(ctx, &tries[pick].sol, &real);
+    if (!s) log->budget[n_log] = tries[pick].solver_budget, log->measured[n_log] = real, n_log++;
+  }
+  for (int k = 0; k < nt; k++)
+    if (k != pick || s) qg_alloc_solution_free(&tries[k].sol);
+  if (s) return s;
+  *out = tries[pick].sol;
   /* the prediction in the table's own bytes (the frontier stays on the corrected costs) */
   qg_alloc_eval(p, out->best.choice, &out->best.delta, &out->best.bytes);
   log->rounds = n_log - 1;

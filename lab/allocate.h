@@ -64,14 +64,15 @@ void qg_alloc_eval(const qg_alloc_problem *p, const int *choice, double *delta, 
  * measured over is not predicted to fit again, and the solver does not give up promotions
  * for demotions as a budget cut would. A choice measured before falls back to cutting the
  * solver's budget by its excess. At most max_rounds (<= QG_ALLOC_REPAIR_MAX) re-solves are
- * measured. out is the last one measured (the first that fits, if any), its best.bytes the
+ * measured. out is the first that fits, else the smallest real artifact measured (measured
+ * again last, so measure's side effects describe it; the log's last entry), its best.bytes the
  * table's prediction for it (its frontier is on the corrected costs); log lists every
  * measurement in order. */
 #define QG_ALLOC_REPAIR_MAX 8
 typedef struct {
   int rounds;                                   /* measurements after the first */
-  int64_t budget[QG_ALLOC_REPAIR_MAX + 1];      /* the solver's budget, per measurement */
-  int64_t measured[QG_ALLOC_REPAIR_MAX + 1];    /* the real total, per measurement */
+  int64_t budget[QG_ALLOC_REPAIR_MAX + 2];      /* the solver's budget, per measurement */
+  int64_t measured[QG_ALLOC_REPAIR_MAX + 2];    /* the real total, per measurement */
   int fits;                                     /* out's real total is within the budget */
 } qg_alloc_repair_log;
 typedef qg_status (*qg_alloc_measure_fn)(void *ctx, const qg_alloc_solution *sol, int64_t *real_bytes);

@@ -262,10 +262,13 @@ static void test_runner_arm(void **s) {
     qg_lab_alloc al;
     if (qg_lab_alloc_resolve(&h, a, &ids, cache, 0, NULL, NULL, &al)) fail_msg("%s", qg_last_error());
     assert_int_equal(al.reused, pass);
-    assert_string_equal(al.spec, "blocks.0.mlp.fc.weight: rowwise bits=8; blocks.1.mlp.fc.weight: rowwise bits=8; "
-                                 "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
-    assert_int_equal(al.predicted_bytes, 1200);
-    assert_true(al.predicted_kld == 0.01 - 0.005);
+    /* the table's optimum (mlp.fc at int8, 1,200 table bytes) is far over the budget for
+     * real (the table's bytes are made up) and so is everything else: the repair delivers the
+     * smallest real artifact it measured, the base */
+    assert_string_equal(al.spec, "blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8");
+    assert_int_equal(al.predicted_bytes, 1000);
+    assert_true(al.predicted_kld == 0.01);
+    assert_true(al.repair_rounds >= 1);
     assert_true(al.measured_bytes > 0 && !al.measured_in_place);
     qg_lab_alloc_free(&al);
   }

@@ -242,13 +242,16 @@ static void test_repair(void **st) {
     assert_int_equal(qg_alloc_solve_repair(&I.p, budget, 1, QG_ALLOC_REPAIR_MAX, measure, &c, &s, &log), QG_OK);
     /* every measurement is logged; the last one is the delivered choice's */
     assert_int_equal(c.calls, log.rounds + 1);
-    assert_true(log.rounds <= QG_ALLOC_REPAIR_MAX + 1);
+    assert_true(log.rounds <= QG_ALLOC_REPAIR_MAX + 1); /* + the delivered one measured again */
     int64_t real;
     measure(&c, &s, &real);
     assert_true(real == log.measured[log.rounds]);
     assert_int_equal(log.fits, real <= budget);
-    /* it stops at the first choice that fits: every earlier one was over */
+    /* it stops at the first choice that fits: every earlier one was over; when none fits it
+     * delivers the smallest real artifact it measured */
     for (int k = 0; k < log.rounds; k++) assert_true(log.measured[k] > budget);
+    if (!log.fits)
+      for (int k = 0; k < log.rounds; k++) assert_true(log.measured[log.rounds] <= log.measured[k]);
     /* the delivered prediction is in the table's own bytes */
     double d;
     int64_t tb;
