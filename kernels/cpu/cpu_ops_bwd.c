@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "kernels/cpu/cpu_gemm.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
 #include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
@@ -248,13 +249,22 @@ qg_status qg_cpu_embed_bwd(const qg_ops *o, float *demb, const float *dx, const 
 
 /* ---- matrix products ------------------------------------------------------------------ */
 
+/* Both on the pool in fixed blocks (kernels/cpu/cpu_gemm.h): dx in blocks of 256 rows;
+ * dw, whose reduction runs over the M rows, in 64 x 64 tiles so that even a 64-row
+ * weight (c_k, c_v) splits over two threads. */
+#define BWD_X_ROWS 256
+#define BWD_W_TILE 64
+
 qg_status qg_cpu_matmul_bwd_x(const qg_ops *o, float *dx, const float *dy, const float *w, int64_t M, int K, int N,
                               int accumulate) {
   (void)o;
   if (M <= 0 || K <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul_bwd_x: %lld rows exceed BLAS int range", (long long)M);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx,
-              K);
+  if (N <= 0) { /* an empty product: dx = 0 unless accumulating */
+    if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)M * (size_t)K);
+    return QG_OK;
+  }
+  qg_cpu_sgemm_blocked(0, 0, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx, K, BWD_X_ROWS, 0);
   return QG_OK;
 }
 
@@ -262,7 +272,7 @@ qg_status qg_cpu_matmul_bwd_w(const qg_ops *o, float *dw, const float *dy, const
   (void)o;
   if (M <= 0 || K <= 0 || N <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul_bwd_w: %lld rows exceed BLAS int range", (long long)M);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K);
+  qg_cpu_sgemm_blocked(1, 0, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K, BWD_W_TILE, BWD_W_TILE);
   return QG_OK;
 }
 
