@@ -249,11 +249,15 @@ qg_status qg_cpu_embed_bwd(const qg_ops *o, float *demb, const float *dx, const 
 
 /* ---- matrix products ------------------------------------------------------------------ */
 
-/* Both on the pool in fixed blocks (kernels/cpu/cpu_gemm.h): dx in blocks of 256 rows;
- * dw, whose reduction runs over the M rows, in 64 x 64 tiles so that even a 64-row
- * weight (c_k, c_v) splits over two threads. */
-#define BWD_X_ROWS 256
-#define BWD_W_TILE 64
+/* Both on the pool in fixed blocks (kernels/cpu/cpu_gemm.h) whose sizes follow the shape
+ * only, never the thread count: about four blocks per product, since every block packs
+ * its own copy of the operand it shares with the others (w for dx; x for dw, whose
+ * reduction runs over the M rows). A weight of 64 rows (c_k, c_v) splits over its
+ * columns instead. */
+static int four_blocks(int64_t n, int least) {
+  int64_t b = ((n + 3) / 4 + 15) / 16 * 16; /* a multiple of 16: the same kernel path */
+  return (int)(b < least ? least : b);
+}
 
 qg_status qg_cpu_matmul_bwd_x(const qg_ops *o, float *dx, const float *dy, const float *w, int64_t M, int K, int N,
                               int accumulate) {
@@ -264,7 +268,7 @@ qg_status qg_cpu_matmul_bwd_x(const qg_ops *o, float *dx, const float *dy, const
     if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)M * (size_t)K);
     return QG_OK;
   }
-  qg_cpu_sgemm_blocked(0, 0, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx, K, BWD_X_ROWS, 0);
+  qg_cpu_sgemm_blocked(0, 0, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx, K, four_blocks(M, 256), 0);
   return QG_OK;
 }
 
@@ -272,7 +276,7 @@ qg_status qg_cpu_matmul_bwd_w(const qg_ops *o, float *dw, const float *dy, const
   (void)o;
   if (M <= 0 || K <= 0 || N <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul_bwd_w: %lld rows exceed BLAS int range", (long long)M);
-  qg_cpu_sgemm_blocked(1, 0, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K, BWD_W_TILE, BWD_W_TILE);
+  qg_cpu_sgemm_blocked(1, 0, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K, four_blocks(N, 64), N <= 64 ? 64 : 0);
   return QG_OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_softmax.h"
@@ -25,21 +26,22 @@
 void qg_cpu_vtanhf(float *t, const float *x, int64_t n, float *tmp) {
   for (int64_t i = 0; i < n; i++) tmp[i] = 2.0f * fabsf(x[i]);
   qg_cpu_vexpf(QG_ISA_BEST, tmp, tmp, n); /* +inf above 44.19: 1 - 2/inf = 1 below */
+  /* both branches for every element, then a select: branch-free, so it vectorises */
   for (int64_t i = 0; i < n; i++) {
-    float xi = x[i], a = fabsf(xi), r;
-    if (a < TANH_SPLIT) {
-      float s = xi * xi;
-      float p = TANH_P0 * s + TANH_P1;
-      p = p * s + TANH_P2;
-      p = p * s + TANH_P3;
-      p = p * s + TANH_P4;
-      r = copysignf(p * s * xi + xi, xi); /* -0 stays -0 */
-    } else {
-      /* in fp64 the only error left is exp's (<= 1.2e-7 relative, damped by 2e/(e+1)^2) */
-      double e = tmp[i];
-      r = copysignf((float)(1.0 - 2.0 / (e + 1.0)), xi);
-    }
-    t[i] = r; /* NaN in, NaN out (both branches) */
+    float xi = x[i], s = xi * xi;
+    float p = TANH_P0 * s + TANH_P1;
+    p = p * s + TANH_P2;
+    p = p * s + TANH_P3;
+    p = p * s + TANH_P4;
+    float small = p * s * xi + xi;
+    /* in fp64 the only error left is exp's (<= 1.2e-7 relative, damped by 2e/(e+1)^2) */
+    float big = (float)(1.0 - 2.0 / ((double)tmp[i] + 1.0));
+    /* the select and the sign by bit masks (a ternary here stops GCC from vectorising) */
+    uint32_t us, ub, ux, m;
+    memcpy(&us, &small, 4), memcpy(&ub, &big, 4), memcpy(&ux, &xi, 4);
+    m = 0u - (uint32_t)(fabsf(xi) < TANH_SPLIT);
+    uint32_t r = (((us & m) | (ub & ~m)) & 0x7fffffffu) | (ux & 0x80000000u); /* -0 stays -0 */
+    memcpy(&t[i], &r, 4); /* NaN in, NaN out: both branches are NaN */
   }
 }
 
