@@ -35,7 +35,7 @@ typedef struct {
 
 enum { ROW_RMSNORM, ROW_RELU_POW };
 
-static void row_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void row_task(void *c, int64_t task, int thread) {
   (void)thread;
   row_ctx *r = c;
   if (r->kind == ROW_RMSNORM) {
@@ -45,8 +45,14 @@ static void row_task(void *c, int64_t task, int thread) {
       const float *x = r->x + i * n, *dy = r->dy + i * n;
       float *dx = r->dx + i * n;
       float inv = qg_cpu_rms_inv(x, n, r->eps); /* the same 1/rms the forward computed */
-      double dot = 0;
-      for (int j = 0; j < n; j++) dot += (double)dy[j] * ((double)x[j] * inv);
+      /* eight interleaved fp64 partial sums in a fixed tree, as qg_cpu_rms_inv: a single
+       * running sum is one long dependency chain the compiler may not split */
+      double dl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int j = 0;
+      for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) dl[l] += (double)dy[j + l] * ((double)x[j + l] * inv);
+      for (; j < n; j++) dl[j & 7] += (double)dy[j] * ((double)x[j] * inv);
+      double dot = ((dl[0] + dl[1]) + (dl[2] + dl[3])) + ((dl[4] + dl[5]) + (dl[6] + dl[7]));
       float m = (float)(dot / n);
       if (r->accumulate)
         for (int j = 0; j < n; j++) dx[j] += inv * (dy[j] - x[j] * inv * m);
@@ -96,7 +102,7 @@ typedef struct {
 
 enum { COL_RESID_MIX, COL_ADD_SCALED, COL_AFFINE, COL_HEAD_SCALE };
 
-static void col_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void col_task(void *c, int64_t task, int thread) {
   (void)thread;
   col_ctx *e = c;
   int d = e->d;
@@ -229,7 +235,7 @@ typedef struct {
   int d;
 } emb_ctx;
 
-static void emb_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void emb_task(void *c, int64_t task, int thread) {
   (void)thread;
   emb_ctx *e = c;
   int c0 = (int)task * COL_CHUNK, c1 = c0 + COL_CHUNK < e->d ? c0 + COL_CHUNK : e->d;

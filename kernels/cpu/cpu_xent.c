@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
 
 /* Below this |x| tanh is Cephes' odd polynomial (tanhf.c, S. Moshier): x + x^3 P(x^2);
@@ -23,7 +24,7 @@
 #define TANH_P3 1.33314422036e-1f
 #define TANH_P4 (-3.33332819422e-1f)
 
-void qg_cpu_vtanhf(float *t, const float *x, int64_t n, float *tmp) {
+QG_CPU_CLONES void qg_cpu_vtanhf(float *t, const float *x, int64_t n, float *tmp) {
   for (int64_t i = 0; i < n; i++) tmp[i] = 2.0f * fabsf(x[i]);
   qg_cpu_vexpf(QG_ISA_BEST, tmp, tmp, n); /* +inf above 44.19: 1 - 2/inf = 1 below */
   /* both branches for every element, then a select: branch-free, so it vectorises */
@@ -55,7 +56,7 @@ typedef struct {
   void *scratch;  /* per thread: the exact path V doubles, the fast path 3 V floats */
 } xent_ctx;
 
-static void xent_fast_task(void *c, int64_t r, int thread) {
+QG_CPU_CLONES static void xent_fast_task(void *c, int64_t r, int thread) {
   xent_ctx *x = c;
   int V = x->V;
   float *th = (float *)x->scratch + (size_t)thread * 3 * V, *e = th + V, *tmp = e + V;
