@@ -23,7 +23,8 @@ safetensors and given to quantgolf with --init. Schedule: --iterations N --warmd
 --warmup-steps 0 (lr_mul 1, as the quickstart's first 25 of 40 steps). Checks: step 1's
 train_loss (<= --loss-tol relative), and the weights after the N steps.
 
-Timing: each run takes N steps from the init; the figure is steps 2..N (tokens/s =
+--baseline B adds a second quantgolf build to every round (quantgolf, B, torch), for a
+before/after comparison under the same load. Timing: each run takes N steps from the init; the figure is steps 2..N (tokens/s =
 (N-1) x batch tokens / their seconds), so both exclude the first step's allocations and
 warm-up. quantgolf's seconds come from its train.log (the cumulative train_time of step 1
 and step N, in ms); torch's from perf_counter around the same steps. Runs alternate
@@ -143,8 +144,8 @@ def torch_train(mod, cfg, init, train_glob, steps, batch_tokens, seq, muon_kind)
     return losses, dt, {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def run_quantgolf(a, init_path, out_dir, cfg):
-    cmd = [a.quantgolf, "train", "--train", a.train, "--val", a.val, "--tokenizer", a.tokenizer, "--out", out_dir,
+def run_quantgolf(a, init_path, out_dir, cfg, binary=None):
+    cmd = [binary or a.quantgolf, "train", "--train", a.train, "--val", a.val, "--tokenizer", a.tokenizer, "--out", out_dir,
            "--layers", str(cfg["num_layers"]), "--dim", str(cfg["model_dim"]), "--heads", str(cfg["num_heads"]),
            "--kv-heads", str(cfg["num_kv_heads"]), "--mlp-mult", str(cfg["mlp_mult"]), "--seq-len", str(a.seq),
            "--batch-tokens", str(a.batch_tokens), "--grad-accum", "1", "--iterations", str(a.steps),
@@ -201,6 +202,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-gpt", required=True, help="the contest's train_gpt.py (not shipped)")
     ap.add_argument("--quantgolf", default=os.path.join(ROOT, "build", "quantgolf"))
+    ap.add_argument("--baseline", help="a second quantgolf (e.g. an older build), timed in every round too: "
+                    "(quantgolf, baseline, torch), ...")
     ap.add_argument("--bench-sgemm", default=os.path.join(ROOT, "build", "bench_sgemm"))
     ap.add_argument("--train", default=os.path.join(ROOT, "data", "kjv_shards", "kjv_train_*.bin"))
     ap.add_argument("--val", default=os.path.join(ROOT, "data", "kjv_shards", "kjv_val_*.bin"))
@@ -248,26 +251,34 @@ def main():
         write_safetensors(init_path, init)
         # untimed agreement run with the fp32 Muon, and a warm-up of torch's allocator and pool
         ref_losses, _, ref_w = torch_train(mod, cfg, init, a.train, a.steps, a.batch_tokens, a.seq, "fp32")
-        qg_tps, pt_tps, sgemm = [], [], None
+        qg_tps, pt_tps, base_tps, sgemm = [], [], [], None
         for rep in range(a.pairs):
             j, qdt, qg_w = run_quantgolf(a, init_path, os.path.join(tmp, f"qg{rep}"), cfg)
             qg_tps.append((a.steps - 1) * a.batch_tokens / qdt)
+            if a.baseline:
+                _, bdt, _ = run_quantgolf(a, init_path, os.path.join(tmp, f"base{rep}"), cfg, a.baseline)
+                base_tps.append((a.steps - 1) * a.batch_tokens / bdt)
             pt_losses, pdt, pt_w = torch_train(mod, cfg, init, a.train, a.steps, a.batch_tokens, a.seq, "contest")
             pt_tps.append((a.steps - 1) * a.batch_tokens / pdt)
             if rep == 0:
                 sgemm = run_sgemm(a.bench_sgemm, cfg, a.batch_tokens, a.threads)
                 sgemm_torch = torch_sgemm_gflops(cfg, a.batch_tokens, a.threads)
-    l_qg, l_pt = j["first_train_loss"], pt_losses[0]
-    loss_rel = abs(l_qg - l_pt) / abs(l_pt)
+    # a quantgolf from before first_train_loss was in --json (an A/B against an old build):
+    # timed, but step 1's loss is then not checked
+    l_qg, l_pt = j.get("first_train_loss"), pt_losses[0]
+    loss_rel = abs(l_qg - l_pt) / abs(l_pt) if l_qg is not None else float("nan")
+    if l_qg is None:
+        print("peer: this quantgolf reports no first_train_loss: step 1's loss is not checked", file=sys.stderr)
     fp32_abs, fp32_rel, fp32_where, fp32_fro = weight_diff(qg_w, ref_w, init)
     con_abs, con_rel, con_where, con_fro = weight_diff(qg_w, pt_w, init)
     mq, mp = statistics.median(qg_tps), statistics.median(pt_tps)
     pair = [q / p for q, p in zip(qg_tps, pt_tps)]
     gq, gp = step_flops / a.batch_tokens * mq / 1e9, step_flops / a.batch_tokens * mp / 1e9
     res.update({
-        "first_train_loss_quantgolf": l_qg, "first_train_loss_torch": l_pt, "first_train_loss_rel_diff": loss_rel,
-        "first_train_loss_match": loss_rel <= a.loss_tol,
-        "last_train_loss_quantgolf": j["last_train_loss"], "last_train_loss_torch": pt_losses[-1],
+        "first_train_loss_quantgolf": l_qg, "first_train_loss_torch": l_pt,
+        "first_train_loss_rel_diff": None if l_qg is None else loss_rel,
+        "first_train_loss_match": None if l_qg is None else loss_rel <= a.loss_tol,
+        "last_train_loss_quantgolf": j.get("last_train_loss"), "last_train_loss_torch": pt_losses[-1],
         "last_train_loss_torch_fp32_muon": ref_losses[-1],
         "weights_fp32_muon": {"max_abs_diff": fp32_abs, "max_rel_to_update": fp32_rel, "worst_tensor": fp32_where,
                               "frobenius_rel_to_update": fp32_fro,
@@ -282,8 +293,15 @@ def main():
         "sgemm_gflops_openblas_same_shapes": sgemm["sgemm_gflops"], "sgemm_gflops_torch_same_shapes": sgemm_torch,
         "fraction_of_sgemm_quantgolf": gq / sgemm["sgemm_gflops"], "fraction_of_sgemm_torch": gp / sgemm_torch,
     })
-    ok = res["first_train_loss_match"] and res["weights_fp32_muon"]["match"] and res["weights_contest_muon"]["match"]
-    print(f"step-1 train_loss qg {l_qg:.9f} torch {l_pt:.9f} (rel {loss_rel:.1e}); weights after {a.steps} steps: "
+    if base_tps:
+        mb = statistics.median(base_tps)
+        res.update({"baseline": a.baseline, "tokens_per_s_baseline": base_tps, "median_tokens_per_s_baseline": mb,
+                    "ratio_baseline_to_torch": mb / mp, "ratio_quantgolf_to_baseline": mq / mb,
+                    "pair_ratio_quantgolf_to_baseline": [q / b for q, b in zip(qg_tps, base_tps)]})
+        print(f"baseline {a.baseline}: tokens/s {mb:8.0f}, ratio to torch {mb / mp:.2f}; quantgolf / baseline "
+              f"{mq / mb:.2f}", flush=True)
+    ok = res["first_train_loss_match"] is not False and res["weights_fp32_muon"]["match"] and res["weights_contest_muon"]["match"]
+    print(f"step-1 train_loss qg {l_qg if l_qg is not None else float('nan'):.9f} torch {l_pt:.9f} (rel {loss_rel:.1e}); weights after {a.steps} steps: "
           f"fp32 Muon max|dw| {fp32_abs:.1e} ({fp32_rel:.1e} of the update, {fp32_where}; Frobenius "
           f"{fp32_fro:.1e}), contest Muon {con_abs:.1e} ({con_rel:.1e}, {con_where}; {con_fro:.1e})")
     print(f"tokens/s qg {mq:8.0f} torch {mp:8.0f} ratio {mq / mp:.2f} [{min(pair):.2f}, {max(pair):.2f}] | GFLOP/s qg "
