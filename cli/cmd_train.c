@@ -89,6 +89,10 @@ typedef struct {
   double comm_s, train_s;
   long long comm_bytes;
   int world;
+  /* the train_loss of this run's first and last step, at full precision for --json (the
+   * step lines print four decimals; bench/peer_torch_train_cpu.py compares step 1) */
+  double first_loss, last_loss;
+  int have_first;
 } progress_ctx;
 
 static void on_event(void *ctx, const qg_train_info *i) {
@@ -111,6 +115,8 @@ static void on_event(void *ctx, const qg_train_info *i) {
                i->ev == QG_TRAIN_EV_QAT_ON ? " qat:on" : "");
       p->comm_s += i->comm_s, p->comm_bytes += (long long)(i->rs_bytes + i->ag_bytes);
       p->train_s = i->elapsed_s, p->world = i->world;
+      if (!p->have_first) p->first_loss = i->train_loss, p->have_first = 1;
+      p->last_loss = i->train_loss;
       /* data parallel: time in collectives (nothing overlaps them), bytes per collective
        * kind this step, and the bus bandwidth they reached (nccl-tests' definition) */
       if (i->world > 1 && n > 0 && n < (int)sizeof line)
@@ -288,6 +294,12 @@ static void print_json(const qg_trainer *t, const targs *a, const progress_ctx *
   qg_json_key(&j, "comm_seconds"), qg_json_num(&j, pc->comm_s);
   qg_json_key(&j, "comm_bytes"), qg_json_int(&j, pc->comm_bytes);
   qg_json_key(&j, "tokens_per_s"), qg_json_num(&j, t->train_s > 0 ? (double)t->step * c->batch_tokens / t->train_s : 0);
+  qg_json_key(&j, "first_train_loss");
+  if (pc->have_first) qg_json_num(&j, pc->first_loss);
+  else qg_json_null(&j);
+  qg_json_key(&j, "last_train_loss");
+  if (pc->have_first) qg_json_num(&j, pc->last_loss);
+  else qg_json_null(&j);
   char ck[4200];
   snprintf(ck, sizeof ck, "%s/final_model.safetensors", c->out_dir);
   qg_cli_json_file_open(&j, "checkpoint", ck);
@@ -389,7 +401,7 @@ int qg_cmd_train(int argc, char **argv) {
   snprintf(logpath, sizeof logpath, "%s/train.log", c.out_dir);
   struct stat lst;
   int log_existed = stat(logpath, &lst) == 0;
-  progress_ctx pc = {rank == 0 ? fopen(logpath, "a") : NULL, 0, c.iterations, rank != 0, 0, 0, 0, 1};
+  progress_ctx pc = {rank == 0 ? fopen(logpath, "a") : NULL, 0, c.iterations, rank != 0, 0, 0, 0, 1, 0, 0, 0};
   if (pc.log) {
     qg_buf b;
     qg_buf_init(&b);

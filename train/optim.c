@@ -1,9 +1,12 @@
 /* The contest's optimizers and LR schedule, on host fp32 arrays. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels/cpu/cpu_gemm.h"
 #include "train/train.h"
+
+/* Newton-Schulz's row blocks: a 128 x 128 or 128 x 256 update splits into four tasks */
+#define NS_ROWS 32
 
 /* torch.optim.Adam (no weight decay, no amsgrad), the same arithmetic as its
  * single-tensor/fused paths: step_size = lr / (1 - b1^t), denom = sqrt(v) / sqrt(1 - b2^t)
@@ -36,14 +39,16 @@ void qg_newton_schulz5(float *out, const float *G, int rows, int cols, int steps
   } else {
     for (int64_t i = 0; i < (int64_t)rows * cols; i++) X[i] = G[i] * inv;
   }
+  /* the products on the core pool in fixed blocks of NS_ROWS rows (kernels/cpu/cpu_gemm.h:
+   * threaded OpenBLAS would leave its workers spinning into the next step's forward) */
   for (int s = 0; s < steps; s++) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, r, k, 1.0f, X, k, X, k, 0.0f, A, r);
+    qg_cpu_sgemm_blocked(0, 1, r, r, k, 1.0f, X, k, X, k, 0.0f, A, r, NS_ROWS, 0);
     /* B = b A + c A A */
     memcpy(B, A, sizeof(float) * (size_t)r * r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, r, r, c, A, r, A, r, b, B, r);
+    qg_cpu_sgemm_blocked(0, 0, r, r, r, c, A, r, A, r, b, B, r, NS_ROWS, 0);
     /* Y = a X + B X */
     memcpy(Y, X, sizeof(float) * (size_t)r * k);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, r, 1.0f, B, r, X, k, a, Y, k);
+    qg_cpu_sgemm_blocked(0, 0, r, k, r, 1.0f, B, r, X, k, a, Y, k, NS_ROWS, 0);
     float *t = X;
     X = Y;
     Y = t;

@@ -11,6 +11,7 @@
 #include "core/threadpool.h"
 #include "kernels/cpu/cpu_hessian.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
+#include "kernels/cpu/cpu_xent.h"
 #include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
 #include "kernels/ops.h"

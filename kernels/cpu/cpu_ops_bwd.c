@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/threadpool.h"
+#include "kernels/cpu/cpu_gemm.h"
 #include "kernels/cpu/cpu_ops_bwd.h"
 #include "kernels/cpu/cpu_rows.h"
 #include "kernels/cpu/cpu_softmax.h"
@@ -34,7 +35,7 @@ typedef struct {
 
 enum { ROW_RMSNORM, ROW_RELU_POW };
 
-static void row_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void row_task(void *c, int64_t task, int thread) {
   (void)thread;
   row_ctx *r = c;
   if (r->kind == ROW_RMSNORM) {
@@ -44,8 +45,14 @@ static void row_task(void *c, int64_t task, int thread) {
       const float *x = r->x + i * n, *dy = r->dy + i * n;
       float *dx = r->dx + i * n;
       float inv = qg_cpu_rms_inv(x, n, r->eps); /* the same 1/rms the forward computed */
-      double dot = 0;
-      for (int j = 0; j < n; j++) dot += (double)dy[j] * ((double)x[j] * inv);
+      /* eight interleaved fp64 partial sums in a fixed tree, as qg_cpu_rms_inv: a single
+       * running sum is one long dependency chain the compiler may not split */
+      double dl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int j = 0;
+      for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) dl[l] += (double)dy[j + l] * ((double)x[j + l] * inv);
+      for (; j < n; j++) dl[j & 7] += (double)dy[j] * ((double)x[j] * inv);
+      double dot = ((dl[0] + dl[1]) + (dl[2] + dl[3])) + ((dl[4] + dl[5]) + (dl[6] + dl[7]));
       float m = (float)(dot / n);
       if (r->accumulate)
         for (int j = 0; j < n; j++) dx[j] += inv * (dy[j] - x[j] * inv * m);
@@ -95,7 +102,7 @@ typedef struct {
 
 enum { COL_RESID_MIX, COL_ADD_SCALED, COL_AFFINE, COL_HEAD_SCALE };
 
-static void col_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void col_task(void *c, int64_t task, int thread) {
   (void)thread;
   col_ctx *e = c;
   int d = e->d;
@@ -228,7 +235,7 @@ typedef struct {
   int d;
 } emb_ctx;
 
-static void emb_task(void *c, int64_t task, int thread) {
+QG_CPU_CLONES static void emb_task(void *c, int64_t task, int thread) {
   (void)thread;
   emb_ctx *e = c;
   int c0 = (int)task * COL_CHUNK, c1 = c0 + COL_CHUNK < e->d ? c0 + COL_CHUNK : e->d;
@@ -248,13 +255,26 @@ qg_status qg_cpu_embed_bwd(const qg_ops *o, float *demb, const float *dx, const 
 
 /* ---- matrix products ------------------------------------------------------------------ */
 
+/* Both on the pool in fixed blocks (kernels/cpu/cpu_gemm.h) whose sizes follow the shape
+ * only, never the thread count: about four blocks per product, since every block packs
+ * its own copy of the operand it shares with the others (w for dx; x for dw, whose
+ * reduction runs over the M rows). A weight of 64 rows (c_k, c_v) splits over its
+ * columns instead. */
+static int four_blocks(int64_t n, int least) {
+  int64_t b = ((n + 3) / 4 + 15) / 16 * 16; /* a multiple of 16: the same kernel path */
+  return (int)(b < least ? least : b);
+}
+
 qg_status qg_cpu_matmul_bwd_x(const qg_ops *o, float *dx, const float *dy, const float *w, int64_t M, int K, int N,
                               int accumulate) {
   (void)o;
   if (M <= 0 || K <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul_bwd_x: %lld rows exceed BLAS int range", (long long)M);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx,
-              K);
+  if (N <= 0) { /* an empty product: dx = 0 unless accumulating */
+    if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)M * (size_t)K);
+    return QG_OK;
+  }
+  qg_cpu_sgemm_blocked(0, 0, (int)M, K, N, 1.0f, dy, N, w, K, accumulate ? 1.0f : 0.0f, dx, K, four_blocks(M, 256), 0);
   return QG_OK;
 }
 
@@ -262,7 +282,7 @@ qg_status qg_cpu_matmul_bwd_w(const qg_ops *o, float *dw, const float *dy, const
   (void)o;
   if (M <= 0 || K <= 0 || N <= 0) return QG_OK;
   if (M > INT32_MAX) return qg_fail(QG_ERR_UNSUPPORTED, "cpu matmul_bwd_w: %lld rows exceed BLAS int range", (long long)M);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K);
+  qg_cpu_sgemm_blocked(1, 0, N, K, (int)M, 1.0f, dy, N, x, K, 1.0f, dw, K, four_blocks(N, 64), N <= 64 ? 64 : 0);
   return QG_OK;
 }
 
@@ -376,59 +396,6 @@ qg_status qg_cpu_attention_bwd(const qg_ops *o, float *dq, float *dk, float *dv,
   openblas_set_num_threads(1);
   qg_parallel_for(B * KVH, attb_task, &c);
   openblas_set_num_threads(blas_threads);
-  free(c.scratch);
-  return QG_OK;
-}
-
-/* ---- softcap + log-softmax + cross-entropy -------------------------------------------- */
-
-typedef struct {
-  float *dl;
-  const float *l;
-  const int32_t *tgt;
-  int V;
-  float cap, scale;
-  double *nll;     /* per row */
-  double *scratch; /* per thread: V doubles */
-} xent_ctx;
-
-static void xent_task(void *c, int64_t r, int thread) {
-  xent_ctx *x = c;
-  double *z = x->scratch + (size_t)thread * x->V;
-  const float *l = x->l + r * x->V;
-  float *dl = x->dl + r * x->V;
-  double mx = -INFINITY;
-  for (int i = 0; i < x->V; i++) {
-    z[i] = x->cap * tanhf(l[i] / x->cap); /* as the forward and token_stats compute it */
-    if (z[i] > mx) mx = z[i];
-  }
-  double sum = 0;
-  for (int i = 0; i < x->V; i++) sum += exp(z[i] - mx);
-  double lse = mx + log(sum);
-  int32_t t = x->tgt[r];
-  x->nll[r] = lse - z[t];
-  for (int i = 0; i < x->V; i++) {
-    double p = exp(z[i] - lse) - (i == t ? 1.0 : 0.0);
-    double th = z[i] / x->cap;
-    dl[i] = (float)(x->scale * p * (1.0 - th * th));
-  }
-}
-
-qg_status qg_cpu_xent_fwd_bwd(const qg_ops *o, float *dlogits, double *loss_sum, const float *logits,
-                              const int32_t *targets, int64_t rows, int V, float softcap, float grad_scale) {
-  (void)o;
-  xent_ctx c = {dlogits, logits, targets, V, softcap, grad_scale, malloc(sizeof(double) * (size_t)(rows ? rows : 1)),
-                malloc(sizeof(double) * (size_t)V * (size_t)qg_threads())};
-  if (!c.nll || !c.scratch) {
-    free(c.nll);
-    free(c.scratch);
-    return qg_fail(QG_ERR_NOMEM, "xent: out of memory");
-  }
-  qg_parallel_for(rows, xent_task, &c);
-  double s = 0;
-  for (int64_t r = 0; r < rows; r++) s += c.nll[r];
-  *loss_sum = s;
-  free(c.nll);
   free(c.scratch);
   return QG_OK;
 }

@@ -24,7 +24,6 @@ qg_status qg_cpu_add_scaled_bwd(const qg_ops *o, float *dy, float *ds, const flo
                                 const float *s, int64_t rows, int d, int accumulate);
 qg_status qg_cpu_affine_bwd(const qg_ops *o, float *dx, float *dscale, float *dshift, const float *dy,
                             const float *x, const float *scale, int64_t rows, int d);
-qg_status qg_cpu_xent_fwd_bwd(const qg_ops *o, float *dlogits, double *loss_sum, const float *logits,
-                              const int32_t *targets, int64_t rows, int V, float softcap, float grad_scale);
+/* xent_fwd_bwd: kernels/cpu/cpu_xent.h */
 
 #endif

@@ -4,6 +4,16 @@
 
 #include <math.h>
 
+/* The backward's elementwise and column-reduction loops, compiled twice: for AVX2 where
+ * the CPU has it (twice the lanes of SSE2 for their fp64 sums), else for the baseline.
+ * Both run the same C operations in the same order, with no FMA (neither target has it,
+ * and ISO C mode does not contract), so both give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QG_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QG_CPU_CLONES
+#endif
+
 /* 1 / sqrt(mean(x^2) + eps) of one row. The mean of squares is accumulated in double:
  * F.rms_norm computes in float32 with a pairwise/vectorised sum, and double keeps us
  * within its rounding either way. Eight interleaved partial sums (element j into lane
