@@ -188,7 +188,7 @@ static void pick_unshared(stream *x) {
   if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
   if (x->cols_total < best) x->mode = QG_QGZ_MODE_COLS, best = x->cols_total;
   if (x->ctx_total < best) x->mode = x->ctx_mode;
-  if (g_force_cols && x->cols_total != SIZE_MAX) x->mode = QG_QGZ_MODE_COLS;
+  if (g_force_cols > 0 && x->cols_total != SIZE_MAX) x->mode = QG_QGZ_MODE_COLS;
 }
 
 /* Takes ctx tables ct (total tot) over codes in order ord (NULL: as they are) when smaller. */
@@ -333,7 +333,8 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
       }
       x->brotli_total = x->zn + qg_varint_len(x->zn);
       /* and over one byte per code column-major, of the rows as they are or reordered */
-      if (!s && qg_cols_eligible(sec->bits, sec->count, rows, cols)) s = cols_candidate(x, sec, rows, cols, gord);
+      if (!s && g_force_cols >= 0 && qg_cols_eligible(sec->bits, sec->count, rows, cols))
+        s = cols_candidate(x, sec, rows, cols, gord);
       free(gord);
     }
   for (int g = 0; !s && g < ng; g++) {
@@ -348,7 +349,7 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
     x->shared_total = x->shared_pay + qg_varint_len(x->shared_pay) + 1;
     pick_unshared(x);
     if (x->shared_total < x->own_total && x->shared_total <= x->brotli_total && x->shared_total <= x->cols_total &&
-        x->shared_total <= x->ctx_total && !(g_force_cols && x->cols_total != SIZE_MAX))
+        x->shared_total <= x->ctx_total && !(g_force_cols > 0 && x->cols_total != SIZE_MAX))
       x->mode = 1, gv[x->group].used++;
   }
   /* a shared table used by one stream costs more than that stream's own table would save */

@@ -53,7 +53,7 @@ int qg_qgz_rans_external(const qg_qsection *s, int version);
 void qg_qgz_rans_set_row_orders(int on);
 /* Tests and fuzzers: 1 = every stream that can be transposed (mode 8) is, its rows as they
  * are; 2 = the same in the greedy row order where rows allow one (and row orders are on);
- * 0 = by bytes, as always otherwise. */
+ * -1 = never; 0 = by bytes, as always otherwise. */
 void qg_qgz_rans_force_transposed(int how);
 /* Appends the code block of q[0..n) to out. inl (NULL: none): per section of q in payload
  * order, 1 = its codes stay inline in the meta (format 3), not in the block; fell_back
