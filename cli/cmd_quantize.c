@@ -419,6 +419,7 @@ int qg_cmd_quantize(int argc, char **argv) {
         qg_json_key(&j, "rans_streams_context"), qg_json_int(&j, info.streams_ctx);
         qg_json_key(&j, "rans_streams_wide"), qg_json_int(&j, info.streams_wide);
         qg_json_key(&j, "rans_streams_row_ordered"), qg_json_int(&j, info.streams_permuted);
+        qg_json_key(&j, "rans_streams_transposed"), qg_json_int(&j, info.streams_transposed);
         qg_json_key(&j, "rans_sections_inline"), qg_json_int(&j, info.streams_inline);
       }
     }
@@ -456,10 +457,11 @@ int qg_cmd_quantize(int argc, char **argv) {
     printf("raw       %12zu bytes\n", raw_n);
     if (!ptz && info.comp == QG_COMP_RANS)
       printf("rans      meta %zu (scales %zu raw) + codes %zu + tables %zu + stream headers %zu + header %d; "
-             "streams: %d own table, %d shared (%d tables), %d context (%d row-ordered), %d wide, %d brotli; %d inline\n",
+             "streams: %d own table, %d shared (%d tables), %d context, %d wide, %d brotli, %d transposed; "
+             "%d row-ordered; %d inline\n",
              info.meta_compressed, info.scale_raw, info.code_payload, info.code_tables, info.code_stream_headers,
              QG_QGZ_HEADER, info.streams_own, info.streams_shared, info.shared_tables, info.streams_ctx,
-             info.streams_permuted, info.streams_wide, info.streams_brotli, info.streams_inline);
+             info.streams_wide, info.streams_brotli, info.streams_transposed, info.streams_permuted, info.streams_inline);
     if (a.compare)
       printf("zstd-22   %12zu\nbrotli-11 %12zu\nxz-9e     %12zu\nzlib-9    %12zu\n", sizes[QG_COMP_ZSTD],
              sizes[QG_COMP_BROTLI], sizes[QG_COMP_XZ], sizes[QG_COMP_ZLIB]);

@@ -4,7 +4,9 @@
  *      decompressed, and must come back equal, with qg_rans_cost equal to the bytes
  *      written (abort otherwise);
  *   1: the same through a whole rANS .qgz (one tensor of those codes): encode, read back,
- *      compare;
+ *      compare; bits 2-3 of the first byte: 1 = every stream that can be is transposed
+ *      (mode 8, io/qgz_cols.h) with its rows as they are, 2 = in the greedy row order,
+ *      both kept in the code block; else the modes by bytes;
  *   2: the rest as a self-contained rANS stream handed to the decoder (must fail cleanly
  *      or decode within bounds);
  *   3: the rest as a rANS .qgz file for the reader.
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "io/qgz.h"
+#include "io/qgz_rans.h"
 #include "io/rans.h"
 
 /* One symbol a byte, or for widths over 8 bits one a byte pair (little-endian). */
@@ -61,7 +64,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *f;
     size_t fl;
     qg_qgz a;
-    if (qg_qgz_encode(&p, 1, QG_COMP_RANS, QG_LAYOUT_PACKED, &f, &fl, NULL) || qg_qgz_read_mem(f, fl, "fuzz", &a) ||
+    int force = (data[0] >> 2) & 3;
+    force = force == 3 ? 0 : force;
+    qg_qgz_rans_force_transposed(force), qg_qgz_rans_set_inline(!force);
+    qg_status es = qg_qgz_encode(&p, 1, QG_COMP_RANS, QG_LAYOUT_PACKED, &f, &fl, NULL);
+    qg_qgz_rans_force_transposed(0), qg_qgz_rans_set_inline(1);
+    if (es || qg_qgz_read_mem(f, fl, "fuzz", &a) ||
         a.n != 1 || a.t[0].sec[0].count != t.rows * cols ||
         memcmp(a.t[0].sec[0].data, c, (size_t)(t.rows * cols) * sizeof(uint32_t)))
       abort();

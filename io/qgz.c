@@ -331,6 +331,7 @@ static qg_status encode_rans_with(const qg_qtensor *const *q, int n, const uint8
     inf->code_payload = st.code_payload, inf->code_tables = st.tables, inf->code_stream_headers = st.stream_headers;
     inf->streams_ctx = st.ctx, inf->streams_wide = st.wide, inf->streams_own = st.own, inf->streams_shared = st.shared;
     inf->streams_brotli = st.brotli, inf->shared_tables = st.shared_tables, inf->streams_permuted = st.permuted;
+    inf->streams_transposed = st.transposed;
     inf->streams_inline = 0;
     if (inl)
       for (int i = 0, idx = 0; i < n; i++)
@@ -349,12 +350,12 @@ static qg_status encode_rans_with(const qg_qtensor *const *q, int n, const uint8
  * artifact, so that rans is never much larger than brotli on a whole file; made with the
  * f16 sections delta-planed and as they are, and the better form is kept for the rest),
  * none (each stream in the block falls back to its own brotli stream where that is
- * smaller), those fallbacks, and the fallbacks with every narrow (<= 12-bit) or every
- * wide section. */
+ * smaller), those fallbacks (over codes in order), the fallbacks with every narrow
+ * (<= 12-bit) or every wide section, and every brotli stream, transposed ones included. */
 static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, size_t *len, qg_qgz_info *inf) {
   int ns = 0;
   for (int i = 0; i < n; i++) ns += q[i]->nsec;
-  enum { NC = 3 };
+  enum { NC = 4 };
   uint8_t *fb = calloc((size_t)ns + 1, 1), *m = calloc((size_t)(NC + 1) * ((size_t)ns + 1), 1);
   if (!fb || !m) return free(fb), free(m), qg_fail(QG_ERR_NOMEM, "out of memory");
   qg_buf best, cand;
@@ -379,7 +380,7 @@ static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, 
     for (int i = 0, idx = 0; i < n; i++)
       for (int k = 0; k < q[i]->nsec; k++, idx++) {
         int wide = q[i]->sec[k].bits > QG_QGZ_RANS_MAX_BITS;
-        m[(size_t)c * (ns + 1) + idx] = (uint8_t)(fb[idx] || (c == 1 && !wide) || (c == 2 && wide));
+        m[(size_t)c * (ns + 1) + idx] = (uint8_t)(fb[idx] == 1 || (c == 1 && !wide) || (c == 2 && wide) || (c == 3 && fb[idx]));
       }
   for (int c = 0; !s && c < NC; c++) {
     uint8_t *mc = m + (size_t)c * (ns + 1);

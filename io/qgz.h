@@ -76,6 +76,7 @@ typedef struct {
   size_t code_payload, code_tables, code_stream_headers;
   int streams_own, streams_shared, streams_brotli, streams_ctx, streams_wide, shared_tables;
   int streams_permuted; /* of those, streams whose rows are coded in a stored order */
+  int streams_transposed; /* brotli over the codes column-major (mode 8), not in streams_brotli */
   int streams_inline;   /* code sections left inline in the brotli meta */
 } qg_qgz_info;
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/qgz.h"
+#include "io/qgz_cols.h"
 #include "io/qgz_rows.h"
 #include "io/qgz_wide.h"
 #include "io/rans.h"
@@ -59,7 +60,6 @@ typedef struct {
   size_t lag;        /* modes 3 and 7: the context's distance back */
   uint32_t *order, *psym; /* rows coded in this order (NULL: as they are), the codes so */
   size_t order_bytes;
-  int64_t orows;
   int64_t cols;
   uint8_t *cls, *cv; /* mode 4: class per column, context per code */
   qg_rans_table own; /* the stream's own table */
@@ -67,6 +67,9 @@ typedef struct {
   uint8_t *z; /* brotli bytes */
   int brotli_bytes; /* z holds one byte per code (mode 5) rather than packed codes (mode 2) */
   size_t zn;
+  uint8_t *tz;       /* mode 8: brotli over the codes column-major, of the rows in order torder */
+  size_t tzn, cols_total; /* cols_total: with the order's bytes (SIZE_MAX: not a candidate) */
+  uint32_t *torder;
 } stream;
 
 typedef struct {
@@ -115,7 +118,7 @@ static qg_status ctx_tables(const qg_qsection *sec, const uint32_t *sym, const u
 /* Previous-row contexts (mode 7), and the previous-code and previous-row contexts over
  * the rows reordered by spread or by greedy nearest neighbour, each order paying for
  * its bytes: the stream keeps whichever is smallest with its current context choice. */
-static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv);
+static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv, const uint32_t *gord);
 
 
 /* Column classes: columns ranked by their mean |code - mid| and cut into four equal
@@ -144,8 +147,49 @@ static qg_status column_classes(const qg_qsection *sec, int64_t cols, uint8_t **
 
 static size_t class_bytes(int64_t cols) { return qg_varint_len((uint64_t)cols) + (size_t)(cols + 3) / 4; }
 
-static int g_row_orders = 1;
+static int g_row_orders = 1, g_force_cols = 0;
 void qg_qgz_rans_set_row_orders(int on) { g_row_orders = on; }
+void qg_qgz_rans_force_transposed(int how) { g_force_cols = how; }
+
+/* The greedy order is quadratic in rows: tried only up to this much work. */
+static int greedy_ok(int64_t rows, int64_t cols) {
+  return rows >= 2 && rows <= QG_ROWS_MAX && rows * rows * cols <= ((int64_t)1 << 32);
+}
+
+/* Mode 8 (io/qgz_cols.h) over the rows as they are and in the greedy order gord (NULL:
+ * none), each paying for its bytes; the smaller is the stream's transposed candidate. */
+static qg_status cols_candidate(stream *x, const qg_qsection *sec, int64_t rows, int64_t cols, const uint32_t *gord) {
+  x->cols_total = SIZE_MAX;
+  for (int how = 0; how < 2; how++) {
+    const uint32_t *ord = how ? gord : NULL;
+    if ((how && !gord) || (g_force_cols == 2 && gord && !how) || (g_force_cols == 1 && how)) continue;
+    uint8_t *z = NULL;
+    size_t zn = 0;
+    QG_TRY(qg_cols_compress(sec->data, rows, cols, ord, &z, &zn));
+    size_t tot = zn + qg_varint_len(zn) + (ord ? qg_rows_order_bytes(rows) : 0);
+    uint32_t *keep = NULL;
+    if (tot < x->cols_total && ord && !(keep = malloc((size_t)rows * sizeof *keep)))
+      return free(z), qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
+    if (tot >= x->cols_total) {
+      free(z);
+      continue;
+    }
+    if (keep) memcpy(keep, ord, (size_t)rows * sizeof *keep);
+    free(x->tz), free(x->torder);
+    x->tz = z, x->tzn = zn, x->torder = keep, x->cols_total = tot;
+  }
+  return QG_OK;
+}
+
+/* The cheapest mode of a stream that does not use its group's shared table. */
+static void pick_unshared(stream *x) {
+  size_t best = x->own_total;
+  x->mode = 0;
+  if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
+  if (x->cols_total < best) x->mode = QG_QGZ_MODE_COLS, best = x->cols_total;
+  if (x->ctx_total < best) x->mode = x->ctx_mode;
+  if (g_force_cols > 0 && x->cols_total != SIZE_MAX) x->mode = QG_QGZ_MODE_COLS;
+}
 
 /* Takes ctx tables ct (total tot) over codes in order ord (NULL: as they are) when smaller. */
 static void take_ctx(stream *x, qg_rans_table *ct, size_t pay, size_t tot, int mode, size_t lag, uint32_t *ord,
@@ -160,9 +204,8 @@ static void take_ctx(stream *x, qg_rans_table *ct, size_t pay, size_t tot, int m
   x->order_bytes = ob;
 }
 
-static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv) {
+static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t cols, void *xv, const uint32_t *gord) {
   stream *x = xv;
-  x->orows = rows;
   qg_rans_table ct[QG_RANS_NCTX] = {{0}};
   size_t pay = 0, tot = SIZE_MAX;
   QG_TRY(ctx_tables(sec, sec->data, NULL, (size_t)cols, ct, &pay, &tot));
@@ -171,10 +214,12 @@ static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t co
   const uint32_t mid = 1u << (sec->bits - 1);
   const size_t ob = qg_rows_order_bytes(rows);
   for (int how = 0; how < 2; how++) {
-    if (how && rows * rows * cols > ((int64_t)1 << 32)) break; /* greedy is quadratic in rows */
+    if (how && !gord) break;
     uint32_t *ord = malloc((size_t)rows * sizeof *ord), *ps = malloc((size_t)sec->count * sizeof *ps + 1);
     if (!ord || !ps) return free(ord), free(ps), qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
-    qg_status s = how ? qg_rows_greedy(sec->data, rows, cols, mid, ord) : qg_rows_by_spread(sec->data, rows, cols, mid, ord);
+    qg_status s = QG_OK;
+    if (how) memcpy(ord, gord, (size_t)rows * sizeof *ord);
+    else s = qg_rows_by_spread(sec->data, rows, cols, mid, ord);
     if (!s) qg_rows_apply(sec->data, rows, cols, ord, ps, 0);
     int kept = 0;
     for (int m = 0; !s && m < 2; m++) {
@@ -222,7 +267,7 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
         free(key);
       }
       stream *x = &sv[si++];
-      x->s = sec, x->group = g;
+      x->s = sec, x->group = g, x->cols_total = SIZE_MAX;
       uint64_t *c = s ? NULL : calloc((size_t)1 << sec->bits, sizeof *c);
       if (!s && !c) s = qg_fail(QG_ERR_NOMEM, "out of memory");
       if (!s) s = qg_rans_count(sec->data, (size_t)sec->count, 1 << sec->bits, c);
@@ -247,8 +292,14 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
       free(c);
       if (!s) s = ctx_tables(sec, sec->data, NULL, 1, x->ctx, &x->ctx_pay, &x->ctx_total);
       x->ctx_mode = 3, x->lag = 1;
-      int64_t cols = q[i]->cols;
-      if (!s && cols >= 8 && cols <= 65536 && q[i]->rows > 1 && sec->count == q[i]->rows * cols) {
+      int64_t cols = q[i]->cols, rows = q[i]->rows;
+      uint32_t *gord = NULL; /* the greedy row order, for the context and transposed modes */
+      if (!s && g_row_orders && rows > 1 && cols >= 1 && sec->count == rows * cols && greedy_ok(rows, cols)) {
+        gord = malloc((size_t)rows * sizeof *gord);
+        s = gord ? qg_rows_greedy(sec->data, rows, cols, 1u << (sec->bits - 1), gord)
+                 : qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
+      }
+      if (!s && cols >= 8 && cols <= 65536 && rows > 1 && sec->count == rows * cols) {
         qg_rans_table ct[QG_RANS_NCTX] = {{0}};
         size_t cp = 0, ctot = SIZE_MAX;
         s = column_classes(sec, cols, &x->cls, &x->cv);
@@ -259,7 +310,7 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
         } else {
           for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
         }
-        if (!s && g_row_orders) s = row_candidates(sec, q[i]->rows, cols, x);
+        if (!s && g_row_orders) s = row_candidates(sec, rows, cols, x, gord);
       }
       /* brotli over the bit-packed codes: the fallback when it is smaller */
       qg_buf pk;
@@ -281,6 +332,10 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
         free(by);
       }
       x->brotli_total = x->zn + qg_varint_len(x->zn);
+      /* and over one byte per code column-major, of the rows as they are or reordered */
+      if (!s && g_force_cols >= 0 && qg_cols_eligible(sec->bits, sec->count, rows, cols))
+        s = cols_candidate(x, sec, rows, cols, gord);
+      free(gord);
     }
   for (int g = 0; !s && g < ng; g++) {
     s = qg_rans_table_build(gv[g].counts, 1 << gv[g].bits, QG_RANS_MAX_BITS, &gv[g].table);
@@ -292,21 +347,18 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
     stream *x = &sv[i];
     s = qg_rans_payload_cost(&gv[x->group].table, x->s->data, (size_t)x->s->count, &x->shared_pay);
     x->shared_total = x->shared_pay + qg_varint_len(x->shared_pay) + 1;
-    x->mode = x->shared_total < x->own_total ? 1 : 0;
-    size_t best = x->mode ? x->shared_total : x->own_total;
-    if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
-    if (x->ctx_total < best) x->mode = x->ctx_mode;
-    if (x->mode == 1) gv[x->group].used++;
+    pick_unshared(x);
+    if (x->shared_total < x->own_total && x->shared_total <= x->brotli_total && x->shared_total <= x->cols_total &&
+        x->shared_total <= x->ctx_total && !(g_force_cols > 0 && x->cols_total != SIZE_MAX))
+      x->mode = 1, gv[x->group].used++;
   }
   /* a shared table used by one stream costs more than that stream's own table would save */
   for (int i = 0; !s && i < ns; i++) {
     stream *x = &sv[i];
     group *g = &gv[x->group];
     if (x->mode == 1 && g->used == 1 && x->shared_total + qg_rans_table_bytes(&g->table) > x->own_total) {
-      g->used = 0, x->mode = 0;
-      size_t best = x->own_total;
-      if (x->brotli_total < best) x->mode = 2, best = x->brotli_total;
-      if (x->ctx_total < best) x->mode = x->ctx_mode;
+      g->used = 0;
+      pick_unshared(x);
     }
   }
   int nt = 0;
@@ -334,14 +386,20 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
       }
       if (!narrow(&q[ti]->sec[k])) continue;
       stream *x = &sv[si++];
-      if (fell_back) fell_back[idx] = x->mode == 2;
-      int perm = x->mode >= 3 && x->mode != 5 && x->order;
-      qg_buf_byte(out, (uint8_t)((x->mode == 2 && x->brotli_bytes ? 5 : x->mode) | (perm ? QG_QGZ_ROWS_PERMUTED : 0)));
-      if (perm) {
-        s = qg_rows_order_write(x->order, x->orows, out);
-        st.tables += x->order_bytes, st.permuted++;
+      if (fell_back) fell_back[idx] = x->mode == 2 ? 1 : x->mode == QG_QGZ_MODE_COLS ? 2 : 0;
+      const uint32_t *po = x->mode == QG_QGZ_MODE_COLS ? x->torder : x->mode >= 3 ? x->order : NULL;
+      qg_buf_byte(out, (uint8_t)((x->mode == 2 && x->brotli_bytes ? 5 : x->mode) | (po ? QG_QGZ_ROWS_PERMUTED : 0)));
+      if (po) {
+        s = qg_rows_order_write(po, q[ti]->rows, out);
+        st.tables += qg_rows_order_bytes(q[ti]->rows), st.permuted++;
       }
       st.stream_headers++;
+      if (x->mode == QG_QGZ_MODE_COLS) {
+        qg_varint_put(out, x->tzn);
+        qg_buf_append(out, x->tz, x->tzn);
+        st.stream_headers += qg_varint_len(x->tzn), st.code_payload += x->tzn, st.transposed++;
+        continue;
+      }
       if (x->mode == 2) {
         qg_varint_put(out, x->zn);
         qg_buf_append(out, x->z, x->zn);
@@ -384,6 +442,7 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
   }
   for (int i = 0; sv && i < ns; i++) {
     qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].cls), free(sv[i].cv), free(sv[i].order), free(sv[i].psym);
+    free(sv[i].tz), free(sv[i].torder);
     for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&sv[i].ctx[k]);
   }
   for (int g = 0; gv && g < ng; g++) free(gv[g].key), free(gv[g].counts), qg_rans_table_free(&gv[g].table);
@@ -483,7 +542,7 @@ static qg_status read_stream(const uint8_t *p, size_t len, size_t *posp, uint8_t
   const int i = 0;
   qg_qtensor *t = ti;
   do {
-      if (mode > 7) {
+      if (mode > QG_QGZ_MODE_COLS) {
         s = FAIL_AT("unknown stream mode %u", mode);
         break;
       }
@@ -493,6 +552,15 @@ static qg_status read_stream(const uint8_t *p, size_t len, size_t *posp, uint8_t
           break;
         }
         s = qg_wide_read_stream(p, len, &pos, wtab, nw, &t[i], sec);
+        if (s) s = PREFIX_AT();
+        continue;
+      }
+      if (mode == QG_QGZ_MODE_COLS) {
+        if (version < QG_QGZ_VERSION_WIDE || !qg_cols_eligible(sec->bits, sec->count, t[i].rows, t[i].cols)) {
+          s = FAIL_AT("%s", "transposed stream for a section that is not a code matrix of <= 8 bits");
+          break;
+        }
+        s = qg_cols_read(p, len, &pos, t[i].rows, t[i].cols, sec->bits, sec->data);
         if (s) s = PREFIX_AT();
         continue;
       }

@@ -23,7 +23,9 @@
  * Format 3 adds mode 7: as mode 3 with the code one row above as the context (lagged
  * contexts, io/rans.h), for code matrices; and the flag QG_QGZ_ROWS_PERMUTED on the mode
  * byte of a code matrix's stream: the rows' order (io/qgz_rows.h) follows the mode byte
- * and the stream codes the rows in that order. */
+ * and the stream codes the rows in that order. Mode 8 (io/qgz_cols.h): brotli over one
+ * byte per code of a code matrix of <= 8 bits in column-major order, its rows as they are
+ * or (QG_QGZ_ROWS_PERMUTED) in the stored order. */
 #ifndef QG_IO_QGZ_RANS_H
 #define QG_IO_QGZ_RANS_H
 
@@ -42,15 +44,21 @@ typedef struct {
   size_t stream_headers; /* mode bytes, indices, lengths */
   int own, shared, brotli, ctx, wide, shared_tables; /* streams per mode; shared tables kept */
   int permuted; /* streams whose rows are coded in a stored order */
+  int transposed; /* mode-8 streams (not counted in brotli) */
 } qg_qgz_rans_stats;
 
 /* True when a section's codes live in the code block of a file of that format version. */
 int qg_qgz_rans_external(const qg_qsection *s, int version);
 /* Whether encoders try row orders (on unless turned off; a reader needs no setting). */
 void qg_qgz_rans_set_row_orders(int on);
+/* Tests and fuzzers: 1 = every stream that can be transposed (mode 8) is, its rows as they
+ * are; 2 = the same in the greedy row order where rows allow one (and row orders are on);
+ * -1 = never; 0 = by bytes, as always otherwise. */
+void qg_qgz_rans_force_transposed(int how);
 /* Appends the code block of q[0..n) to out. inl (NULL: none): per section of q in payload
  * order, 1 = its codes stay inline in the meta (format 3), not in the block; fell_back
- * (optional, same indexing): set to 1 for the streams that fell back to brotli. */
+ * (optional, same indexing): set to 1 for the streams that fell back to brotli over their
+ * codes in order (modes 2, 5), 2 for those transposed (mode 8), else 0. */
 qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *inl, qg_buf *out, qg_qgz_rans_stats *st,
                              uint8_t *fell_back);
 /* Fills the external sections of t[0..n) (allocated, zeroed) from p[0..len), which must

@@ -8,8 +8,9 @@ Dequantizes every method quantgolf writes: rowwise, lloydmax, turbo (FWHT + Lloy
 fp16, bf16, fp32, raw. The Lloyd-Max levels and E8 codebooks are rebuilt here exactly as
 quant/lloydmax.c and quant/e8.c build them (the artifact stores only their parameters).
 
-Format: see io/qgz.h (header, payload), io/qgz_rans.h (format 2 code block) and
-io/rans.h (tables and streams). Usage: python3 qgz_load.py A.qgz [--dump OUT.npz | --raw OUT.bin]"""
+Format: see io/qgz.h (header, payload), io/qgz_rans.h (code block), io/rans.h (tables and
+streams), io/qgz_wide.h, io/qgz_rows.h and io/qgz_cols.h (format 3's streams).
+Usage: python3 qgz_load.py A.qgz [--dump OUT.npz | --raw OUT.bin]"""
 import lzma
 import math
 import struct
@@ -316,6 +317,18 @@ def read_stream(r, shared, wshared, t, s, mode, ver, where):
         else:
             fn = (lambda i, p: cls[i % len(cls)]) if cls else (lambda i, p: ctx_of(mid if p is None else p, mid))
             s["data"] = rans_decode(tabs, fn, pay, n)
+    elif mode == 8 and ver >= 3:  # brotli over the codes column-major (io/qgz_cols.h)
+        import brotli
+        rows = t["shape"][0] if len(t["shape"]) > 1 else 1
+        if bits > 8 or rows < 2 or n % rows:
+            raise ValueError("%s: transposed stream for a section that is not a code matrix of <= 8 bits" % where)
+        z = brotli.decompress(bytes(r.take(r.var())))
+        if len(z) != n:
+            raise ValueError("%s: transposed stream of %d bytes, not rows x cols = %d" % (where, len(z), n))
+        d = np.frombuffer(z, np.uint8).reshape(-1, rows).T.reshape(-1).astype(np.uint32)
+        if n and int(d.max()) >> bits:
+            raise ValueError("%s: symbol outside the alphabet" % where)
+        s["data"] = d
     elif mode in (0, 1):
         tab = rans_table(r) if mode == 0 else shared[r.var()]
         if tab[0] > (1 << bits):
