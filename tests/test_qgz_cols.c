@@ -173,7 +173,7 @@ static size_t stream_of(uint8_t *blk, uint8_t mode, const uint8_t *ord, size_t o
   if (k) raw[k - 1] = v;
   assert_int_equal(qg_compress(QG_COMP_BROTLI, raw, k, &z, &zn), QG_OK);
   blk[b++] = 0, blk[b++] = 0, blk[b++] = mode;
-  memcpy(blk + b, ord, on), b += on;
+  if (on) memcpy(blk + b, ord, on), b += on; /* ord may be NULL when on is 0 */
   blk[b++] = (uint8_t)zn;
   memcpy(blk + b, z, zn), b += zn;
   free(z);

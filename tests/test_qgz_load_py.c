@@ -234,7 +234,7 @@ static void python_rejects(const char *py, const char *dir, int64_t rows, uint8_
   assert_int_equal(qg_compress(QG_COMP_BROTLI, raw, k, &z, &zn), QG_OK);
   f = realloc(f, cb + 4 + on + zn);
   f[cb] = 0, f[cb + 1] = 0, f[cb + 2] = mode;
-  memcpy(f + cb + 3, ord, on);
+  if (on) memcpy(f + cb + 3, ord, on); /* ord may be NULL when on is 0 */
   f[cb + 3 + on] = (uint8_t)zn;
   memcpy(f + cb + 4 + on, z, zn);
   n = cb + 4 + on + zn;
