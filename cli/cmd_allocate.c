@@ -15,7 +15,7 @@ void qg_cmd_allocate_help(void) {
          "         [--base SPEC --val GLOB --tokenizer T [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]]\n"
          "         [--iterate N]\n"
          "         [--candidates 'rowwise bits=4|5; ...'] [--code-bytes N|auto] [--granularity BYTES]\n"
-         "         [--out SPEC.yaml] [--json]\n"
+         "         [--compress rans|brotli|zstd|xz|zlib] [--out SPEC.yaml] [--json]\n"
          "         [--verify --val GLOB --tokenizer T [--max-tokens N] [--seq-len N] [--calib GLOB]\n"
          "          [--device cpu|cuda|auto] [--verify-out A.qgz]]\n\n"
          "Chooses one candidate per group of the sensitivity table (or the group's base spec) to\n"
@@ -33,7 +33,10 @@ void qg_cmd_allocate_help(void) {
          "measured re-solves), and says whether the delivered artifact fits. Without --sensitivity the table is measured in\n"
          "place by the sensitivity engine from --base and --candidates. --iterate N re-measures\n"
          "the table with the chosen allocation as the base and re-solves, until no group's\n"
-         "choice changes (at most N rounds, N <= 8), printing each round.\n");
+         "choice changes (at most N rounds, N <= 8), printing each round.\n"
+         "Bytes are those of the table's compressor (its \"compressor\"; brotli for tables without\n"
+         "one), and verify writes the artifact with it; --compress names the artifact's and refuses\n"
+         "a table measured with another; measured in place, --compress (default rans) is used.\n");
 }
 
 /* --code-bytes N, or auto: the bytes of the loader an entrant ships (python/qgz_load.py) */
@@ -76,6 +79,8 @@ int qg_cmd_allocate(int argc, char **argv) {
       AT_LEAST("--budget", budget, 1), {.name = "--code-bytes", .kind = QG_ARG_FN, .dst = &o.code_bytes, .fn = code_bytes_arg,
        .bad = "{opt}: '{val}' is not an integer >= 0 or auto"},
       AT_LEAST("--granularity", granularity, 1),
+      {.name = "--compress", .kind = QG_ARG_FN, .dst = &o.comp, .fn = qg_cli_artifact_compressor,
+       .bad = "{opt} expects rans, brotli, zstd, xz or zlib, got '{val}'"},
       AT_LEAST("--max-tokens", max_tokens, 1),
       POSITIVE("--seq-len", seq_len), POSITIVE("--calib-seqs", calib_seqs), POSITIVE("--calib-len", calib_len),
       POSITIVE("--iterate", iterate),

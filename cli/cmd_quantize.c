@@ -23,7 +23,7 @@
 void qg_cmd_quantize_help(void) {
   printf("usage: quantgolf quantize --model M (--spec 'GLOB: METHOD k=v; ...' | --spec-file F.yaml |\n"
          "                          --preset NAME)\n"
-         "                          --out A.qgz|A.int8.ptz [--compress brotli|rans|zstd|xz|zlib|none|best]\n"
+         "                          --out A.qgz|A.int8.ptz [--compress rans|brotli|zstd|xz|zlib|none|best]\n"
          "                          [--compare-compressors]\n"
          "                          [--layout auto|packed|bytes] [--no-row-order] [--seed N] [--json]\n"
          "                          [--code-bytes N|auto | --code FILE...] [--contest-passthrough]\n"
@@ -32,9 +32,10 @@ void qg_cmd_quantize_help(void) {
          "rule takes every floating matrix it matches; non-float, control and 1-D tensors keep\n"
          "the contest's passthrough unless a rule names them; tensors no rule matches get the\n"
          "contest's export: fp16 up to 65,536 weights, contest-int8 above) and writes the\n"
-         "artifact atomically. .qgz: self-describing, compressed with brotli-11 by default (the\n"
-         "smallest in every measured case; best tries all four and keeps the smallest); codes\n"
-         "bit-packed or one byte per code, whichever compresses smaller (--layout auto).\n"
+         "artifact atomically. .qgz: self-describing; by default rans (format 3: codes entropy-coded\n"
+         "per stream, each stream falling back to brotli-11 where that is smaller; the smallest in\n"
+         "every measured case); brotli writes format 1 as brotli-11; best tries them all and keeps\n"
+         "the smallest; codes bit-packed or one byte per code, whichever compresses smaller.\n"
          ".int8.ptz: the contest's container (rowwise <= 8 bits with per-row scales only).\n"
          "--contest-passthrough: glob rules also leave float tensors of <= 65,536 weights to the\n"
          "passthrough, as the contest's int8 export does.\n\n"
@@ -253,7 +254,7 @@ int qg_cmd_quantize(int argc, char **argv) {
   const qg_quant_backend *qb; /* a device that is not there fails before any work */
   qg_status ds = qg_quant_backend_by_device(a.device, &qb);
   if (ds) return qg_cli_report("quantize", ds);
-  qg_compressor comp = QG_COMP_BROTLI;
+  qg_compressor comp = QG_COMP_DEFAULT;
   int best = a.compress && !strcmp(a.compress, "best");
   qg_status s = best || !a.compress ? QG_OK : qg_compressor_from_name(a.compress, &comp);
   if (s) return qg_cli_report("quantize", s);

@@ -14,12 +14,13 @@ void qg_cmd_sensitivity_help(void) {
       "                             [--groups roles|layers|tensors|GLOB,...] [--calib GLOB]\n"
       "                             [--calib-seqs N] [--calib-len L] [--calib-seed S]\n"
       "                             [--est-seqs N] [--probes P] [--probe-seqs M]\n"
-      "                             [--compress brotli|zstd|xz|zlib] [--chunk N] [--out DIR] [--json]\n"
+      "                             [--compress rans|brotli|zstd|xz|zlib] [--chunk N] [--out DIR] [--json]\n"
       "                             [--seq-len 1024] [--stride S] [--max-tokens N] [--device cpu|cuda|auto]\n\n"
       "For each group (default roles: attn.c_q, attn.c_k, attn.c_v, attn.proj, mlp.fc, mlp.proj,\n"
       "tok_emb, lm_head) and candidate: the KLD to the float model when that group alone moves\n"
       "from --base to the candidate, minus the base's (paired per token, 95%% block bootstrap\n"
-      "over windows), the group's compressed bytes, and ROI = bytes saved per nat of KLD added.\n"
+      "over windows), the group's compressed bytes (under --compress, default rans; the table\n"
+      "records it and allocate uses the same), and ROI = bytes saved per nat of KLD added.\n"
       "Prints the cells ranked by ROI; --out DIR writes DIR/sensitivity.json and\n"
       "DIR/sensitivity.svg. --calib collects Hessians once (needed by gptq) and enables the\n"
       "layer-local estimators, reported with their Spearman correlation against the measured\n"
@@ -33,15 +34,6 @@ void qg_cmd_sensitivity_help(void) {
 static void on_progress(void *ctx, const char *stage, int i, int n) {
   (void)ctx;
   fprintf(stderr, "sensitivity: %s %d/%d\n", stage, i, n);
-}
-
-/* the compressors a group's bytes can be measured with (none is not one) */
-static int sens_compressor(const char *v, void *dst, char *err, size_t cap) {
-  (void)err, (void)cap;
-  qg_compressor k;
-  if (qg_compressor_from_name(v, &k) || k == QG_COMP_NONE) return 1;
-  *(qg_compressor *)dst = k;
-  return 0;
 }
 
 int qg_cmd_sensitivity(int argc, char **argv) {
@@ -65,8 +57,8 @@ int qg_cmd_sensitivity(int argc, char **argv) {
       INT("--chunk", chunk), STR("--out", out), INT("--probe-seqs", probe_seqs),
       {.name = "--est-seqs", .kind = QG_ARG_INT, .dst = &est_seqs, .bad = "{opt} expects an integer, got '{val}'"},
       {.name = "--probes", .kind = QG_ARG_INT, .dst = &probes, .bad = "{opt} expects an integer, got '{val}'"},
-      {.name = "--compress", .kind = QG_ARG_FN, .dst = &o.comp, .fn = sens_compressor,
-       .bad = "{opt} expects brotli, zstd, xz or zlib, got '{val}'"},
+      {.name = "--compress", .kind = QG_ARG_FN, .dst = &o.comp, .fn = qg_cli_artifact_compressor,
+       .bad = "{opt} expects rans, brotli, zstd, xz or zlib, got '{val}'"},
       {0}};
 #undef STR
 #undef INT

@@ -66,7 +66,7 @@ void qg_cmd_train_help(void) {
       "  --resume             continue DIR's run (bitwise on the CPU; same configuration)\n"
       "export (at the end of a completed run)\n"
       "  --export SPEC        quantize the final weights by SPEC (as `quantgolf quantize --spec`, or a\n"
-      "                       YAML spec file) into DIR/final_model.qgz (zstd-22), read it back and\n"
+      "                       YAML spec file) into DIR/final_model.qgz (rans), read it back and\n"
       "                       print final_qgz_roundtrip val_loss/val_bpb and its bytes. Default: the\n"
       "                       --qat spec when given; --export none for no artifact\n"
       "  --calib-seqs 128 --calib-len SEQ_LEN --calib-seed 1234\n"

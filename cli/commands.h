@@ -75,6 +75,9 @@ int qg_cli_report(const char *cmd, qg_status st);
 int qg_cli_parse(const qg_args_spec *spec, int *argc, char **argv);
 /* Prints p's usage error and returns 2. */
 int qg_cli_args_error(const qg_args *p);
+/* A QG_ARG_FN parser for an artifact compressor's name into a qg_compressor (none is
+ * refused: byte costs are always compressed bytes). */
+int qg_cli_artifact_compressor(const char *v, void *dst, char *err, size_t cap);
 /* --threads N (the thread pool's size), for the tables of the commands that run it. */
 extern const qg_arg qg_cli_threads_args[];
 /* Prints a usage error on stderr and returns 2. */

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/progress.h"
+#include "io/qgz.h"
 
 static const qg_command commands[] = {
     {"inspect", "list the tensors of a checkpoint, tokenizer or shard file", qg_cmd_inspect,
@@ -81,6 +82,14 @@ const qg_arg qg_cli_threads_args[] = {
      .bad = "{opt} {val}: expected an integer in [1, 256]", .missing = "{opt} needs a value", .flags = QG_ARG_EARLY,
      .help = "CPU threads (default: the QG_THREADS environment variable, else every\nonline CPU)"},
     {0}};
+
+int qg_cli_artifact_compressor(const char *v, void *dst, char *err, size_t cap) {
+  (void)err, (void)cap;
+  qg_compressor k;
+  if (qg_compressor_from_name(v, &k) || k == QG_COMP_NONE) return 1;
+  *(qg_compressor *)dst = k;
+  return 0;
+}
 
 int qg_cli_args_error(const qg_args *p) {
   /* QG_ARGS_HELP: main answers -h/--help before a command parses, so only a caller that

@@ -38,6 +38,10 @@
 #define QG_QGZ_MAX_PAYLOAD ((uint64_t)1 << 31)
 
 typedef enum { QG_COMP_NONE = 0, QG_COMP_ZSTD, QG_COMP_BROTLI, QG_COMP_XZ, QG_COMP_ZLIB, QG_COMP_RANS, QG_COMP_COUNT } qg_compressor;
+/* The artifact's compressor when none is named (quantize, the runner, sensitivity's byte
+ * costs, allocate, train --export): rans, the smallest on every code set measured
+ * (README, Bytes); its loader reads every other version too. */
+#define QG_COMP_DEFAULT QG_COMP_RANS
 typedef enum { QG_LAYOUT_PACKED = 0, QG_LAYOUT_BYTES = 1, QG_LAYOUT_AUTO = -1 } qg_code_layout;
 
 /* "zstd-22", "brotli-11", "xz-9e", "zlib-9", "rans", "none". As a byte compressor "rans"

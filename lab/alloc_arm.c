@@ -11,15 +11,23 @@
 #include "core/util.h"
 #include "lab/allocate_run.h"
 
+/* The arm's artifact compressor (arm, else experiment; both were checked when read). */
+static qg_compressor arm_comp(const qg_lab_hypothesis *h, const qg_lab_arm *a) {
+  qg_compressor c = QG_COMP_DEFAULT;
+  (void)qg_compressor_from_name(a->compress ? a->compress : h->compress, &c);
+  return c;
+}
+
 /* The arm as `quantgolf allocate` options: exact (1-byte) solve, repair on (the real
- * artifact is quantized once, not evaluated, and an over-budget choice re-solved). */
+ * artifact is quantized once, not evaluated, and an over-budget choice re-solved), the
+ * table's bytes those of the compressor the arm's artifact is written with. */
 static qg_allocate_opts opts_of(const qg_lab_hypothesis *h, const qg_lab_arm *a) {
   qg_allocate_opts o = {.model = h->model, .sensitivity = a->alloc_sensitivity, .budget = a->alloc_budget,
                         .candidates = a->alloc_candidates, .granularity = 1, .repair = 1,
                         .base = a->alloc_base ? a->alloc_base : "*: rowwise bits=8", .groups = a->alloc_groups,
                         .val = h->val, .tokenizer = h->tokenizer, .calib = h->calib, .seq_len = h->seq_len,
                         .max_tokens = h->max_tokens, .calib_seqs = h->calib_seqs, .calib_len = h->calib_len,
-                        .code_bytes = h->budget_code_bytes};
+                        .code_bytes = h->budget_code_bytes, .comp = arm_comp(h, a)};
   return o;
 }
 
@@ -35,6 +43,7 @@ static qg_status key_of(const qg_lab_hypothesis *h, const qg_lab_arm *a, const q
   qg_buf_printf(&b, "quantgolf %s allocate\nmodel %s\nbudget %lld\ngranularity 1\nrepair learnt-costs\n", QG_VERSION, ids->model_sha,
                 (long long)a->alloc_budget);
   if (h->budget_code_bytes) qg_buf_printf(&b, "code bytes %lld\n", (long long)h->budget_code_bytes);
+  qg_buf_printf(&b, "compress %s\n", qg_compressor_name(arm_comp(h, a)));
   qg_buf_printf(&b, "candidates %s\n", a->alloc_candidates ? a->alloc_candidates : "(the table's)");
   qg_status s = QG_OK;
   if (a->alloc_sensitivity) {

@@ -119,6 +119,12 @@ static qg_status parse_root(const rd *r, const qg_jnode *root, qg_alloc_table *t
   QG_TRY(need_int(r, root, "base_artifact_bytes", 1, &t->base_artifact_bytes));
   /* negative when the whole artifact compresses better than its tensors one by one */
   QG_TRY(need_int(r, root, "fixed_bytes", -((int64_t)1 << 50), &t->fixed_bytes));
+  t->comp = QG_COMP_BROTLI;
+  if ((v = qg_jobj_get(root, "compressor"))) {
+    if (v->type != QG_JSTR) return bad(r, v, "compressor", "must be a string");
+    if (qg_compressor_from_name(v->s, &t->comp) || t->comp == QG_COMP_NONE)
+      return bad(r, v, "compressor", "must name a compressor (rans, brotli, zstd, xz or zlib)");
+  }
   const qg_jnode *ga, *ca, *cl;
   QG_TRY(need(r, root, "groups", QG_JARR, &ga));
   QG_TRY(need(r, root, "candidates", QG_JARR, &ca));

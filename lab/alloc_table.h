@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "io/qgz.h"
 #include "lab/allocate.h"
 
 typedef struct {
@@ -36,6 +37,8 @@ typedef struct {
   char *metric, *base;
   double base_kld, base_nll;
   int64_t base_artifact_bytes, fixed_bytes;
+  qg_compressor comp;      /* what the bytes were measured with ("compressor"; brotli when
+                            * absent: the default of the tables written before the key) */
   qg_alloc_tgroup *groups;
   int n_groups;
   char **cands;

@@ -87,7 +87,7 @@ static qg_status verify(const qg_allocate_opts *o, qg_allocate_result *r) {
   qg_spec sp;
   QG_TRY(qg_spec_parse_inline(r->spec_inline, &sp));
   if (r->contest_passthrough) sp.contest_passthrough = 1;
-  qg_qjob_opts jo = {.model = o->model, .spec = &sp, .out = art, .compressor = QG_COMP_BROTLI, .layout = QG_LAYOUT_AUTO,
+  qg_qjob_opts jo = {.model = o->model, .spec = &sp, .out = art, .compressor = r->t.comp, .layout = QG_LAYOUT_AUTO,
                      .calib = qg_spec_needs_hessians(&sp) ? o->calib : NULL, .calib_seqs = o->calib_seqs,
                      .calib_len = o->calib_len, .device = o->device};
   qg_qjob_result jr;
@@ -161,14 +161,15 @@ static qg_status solve_at(qg_allocate_result *r, const qg_state *st, int64_t bud
 static qg_sens_opts sens_opts(const qg_allocate_opts *o, const char *base) {
   qg_sens_opts so = {.model = o->model, .val = o->val, .tokenizer = o->tokenizer, .base = base,
                      .candidates = o->candidates, .groups = o->groups, .calib = o->calib,
-                     .calib_seqs = o->calib_seqs, .calib_len = o->calib_len,
+                     .calib_seqs = o->calib_seqs, .calib_len = o->calib_len, .comp = o->comp,
                      .eval = {.seq_len = o->seq_len ? o->seq_len : 1024, .max_tokens = o->max_tokens},
                      .device = o->device, .est_seqs = -1, .progress = o->progress, .progress_ctx = o->progress_ctx};
   return so;
 }
 
-static qg_status measure_table(const qg_allocate_opts *o, const char *base, qg_alloc_table *t) {
+static qg_status measure_table(const qg_allocate_opts *o, const char *base, qg_compressor comp, qg_alloc_table *t) {
   qg_sens_opts so = sens_opts(o, base);
+  so.comp = comp;
   qg_sens_result sr;
   QG_TRY(qg_sensitivity_run(&so, &sr));
   qg_buf b;
@@ -196,7 +197,7 @@ static qg_status iterate(const qg_allocate_opts *o, qg_allocate_result *r, const
   int rounds = o->iterate < QG_ALLOC_ITER_MAX ? o->iterate : QG_ALLOC_ITER_MAX;
   for (int k = 0; !s && k < rounds && !r->converged; k++) {
     qg_alloc_table t;
-    if ((s = measure_table(o, r->spec_inline, &t))) break;
+    if ((s = measure_table(o, r->spec_inline, r->t.comp, &t))) break;
     if (t.n_groups != ng) s = qg_fail(QG_ERR_INTERNAL, "iterate: %d groups after re-measuring, %d before", t.n_groups, ng);
     for (int g = 0; !s && g < ng; g++)
       if (strcmp(t.groups[g].name, r->t.groups[g].name)) s = qg_fail(QG_ERR_INTERNAL, "iterate: groups changed order");
@@ -247,6 +248,15 @@ static qg_status measure_real(void *ctx, const qg_alloc_solution *sol, int64_t *
   return QG_OK;
 }
 
+/* Per-tensor bytes are only valid under the compressor they were measured with. */
+static qg_status same_compressor(const qg_allocate_opts *o, const qg_alloc_table *t) {
+  if (!o->comp || o->comp == t->comp) return QG_OK;
+  return qg_fail(QG_ERR_INPUT, "allocate: %s: its bytes were measured with %s, the artifact would be %s: re-measure "
+                 "the table (sensitivity --compress %s) or write the artifact with %s", o->sensitivity,
+                 qg_compressor_name(t->comp), qg_compressor_name(o->comp), qg_compressor_name(o->comp),
+                 qg_compressor_name(t->comp));
+}
+
 /* The options alone, before any file is read. */
 static qg_status check_opts(const qg_allocate_opts *o) {
   const char *objective = o->objective ? o->objective : "kld";
@@ -282,6 +292,7 @@ qg_status qg_allocate_check(const qg_allocate_opts *o) {
   qg_state_init(&st);
   char sha[65];
   qg_status s = qg_alloc_table_load(o->sensitivity, &r.t);
+  if (!s) s = same_compressor(o, &r.t);
   if (!s) s = qg_sha256_file(o->model, sha);
   if (!s) s = qg_checkpoint_load(o->model, &st, NULL);
   if (!s) s = qg_alloc_table_check(&r.t, &st, sha);
@@ -306,7 +317,8 @@ static qg_status allocate_run(const qg_allocate_opts *o, qg_allocate_result *r) 
   qg_status s = QG_OK;
   if (o->candidates) QG_TRY(qg_sens_expand_candidates(o->candidates, &only, &n_only));
   if (o->sensitivity) s = qg_alloc_table_load(o->sensitivity, &r->t);
-  else s = measure_table(o, o->base, &r->t), r->measured_in_place = 1;
+  else s = measure_table(o, o->base, o->comp ? o->comp : QG_COMP_DEFAULT, &r->t), r->measured_in_place = 1;
+  if (!s) s = same_compressor(o, &r->t);
   qg_state st;
   qg_state_init(&st);
   char sha[65];
@@ -376,6 +388,7 @@ void qg_allocate_json(const qg_allocate_opts *o, const qg_allocate_result *r, qg
   } else { /* measured in place */
     qg_json_key(j, "sensitivity"), qg_json_null(j);
   }
+  qg_json_key(j, "compressor"), qg_json_str(j, qg_compressor_name(r->t.comp));
   qg_json_key(j, "iterate");
   qg_json_obj_begin(j);
   qg_json_key(j, "first_predicted_metric"), qg_json_num(j, r->first_predicted);

@@ -32,6 +32,9 @@ typedef struct {
   int64_t budget, code_bytes, granularity; /* granularity 0: 1 byte (exact) while the DP
                                             * table stays within 2^24 cells, else coarser */
   const char *objective;                   /* kld (default) | nll */
+  qg_compressor comp;                      /* the artifact's compressor: 0 = the table's (measured
+                                            * in place: QG_COMP_DEFAULT); else the table's bytes
+                                            * must have been measured with it */
   const char *candidates;                  /* restrict to these (expanded list), or NULL */
   const char *out;                         /* spec YAML path, or NULL */
   /* without a table (sensitivity NULL) the sensitivity engine measures one in place from

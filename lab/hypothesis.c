@@ -619,7 +619,7 @@ qg_status qg_lab_hypothesis_parse(const char *text, size_t len, const char *path
   h->dir = slash ? qg_strndup(path, (size_t)(slash - path)) : qg_strdup(".");
   h->source_text = qg_strndup(text, len);
   h->seq_len = 1024, h->expect = -1, h->alpha = 0.01, h->resamples = 2000;
-  h->compress = qg_strdup("brotli");
+  h->compress = qg_strdup(qg_compressor_name(QG_COMP_DEFAULT));
   h->device = qg_strdup("cpu");
   h->calib_seqs = 128;
   h->published_value = NAN;

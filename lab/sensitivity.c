@@ -449,7 +449,7 @@ static qg_status quantize_all(sens_run *R) {
   qg_quantize_opts qo = {.hessians = hm};
   report(o, "quantize base", 0, 1);
   QG_TRY(qg_quantize_model(&R->st, &R->base, &qo, &R->bq));
-  qg_compressor comp = o->comp ? o->comp : QG_COMP_BROTLI;
+  qg_compressor comp = o->comp ? o->comp : QG_COMP_DEFAULT;
   /* the whole base artifact fixes the code layout every per-tensor cost uses */
   const qg_qtensor **qp = malloc(sizeof *qp * (size_t)R->bq.n);
   if (!qp) return qg_fail(QG_ERR_NOMEM, "out of memory");

@@ -39,7 +39,7 @@ typedef struct {
   const char *device;     /* cpu (NULL), cuda, auto */
   float mlp_power;
   int allow_tokenizer_mismatch;
-  qg_compressor comp;     /* 0 (QG_COMP_NONE) means brotli: costs are always compressed bytes */
+  qg_compressor comp;     /* 0 (QG_COMP_NONE) means QG_COMP_DEFAULT: costs are always compressed bytes */
   int chunk;              /* cell models evaluated per float pass (8 when 0) */
   /* loss-based estimators (lab/sensitivity_est.h), with --calib: est_seqs sequences of
    * calib_len per calibration subset (8 when 0, none when < 0), two disjoint subsets A

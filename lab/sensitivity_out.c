@@ -93,6 +93,7 @@ qg_status qg_sens_json(const qg_sens_opts *o, const qg_sens_result *r, qg_buf *o
   qg_json_key(&j, "base_nll"), qg_json_num(&j, r->base_nll);
   qg_json_key(&j, "base_artifact_bytes"), qg_json_int(&j, r->base_artifact_bytes);
   qg_json_key(&j, "fixed_bytes"), qg_json_int(&j, r->fixed_bytes);
+  qg_json_key(&j, "compressor"), qg_json_str(&j, qg_compressor_name(o->comp ? o->comp : QG_COMP_DEFAULT));
   qg_json_key(&j, "groups");
   qg_json_arr_begin(&j);
   for (int g = 0; g < r->ng; g++) {

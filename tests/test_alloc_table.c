@@ -66,6 +66,20 @@ static void test_parse_and_solve(void **s) {
   assert_int_equal(t.n_cells, 3);
   assert_true(t.cells[1].delta_kld == -0.005);
   assert_int_equal(t.groups[0].base_bytes, 500);
+  assert_int_equal(t.comp, QG_COMP_BROTLI); /* no "compressor": the tables written before it */
+  {
+    char *named = table_text(SHA, ""), *at = strstr(named, "\"fixed_bytes\": 100,");
+    qg_buf nb;
+    qg_buf_init(&nb);
+    qg_buf_append(&nb, named, (size_t)(at - named));
+    qg_buf_printf(&nb, "\"compressor\": \"rans\", %s", at);
+    qg_alloc_table tr;
+    assert_int_equal(qg_alloc_table_parse((const char *)nb.p, nb.n, "t.json", &tr), QG_OK);
+    assert_int_equal(tr.comp, QG_COMP_RANS);
+    qg_alloc_table_free(&tr);
+    qg_buf_free(&nb);
+    free(named);
+  }
   qg_state st;
   model_state(&st);
   assert_int_equal(qg_alloc_table_check(&t, &st, SHA), QG_OK);
@@ -163,6 +177,9 @@ static void test_malformed(void **s) {
       {"\"bytes\": 700, \"base_bytes\": 500, \"bytes_saved\": -200", "\"bytes\": 700, \"base_bytes\": 501, \"bytes_saved\": -199",
        "differs from another cell"},
       {"\"command\": \"sensitivity\",", "\"command\": \"sensitivity\" ", "offset"},
+      {"\"fixed_bytes\": 100,", "\"fixed_bytes\": 100, \"compressor\": \"lzma\",", "'compressor' must name a compressor"},
+      {"\"fixed_bytes\": 100,", "\"fixed_bytes\": 100, \"compressor\": \"none\",", "'compressor' must name a compressor"},
+      {"\"fixed_bytes\": 100,", "\"fixed_bytes\": 100, \"compressor\": 5,", "'compressor' must be a string"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     char *text = table_text(SHA, "");
@@ -246,13 +263,21 @@ static void test_runner_arm(void **s) {
   free(text);
   assert_int_equal(qg_write_file_atomic(qg_test_path(dir, "tok.model"), "x", 1), QG_OK);
   assert_int_equal(qg_write_file_atomic(qg_test_path(dir, "val.bin"), "x", 1), QG_OK);
+  /* the table has no "compressor": its bytes are brotli's, so the artifact is written with brotli */
   const char *fmt = "hypothesis: h\nmodel: %s\ntokenizer: tok.model\ndata: {val: val.bin}\nbaseline: a\n"
+                    "compress: brotli\n"
                     "arms:\n  a: {spec: 'blocks.*: rowwise bits=6; tok_emb.weight: rowwise bits=8'}\n"
                     "  s: {allocate: {budget: %s, candidates: 'rowwise bits=8', groups: roles%s}}\n";
   char yaml[8192], hpath[4200];
   snprintf(hpath, sizeof hpath, "%s", qg_test_path(dir, "h.yaml"));
-  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", ", sensitivity: sens.json");
   qg_lab_hypothesis h;
+  /* the default compressor (rans) against that table: refused when the file is read */
+  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", ", sensitivity: sens.json");
+  char *no_comp = strstr(yaml, "compress: brotli\n");
+  memmove(no_comp, no_comp + 17, strlen(no_comp + 17) + 1);
+  assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_ERR_INPUT);
+  if (!strstr(qg_last_error(), "measured with brotli-11, the artifact would be rans")) fail_msg("%s", qg_last_error());
+  snprintf(yaml, sizeof yaml, fmt, mpath, "1250", ", sensitivity: sens.json");
   assert_int_equal(qg_lab_hypothesis_parse(yaml, strlen(yaml), hpath, &h), QG_OK);
   const qg_lab_arm *a = &h.arms[qg_lab_arm_index(&h, "s")];
   assert_true(a->allocates && !a->spec); /* reading the file chooses nothing */

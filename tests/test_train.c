@@ -536,7 +536,7 @@ static void test_cli_export(void **st) {
   snprintf(art, sizeof art, "%s/ex/final_model.qgz", dir);
   assert_true(qg_test_exists(art));
   char bytes[64];
-  field(out, "Serialized model qgz+zstd-22: ", bytes, sizeof bytes);
+  field(out, "Serialized model qgz+rans: ", bytes, sizeof bytes);
   long long fb = -1;
   FILE *f = fopen(art, "rb");
   assert_non_null(f);

@@ -50,7 +50,7 @@ qg_status qg_train_export(const qg_trainer *t, const qg_train_export_opts *o, qg
     return s;
   }
   /* written atomically (temp + rename): a failure leaves no partial artifact */
-  qg_qjob_opts jo = {.state = &w, .spec = &spec, .out = o->path, .compressor = QG_COMP_ZSTD,
+  qg_qjob_opts jo = {.state = &w, .spec = &spec, .out = o->path, .compressor = QG_COMP_DEFAULT,
                      .layout = QG_LAYOUT_AUTO, .calib_shards = calib ? &t->data.shards : NULL, .calib_seqs = n,
                      .calib_len = len, .calib_seed = o->calib_seed, .mlp_power = t->cfg.mlp_power,
                      .calib_ops = ops};

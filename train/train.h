@@ -245,7 +245,7 @@ void qg_trainer_free(qg_trainer *t);
 qg_status qg_train_spec_load(const char *text, qg_spec *out);
 
 /* The export at the end of a run (train/export.c): the float weights quantized by a spec
- * into a .qgz (zstd-22, code layout auto), as `quantgolf quantize` writes it. A spec with
+ * into a .qgz (QG_COMP_DEFAULT, code layout auto), as `quantgolf quantize` writes it. A spec with
  * GPTQ rules gets its Hessians from the training shards (seeded, non-overlapping). */
 typedef struct {
   const char *spec;     /* inline rules or a YAML path */
@@ -260,7 +260,7 @@ typedef struct {
   int64_t params, packed_bytes; /* before compression, bit-packed */
   int64_t raw_bytes;            /* the uncompressed payload of the written layout */
   int64_t file_bytes;           /* the artifact on disk */
-  const char *compressor;       /* "zstd-22" */
+  const char *compressor;       /* "rans" (QG_COMP_DEFAULT) */
   double calib_seconds, quant_seconds;
 } qg_train_export_info;
 
