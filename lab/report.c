@@ -21,6 +21,11 @@ static const char *interval_text(void) {
 
 /* ---- result.json ---------------------------------------------------------------------- */
 
+/* The arm's artifact compressor as written (the arm's, else the experiment's). */
+static const char *arm_compressor(const qg_lab_hypothesis *h, const qg_lab_arm *arm) {
+  return arm->compress ? arm->compress : h->compress;
+}
+
 static void boot_json(qg_json *j, const char *key, const qg_boot_result *b, int with_p) {
   qg_json_key(j, key);
   qg_json_obj_begin(j);
@@ -218,6 +223,7 @@ qg_status qg_lab_result_json(const qg_lab_result *r, qg_buf *out) {
     qg_json_key(&j, "spec"), spec ? qg_json_str(&j, spec) : qg_json_null(&j);
     qg_json_key(&j, "spec_file"), arm->spec_file ? qg_json_str(&j, arm->spec_file) : qg_json_null(&j);
     qg_json_key(&j, "float"), qg_json_bool(&j, arm->is_float);
+    qg_json_key(&j, "compressor"), qg_json_str(&j, arm_compressor(h, arm));
     qg_json_key(&j, "allocate");
     if (arm->allocates) {
       qg_json_obj_begin(&j);
@@ -510,7 +516,8 @@ qg_status qg_lab_report_md(const qg_lab_result *r, const char *command, qg_buf *
     if (al->repair_rounds)
       qg_buf_printf(o, "Its first choice's real artifact was over the budget (compressed bytes are not additive over "
                     "tensors): re-solved %d time(s), each time with the measured excess charged to the options that "
-                    "choice took; that artifact measured %lld bytes (brotli).\n\n", al->repair_rounds, (long long)al->measured_bytes);
+                    "choice took; that artifact measured %lld bytes (%s).\n\n", al->repair_rounds, (long long)al->measured_bytes,
+                    arm_compressor(r->h, arm));
   }
   results_md(o, r);
   fits_md(o, r);

@@ -51,6 +51,21 @@ class R:
         return s.b[s.p - n:s.p]
 
 
+def unbrotli(data, n):
+    """brotli expected to decode to n bytes, fed 64 bytes at a time: a stream that decodes
+    past n stops after one step (the caller sees more than n bytes), not decoded whole."""
+    import brotli
+    d, data, out, k = brotli.Decompressor(), bytes(data), [], 0
+    for i in range(0, max(len(data), 1), 64):
+        out.append(d.process(data[i:i + 64]))
+        k += len(out[-1])
+        if k > n:
+            break
+    if k <= n and not d.is_finished():
+        raise ValueError("truncated brotli stream")
+    return b"".join(out)
+
+
 def decompress(comp, data, raw):
     if comp == 0:
         return bytes(data)
@@ -58,12 +73,11 @@ def decompress(comp, data, raw):
         import zstandard
         return zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=raw)
     if comp == 2:
-        import brotli
-        return brotli.decompress(bytes(data))
+        return unbrotli(data, raw)
     if comp == 3:
-        return lzma.decompress(bytes(data))
+        return lzma.LZMADecompressor().decompress(bytes(data), max_length=raw + 1)
     if comp == 4:
-        return zlib.decompress(bytes(data))
+        return zlib.decompressobj().decompress(bytes(data), raw + 1)
     if comp == 5:
         r = R(data)
         return bytes(rans_stream(r, raw, 256).astype(np.uint8))
@@ -298,8 +312,10 @@ def read_stream(r, shared, wshared, t, s, mode, ver, where):
     if mode == 6 and ver >= 3:
         s["data"] = read_wide(r, wshared, t, s)
     elif mode in (2, 5):
-        import brotli
-        z = brotli.decompress(bytes(r.take(r.var())))
+        want = n if mode == 5 else (n * bits + 7) // 8
+        z = unbrotli(r.take(r.var()), want)
+        if len(z) != want:
+            raise ValueError("%s: brotli stream of %s bytes, not %d" % (where, len(z) if len(z) <= want else "more", want))
         s["data"] = unpack_codes(z, n, bits) if mode == 2 else np.frombuffer(z, np.uint8).astype(np.uint32)
     elif mode in (3, 4) or (mode == 7 and ver >= 3):
         mid, cls = 1 << (bits - 1), None
@@ -318,13 +334,12 @@ def read_stream(r, shared, wshared, t, s, mode, ver, where):
             fn = (lambda i, p: cls[i % len(cls)]) if cls else (lambda i, p: ctx_of(mid if p is None else p, mid))
             s["data"] = rans_decode(tabs, fn, pay, n)
     elif mode == 8 and ver >= 3:  # brotli over the codes column-major (io/qgz_cols.h)
-        import brotli
         rows = t["shape"][0] if len(t["shape"]) > 1 else 1
         if bits > 8 or rows < 2 or n % rows:
             raise ValueError("%s: transposed stream for a section that is not a code matrix of <= 8 bits" % where)
-        z = brotli.decompress(bytes(r.take(r.var())))
+        z = unbrotli(r.take(r.var()), n)
         if len(z) != n:
-            raise ValueError("%s: transposed stream of %d bytes, not rows x cols = %d" % (where, len(z), n))
+            raise ValueError("%s: transposed stream of %s bytes, not rows x cols = %d" % (where, len(z) if len(z) < n else "more", n))
         d = np.frombuffer(z, np.uint8).reshape(-1, rows).T.reshape(-1).astype(np.uint32)
         if n and int(d.max()) >> bits:
             raise ValueError("%s: symbol outside the alphabet" % where)

@@ -220,7 +220,8 @@ static void python_rejects(const char *py, const char *dir, int64_t rows, uint8_
   assert_int_equal(qg_qtensor_add(&t, "codes", QG_SEC_CODES, 2, rows * 8, &d), QG_OK);
   assert_int_equal(qg_qtensor_add(&t, "scales", QG_SEC_F16, 0, rows, &d), QG_OK);
   const qg_qtensor *p = &t;
-  uint8_t *f, raw[64] = {0}, *z;
+  uint8_t *f, *raw = calloc(k ? k : 1, 1), *z;
+  assert_non_null(raw);
   size_t n, zn, pos = QG_QGZ_HEADER;
   qg_qgz_rans_set_inline(0), qg_qgz_rans_force_transposed(1);
   assert_int_equal(qg_qgz_encode(&p, 1, QG_COMP_RANS, QG_LAYOUT_PACKED, &f, &n, NULL), QG_OK);
@@ -232,6 +233,8 @@ static void python_rejects(const char *py, const char *dir, int64_t rows, uint8_
   assert_int_equal(f[cb + 2], QG_QGZ_MODE_COLS);
   if (k) raw[k - 1] = v;
   assert_int_equal(qg_compress(QG_COMP_BROTLI, raw, k, &z, &zn), QG_OK);
+  free(raw);
+  assert_true(zn < 128); /* the one-byte length below */
   f = realloc(f, cb + 4 + on + zn);
   f[cb] = 0, f[cb + 1] = 0, f[cb + 2] = mode;
   if (on) memcpy(f + cb + 3, ord, on); /* ord may be NULL when on is 0 */
@@ -266,6 +269,9 @@ static void test_python_rejects_bad_transposed(void **st) {
   char *dir = qg_test_tmpdir();
   python_rejects(py, dir, 4, QG_QGZ_MODE_COLS, NULL, 0, 31, 0, "transposed stream of 31 bytes, not rows x cols = 32");
   python_rejects(py, dir, 4, QG_QGZ_MODE_COLS, NULL, 0, 32, 7, "symbol outside the alphabet");
+  /* 8 MiB from a few dozen bytes where 32 are due: refused (the loader stops decoding a
+   * stream once it passes its size) */
+  python_rejects(py, dir, 4, QG_QGZ_MODE_COLS, NULL, 0, (size_t)8 << 20, 0, "transposed stream of more bytes");
   static const uint8_t ord[] = {0x0c}; /* 4 rows: entry 1 is 3 of 3 choices */
   python_rejects(py, dir, 4, QG_QGZ_MODE_COLS | QG_QGZ_ROWS_PERMUTED, ord, 1, 32, 0, "row order entry out of range");
   qg_test_rmdir(dir);
