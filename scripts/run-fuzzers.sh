@@ -17,8 +17,10 @@ contest="$root/../shared/contest"
 art="$build/fuzz-artifacts"
 mkdir -p "$art"
 
-# seed files per harness: the formats it parses
+# seed files per harness: the formats it parses, and the committed corpus fuzz/seeds/HARNESS
+# (real artifacts with the harness's mode bytes; scripts/make-fuzz-seeds.sh rebuilds it)
 seeds_for() {
+  ls "$root/fuzz/seeds/$1"/* 2>/dev/null || true
   case "$1" in
     fuzz_shards) ls "$root"/tests/data/*.bin 2>/dev/null | grep -i shard || true ;;
     fuzz_safetensors) ls "$root"/tests/data/*.safetensors 2>/dev/null || true ;;
