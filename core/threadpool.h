@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "core/status.h"
+
 /* fn(ctx, task, thread) for task in [0, n). */
 typedef void (*qg_task_fn)(void *ctx, int64_t task, int thread);
 
@@ -16,7 +18,17 @@ int qg_threads(void);
  * already uses) n, -1 when it is already running with another count. */
 int qg_threads_request(int n);
 /* Runs fn over [0, n) on the pool and returns when all tasks are done. Safe to call from
- * one thread at a time (the model's ops are issued sequentially). */
+ * one thread at a time (the model's ops are issued sequentially); called from inside a
+ * pool task, it runs the loop on the calling thread. */
 void qg_parallel_for(int64_t n, qg_task_fn fn, void *ctx);
+
+/* A fallible task: its status, with qg_fail's message on failure. */
+typedef qg_status (*qg_try_fn)(void *ctx, int64_t task);
+/* Runs fn over [0, n) on the pool, each thread taking the next task in index order as it
+ * frees up (put the longest first), and returns the status of the lowest-numbered task
+ * that failed, with its message, or QG_OK. Every task runs, whatever fails. Results are
+ * deterministic when each task's work depends only on its index. From inside a pool task
+ * this runs the tasks on the calling thread. */
+qg_status qg_parallel_try(int64_t n, qg_try_fn fn, void *ctx);
 
 #endif

@@ -1,5 +1,6 @@
 /* The .qgz artifact (see io/qgz.h): encode, compress, read with every length checked. */
 #include "io/qgz.h"
+#include "io/compress_memo.h"
 
 #include <brotli/decode.h>
 #include <brotli/encode.h>
@@ -12,6 +13,7 @@
 #include <zstd.h>
 
 #include "core/file.h"
+#include "core/threadpool.h"
 #include "io/qgz_rans.h"
 #include "io/rans.h"
 
@@ -53,6 +55,11 @@ static qg_status rans_bytes(const uint8_t *in, size_t n, uint8_t **out, size_t *
 
 qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **out, size_t *out_len) {
   if (c == QG_COMP_RANS) return rans_bytes(in, n, out, out_len);
+  /* the slow ones are remembered by content (io/compress_memo.h): the same bytes back */
+  qg_memo_key key;
+  int memo = (c == QG_COMP_BROTLI || c == QG_COMP_ZSTD || c == QG_COMP_XZ) &&
+             qg_memo_key_of((int)c, c == QG_COMP_BROTLI ? g_brotli_quality : 0, in, n, &key);
+  if (memo && qg_memo_get(&key, out, out_len)) return QG_OK;
   size_t cap = n + n / 2 + 4096;
   if (c == QG_COMP_ZSTD) cap = ZSTD_compressBound(n);
   if (c == QG_COMP_XZ) cap = lzma_stream_buffer_bound(n);
@@ -85,6 +92,7 @@ qg_status qg_compress(qg_compressor c, const uint8_t *in, size_t n, uint8_t **ou
     free(o);
     return qg_fail(QG_ERR_INTERNAL, "%s compression of %zu bytes failed", qg_compressor_name(c), n);
   }
+  if (memo) qg_memo_put(&key, o, len);
   *out = o, *out_len = len;
   return QG_OK;
 }
@@ -352,14 +360,43 @@ static qg_status encode_rans_with(const qg_qtensor *const *q, int n, const uint8
  * none (each stream in the block falls back to its own brotli stream where that is
  * smaller), those fallbacks (over codes in order), the fallbacks with every narrow
  * (<= 12-bit) or every wide section, and every brotli stream, transposed ones included. */
+/* One candidate image of encode_rans, made on the pool. */
+typedef struct {
+  const qg_qtensor *const *q;
+  int n, planes;
+  const uint8_t *inl;
+  uint8_t *fell_back;
+  qg_buf out;
+  qg_qgz_info inf;
+  int made;
+} rans_image;
+
+static qg_status image_task(void *v, int64_t k) {
+  rans_image *im = (rans_image *)v + k;
+  qg_status s = encode_rans_with(im->q, im->n, im->inl, im->planes, &im->out, &im->inf, im->fell_back);
+  im->made = !s;
+  return s;
+}
+
+/* Makes images im[0..k) on the pool, then keeps the first smallest of best and them in
+ * order (the outcome of trying them one after another). */
+static qg_status take_images(rans_image *im, int k, qg_buf *best, qg_qgz_info *bi) {
+  qg_status s = qg_parallel_try(k, image_task, im);
+  for (int i = 0; i < k; i++) {
+    if (!s && im[i].out.n < best->n) qg_buf_free(best), *best = im[i].out, *bi = im[i].inf;
+    else if (im[i].made) qg_buf_free(&im[i].out);
+  }
+  return s;
+}
+
 static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, size_t *len, qg_qgz_info *inf) {
   int ns = 0;
   for (int i = 0; i < n; i++) ns += q[i]->nsec;
   enum { NC = 4 };
   uint8_t *fb = calloc((size_t)ns + 1, 1), *m = calloc((size_t)(NC + 1) * ((size_t)ns + 1), 1);
   if (!fb || !m) return free(fb), free(m), qg_fail(QG_ERR_NOMEM, "out of memory");
-  qg_buf best, cand;
-  qg_qgz_info bi = *inf, ci = *inf;
+  qg_buf best;
+  qg_qgz_info bi = *inf;
   uint8_t *all = m + (size_t)NC * (ns + 1);
   memset(all, 1, (size_t)ns + 1);
   if (!g_rans_inline) {
@@ -368,30 +405,40 @@ static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, 
     if (!s) *inf = bi, *file = best.p, *len = best.n;
     return s;
   }
-  qg_status s = encode_rans_with(q, n, all, 1, &best, &bi, NULL);
+  /* every code section inline, f16 sections delta-planed and as they are: the planes of
+   * the smaller are used from here on */
+  rans_image im[NC] = {{0}};
+  for (int k = 0; k < 2; k++) im[k] = (rans_image){.q = q, .n = n, .planes = !k, .inl = all, .inf = *inf};
+  qg_status s = qg_parallel_try(2, image_task, im);
   int planes = 1;
-  if (!s) s = encode_rans_with(q, n, all, 0, &cand, &ci, NULL);
-  if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci, planes = 0;
-  else if (!s) qg_buf_free(&cand);
-  if (!s) s = encode_rans_with(q, n, NULL, planes, &cand, &ci, fb);
-  if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci;
-  else if (!s) qg_buf_free(&cand);
+  if (!s) {
+    best = im[0].out, bi = im[0].inf;
+    if (im[1].out.n < best.n) qg_buf_free(&best), best = im[1].out, bi = im[1].inf, planes = 0;
+    else qg_buf_free(&im[1].out);
+  } else {
+    for (int k = 0; k < 2; k++)
+      if (im[k].made) qg_buf_free(&im[k].out);
+    return free(fb), free(m), s;
+  }
+  /* none inline (each stream's own brotli fallback where that is smaller) */
+  im[0] = (rans_image){.q = q, .n = n, .planes = planes, .inl = NULL, .fell_back = fb, .inf = *inf};
+  s = take_images(im, 1, &best, &bi);
   for (int c = 0; c < NC; c++)
     for (int i = 0, idx = 0; i < n; i++)
       for (int k = 0; k < q[i]->nsec; k++, idx++) {
         int wide = q[i]->sec[k].bits > QG_QGZ_RANS_MAX_BITS;
         m[(size_t)c * (ns + 1) + idx] = (uint8_t)(fb[idx] == 1 || (c == 1 && !wide) || (c == 2 && wide) || (c == 3 && fb[idx]));
       }
+  int k = 0;
   for (int c = 0; !s && c < NC; c++) {
     uint8_t *mc = m + (size_t)c * (ns + 1);
     int seen = 0, dup = 0; /* skip masks of no section and masks already tried */
     for (int i = 0; i < ns; i++) seen |= mc[i];
     for (int d = 0; d <= NC && !dup; d++) dup = d != c && (d < c || d == NC) && !memcmp(mc, m + (size_t)d * (ns + 1), (size_t)ns);
     if (!seen || dup) continue;
-    s = encode_rans_with(q, n, mc, planes, &cand, &ci, NULL);
-    if (!s && cand.n < best.n) qg_buf_free(&best), best = cand, bi = ci;
-    else if (!s) qg_buf_free(&cand);
+    im[k++] = (rans_image){.q = q, .n = n, .planes = planes, .inl = mc, .inf = *inf};
   }
+  if (!s) s = take_images(im, k, &best, &bi);
   free(fb), free(m);
   if (s) return qg_buf_free(&best), s;
   *inf = bi, *file = best.p, *len = best.n;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/threadpool.h"
 #include "io/qgz.h"
 #include "io/qgz_cols.h"
 #include "io/qgz_rows.h"
@@ -51,7 +52,9 @@ static void pack_codes(const qg_qsection *s, qg_buf *b) {
 }
 
 typedef struct {
+  const qg_qtensor *t;
   const qg_qsection *s;
+  uint64_t *counts;  /* of its codes */
   int group;
   int mode;          /* 0 own, 1 shared, 2 brotli, 3 previous-code contexts */
   qg_rans_table ctx[QG_RANS_NCTX];
@@ -235,6 +238,86 @@ static qg_status row_candidates(const qg_qsection *sec, int64_t rows, int64_t co
   return QG_OK;
 }
 
+/* One stream's candidates: its counts, own table, context tables (previous code, column
+ * classes, previous row, row orders), brotli over its packed codes, its bytes and its
+ * columns. Reads only the stream's own codes and writes only x. */
+static qg_status analyse_stream(stream *x) {
+  const qg_qsection *sec = x->s;
+  qg_status s = QG_OK;
+  uint64_t *c = x->counts = calloc((size_t)1 << sec->bits, sizeof *c);
+  if (!c) return qg_fail(QG_ERR_NOMEM, "out of memory");
+  if (qg_rans_count(sec->data, (size_t)sec->count, 1 << sec->bits, c))
+    return qg_fail_prefix(QG_ERR_INPUT, "tensor '%s' section '%s'", x->t->name, sec->name);
+  /* own table: the best precision by total bytes */
+  x->own_total = SIZE_MAX;
+  for (int pb = QG_RANS_MIN_BITS; !s && pb <= QG_RANS_MAX_BITS; pb += 2) {
+    qg_rans_table t;
+    size_t pay;
+    s = qg_rans_table_build(c, 1 << sec->bits, pb, &t);
+    if (!s) s = qg_rans_payload_cost(&t, sec->data, (size_t)sec->count, &pay);
+    if (s) break;
+    size_t tot = qg_rans_table_bytes(&t) + qg_varint_len(pay) + pay;
+    if (tot < x->own_total) qg_rans_table_free(&x->own), x->own = t, x->own_total = tot, x->own_pay = pay;
+    else qg_rans_table_free(&t);
+  }
+  if (!s) s = ctx_tables(sec, sec->data, NULL, 1, x->ctx, &x->ctx_pay, &x->ctx_total);
+  x->ctx_mode = 3, x->lag = 1;
+  int64_t cols = x->t->cols, rows = x->t->rows;
+  uint32_t *gord = NULL; /* the greedy row order, for the context and transposed modes */
+  if (!s && g_row_orders && rows > 1 && cols >= 1 && sec->count == rows * cols && greedy_ok(rows, cols)) {
+    gord = malloc((size_t)rows * sizeof *gord);
+    s = gord ? qg_rows_greedy(sec->data, rows, cols, 1u << (sec->bits - 1), gord)
+             : qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
+  }
+  if (!s && cols >= 8 && cols <= 65536 && rows > 1 && sec->count == rows * cols) {
+    qg_rans_table ct[QG_RANS_NCTX] = {{0}};
+    size_t cp = 0, ctot = SIZE_MAX;
+    s = column_classes(sec, cols, &x->cls, &x->cv);
+    if (!s) s = ctx_tables(sec, sec->data, x->cv, 0, ct, &cp, &ctot);
+    if (!s && ctot + class_bytes(cols) < x->ctx_total) {
+      for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&x->ctx[k]), x->ctx[k] = ct[k];
+      x->ctx_pay = cp, x->ctx_total = ctot + class_bytes(cols), x->ctx_mode = 4, x->cols = cols;
+    } else {
+      for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
+    }
+    if (!s && g_row_orders) s = row_candidates(sec, rows, cols, x, gord);
+  }
+  /* brotli over the bit-packed codes: the fallback when it is smaller */
+  qg_buf pk;
+  qg_buf_init(&pk);
+  if (!s) pack_codes(sec, &pk), s = qg_buf_status(&pk);
+  if (!s) s = qg_compress(QG_COMP_BROTLI, pk.p ? pk.p : (const uint8_t *)"", pk.n, &x->z, &x->zn);
+  qg_buf_free(&pk);
+  /* and over one byte per code, which brotli's byte contexts often model better */
+  x->brotli_bytes = 0;
+  if (!s && sec->bits <= 8 && sec->count > 0) {
+    uint8_t *by = malloc((size_t)sec->count), *z2 = NULL;
+    size_t z2n = 0;
+    if (!by) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    for (int64_t j = 0; !s && j < sec->count; j++) by[j] = (uint8_t)((const uint32_t *)sec->data)[j];
+    if (!s) s = qg_compress(QG_COMP_BROTLI, by, (size_t)sec->count, &z2, &z2n);
+    if (!s && z2n < x->zn) free(x->z), x->z = z2, x->zn = z2n, x->brotli_bytes = 1;
+    else free(z2);
+    free(by);
+  }
+  x->brotli_total = x->zn + qg_varint_len(x->zn);
+  /* and over one byte per code column-major, of the rows as they are or reordered */
+  if (!s && g_force_cols >= 0 && qg_cols_eligible(sec->bits, sec->count, rows, cols))
+    s = cols_candidate(x, sec, rows, cols, gord);
+  free(gord);
+  return s;
+}
+
+typedef struct {
+  stream *sv;
+  const int *order; /* task k analyses stream order[k] */
+} analysis;
+
+static qg_status analyse_task(void *v, int64_t k) {
+  const analysis *a = v;
+  return analyse_stream(&a->sv[a->order[k]]);
+}
+
 qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *inl, qg_buf *out, qg_qgz_rans_stats *stp,
                              uint8_t *fell_back) {
   qg_qgz_rans_stats st = {0};
@@ -267,76 +350,25 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
         free(key);
       }
       stream *x = &sv[si++];
-      x->s = sec, x->group = g, x->cols_total = SIZE_MAX;
-      uint64_t *c = s ? NULL : calloc((size_t)1 << sec->bits, sizeof *c);
-      if (!s && !c) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-      if (!s) s = qg_rans_count(sec->data, (size_t)sec->count, 1 << sec->bits, c);
-      if (s) {
-        free(c);
-        s = qg_fail_prefix(QG_ERR_INPUT, "tensor '%s' section '%s'", q[i]->name, sec->name);
-        break;
-      }
-      for (int v = 0; v < 1 << sec->bits; v++) gv[g].counts[v] += c[v];
-      /* own table: the best precision by total bytes */
-      x->own_total = SIZE_MAX;
-      for (int pb = QG_RANS_MIN_BITS; !s && pb <= QG_RANS_MAX_BITS; pb += 2) {
-        qg_rans_table t;
-        size_t pay;
-        s = qg_rans_table_build(c, 1 << sec->bits, pb, &t);
-        if (!s) s = qg_rans_payload_cost(&t, sec->data, (size_t)sec->count, &pay);
-        if (s) break;
-        size_t tot = qg_rans_table_bytes(&t) + qg_varint_len(pay) + pay;
-        if (tot < x->own_total) qg_rans_table_free(&x->own), x->own = t, x->own_total = tot, x->own_pay = pay;
-        else qg_rans_table_free(&t);
-      }
-      free(c);
-      if (!s) s = ctx_tables(sec, sec->data, NULL, 1, x->ctx, &x->ctx_pay, &x->ctx_total);
-      x->ctx_mode = 3, x->lag = 1;
-      int64_t cols = q[i]->cols, rows = q[i]->rows;
-      uint32_t *gord = NULL; /* the greedy row order, for the context and transposed modes */
-      if (!s && g_row_orders && rows > 1 && cols >= 1 && sec->count == rows * cols && greedy_ok(rows, cols)) {
-        gord = malloc((size_t)rows * sizeof *gord);
-        s = gord ? qg_rows_greedy(sec->data, rows, cols, 1u << (sec->bits - 1), gord)
-                 : qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
-      }
-      if (!s && cols >= 8 && cols <= 65536 && rows > 1 && sec->count == rows * cols) {
-        qg_rans_table ct[QG_RANS_NCTX] = {{0}};
-        size_t cp = 0, ctot = SIZE_MAX;
-        s = column_classes(sec, cols, &x->cls, &x->cv);
-        if (!s) s = ctx_tables(sec, sec->data, x->cv, 0, ct, &cp, &ctot);
-        if (!s && ctot + class_bytes(cols) < x->ctx_total) {
-          for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&x->ctx[k]), x->ctx[k] = ct[k];
-          x->ctx_pay = cp, x->ctx_total = ctot + class_bytes(cols), x->ctx_mode = 4, x->cols = cols;
-        } else {
-          for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&ct[k]);
-        }
-        if (!s && g_row_orders) s = row_candidates(sec, rows, cols, x, gord);
-      }
-      /* brotli over the bit-packed codes: the fallback when it is smaller */
-      qg_buf pk;
-      qg_buf_init(&pk);
-      pack_codes(sec, &pk);
-      if (!s) s = qg_buf_status(&pk);
-      if (!s) s = qg_compress(QG_COMP_BROTLI, pk.p ? pk.p : (const uint8_t *)"", pk.n, &x->z, &x->zn);
-      qg_buf_free(&pk);
-      /* and over one byte per code, which brotli's byte contexts often model better */
-      x->brotli_bytes = 0;
-      if (!s && sec->bits <= 8 && sec->count > 0) {
-        uint8_t *by = malloc((size_t)sec->count), *z2 = NULL;
-        size_t z2n = 0;
-        if (!by) s = qg_fail(QG_ERR_NOMEM, "out of memory");
-        for (int64_t j = 0; !s && j < sec->count; j++) by[j] = (uint8_t)((const uint32_t *)sec->data)[j];
-        if (!s) s = qg_compress(QG_COMP_BROTLI, by, (size_t)sec->count, &z2, &z2n);
-        if (!s && z2n < x->zn) free(x->z), x->z = z2, x->zn = z2n, x->brotli_bytes = 1;
-        else free(z2);
-        free(by);
-      }
-      x->brotli_total = x->zn + qg_varint_len(x->zn);
-      /* and over one byte per code column-major, of the rows as they are or reordered */
-      if (!s && g_force_cols >= 0 && qg_cols_eligible(sec->bits, sec->count, rows, cols))
-        s = cols_candidate(x, sec, rows, cols, gord);
-      free(gord);
+      x->t = q[i], x->s = sec, x->group = g, x->cols_total = SIZE_MAX;
     }
+  /* every stream's candidates, on the pool (each depends on its own codes only), the
+   * largest first; then the groups' counts, summed in stream order */
+  int *by_size = s ? NULL : malloc(((size_t)ns + 1) * sizeof *by_size);
+  if (!s && !by_size) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+  if (!s) {
+    for (int i = 0; i < ns; i++) by_size[i] = i;
+    for (int i = 1; i < ns; i++) /* insertion sort, stable: a model has at most a few hundred streams */
+      for (int k = i; k > 0 && sv[by_size[k - 1]].s->count < sv[by_size[k]].s->count; k--) {
+        int tmp = by_size[k];
+        by_size[k] = by_size[k - 1], by_size[k - 1] = tmp;
+      }
+    analysis an = {sv, by_size};
+    s = qg_parallel_try(ns, analyse_task, &an);
+  }
+  free(by_size);
+  for (int i = 0; !s && i < ns; i++)
+    for (int v = 0; v < 1 << sv[i].s->bits; v++) gv[sv[i].group].counts[v] += sv[i].counts[v];
   for (int g = 0; !s && g < ng; g++) {
     s = qg_rans_table_build(gv[g].counts, 1 << gv[g].bits, QG_RANS_MAX_BITS, &gv[g].table);
     gv[g].index = -1;
@@ -441,7 +473,7 @@ qg_status qg_qgz_rans_encode(const qg_qtensor *const *q, int n, const uint8_t *i
                   (ssize_t)(out->n - before) - (ssize_t)(st.tables + st.code_payload + st.stream_headers));
   }
   for (int i = 0; sv && i < ns; i++) {
-    qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].cls), free(sv[i].cv), free(sv[i].order), free(sv[i].psym);
+    qg_rans_table_free(&sv[i].own), free(sv[i].z), free(sv[i].counts), free(sv[i].cls), free(sv[i].cv), free(sv[i].order), free(sv[i].psym);
     free(sv[i].tz), free(sv[i].torder);
     for (int k = 0; k < QG_RANS_NCTX; k++) qg_rans_table_free(&sv[i].ctx[k]);
   }

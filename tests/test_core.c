@@ -1,5 +1,5 @@
 /* core/: status messages, dtype conversions against known bit patterns, tensors and
- * states, atomic files, the JSON writer. */
+ * states, atomic files, the JSON writer, the thread pool's fallible loop. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "core/json.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "core/threadpool.h"
 #include "tests/testlib.h"
 
 static void test_status_message(void **st) {
@@ -132,6 +134,51 @@ static void test_atomic_file(void **st) {
   qg_test_rmdir(dir);
 }
 
+/* qg_parallel_try: every task runs once, on however many threads; the status and message
+ * are the lowest-numbered failure's; a parallel loop inside a task runs inline. */
+typedef struct {
+  _Atomic int runs[64];
+  double sums[64];
+  int fail_at[2]; /* tasks that fail, with their index in the message */
+} try_ctx;
+
+static void inner_sum(void *v, int64_t i, int thread) {
+  (void)thread;
+  double *acc = v;
+  acc[i] = (double)(i * i);
+}
+
+static qg_status try_task(void *v, int64_t k) {
+  try_ctx *c = v;
+  atomic_fetch_add(&c->runs[k], 1);
+  double part[16];
+  for (int i = 0; i < 16; i++) part[i] = NAN; /* a task the nested loop skips stays NaN */
+  qg_parallel_for(16, inner_sum, part); /* nested: must not touch the pool's running job */
+  for (int i = 0; i < 16; i++) c->sums[k] += part[i];
+  if (k == c->fail_at[0] || k == c->fail_at[1]) return qg_fail(k == c->fail_at[0] ? QG_ERR_IO : QG_ERR_INPUT, "task %d failed", (int)k);
+  return QG_OK;
+}
+
+static void test_parallel_try(void **st) {
+  (void)st;
+  qg_threads_request(2);
+  assert_true(qg_threads() >= 1);
+  for (int round = 0; round < 20; round++) {
+    try_ctx c;
+    memset(&c, 0, sizeof c);
+    c.fail_at[0] = c.fail_at[1] = -1;
+    assert_int_equal(qg_parallel_try(64, try_task, &c), QG_OK);
+    for (int k = 0; k < 64; k++) assert_int_equal(c.runs[k], 1), assert_true(c.sums[k] == 1240.0); /* sum of i^2, i < 16 */
+    memset(&c, 0, sizeof c);
+    c.fail_at[0] = 41, c.fail_at[1] = 7; /* the lower index reports, whatever finishes first */
+    qg_clear_error();
+    assert_int_equal(qg_parallel_try(64, try_task, &c), QG_ERR_INPUT);
+    assert_string_equal(qg_last_error(), "task 7 failed");
+    for (int k = 0; k < 64; k++) assert_int_equal(c.runs[k], 1); /* a failure stops nothing */
+  }
+  assert_int_equal(qg_parallel_try(0, try_task, NULL), QG_OK);
+}
+
 static void test_json(void **st) {
   (void)st;
   qg_buf b;
@@ -162,7 +209,7 @@ int main(void) {
       cmocka_unit_test(test_status_message), cmocka_unit_test(test_f16_known),
       cmocka_unit_test(test_bf16_known),     cmocka_unit_test(test_dtype_names),
       cmocka_unit_test(test_state),          cmocka_unit_test(test_atomic_file),
-      cmocka_unit_test(test_json),
+      cmocka_unit_test(test_json),           cmocka_unit_test(test_parallel_try),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
