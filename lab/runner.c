@@ -443,10 +443,9 @@ static void sink(void *ctx, const qg_token_stat *st, int32_t prev, int32_t tgt, 
   k->t->same_top[i] = st->top_a == st->top_b;
 }
 
-static qg_status eval_cell(run *R, const char *ref_path, const char *ref_id, const qg_shards *val,
-                           const qg_spm_luts *luts, const qg_eval_opts *eo, qg_lab_cell *c) {
+/* The cell's evaluation key (its .tok file), and the file when it is cached (1). */
+static int eval_cached(run *R, const char *ref_id, qg_lab_cell *c, char *path, size_t cap, qg_status *st) {
   const qg_lab_hypothesis *h = R->h;
-  const char *model = c->is_float ? c->float_path : c->artifact_path;
   qg_buf b;
   qg_buf_init(&b);
   qg_buf_printf(&b, "quantgolf %s eval\nreference %s\nmodel %s\nval %s\ntokenizer %s\nseq %d stride %d max %lld\ndevice %s\n",
@@ -454,45 +453,88 @@ static qg_status eval_cell(run *R, const char *ref_path, const char *ref_id, con
                 R->r->setup.val_sha, R->r->setup.tokenizer_sha, h->seq_len, h->stride, (long long)h->max_tokens,
                 R->device);
   char key[17];
-  qg_status s = qg_buf_status(&b);
-  if (!s) key_of(&b, key);
+  *st = qg_buf_status(&b);
+  if (!*st) key_of(&b, key);
   qg_buf_free(&b);
-  if (s) return s;
+  if (*st) return 0;
   memcpy(c->eval_key, key, sizeof key);
-  char path[4200];
-  snprintf(path, sizeof path, "%s/%s.tok", R->dir_eval, key);
+  snprintf(path, cap, "%s/%s.tok", R->dir_eval, key);
   if (!R->o->force && file_exists(path) && !qg_lab_tokens_read(path, &c->tok)) {
     c->reused |= 4;
-    return QG_OK;
+    return 1;
   }
   c->reused &= ~4;
-  const qg_ops *ops;
-  QG_TRY(qg_ops_by_name(R->device, &ops));
-  qg_eval_plan plan;
-  QG_TRY(qg_eval_plan_make(qg_shards_count(val), eo, &plan));
-  qg_lab_tokens *t = &c->tok;
-  if ((s = tokens_alloc(t, (size_t)plan.n_scored, (size_t)plan.n))) {
-    qg_eval_plan_free(&plan);
-    return s;
+  return 0;
+}
+
+static void sink_many(void *ctx, int model, const qg_token_stat *st, int32_t prev, int32_t tgt, int bytes) {
+  sink(&((sink_ctx *)ctx)[model], st, prev, tgt, bytes);
+}
+
+/* Models evaluated in one pass: each holds its weights and a batch of activations. */
+#define EVAL_PASS_MODELS 8
+
+/* Evaluates the cells c[0..n) of one seed against the reference: those cached are read,
+ * the others scored in passes of up to EVAL_PASS_MODELS models, the reference's forward
+ * pass once per batch for all of them (each model's statistics are the ones a pass of its
+ * own gives: the same forward passes, the same batches). A pass's time is shared equally
+ * by its cells. */
+static qg_status eval_cells(run *R, const char *ref_path, const char *ref_id, const qg_shards *val,
+                            const qg_spm_luts *luts, const qg_eval_opts *eo, qg_lab_cell **c, int n) {
+  const qg_lab_hypothesis *h = R->h;
+  char (*paths)[4200] = malloc(sizeof *paths * (size_t)(n + 1));
+  int *todo = malloc(sizeof *todo * (size_t)(n + 1)), nt = 0;
+  if (!paths || !todo) return free(paths), free(todo), qg_fail(QG_ERR_NOMEM, "out of memory");
+  qg_status s = QG_OK;
+  for (int i = 0; !s && i < n; i++) {
+    if (!eval_cached(R, ref_id, c[i], paths[i], sizeof paths[i], &s) && !s) todo[nt++] = i;
+    else if (!s) progress(R, &h->arms[c[i]->arm], c[i]->seed, "eval (cached)"), R->step++;
   }
-  t->win_start[0] = 0;
-  for (int64_t w = 0; w < plan.n; w++) t->win_start[w + 1] = t->win_start[w] + (size_t)(plan.seq - plan.w[w].score_from);
-  qg_eval_plan_free(&plan);
-  qg_gpt m0, m1;
-  if ((s = qg_gpt_load(&m0, ref_path, NULL, ops))) return qg_fail_prefix(s, "reference");
-  if ((s = qg_gpt_load(&m1, model, NULL, ops))) {
-    qg_gpt_free(&m0);
-    return qg_fail_prefix(s, "arm");
+  const qg_ops *ops = NULL;
+  if (!s && nt) s = qg_ops_by_name(R->device, &ops);
+  for (int first = 0; !s && first < nt; first += EVAL_PASS_MODELS) {
+    int m = nt - first < EVAL_PASS_MODELS ? nt - first : EVAL_PASS_MODELS;
+    qg_gpt m0, ms[EVAL_PASS_MODELS], *mp[EVAL_PASS_MODELS];
+    sink_ctx k[EVAL_PASS_MODELS];
+    int loaded = 0, ref_loaded = 0;
+    double t0 = qg_now();
+    progress(R, &h->arms[c[todo[first]]->arm], c[todo[first]]->seed, m > 1 ? "eval (with the next arms)" : "eval");
+    for (int j = 0; !s && j < m; j++) {
+      qg_lab_cell *x = c[todo[first + j]];
+      qg_eval_plan plan;
+      if (!(s = qg_eval_plan_make(qg_shards_count(val), eo, &plan))) {
+        qg_lab_tokens *t = &x->tok;
+        if (!(s = tokens_alloc(t, (size_t)plan.n_scored, (size_t)plan.n))) {
+          t->win_start[0] = 0;
+          for (int64_t w = 0; w < plan.n; w++)
+            t->win_start[w + 1] = t->win_start[w] + (size_t)(plan.seq - plan.w[w].score_from);
+        }
+        qg_eval_plan_free(&plan);
+      }
+      k[j] = (sink_ctx){&x->tok, 0};
+      if (!s && (s = qg_gpt_load(&ms[j], x->is_float ? x->float_path : x->artifact_path, NULL, ops)))
+        s = qg_fail_prefix(s, "arm '%s' seed %llu: evaluation: arm", h->arms[x->arm].name, (unsigned long long)x->seed);
+      if (!s) mp[j] = &ms[j], loaded++;
+    }
+    if (!s && (s = qg_gpt_load(&m0, ref_path, NULL, ops))) s = qg_fail_prefix(s, "evaluation: reference");
+    else if (!s) ref_loaded = 1;
+    qg_eval_totals tot[EVAL_PASS_MODELS];
+    if (!s && (s = qg_eval_run_many(&m0, mp, m, val, luts, eo, sink_many, k, tot)))
+      s = qg_fail_prefix(s, "arm '%s' seed %llu: evaluation", h->arms[c[todo[first]]->arm].name,
+                         (unsigned long long)c[todo[first]]->seed);
+    if (ref_loaded) qg_gpt_free(&m0);
+    for (int j = 0; j < loaded; j++) qg_gpt_free(&ms[j]);
+    double share = (qg_now() - t0) / m;
+    for (int j = 0; !s && j < m; j++) {
+      qg_lab_cell *x = c[todo[first + j]];
+      if (k[j].i != x->tok.n || x->tok.win_start[x->tok.n_windows] != x->tok.n)
+        s = qg_fail(QG_ERR_INTERNAL, "evaluation scored %zu tokens, the plan %zu", k[j].i, x->tok.n);
+      if (!s) s = qg_lab_tokens_write(paths[todo[first + j]], &x->tok);
+      x->seconds += share;
+      R->step++;
+    }
   }
-  sink_ctx k = {t, 0};
-  qg_eval_totals tot;
-  s = qg_eval_run(&m0, &m1, val, luts, eo, sink, &k, &tot);
-  qg_gpt_free(&m0);
-  qg_gpt_free(&m1);
-  if (!s && (k.i != t->n || t->win_start[t->n_windows] != t->n))
-    s = qg_fail(QG_ERR_INTERNAL, "evaluation scored %zu tokens, the plan %zu", k.i, t->n);
-  if (!s) s = qg_lab_tokens_write(path, t);
-  if (s) qg_lab_tokens_free(t);
+  free(paths), free(todo);
   return s;
 }
 
@@ -759,15 +801,11 @@ qg_status qg_lab_run(const qg_lab_hypothesis *h, const qg_lab_opts *o, qg_lab_re
     const char *ref_path = ref_arm >= 0 ? r->cells[ref_arm * ns + si].float_path : h->model;
     const qg_lab_cell *rc = ref_arm >= 0 ? &r->cells[ref_arm * ns + si] : NULL;
     const char *ref_id = rc && rc->train_key[0] ? rc->train_key : su->model_sha;
-    for (int ai = 0; !s && ai < na; ai++) {
-      qg_lab_cell *c = &r->cells[ai * ns + si];
-      progress(&R, &h->arms[ai], seed, "eval");
-      double t0 = qg_now();
-      s = eval_cell(&R, ref_path, ref_id, &val, &luts, &eo, c);
-      if (s) s = qg_fail_prefix(s, "arm '%s' seed %llu: evaluation", h->arms[ai].name, (unsigned long long)seed);
-      c->seconds += qg_now() - t0;
-      R.step++;
-    }
+    qg_lab_cell **cs = s ? NULL : malloc(sizeof *cs * (size_t)na);
+    if (!s && !cs) s = qg_fail(QG_ERR_NOMEM, "out of memory");
+    for (int ai = 0; !s && ai < na; ai++) cs[ai] = &r->cells[ai * ns + si];
+    if (!s) s = eval_cells(&R, ref_path, ref_id, &val, &luts, &eo, cs, na);
+    free(cs);
   }
   qg_spm_luts_free(&luts);
   qg_shards_close(&val);

@@ -195,6 +195,10 @@ static void test_run_and_cache(void **st) {
   /* seeds do not change a rowwise artifact: one cache entry serves both */
   assert_string_equal(c->artifact_key, r.cells[int4 * r.n_seeds + 1].artifact_key);
   double kld0 = c->kld.estimate, d0 = c->d[0].estimate, lo0 = c->d[0].lo;
+  /* every arm of a seed is scored in one pass (the reference's forward once per batch) */
+  size_t ntok = c->tok.n;
+  double *kld_batched = malloc(sizeof *kld_batched * ntok), *nll_batched = malloc(sizeof *nll_batched * ntok);
+  for (size_t i = 0; i < ntok; i++) kld_batched[i] = c->tok.kld[i], nll_batched[i] = c->tok.nll[i];
   free_run(&r, &h);
 
   const char *rj = qg_test_path(out, "tiny/result.json");
@@ -235,12 +239,16 @@ static void test_run_and_cache(void **st) {
   char tok[4300];
   snprintf(tok, sizeof tok, "%s/.cache/eval/%s.tok", out, c->eval_key);
   free_run(&r, &h);
-  /* a run killed after some pieces: delete one, the next run recomputes it identically */
+  /* a run killed after some pieces: delete one, the next run recomputes it identically,
+   * scored alone this time: token for token what the shared pass gave */
   assert_int_equal(remove(tok), 0);
   assert_int_equal(run_file(path, out, &r, &h, 0), QG_OK);
   assert_int_equal(r.setup.reused_all, 0);
   c = &r.cells[int4 * r.n_seeds];
   assert_true(c->kld.estimate == kld0 && c->d[0].estimate == d0 && c->d[0].lo == lo0);
+  assert_int_equal(c->tok.n, ntok);
+  for (size_t i = 0; i < ntok; i++) assert_true(c->tok.kld[i] == kld_batched[i] && c->tok.nll[i] == nll_batched[i]);
+  free(kld_batched), free(nll_batched);
   free_run(&r, &h);
   qg_test_rmdir(dir);
 }
