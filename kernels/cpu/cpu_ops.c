@@ -161,7 +161,8 @@ typedef struct {
 } att_ctx;
 
 /* Scores for a block of queries against every key it may see, by one small sgemm; the
- * causal mask and softmax row by row; then the weighted sum of values by a second sgemm.
+ * causal mask and softmax numerators row by row; then the weighted sum of values by a
+ * second sgemm, normalised afterwards.
  * Only QBLOCK x T scores exist per thread at any time. */
 static void att_task(void *c, int64_t task, int thread) {
   att_ctx *a = c;
@@ -179,14 +180,18 @@ static void att_task(void *c, int64_t task, int thread) {
   float *yp = a->y + (b * T + t0) * qs + h * hd;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, 1.0f / sqrtf((float)hd), qp, qs, kp, ks, 0.0f, S,
               nk);
+  float inv[QG_ATT_QBLOCK];
   for (int i = 0; i < nq; i++) {
     float *row = S + (size_t)i * nk;
     int n = t0 + i + 1; /* causal: keys 0 .. t0+i */
-    float inv = qg_cpu_softmax_exp(row, n);
-    for (int s = 0; s < n; s++) row[s] *= inv;
+    inv[i] = qg_cpu_softmax_exp(row, n);
     for (int s = n; s < nk; s++) row[s] = 0.0f;
   }
+  /* the unnormalised weights times the values, then each output row times 1 / its sum:
+   * hd multiplies a row instead of one per visible key */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, vp, ks, 0.0f, yp, qs);
+  for (int i = 0; i < nq; i++)
+    for (int d = 0; d < hd; d++) yp[(size_t)i * qs + d] *= inv[i];
 }
 
 static qg_status cpu_attention(const qg_ops *o, float *y, const float *q, const float *k, const float *v, int64_t B,
