@@ -78,6 +78,8 @@ static void test_help_and_usage(void **st) {
   expect_bad("info extra", "no arguments", NULL, 0);
   assert_int_equal(qg_test_run_cli("info", out, sizeof out, err, sizeof err), 0);
   assert_non_null(strstr(out, "cuda backend"));
+  assert_non_null(strstr(out, "cpu blas: OpenBLAS"));
+  assert_non_null(strstr(out, ", kernels "));
 }
 
 /* inspect on every real contest file and the test data; --json is parseable enough to

@@ -2,6 +2,8 @@
 #include "kernels/cpu/cpu_gemm.h"
 
 #include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "core/threadpool.h"
 
@@ -35,4 +37,10 @@ void qg_cpu_sgemm_blocked(int trans_a, int trans_b, int M, int N, int K, float a
   openblas_set_num_threads(1);
   qg_parallel_for(tasks, gemm_task, &g);
   openblas_set_num_threads(blas_threads);
+}
+
+void qg_cpu_blas_describe(char *out, size_t cap) {
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  snprintf(out, cap, "cpu blas: %s, kernels %s%s%s%s", openblas_get_config(), openblas_get_corename(),
+           env ? " (OPENBLAS_CORETYPE=" : " (chosen by OpenBLAS for this CPU)", env ? env : "", env ? " in the environment)" : "");
 }

@@ -20,4 +20,11 @@
 void qg_cpu_sgemm_blocked(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                           const float *B, int ldb, float beta, float *C, int ldc, int block_m, int block_n);
 
+/* One line on the BLAS: OpenBLAS's build, the kernels it runs, and OPENBLAS_CORETYPE when
+ * the environment chose them (it picks once, at load). The kernels matter: on an AVX-512
+ * CPU with OPENBLAS_CORETYPE=Haswell the 7L384d eval runs 1.5x slower (README,
+ * Performance). */
+#include <stddef.h>
+void qg_cpu_blas_describe(char *out, size_t cap);
+
 #endif
