@@ -445,6 +445,21 @@ static qg_status encode_rans(const qg_qtensor *const *q, int n, uint8_t **file, 
   return QG_OK;
 }
 
+typedef struct {
+  const qg_qtensor *const *q;
+  int n;
+  qg_compressor comp;
+  uint8_t *f[2];
+  size_t fl[2], raw[2];
+  const int *which; /* task k makes layout which[k] */
+} layout_job;
+
+static qg_status layout_task(void *v, int64_t k) {
+  layout_job *j = v;
+  int l = j->which[k];
+  return encode_layout(j->q, j->n, j->comp, (qg_code_layout)l, &j->f[l], &j->fl[l], &j->raw[l]);
+}
+
 qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, qg_code_layout layout, uint8_t **file,
                         size_t *len, qg_qgz_info *info) {
   qg_qgz_info inf = {0};
@@ -455,16 +470,16 @@ qg_status qg_qgz_encode(const qg_qtensor *const *q, int n, qg_compressor comp, q
     return QG_OK;
   }
   inf.comp = comp;
-  uint8_t *f[2] = {NULL, NULL};
-  size_t fl[2] = {0, 0}, raw[2] = {0, 0};
-  for (int l = 0; l < 2; l++) {
-    if (layout != QG_LAYOUT_AUTO && layout != (qg_code_layout)l) continue;
-    qg_status s = encode_layout(q, n, comp, (qg_code_layout)l, &f[l], &fl[l], &raw[l]);
-    if (s) {
-      free(f[0]);
-      return s;
-    }
-  }
+  /* the layouts asked for, compressed side by side on the pool */
+  layout_job lj = {q, n, comp, {NULL, NULL}, {0, 0}, {0, 0}, NULL};
+  int ls[2], nl = 0;
+  for (int l = 0; l < 2; l++)
+    if (layout == QG_LAYOUT_AUTO || layout == (qg_code_layout)l) ls[nl++] = l;
+  lj.which = ls;
+  qg_status s = qg_parallel_try(nl, layout_task, &lj);
+  uint8_t **f = lj.f;
+  size_t *fl = lj.fl, *raw = lj.raw;
+  if (s) return free(f[0]), free(f[1]), s;
   int pick = !f[0] ? 1 : !f[1] ? 0 : (fl[1] < fl[0] ? 1 : 0); /* ties keep bit-packed */
   inf.layout = (qg_code_layout)pick;
   inf.packed_raw = raw[0], inf.bytes_raw = raw[1];
