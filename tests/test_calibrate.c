@@ -48,9 +48,11 @@ static void test_fast_accumulate(void **st) {
 }
 
 /* The pooled block sums (kernels/cpu/cpu_hessian.c) are the bits of the plain loop: one
- * fp32 ssyrk per 1024-row block (BLAS threads as configured), added into fp64 block after
- * block; so the Hessians do not depend on the thread count. Several widths, row counts
- * that leave a partial block, fresh random rows. */
+ * single-threaded fp32 ssyrk per 1024-row block, added into fp64 block after block; so
+ * the Hessians do not depend on the thread count. (The reference runs one BLAS thread, as
+ * the pool's blocks do: a threaded ssyrk may split its sums differently, and does with
+ * OpenBLAS's Haswell kernels.) Several widths, row counts that leave a partial block,
+ * fresh random rows. */
 static void test_pooled_blocks_bitwise(void **st) {
   (void)st;
   const int64_t shapes[][2] = {{5000, 96}, {3001, 384}, {2049, 130}, {700, 768}};
@@ -60,12 +62,15 @@ static void test_pooled_blocks_bitwise(void **st) {
     float *x = malloc(sizeof *x * (size_t)(N * K)), *blk = malloc(sizeof *blk * (size_t)(K * K));
     double *a = calloc((size_t)(K * K), sizeof *a), *b = calloc((size_t)(K * K), sizeof *b);
     for (int64_t i = 0; i < N * K; i++) x[i] = qg_test_randf(&rng) * (i % 3 ? 1.0f : 3.0f) + 0.1f;
+    int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     for (int64_t r0 = 0; r0 < N; r0 += 1024) {
       int64_t nr = N - r0 < 1024 ? N - r0 : 1024;
       cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)K, (int)nr, 1.0f, x + r0 * K, (int)K, 0.0f, blk, (int)K);
       for (int64_t i = 0; i < K; i++)
         for (int64_t j = i; j < K; j++) a[i * K + j] += blk[i * K + j];
     }
+    openblas_set_num_threads(blas_threads);
     assert_int_equal(qg_cpu_hessian_add(b, x, N, K), QG_OK);
     assert_memory_equal(a, b, sizeof *a * (size_t)(K * K));
     free(x), free(blk), free(a), free(b);
