@@ -1,5 +1,8 @@
 #include "eval/eval.h"
 
+/* models scored by one token_stats_many call */
+#define QG_EVAL_MANY_MAX 64
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +117,21 @@ qg_status qg_eval_run_many(qg_gpt *a, qg_gpt *const *bs, int nb, const qg_shards
           /* the base once per batch; each compared model against its logits in turn */
           if ((s = qg_gpt_forward(a, in, nw, T))) goto done;
           if ((s = a->ops->upload(a->ops, a->targets, tg, sizeof *tg * (size_t)(nw * T)))) goto done;
+          if (nb > 1 && a->ops->token_stats_many) {
+            /* every model's logits first (each keeps its own), then a's log-softmax once a row */
+            const float *bl[QG_EVAL_MANY_MAX];
+            for (int k0 = 0; k0 < nb; k0 += QG_EVAL_MANY_MAX) {
+              int m = nb - k0 < QG_EVAL_MANY_MAX ? nb - k0 : QG_EVAL_MANY_MAX;
+              for (int k = 0; k < m; k++) {
+                if ((s = qg_gpt_forward(bs[k0 + k], in, nw, T))) goto done;
+                bl[k] = bs[k0 + k]->logits;
+              }
+              if ((s = a->ops->token_stats_many(a->ops, a->logits, bl, m, a->targets, nw * T, a->cfg.vocab,
+                                                a->cfg.softcap, mine + (int64_t)k0 * B * T, B * T)))
+                goto done;
+            }
+            continue;
+          }
           for (int k = 0; k < nstat; k++) {
             qg_gpt *b = nb ? bs[k] : NULL;
             if (b && (s = qg_gpt_forward(b, in, nw, T))) goto done;

@@ -79,6 +79,11 @@ struct qg_ops {
    * targets are int32 backend memory; out is HOST memory (rows entries). */
   qg_status (*token_stats)(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
                            int V, float softcap, qg_token_stat *out);
+  /* The same against nb models at once, a's log-softmax computed once per row: out[k *
+   * stride + r] is token_stats(a, bs[k])'s row r, to the bit. NULL where a backend has no
+   * such op (callers then loop token_stats). */
+  qg_status (*token_stats_many)(const qg_ops *o, const float *a, const float *const *bs, int nb, const int32_t *targets,
+                                int64_t rows, int V, float softcap, qg_token_stat *out, int64_t stride);
 
   /* ---- calibration: Hessian sums (the CPU twin: blocked fp32 ssyrk added into fp64; CUDA:
    * widened to fp64 and summed by cublasDsyrk). x is backend memory [rows, k]. read

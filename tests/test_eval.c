@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "eval/eval.h"
 #include "eval/kldstats.h"
+#include "kernels/ops.h"
 #include "quant/artifact.h"
 #include "tests/testlib.h"
 
@@ -193,6 +194,41 @@ static void test_eval_against_reference(void **st) {
 /* kld: the fused token-statistics op against an independent per-position computation
  * from the raw logits (qg_kld_token_from_logits), self-vs-self is exactly zero, and the
  * CLI's JSON and per-token dump agree with each other. */
+/* token_stats_many (a's log-softmax once a row, then each model) is token_stats against
+ * each model on its own, to the bit: fresh random logits, a wide range (the softcap
+ * matters), one model an exact copy of the base (KLD 0). */
+static void test_token_stats_many(void **st) {
+  (void)st;
+  const qg_ops *o = qg_ops_cpu();
+  assert_non_null(o->token_stats_many);
+  enum { R = 37, V = 1024, NB = 3 };
+  uint64_t rs = 2026;
+  float *a = malloc(sizeof *a * R * V), *b[NB];
+  int32_t tg[R];
+  for (int i = 0; i < R * V; i++) a[i] = 12.0f * qg_test_randf(&rs) + (i % V == 7 ? 20.0f : 0.0f);
+  for (int k = 0; k < NB; k++) {
+    b[k] = malloc(sizeof *b[k] * R * V);
+    for (int i = 0; i < R * V; i++) b[k][i] = k == 1 ? a[i] : a[i] + (float)(k + 1) * 0.3f * qg_test_randf(&rs);
+  }
+  for (int r = 0; r < R; r++) tg[r] = (int32_t)((uint32_t)(r * 97 + 5) % V);
+  qg_token_stat one[NB][R], many[NB * R];
+  for (int k = 0; k < NB; k++) assert_int_equal(o->token_stats(o, a, b[k], tg, R, V, 30.0f, one[k]), QG_OK);
+  const float *bs[NB] = {b[0], b[1], b[2]};
+  memset(many, 0x5a, sizeof many);
+  assert_int_equal(o->token_stats_many(o, a, bs, NB, tg, R, V, 30.0f, many, R), QG_OK);
+  for (int k = 0; k < NB; k++)
+    for (int r = 0; r < R; r++) {
+      const qg_token_stat *x = &one[k][r], *y = &many[k * R + r];
+      assert_true(x->nll_a == y->nll_a && x->nll_b == y->nll_b && x->kld == y->kld && x->p_a == y->p_a && x->p_b == y->p_b);
+      assert_int_equal(x->top_a, y->top_a);
+      assert_int_equal(x->top_b, y->top_b);
+      if (k == 1) assert_true(fabs(y->kld) < 1e-15);
+      else assert_true(y->kld > 0);
+    }
+  free(a);
+  for (int k = 0; k < NB; k++) free(b[k]);
+}
+
 static void test_kld(void **st) {
   (void)st;
   const char *p1, *p2, *vp;
@@ -294,6 +330,7 @@ int main(void) {
       cmocka_unit_test(test_plan_sliding),
       cmocka_unit_test(test_eval_against_reference),
       cmocka_unit_test(test_kld),
+      cmocka_unit_test(test_token_stats_many),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -348,25 +348,66 @@ static int32_t log_softmax_capped(const float *z, int V, float cap, double *lp) 
   return arg;
 }
 
-static void stats_task(void *c, int64_t r, int thread) {
-  stats_ctx *s = c;
-  double *la = s->scratch + (size_t)thread * 2 * s->V, *lb = la + s->V;
-  qg_token_stat *o = &s->out[r];
+/* Row r of b against a's log-softmax la (row r of a, already in la): o's b fields. */
+static void stats_against(const stats_ctx *s, int64_t r, const float *b, const double *la, double *lb, qg_token_stat *o) {
   int32_t tgt = s->targets[r];
-  o->top_a = log_softmax_capped(s->a + r * s->V, s->V, s->cap, la);
-  o->nll_a = -la[tgt];
-  o->p_a = exp(la[tgt]);
-  if (!s->b) {
-    o->nll_b = o->kld = o->p_b = 0;
-    o->top_b = -1;
-    return;
-  }
-  o->top_b = log_softmax_capped(s->b + r * s->V, s->V, s->cap, lb);
+  o->top_b = log_softmax_capped(b + r * s->V, s->V, s->cap, lb);
   o->nll_b = -lb[tgt];
   o->p_b = exp(lb[tgt]);
   double k = 0;
   for (int i = 0; i < s->V; i++) k += exp(la[i]) * (la[i] - lb[i]);
   o->kld = k;
+}
+
+static void stats_own(const stats_ctx *s, int64_t r, double *la, qg_token_stat *o) {
+  int32_t tgt = s->targets[r];
+  o->top_a = log_softmax_capped(s->a + r * s->V, s->V, s->cap, la);
+  o->nll_a = -la[tgt];
+  o->p_a = exp(la[tgt]);
+}
+
+static void stats_task(void *c, int64_t r, int thread) {
+  stats_ctx *s = c;
+  double *la = s->scratch + (size_t)thread * 2 * s->V, *lb = la + s->V;
+  qg_token_stat *o = &s->out[r];
+  stats_own(s, r, la, o);
+  if (!s->b) {
+    o->nll_b = o->kld = o->p_b = 0;
+    o->top_b = -1;
+    return;
+  }
+  stats_against(s, r, s->b, la, lb, o);
+}
+
+typedef struct {
+  stats_ctx s;
+  const float *const *bs;
+  int nb;
+  int64_t stride;
+} stats_many_ctx;
+
+static void stats_many_task(void *c, int64_t r, int thread) {
+  stats_many_ctx *m = c;
+  double *la = m->s.scratch + (size_t)thread * 2 * m->s.V, *lb = la + m->s.V;
+  qg_token_stat own;
+  stats_own(&m->s, r, la, &own);
+  for (int k = 0; k < m->nb; k++) {
+    qg_token_stat *o = &m->s.out[k * m->stride + r];
+    o->top_a = own.top_a, o->nll_a = own.nll_a, o->p_a = own.p_a;
+    stats_against(&m->s, r, m->bs[k], la, lb, o);
+  }
+}
+
+static qg_status cpu_token_stats_many(const qg_ops *o, const float *a, const float *const *bs, int nb,
+                                      const int32_t *targets, int64_t rows, int V, float softcap, qg_token_stat *out,
+                                      int64_t stride) {
+  (void)o;
+  stats_many_ctx c = {{a, NULL, targets, V, softcap, out, malloc(sizeof(double) * 2 * (size_t)V * (size_t)qg_threads())},
+                      bs, nb, stride};
+  if (!c.s.scratch) return qg_fail(QG_ERR_NOMEM, "token stats: out of memory");
+  qg_parallel_for(rows, stats_many_task, &c);
+  free(c.s.scratch);
+  return QG_OK;
 }
 
 static qg_status cpu_token_stats(const qg_ops *o, const float *a, const float *b, const int32_t *targets, int64_t rows,
@@ -398,6 +439,7 @@ static const qg_ops cpu_ops = {
     .add_scaled = cpu_add_scaled,
     .affine = cpu_affine,
     .token_stats = cpu_token_stats,
+    .token_stats_many = cpu_token_stats_many,
     /* calibration sums: kernels/cpu/cpu_hessian.c */
     .hacc_create = qg_cpu_hacc_create,
     .hacc_add = qg_cpu_hacc_add,
