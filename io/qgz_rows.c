@@ -15,7 +15,9 @@ static double *row_spread(const uint32_t *sym, int64_t rows, int64_t cols, uint3
   return m;
 }
 
-static const double *g_key;
+/* the comparator's keys: qsort has no context argument, and encoders run on several
+ * threads at once */
+static _Thread_local const double *g_key;
 static int by_key(const void *a, const void *b) {
   uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
   if (g_key[x] != g_key[y]) return g_key[x] < g_key[y] ? -1 : 1;
@@ -26,7 +28,7 @@ qg_status qg_rows_by_spread(const uint32_t *sym, int64_t rows, int64_t cols, uin
   double *m = row_spread(sym, rows, cols, mid);
   if (!m) return qg_fail(QG_ERR_NOMEM, "out of memory (row order)");
   for (int64_t r = 0; r < rows; r++) order[r] = (uint32_t)r;
-  g_key = m; /* qsort has no context argument; encoders run one stream at a time */
+  g_key = m;
   qsort(order, (size_t)rows, sizeof *order, by_key);
   free(m);
   return QG_OK;
