@@ -17,6 +17,7 @@
 #include "core/threadpool.h"
 #include "io/compress_memo.h"
 #include "io/qgz.h"
+#include "io/qgz_rans.h"
 #include "tests/testlib.h"
 
 static uint64_t rs = 0x9E3779B97F4A7C15ull;
@@ -196,9 +197,75 @@ static void test_artifacts_same_warm_cold_off(void **st) {
   for (int i = 0; i < NT; i++) qg_qtensor_free(&T[i]);
 }
 
+/* Several code matrices whose rows pay for a stored order, written again and again with
+ * the memo off on two threads: the streams' candidates (row orders sorted by spread
+ * included) run side by side, and every file must be the same bytes and read back. */
+static void kinds_of_rows(qg_qtensor *t, int layer, int64_t rows, int64_t cols) {
+  qg_qtensor_init(t);
+  char name[64];
+  snprintf(name, sizeof name, "blocks.%d.mlp.fc.weight", layer);
+  t->name = strdup(name), t->method = strdup("rowwise"), t->options = strdup("bits=6");
+  t->ndim = 2, t->shape[0] = rows, t->shape[1] = cols, t->rows = rows, t->cols = cols;
+  void *d;
+  assert_int_equal(qg_qtensor_add(t, "codes", QG_SEC_CODES, 6, rows * cols, &d), QG_OK);
+  uint32_t *c = d;
+  double *sig = malloc((size_t)(4 * cols) * sizeof *sig);
+  for (int64_t j = 0; j < 4 * cols; j++) sig[j] = rnd() % 2 ? 12 : 1;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t k = (int64_t)(rnd() % 4);
+    double row_gain = 0.5 + (double)(rnd() % 100) / 50.0; /* every row its own spread */
+    for (int64_t j = 0; j < cols; j++) {
+      double g = 0;
+      for (int m = 0; m < 4; m++) g += (double)(rnd() % 1000) / 1000.0 - 0.5;
+      long v = lround(31 + g * 1.7 * row_gain * sig[k * cols + j]);
+      c[r * cols + j] = (uint32_t)(v < 0 ? 0 : v > 63 ? 63 : v);
+    }
+  }
+  free(sig);
+  assert_int_equal(qg_qtensor_add(t, "scales", QG_SEC_F16, 0, rows, &d), QG_OK);
+  for (int64_t j = 0; j < rows; j++) ((uint16_t *)d)[j] = (uint16_t)(0x2000 + (rnd() % 300));
+}
+
+static void test_parallel_streams_deterministic(void **st) {
+  (void)st;
+  enum { N = 8 };
+  qg_qtensor t[N];
+  const qg_qtensor *p[N];
+  for (int i = 0; i < N; i++) kinds_of_rows(&t[i], i, 192, 96), p[i] = &t[i];
+  qg_memo_set_limit(0);
+  qg_qgz_rans_force_transposed(-1); /* the context modes' row orders */
+  uint8_t *first = NULL;
+  size_t first_n = 0;
+  int permuted = 0;
+  for (int rep = 0; rep < 6; rep++) {
+    uint8_t *f;
+    size_t n;
+    qg_qgz_info info;
+    assert_int_equal(qg_qgz_encode(p, N, QG_COMP_RANS, QG_LAYOUT_PACKED, &f, &n, &info), QG_OK);
+    if (!first) {
+      first = f, first_n = n, permuted = info.streams_permuted;
+      qg_qgz q;
+      assert_int_equal(qg_qgz_read_mem(f, n, "rows.qgz", &q), QG_OK);
+      for (int i = 0; i < N; i++) assert_memory_equal(q.t[i].sec[0].data, t[i].sec[0].data, (size_t)t[i].sec[0].count * 4);
+      qg_qgz_free(&q);
+      continue;
+    }
+    assert_int_equal(n, first_n);
+    assert_memory_equal(f, first, n);
+    free(f);
+  }
+  qg_qgz_rans_force_transposed(0);
+  qg_memo_set_limit(QG_MEMO_DEFAULT_LIMIT);
+  print_message("  %d of %d streams row-ordered, %zu bytes, 6 identical writes\n", permuted, N, first_n);
+  assert_true(permuted > 0);
+  free(first);
+  for (int i = 0; i < N; i++) qg_qtensor_free(&t[i]);
+}
+
 int main(void) {
   qg_threads_request(2);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_remembered_is_fresh), cmocka_unit_test(test_small_inputs_and_limit),
-                                     cmocka_unit_test(test_artifacts_same_warm_cold_off)};
+                                     cmocka_unit_test(test_artifacts_same_warm_cold_off),
+                                     cmocka_unit_test(test_parallel_streams_deterministic)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,9 +8,11 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/threadpool.h"
 #include "io/qgz_rows.h"
 #include "tests/testlib.h"
 
@@ -93,7 +95,45 @@ static void test_orders_found(void **st) {
   free(s), free(base), free(u);
 }
 
+/* The orders are functions of their input alone, whichever threads compute them at once
+ * (the rans writer runs streams side by side): two matrices sorted by spread and greedy
+ * order on two threads, 40 times each, against the same calls made one after another. */
+enum { CR = 1500, CC = 24, CN = 2 };
+static uint32_t *conc_sym[CN], conc_ref[CN][2][CR];
+static _Atomic int conc_bad;
+
+static void conc_task(void *v, int64_t k, int thread) {
+  (void)v, (void)thread;
+  uint32_t o[CR];
+  for (int rep = 0; rep < 40; rep++) {
+    if (qg_rows_by_spread(conc_sym[k], CR, CC, 32, o) || memcmp(o, conc_ref[k][0], sizeof o)) conc_bad = 1;
+    if (rep % 8 == 0 && (qg_rows_greedy(conc_sym[k], CR, CC, 32, o) || memcmp(o, conc_ref[k][1], sizeof o))) conc_bad = 1;
+  }
+}
+
+static void test_orders_on_threads(void **st) {
+  (void)st;
+  qg_threads_request(2);
+  for (int k = 0; k < CN; k++) {
+    conc_sym[k] = malloc(sizeof(uint32_t) * CR * CC);
+    for (int64_t i = 0; i < CR * CC; i++) {
+      int64_t r = i / CC;
+      uint32_t spread = (uint32_t)(1 + (r * (k ? 7 : 13)) % 29); /* the two matrices' rows rank differently */
+      conc_sym[k][i] = 32 + (uint32_t)(rnd() % (2 * spread + 1)) - spread;
+    }
+    assert_int_equal(qg_rows_by_spread(conc_sym[k], CR, CC, 32, conc_ref[k][0]), QG_OK);
+    assert_int_equal(qg_rows_greedy(conc_sym[k], CR, CC, 32, conc_ref[k][1]), QG_OK);
+    assert_true(is_perm(conc_ref[k][0], CR));
+  }
+  assert_true(memcmp(conc_ref[0][0], conc_ref[1][0], sizeof conc_ref[0][0]) != 0);
+  conc_bad = 0;
+  qg_parallel_for(CN, conc_task, NULL);
+  assert_int_equal(conc_bad, 0);
+  for (int k = 0; k < CN; k++) free(conc_sym[k]);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_order_roundtrip), cmocka_unit_test(test_orders_found)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_order_roundtrip), cmocka_unit_test(test_orders_found),
+                                     cmocka_unit_test(test_orders_on_threads)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
