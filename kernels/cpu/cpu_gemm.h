@@ -14,6 +14,8 @@
 #ifndef QG_KERNELS_CPU_CPU_GEMM_H
 #define QG_KERNELS_CPU_CPU_GEMM_H
 
+#include <stddef.h>
+
 /* C[M, N] = alpha op(A) op(B) + beta C, row-major, op(A) M x K, op(B) K x N (cblas_sgemm's
  * meaning of trans_a / trans_b, lda, ldb, ldc), in blocks of block_m x block_n of C
  * (block_n <= 0: all N columns). M, N, K > 0. */
@@ -24,7 +26,6 @@ void qg_cpu_sgemm_blocked(int trans_a, int trans_b, int M, int N, int K, float a
  * the environment chose them (it picks once, at load). The kernels matter: on an AVX-512
  * CPU with OPENBLAS_CORETYPE=Haswell the 7L384d eval runs 1.5x slower (README,
  * Performance). */
-#include <stddef.h>
 void qg_cpu_blas_describe(char *out, size_t cap);
 
 #endif
