@@ -475,7 +475,8 @@ static void sink_many(void *ctx, int model, const qg_token_stat *st, int32_t pre
 #define EVAL_PASS_MODELS 8
 
 /* Evaluates the cells c[0..n) of one seed against the reference: those cached are read,
- * the others scored in passes of up to EVAL_PASS_MODELS models, the reference's forward
+ * those that share another's artifact read its records once written, the others scored
+ * in passes of up to EVAL_PASS_MODELS models, the reference's forward
  * pass once per batch for all of them (each model's statistics are the ones a pass of its
  * own gives: the same forward passes, the same batches). A pass's time is shared equally
  * by its cells. */
@@ -483,12 +484,19 @@ static qg_status eval_cells(run *R, const char *ref_path, const char *ref_id, co
                             const qg_spm_luts *luts, const qg_eval_opts *eo, qg_lab_cell **c, int n) {
   const qg_lab_hypothesis *h = R->h;
   char (*paths)[4200] = malloc(sizeof *paths * (size_t)(n + 1));
-  int *todo = malloc(sizeof *todo * (size_t)(n + 1)), nt = 0;
-  if (!paths || !todo) return free(paths), free(todo), qg_fail(QG_ERR_NOMEM, "out of memory");
+  int *todo = malloc(sizeof *todo * (size_t)(n + 1)), nt = 0, *dup = malloc(sizeof *dup * (size_t)(n + 1)), nd = 0;
+  if (!paths || !todo || !dup) return free(paths), free(todo), free(dup), qg_fail(QG_ERR_NOMEM, "out of memory");
   qg_status s = QG_OK;
   for (int i = 0; !s && i < n; i++) {
-    if (!eval_cached(R, ref_id, c[i], paths[i], sizeof paths[i], &s) && !s) todo[nt++] = i;
-    else if (!s) progress(R, &h->arms[c[i]->arm], c[i]->seed, "eval (cached)"), R->step++;
+    if (eval_cached(R, ref_id, c[i], paths[i], sizeof paths[i], &s) || s) {
+      if (!s) progress(R, &h->arms[c[i]->arm], c[i]->seed, "eval (cached)"), R->step++;
+      continue;
+    }
+    /* arms that share an artifact share its evaluation: scored once, read by the others */
+    int same = 0;
+    for (int j = 0; j < nt && !same; j++) same = !strcmp(c[todo[j]]->eval_key, c[i]->eval_key);
+    if (same) dup[nd++] = i;
+    else todo[nt++] = i;
   }
   const qg_ops *ops = NULL;
   if (!s && nt) s = qg_ops_by_name(R->device, &ops);
@@ -534,7 +542,13 @@ static qg_status eval_cells(run *R, const char *ref_path, const char *ref_id, co
       R->step++;
     }
   }
-  free(paths), free(todo);
+  for (int i = 0; !s && i < nd; i++) {
+    qg_lab_cell *x = c[dup[i]];
+    progress(R, &h->arms[x->arm], x->seed, "eval (shared)");
+    if (!(s = qg_lab_tokens_read(paths[dup[i]], &x->tok))) x->reused |= 4;
+    R->step++;
+  }
+  free(paths), free(todo), free(dup);
   return s;
 }
 

@@ -269,6 +269,11 @@ static void test_aa_budget_fit(void **st) {
   assert_int_equal(r.verdict, QG_VERDICT_INCONCLUSIVE);
   const qg_lab_cell *c = &r.cells[1];
   assert_true(c->d[0].lo == 0 && c->d[0].hi == 0 && c->d[0].p_one_sided == 1);
+  /* one artifact, one evaluation: the second arm reads the first's records */
+  assert_string_equal(c->eval_key, r.cells[0].eval_key);
+  assert_true(!(r.cells[0].reused & 4) && (c->reused & 4));
+  assert_int_equal(c->tok.n, r.cells[0].tok.n);
+  assert_memory_equal(c->tok.kld, r.cells[0].tok.kld, sizeof *c->tok.kld * c->tok.n);
   int64_t six = c->artifact_bytes;
   free_run(&r, &h);
   /* budget: an arm over the byte cap is an error naming it */
