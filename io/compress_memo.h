@@ -36,7 +36,8 @@ int qg_memo_get(const qg_memo_key *k, uint8_t **out, size_t *len);
 /* Remembers out[0..len) for k (no-op when held already, or when it alone exceeds the limit). */
 void qg_memo_put(const qg_memo_key *k, const uint8_t *out, size_t len);
 /* Output bytes the memo may hold (0 turns it off and empties it). The environment's
- * QG_COMPRESS_MEMO_MB sets the starting limit. */
+ * QG_COMPRESS_MEMO_MB (whole MiB, digits only; anything else is ignored: the memo never
+ * changes a result, only the time) sets the starting limit. */
 void qg_memo_set_limit(size_t bytes);
 void qg_memo_clear(void);
 qg_memo_stats qg_memo_get_stats(void);
